@@ -1,0 +1,2 @@
+//! The `xent` command-line tool.
+fn main() {}

@@ -1,0 +1,208 @@
+//! The public losses: each validates its input, then hands rows to the kernels.
+
+pub(crate) mod cross_entropy;
+pub(crate) mod nll;
+pub(crate) mod softmax;
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::layout::Layout;
+use crate::options::{GradMode, Reduction};
+use crate::targets::ClassIndices;
+
+/// A loss value: a scalar for `mean`/`sum`, one value per row for `none`.
+///
+/// ```
+/// use xent::{cross_entropy, CrossEntropyOptions};
+/// let loss = cross_entropy(&[1.0f64, 2.0, 3.0], &[3], &[2i64][..], &CrossEntropyOptions::default())?;
+/// assert!(loss.shape().is_empty());
+/// assert!((loss.item().unwrap() - 0.40760596444).abs() < 1e-10);
+/// # Ok::<(), xent::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loss<T> {
+    values: Vec<T>,
+    shape: Vec<usize>,
+}
+
+impl<T: Float> Loss<T> {
+    pub(crate) fn new(values: Vec<T>, shape: Vec<usize>) -> Self {
+        Loss { values, shape }
+    }
+    /// The values, row-major in [`Loss::shape`] (one value for a 0-d loss).
+    pub fn values(&self) -> &[T] {
+        &self.values
+    }
+    /// Consumes the loss and returns its values.
+    pub fn into_values(self) -> Vec<T> {
+        self.values
+    }
+    /// `()` for `mean`/`sum` and unbatched `none`; the input's row shape for `none`.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    /// The scalar of a 0-d loss; `None` for a per-row loss.
+    pub fn item(&self) -> Option<T> {
+        if self.shape.is_empty() {
+            self.values.first().copied()
+        } else {
+            None
+        }
+    }
+}
+
+/// Where a fused call writes `∂loss/∂input`, and with which upstream gradient.
+///
+/// ```
+/// use xent::{GradMode, GradOut};
+/// let mut g = vec![0.0f32; 6];
+/// let out = GradOut::new(&mut g).mode(GradMode::Accumulate);
+/// assert_eq!(out.mode, GradMode::Accumulate);
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct GradOut<'a, T> {
+    /// The gradient buffer, the input's shape.
+    pub grad: &'a mut [T],
+    /// The upstream gradient: 1 element for `mean`/`sum` (default 1), the loss's
+    /// per-row shape for `none` (default all 1).
+    pub grad_output: Option<&'a [T]>,
+    /// Overwrite the buffer or add into it.
+    pub mode: GradMode,
+}
+
+impl<'a, T: Float> GradOut<'a, T> {
+    /// Overwrites `grad` with the gradient for upstream gradient 1.
+    pub fn new(grad: &'a mut [T]) -> Self {
+        GradOut {
+            grad,
+            grad_output: None,
+            mode: GradMode::Overwrite,
+        }
+    }
+    /// Sets the upstream gradient.
+    pub fn grad_output(mut self, grad_output: &'a [T]) -> Self {
+        self.grad_output = Some(grad_output);
+        self
+    }
+    /// Sets the write mode.
+    pub fn mode(mut self, mode: GradMode) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+/// The loss buffer length: 1 for mean/sum, one per row for none.
+pub(crate) fn loss_len(layout: &Layout, reduction: Reduction) -> usize {
+    match reduction {
+        Reduction::None => layout.rows(),
+        Reduction::Mean | Reduction::Sum => 1,
+    }
+}
+
+pub(crate) fn loss_shape(layout: &Layout, reduction: Reduction) -> Vec<usize> {
+    match reduction {
+        Reduction::None => layout.row_shape(),
+        Reduction::Mean | Reduction::Sum => Vec::new(),
+    }
+}
+
+pub(crate) fn check_len(name: &'static str, len: usize, expected: usize) -> Result<()> {
+    if len == expected {
+        Ok(())
+    } else {
+        Err(Error::OutputLength {
+            name,
+            expected,
+            len,
+        })
+    }
+}
+
+pub(crate) fn check_weight<T>(weight: Option<&[T]>, layout: &Layout) -> Result<()> {
+    match weight {
+        Some(w) if w.len() != layout.classes() => Err(Error::WeightLength {
+            len: w.len(),
+            classes: layout.classes(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks class-index targets: one per row, each in `[0, C)` or `ignore_index`.
+pub(crate) fn check_indices(
+    target: &ClassIndices<'_>,
+    layout: &Layout,
+    ignore_index: i64,
+) -> Result<()> {
+    if target.len() != layout.rows() {
+        // With flat targets the batch size is only known for (N, C) inputs.
+        return Err(if layout.inner() == 1 && !layout.is_unbatched() {
+            Error::BatchMismatch {
+                input: layout.outer(),
+                target: target.len(),
+            }
+        } else {
+            Error::TargetShape {
+                expected: layout.row_shape(),
+                len: target.len(),
+            }
+        });
+    }
+    let classes = layout.classes() as i128;
+    for r in 0..target.len() {
+        let t = target.get(r);
+        if t != ignore_index as i128 && !(0..classes).contains(&t) {
+            return Err(Error::TargetOutOfBounds {
+                target: t,
+                index: layout.row_index(r),
+                classes: layout.classes(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The class of row `r`, or `None` when the row is ignored (targets already checked).
+#[inline]
+pub(crate) fn target_class(target: &ClassIndices<'_>, r: usize, ignore_index: i64) -> Option<usize> {
+    let t = target.get(r);
+    (t != ignore_index as i128).then_some(t as usize)
+}
+
+/// Validates the gradient buffer and upstream gradient; returns the upstream values
+/// (`None` = all 1).
+pub(crate) fn check_grad<'g, T: Float>(
+    grad: &GradOut<'g, T>,
+    layout: &Layout,
+    reduction: Reduction,
+) -> Result<()> {
+    check_len("grad", grad.grad.len(), layout.shape().iter().product())?;
+    if let Some(go) = grad.grad_output {
+        let expected = loss_len(layout, reduction);
+        if go.len() != expected {
+            return Err(Error::GradOutputShape {
+                expected: loss_shape(layout, reduction),
+                len: go.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The scale `s_n` of row `r`'s gradient: `g/D` (mean), `g` (sum), `g_n` (none).
+#[inline]
+pub(crate) fn row_scale<T: Float>(
+    grad_output: Option<&[T]>,
+    reduction: Reduction,
+    r: usize,
+    denom: f64,
+) -> T {
+    match reduction {
+        Reduction::None => grad_output.map_or(T::ONE, |g| g[r]),
+        Reduction::Sum => grad_output.map_or(T::ONE, |g| g[0]),
+        Reduction::Mean => {
+            T::from_f64(grad_output.map_or(1.0, |g| g[0].to_f64()) / denom)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Options of the losses: parameter structs with `Default` and builder methods.
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+
+/// How per-row losses are combined, as PyTorch's `reduction`.
+///
+/// ```
+/// use xent::Reduction;
+/// assert_eq!(Reduction::default(), Reduction::Mean);
+/// assert_eq!("sum".parse::<Reduction>().unwrap(), Reduction::Sum);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reduction {
+    /// One loss per row, in the input's row shape.
+    None,
+    /// The (weighted) mean over the rows that count; see each loss for its denominator.
+    #[default]
+    Mean,
+    /// The sum over rows.
+    Sum,
+}
+
+impl core::str::FromStr for Reduction {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Reduction::None),
+            "mean" => Ok(Reduction::Mean),
+            "sum" => Ok(Reduction::Sum),
+            _ => Err(Error::InvalidArgument {
+                name: "reduction",
+                value: s.to_string(),
+                expected: "one of none, mean, sum",
+            }),
+        }
+    }
+}
+
+/// Whether a gradient is written over the caller's buffer or added into it.
+///
+/// `Accumulate` is gradient accumulation over micro-batches: the buffer keeps what
+/// earlier calls put there, as a PyTorch `.grad` does until `zero_grad()`.
+///
+/// ```
+/// assert_eq!(xent::GradMode::default(), xent::GradMode::Overwrite);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GradMode {
+    /// `grad = ∂loss/∂x`.
+    #[default]
+    Overwrite,
+    /// `grad += ∂loss/∂x`.
+    Accumulate,
+}
+
+/// The default `ignore_index`, as PyTorch's.
+pub const DEFAULT_IGNORE_INDEX: i64 = -100;
+
+/// Options of [`cross_entropy`](crate::cross_entropy), PyTorch's keyword arguments.
+///
+/// ```
+/// use xent::{CrossEntropyOptions, Reduction};
+/// let w = [1.0f32, 2.0, 0.5];
+/// let opts = CrossEntropyOptions::default()
+///     .weight(&w)
+///     .ignore_index(0)
+///     .label_smoothing(0.1)
+///     .reduction(Reduction::Sum);
+/// assert_eq!(opts.ignore_index, 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct CrossEntropyOptions<'a, T> {
+    /// Class weights `w` (C entries); `None` means all 1.
+    pub weight: Option<&'a [T]>,
+    /// Rows whose class-index target equals this are ignored (default −100).
+    /// Must be negative for probability targets.
+    pub ignore_index: i64,
+    /// `ε ∈ [0, 1]`: the target is mixed with the uniform distribution.
+    pub label_smoothing: f64,
+    /// How rows are combined (default mean).
+    pub reduction: Reduction,
+}
+
+impl<T> Default for CrossEntropyOptions<'_, T> {
+    fn default() -> Self {
+        CrossEntropyOptions {
+            weight: None,
+            ignore_index: DEFAULT_IGNORE_INDEX,
+            label_smoothing: 0.0,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+impl<'a, T: Float> CrossEntropyOptions<'a, T> {
+    /// Sets the class weights.
+    pub fn weight(mut self, weight: &'a [T]) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+    /// Sets `ignore_index`.
+    pub fn ignore_index(mut self, ignore_index: i64) -> Self {
+        self.ignore_index = ignore_index;
+        self
+    }
+    /// Sets `label_smoothing` (checked when the loss runs).
+    pub fn label_smoothing(mut self, label_smoothing: f64) -> Self {
+        self.label_smoothing = label_smoothing;
+        self
+    }
+    /// Sets the reduction.
+    pub fn reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
+    }
+}
+
+/// Options of [`nll_loss`](crate::nll_loss): `weight`, `ignore_index`, `reduction`.
+///
+/// ```
+/// use xent::{NllLossOptions, Reduction};
+/// let opts = NllLossOptions::<f64>::default().reduction(Reduction::None);
+/// assert_eq!(opts.ignore_index, -100);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct NllLossOptions<'a, T> {
+    /// Class weights `w` (C entries); `None` means all 1.
+    pub weight: Option<&'a [T]>,
+    /// Rows whose target equals this are ignored (default −100).
+    pub ignore_index: i64,
+    /// How rows are combined (default mean).
+    pub reduction: Reduction,
+}
+
+impl<T> Default for NllLossOptions<'_, T> {
+    fn default() -> Self {
+        NllLossOptions {
+            weight: None,
+            ignore_index: DEFAULT_IGNORE_INDEX,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+impl<'a, T: Float> NllLossOptions<'a, T> {
+    /// Sets the class weights.
+    pub fn weight(mut self, weight: &'a [T]) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+    /// Sets `ignore_index`.
+    pub fn ignore_index(mut self, ignore_index: i64) -> Self {
+        self.ignore_index = ignore_index;
+        self
+    }
+    /// Sets the reduction.
+    pub fn reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
+    }
+}
+
+impl<'a, T: Float> From<NllLossOptions<'a, T>> for CrossEntropyOptions<'a, T> {
+    fn from(o: NllLossOptions<'a, T>) -> Self {
+        CrossEntropyOptions {
+            weight: o.weight,
+            ignore_index: o.ignore_index,
+            label_smoothing: 0.0,
+            reduction: o.reduction,
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Targets of cross-entropy: class indices of any integer type, or probabilities.
+
+use crate::float::Float;
+
+/// Class-index targets, one per row, in any integer type.
+///
+/// PyTorch accepts only `int64` (and `uint8`); xent accepts every integer type
+/// and checks each value against `[0, C)` and `ignore_index` without casting first,
+/// so that a `u64` above `i64::MAX` is an out-of-bounds error and not a wrapped value.
+///
+/// ```
+/// use xent::ClassIndices;
+/// let t: ClassIndices = (&[2u8, 1, 0][..]).into();
+/// assert_eq!((t.len(), t.get(0)), (3, 2));
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub enum ClassIndices<'a> {
+    I8(&'a [i8]),
+    I16(&'a [i16]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    U8(&'a [u8]),
+    U16(&'a [u16]),
+    U32(&'a [u32]),
+    U64(&'a [u64]),
+    Usize(&'a [usize]),
+}
+
+impl ClassIndices<'_> {
+    /// The number of targets.
+    pub fn len(&self) -> usize {
+        match self {
+            ClassIndices::I8(s) => s.len(),
+            ClassIndices::I16(s) => s.len(),
+            ClassIndices::I32(s) => s.len(),
+            ClassIndices::I64(s) => s.len(),
+            ClassIndices::U8(s) => s.len(),
+            ClassIndices::U16(s) => s.len(),
+            ClassIndices::U32(s) => s.len(),
+            ClassIndices::U64(s) => s.len(),
+            ClassIndices::Usize(s) => s.len(),
+        }
+    }
+    /// `true` when there are no targets.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Target `i`, widened losslessly to `i128`.
+    ///
+    /// # Panics
+    /// When `i >= len()`, as slice indexing does.
+    #[inline]
+    pub fn get(&self, i: usize) -> i128 {
+        match self {
+            ClassIndices::I8(s) => s[i] as i128,
+            ClassIndices::I16(s) => s[i] as i128,
+            ClassIndices::I32(s) => s[i] as i128,
+            ClassIndices::I64(s) => s[i] as i128,
+            ClassIndices::U8(s) => s[i] as i128,
+            ClassIndices::U16(s) => s[i] as i128,
+            ClassIndices::U32(s) => s[i] as i128,
+            ClassIndices::U64(s) => s[i] as i128,
+            ClassIndices::Usize(s) => s[i] as i128,
+        }
+    }
+}
+
+macro_rules! indices_from {
+    ($($t:ty => $v:ident),*) => {$(
+        impl<'a> From<&'a [$t]> for ClassIndices<'a> {
+            fn from(s: &'a [$t]) -> Self { ClassIndices::$v(s) }
+        }
+        impl<'a, F: Float> From<&'a [$t]> for Targets<'a, F> {
+            fn from(s: &'a [$t]) -> Self { Targets::Indices(ClassIndices::$v(s)) }
+        }
+        impl<'a, const K: usize> From<&'a [$t; K]> for ClassIndices<'a> {
+            fn from(s: &'a [$t; K]) -> Self { ClassIndices::$v(s) }
+        }
+        impl<'a, F: Float, const K: usize> From<&'a [$t; K]> for Targets<'a, F> {
+            fn from(s: &'a [$t; K]) -> Self { Targets::Indices(ClassIndices::$v(s)) }
+        }
+    )*};
+}
+indices_from!(i8 => I8, i16 => I16, i32 => I32, i64 => I64, u8 => U8, u16 => U16,
+    u32 => U32, u64 => U64, usize => Usize);
+
+/// The target of [`cross_entropy`](crate::cross_entropy): class indices (shape = the
+/// input's row shape) or probabilities (shape = the input's shape), as PyTorch tells
+/// them apart by shape.
+///
+/// Slices convert with `into()`: integer slices become [`Targets::Indices`], a slice of
+/// the logits' float type becomes [`Targets::Probabilities`].
+///
+/// ```
+/// use xent::Targets;
+/// let by_index: Targets<f32> = (&[2i64, 0][..]).into();
+/// let by_prob: Targets<f32> = (&[0.5f32, 0.5][..]).into();
+/// assert!(matches!(by_index, Targets::Indices(_)));
+/// assert!(matches!(by_prob, Targets::Probabilities(_)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub enum Targets<'a, T> {
+    /// One class index per row.
+    Indices(ClassIndices<'a>),
+    /// A distribution per row, laid out like the logits.
+    Probabilities(&'a [T]),
+}
+
+impl<'a> From<&'a [f32]> for Targets<'a, f32> {
+    fn from(s: &'a [f32]) -> Self {
+        Targets::Probabilities(s)
+    }
+}
+impl<'a> From<&'a [f64]> for Targets<'a, f64> {
+    fn from(s: &'a [f64]) -> Self {
+        Targets::Probabilities(s)
+    }
+}
+impl<'a, const K: usize> From<&'a [f32; K]> for Targets<'a, f32> {
+    fn from(s: &'a [f32; K]) -> Self {
+        Targets::Probabilities(s)
+    }
+}
+impl<'a, const K: usize> From<&'a [f64; K]> for Targets<'a, f64> {
+    fn from(s: &'a [f64; K]) -> Self {
+        Targets::Probabilities(s)
+    }
+}
+impl<'a, T> From<ClassIndices<'a>> for Targets<'a, T> {
+    fn from(s: ClassIndices<'a>) -> Self {
+        Targets::Indices(s)
+    }
+}
