@@ -43,26 +43,32 @@
 #![deny(missing_docs)]
 
 mod check;
+mod element;
 mod error;
 mod float;
 mod kernels;
 mod layout;
 mod ops;
 mod options;
+mod par;
 mod reduce;
 mod targets;
 
 pub use check::{gradcheck, gradcheck_cross_entropy, gradcheck_nll_loss, GradcheckReport};
+pub use element::{bf16, f16, Element};
 pub use error::{Error, Result};
 pub use float::Float;
 pub use layout::Layout;
-pub use ops::cross_entropy::{cross_entropy, cross_entropy_into, cross_entropy_with_grad};
+pub use kernels::dispatch::Isa;
+pub use ops::cross_entropy::{
+    cross_entropy, cross_entropy_inplace, cross_entropy_into, cross_entropy_with_grad,
+};
 pub use ops::nll::{nll_loss, nll_loss_into, nll_loss_with_grad};
 pub use ops::softmax::{
     log_softmax, log_softmax_backward_into, log_softmax_into, softmax, softmax_backward_into,
     softmax_into,
 };
-pub use ops::{GradOut, Loss};
+pub use ops::{GradBuf, GradOut, Loss};
 pub use options::{
     CrossEntropyOptions, GradMode, NllLossOptions, Reduction, DEFAULT_IGNORE_INDEX,
 };

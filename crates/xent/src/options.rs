@@ -81,6 +81,11 @@ pub struct CrossEntropyOptions<'a, T> {
     pub label_smoothing: f64,
     /// How rows are combined (default mean).
     pub reduction: Reduction,
+    /// z-loss scale `s` (`lse_square_scale`, default 0): adds `s·lse_n²` per row that
+    /// counts, averaged over those rows for `mean`.
+    pub z_loss: f64,
+    /// Logit soft-capping (default none): `x̃ = cap·tanh(x/cap)` replaces `x`.
+    pub softcap: Option<f64>,
 }
 
 impl<T> Default for CrossEntropyOptions<'_, T> {
@@ -90,6 +95,8 @@ impl<T> Default for CrossEntropyOptions<'_, T> {
             ignore_index: DEFAULT_IGNORE_INDEX,
             label_smoothing: 0.0,
             reduction: Reduction::Mean,
+            z_loss: 0.0,
+            softcap: None,
         }
     }
 }
@@ -113,6 +120,16 @@ impl<'a, T: Float> CrossEntropyOptions<'a, T> {
     /// Sets the reduction.
     pub fn reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = reduction;
+        self
+    }
+    /// Sets the z-loss scale (`lse_square_scale`; finite, ≥ 0, checked when the loss runs).
+    pub fn z_loss(mut self, scale: f64) -> Self {
+        self.z_loss = scale;
+        self
+    }
+    /// Soft-caps the logits at `cap` (finite, > 0, checked when the loss runs).
+    pub fn softcap(mut self, cap: f64) -> Self {
+        self.softcap = Some(cap);
         self
     }
 }
@@ -170,6 +187,8 @@ impl<'a, T: Float> From<NllLossOptions<'a, T>> for CrossEntropyOptions<'a, T> {
             ignore_index: o.ignore_index,
             label_smoothing: 0.0,
             reduction: o.reduction,
+            z_loss: 0.0,
+            softcap: None,
         }
     }
 }

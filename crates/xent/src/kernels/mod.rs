@@ -1,23 +1,18 @@
-//! Row kernels: they only compute. No validation, no allocation, no I/O; the
-//! drivers in [`crate::ops`] check every index they pass in.
+//! Kernels: they only compute. No validation, no allocation, no I/O; the driver
+//! ([`crate::par`]) hands them rows that the ops layer has checked.
 //!
-//! A row is `C` elements at `off + c·stride` (stride 1 for `(N, C)`, `d1⋯dk` for the
-//! K-dim layout).
+//! - [`simd`]: the instruction sets behind one trait, with a vector `exp` and `tanh`;
+//! - [`row`]: contiguous rows (`(N, C)`), chunked two-pass statistics and gradients;
+//! - [`lanes`]: K-dim rows `(N, C, inner)`, vectorized across `inner`;
+//! - [`fused`]: the per-block jobs that put them together;
+//! - [`scalar`]: the portable `f64` kernels;
+//! - [`dispatch`]: runtime choice of the instruction set.
 
+pub(crate) mod dispatch;
+pub(crate) mod fused;
+pub(crate) mod lanes;
+pub(crate) mod row;
 pub(crate) mod scalar;
-
-/// Where a row's classes live in a flat buffer.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RowAt {
-    pub off: usize,
-    pub stride: usize,
-    pub len: usize,
-}
-
-impl RowAt {
-    /// Flat index of class `c`.
-    #[inline]
-    pub fn at(self, c: usize) -> usize {
-        self.off + c * self.stride
-    }
-}
+pub(crate) mod simd;
+#[cfg(test)]
+mod tests;

@@ -1,195 +1,193 @@
-//! Scalar row kernels: the portable path and the oracle for faster ones.
+//! Portable scalar kernels in any [`Float`]: the `f64` path.
 //!
 //! Every log-probability is formed as `(x − m) − ln Σ exp(x − m)` with `m` the row
-//! max, never as `ln(softmax)`, so that it cannot underflow to `−inf`.
+//! max, never as `ln(softmax)`, so that it cannot underflow to `−inf`. A row is `c`
+//! elements at stride `stride`.
 
-use super::RowAt;
 use crate::float::Float;
 
-/// `m = max_c x_c` (NaN if any entry is NaN) and `s = Σ_c exp(x_c − m)`.
+/// Where one row lives.
+#[derive(Clone, Copy)]
+pub(crate) struct RowArgs<T> {
+    pub x: *mut T,
+    /// Probability targets laid out like `x`, or null.
+    pub t: *mut T,
+    /// Gradient laid out like `x`, or null; may equal `x`.
+    pub g: *mut T,
+    pub c: usize,
+    pub stride: usize,
+    pub accumulate: bool,
+}
+
+/// What one row computes.
+pub(crate) struct RowParams<'a, T> {
+    /// The target class, `None` for an ignored row (class-index targets).
+    pub target: Option<usize>,
+    /// Probability targets (then `target` is unused).
+    pub probs: bool,
+    pub weight: Option<&'a [T]>,
+    pub weight_sum: f64,
+    pub eps: f64,
+    pub z: f64,
+    pub cap: Option<f64>,
+    pub scale_ce: T,
+    pub scale_z: T,
+}
+
+/// `(x̃, dx̃/dx)` for soft-capping `x̃ = cap·tanh(x/cap)`.
+#[inline]
+fn capped<T: Float>(x: T, cap: Option<T>) -> (T, T) {
+    match cap {
+        None => (x, T::ONE),
+        Some(cap) => {
+            let t = T::from_f64((x / cap).to_f64().tanh());
+            (cap * t, T::ONE - t * t)
+        }
+    }
+}
+
+/// Loss of one row without its z term, and the z term; writes `∂/∂x` when `row.g` is not null.
 ///
-/// An all-`−inf` row or a row with `+inf` gives `s = NaN` (as `−inf − −inf` is NaN),
-/// which makes every result of that row NaN, as in PyTorch.
-#[inline]
-pub(crate) fn max_sumexp<T: Float>(x: &[T], row: RowAt) -> (T, T) {
-    let mut m = T::NEG_INFINITY;
-    for c in 0..row.len {
-        m = m.max_nan(x[row.at(c)]);
-    }
-    let mut s = T::ZERO;
-    for c in 0..row.len {
-        s += (x[row.at(c)] - m).exp();
-    }
-    (m, s)
-}
-
-/// `Σ_c w_c·(x_c − m)` (or `Σ_c (x_c − m)` without weights): with `W·ln s` it gives the
-/// smoothing term `−Σ_c w_c ℓ_c` without the cancellation of `W·lse − Σ w_c x_c`.
-#[inline]
-pub(crate) fn weighted_shifted_sum<T: Float>(x: &[T], row: RowAt, m: T, w: Option<&[T]>) -> T {
-    let mut acc = T::ZERO;
-    match w {
-        Some(w) => {
-            for (c, &wc) in w.iter().enumerate().take(row.len) {
-                acc += wc * (x[row.at(c)] - m);
+/// # Safety
+/// `x` (and `t`, `g` when not null) valid for `c` elements at `stride`; `target < c`.
+pub(crate) unsafe fn cross_entropy_row<T: Float>(row: RowArgs<T>, p: &RowParams<'_, T>) -> (T, T) {
+    let at = |k: usize| k * row.stride;
+    let cap = p.cap.map(T::from_f64);
+    // SAFETY (whole body): every access is at k·stride with k < c.
+    unsafe {
+        let xt = |k: usize| capped(*row.x.add(at(k)), cap).0;
+        if !p.probs && p.target.is_none() {
+            if !row.g.is_null() && !row.accumulate {
+                for k in 0..row.c {
+                    *row.g.add(at(k)) = T::ZERO;
+                }
             }
+            return (T::ZERO, T::ZERO);
         }
-        None => {
-            for c in 0..row.len {
-                acc += x[row.at(c)] - m;
-            }
+        let mut m = T::NEG_INFINITY;
+        for k in 0..row.c {
+            m = m.max_nan(xt(k));
         }
-    }
-    acc
-}
-
-/// Writes `softmax` (or `log_softmax` when `log`) of one row into `out` at the same places.
-#[inline]
-pub(crate) fn softmax_row<T: Float>(x: &[T], out: &mut [T], row: RowAt, log: bool) {
-    let (m, s) = max_sumexp(x, row);
-    if log {
+        let mut s = T::ZERO;
+        for k in 0..row.c {
+            s += (xt(k) - m).exp();
+        }
         let ln_s = s.ln();
-        for c in 0..row.len {
-            let i = row.at(c);
-            out[i] = (x[i] - m) - ln_s;
+        let w = |k: usize| p.weight.map_or(T::ONE, |w| w[k]);
+        let eps = T::from_f64(p.eps);
+        let cf = T::from_f64(row.c as f64);
+        let (zt, zg) = if p.z != 0.0 {
+            let lse = m + ln_s;
+            let z = T::from_f64(p.z);
+            (z * lse * lse, p.scale_z * T::from_f64(2.0) * z * lse)
+        } else {
+            (T::ZERO, T::ZERO)
+        };
+        // Coefficients a_k of the linear terms and the gradient's (α, β, b).
+        let (loss, alpha, beta, b, y) = if p.probs {
+            let (keep, spread) = (T::ONE - eps, eps / cf);
+            let mut loss = T::ZERO;
+            let mut wt = T::ZERO;
+            for k in 0..row.c {
+                let a = w(k) * (keep * *row.t.add(at(k)) + spread);
+                // Literal `t'·ℓ` so that 0·(−inf) is NaN exactly where PyTorch's is.
+                loss -= a * ((xt(k) - m) - ln_s);
+                wt += a;
+            }
+            (loss, p.scale_ce * wt + zg, p.scale_ce, T::ZERO, usize::MAX)
+        } else {
+            let y = p.target.unwrap_or(0);
+            let keep = T::ONE - eps;
+            let w_y = w(y);
+            let mut loss = keep * w_y * (ln_s - (xt(y) - m));
+            let b = p.scale_ce * keep * w_y;
+            let mut alpha = b;
+            let mut beta = T::ZERO;
+            if p.eps > 0.0 {
+                let e = eps / cf;
+                let mut l = T::ZERO;
+                for k in 0..row.c {
+                    l += w(k) * (xt(k) - m);
+                }
+                let ws = T::from_f64(p.weight_sum);
+                loss += e * (ws * ln_s - l);
+                alpha += p.scale_ce * e * ws;
+                beta = p.scale_ce * e;
+            }
+            (loss, alpha + zg, beta, b, y)
+        };
+        if !row.g.is_null() {
+            let alpha = alpha / s;
+            let coef = |k: usize| {
+                if p.probs {
+                    w(k) * ((T::ONE - eps) * *row.t.add(at(k)) + eps / cf)
+                } else if p.eps > 0.0 {
+                    w(k)
+                } else {
+                    T::ZERO
+                }
+            };
+            for k in 0..row.c {
+                let (x, d) = capped(*row.x.add(at(k)), cap);
+                let mut v = alpha * (x - m).exp() - beta * coef(k);
+                if k == y {
+                    v -= b;
+                }
+                let v = v * d;
+                let gp = row.g.add(at(k));
+                *gp = if row.accumulate { *gp + v } else { v };
+            }
         }
-    } else {
-        let inv = T::ONE / s;
-        for c in 0..row.len {
-            let i = row.at(c);
-            out[i] = (x[i] - m).exp() * inv;
+        (loss, zt)
+    }
+}
+
+/// `softmax` (or `log_softmax` when `log`) of one row into `out` (may alias `x`).
+///
+/// # Safety
+/// `x` and `out` valid for `c` elements at `stride`.
+pub(crate) unsafe fn softmax_row<T: Float>(x: *mut T, out: *mut T, c: usize, stride: usize, log: bool) {
+    // SAFETY (whole body): every access is at k·stride with k < c.
+    unsafe {
+        let mut m = T::NEG_INFINITY;
+        for k in 0..c {
+            m = m.max_nan(*x.add(k * stride));
+        }
+        let mut s = T::ZERO;
+        for k in 0..c {
+            s += (*x.add(k * stride) - m).exp();
+        }
+        let (ln_s, inv) = (s.ln(), T::ONE / s);
+        for k in 0..c {
+            let d = *x.add(k * stride) - m;
+            *out.add(k * stride) = if log { d - ln_s } else { d.exp() * inv };
         }
     }
 }
 
-/// Backward of one row: `gx = gy − p·Σ gy` for log_softmax (`y = ℓ`, `p = exp ℓ`),
-/// `gx = p·(gy − Σ gy·p)` for softmax (`y = p`).
-#[inline]
-pub(crate) fn softmax_backward_row<T: Float>(
-    y: &[T],
-    gy: &[T],
-    gx: &mut [T],
-    row: RowAt,
+/// Backward of one row from the output `y`: `gx = gy − p·Σ gy` for log_softmax
+/// (`p = exp y`), `gx = y·(gy − Σ gy·y)` for softmax.
+///
+/// # Safety
+/// `y`, `gy`, `gx` valid for `c` elements at `stride`.
+pub(crate) unsafe fn softmax_backward_row<T: Float>(
+    y: *mut T,
+    gy: *mut T,
+    gx: *mut T,
+    c: usize,
+    stride: usize,
     log: bool,
 ) {
-    let mut dot = T::ZERO;
-    for c in 0..row.len {
-        let i = row.at(c);
-        dot += if log { gy[i] } else { gy[i] * y[i] };
-    }
-    for c in 0..row.len {
-        let i = row.at(c);
-        gx[i] = if log {
-            gy[i] - y[i].exp() * dot
-        } else {
-            y[i] * (gy[i] - dot)
-        };
-    }
-}
-
-/// Stores `v` at `i`, or adds it when accumulating.
-#[inline]
-pub(crate) fn put<T: Float>(g: &mut [T], i: usize, v: T, accumulate: bool) {
-    if accumulate {
-        g[i] += v;
-    } else {
-        g[i] = v;
-    }
-}
-
-/// The per-row constants of class-index cross-entropy.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct IndexRow<'w, T> {
-    /// The target class (in range).
-    pub target: usize,
-    /// Class weights, or all 1.
-    pub weight: Option<&'w [T]>,
-    /// `W = Σ_c w_c`.
-    pub weight_sum: T,
-    /// Label smoothing `ε`.
-    pub eps: T,
-}
-
-/// Cross-entropy of one row with a class-index target; writes
-/// `scale·∂l/∂x` into `grad` when given. Returns the row loss
-/// `(1−ε)·w_y·(lse − x_y) + (ε/C)·Σ_c w_c·(lse − x_c)`.
-#[inline]
-pub(crate) fn cross_entropy_index_row<T: Float>(
-    x: &[T],
-    row: RowAt,
-    p: IndexRow<'_, T>,
-    grad: Option<(&mut [T], T, bool)>,
-) -> T {
-    let (m, s) = max_sumexp(x, row);
-    let ln_s = s.ln();
-    let c_f = T::from_f64(row.len as f64);
-    let w_y = p.weight.map_or(T::ONE, |w| w[p.target]);
-    let nll = ln_s - (x[row.at(p.target)] - m);
-    let one_m_eps = T::ONE - p.eps;
-    let smoothing = p.eps.to_f64() > 0.0;
-    let mut loss = one_m_eps * w_y * nll;
-    if smoothing {
-        let smooth = p.weight_sum * ln_s - weighted_shifted_sum(x, row, m, p.weight);
-        loss += p.eps / c_f * smooth;
-    }
-    if let Some((g, scale, acc)) = grad {
-        // ∂l/∂x_j = (1−ε)·w_y·(p_j − δ_jy) + (ε/C)·(W·p_j − w_j)
-        let b = scale * one_m_eps * w_y;
-        let e = if smoothing {
-            scale * p.eps / c_f
-        } else {
-            T::ZERO
-        };
-        let a = (b + e * p.weight_sum) / s;
-        for c in 0..row.len {
-            let i = row.at(c);
-            let mut v = a * (x[i] - m).exp();
-            if smoothing {
-                v -= e * p.weight.map_or(T::ONE, |w| w[c]);
-            }
-            if c == p.target {
-                v -= b;
-            }
-            put(g, i, v, acc);
+    // SAFETY (whole body): every access is at k·stride with k < c.
+    unsafe {
+        let mut dot = T::ZERO;
+        for k in 0..c {
+            let (yk, gk) = (*y.add(k * stride), *gy.add(k * stride));
+            dot += if log { gk } else { gk * yk };
+        }
+        for k in 0..c {
+            let (yk, gk) = (*y.add(k * stride), *gy.add(k * stride));
+            *gx.add(k * stride) = if log { gk - yk.exp() * dot } else { yk * (gk - dot) };
         }
     }
-    loss
-}
-
-/// Cross-entropy of one row with a probability target `t` (laid out like `x`):
-/// `−Σ_c w_c·t'_c·ℓ_c` with `t' = (1−ε)·t + ε/C`; writes `scale·∂l/∂x` into `grad`.
-#[inline]
-pub(crate) fn cross_entropy_prob_row<T: Float>(
-    x: &[T],
-    t: &[T],
-    row: RowAt,
-    weight: Option<&[T]>,
-    eps: T,
-    grad: Option<(&mut [T], T, bool)>,
-) -> T {
-    let (m, s) = max_sumexp(x, row);
-    let ln_s = s.ln();
-    let c_f = T::from_f64(row.len as f64);
-    let (keep, spread) = (T::ONE - eps, eps / c_f);
-    let smoothed = |i: usize| keep * t[i] + spread;
-    let w = |c: usize| weight.map_or(T::ONE, |w| w[c]);
-    let mut loss = T::ZERO;
-    let mut wt_sum = T::ZERO;
-    for c in 0..row.len {
-        let i = row.at(c);
-        let wt = w(c) * smoothed(i);
-        // Literal `t'·ℓ` per element so that `0·(−inf)` is NaN exactly where PyTorch's is.
-        loss -= wt * ((x[i] - m) - ln_s);
-        wt_sum += wt;
-    }
-    if let Some((g, scale, acc)) = grad {
-        // ∂l/∂x_j = p_j·Σ_c w_c t'_c − w_j t'_j
-        let a = scale * wt_sum / s;
-        for c in 0..row.len {
-            let i = row.at(c);
-            let v = a * (x[i] - m).exp() - scale * w(c) * smoothed(i);
-            put(g, i, v, acc);
-        }
-    }
-    loss
 }

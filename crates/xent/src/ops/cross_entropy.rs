@@ -1,14 +1,15 @@
 //! `cross_entropy` on logits, with class-index or probability targets.
 
 use super::{
-    check_grad, check_indices, check_len, check_weight, loss_len, loss_shape, row_scale,
-    target_class, GradOut, Loss,
+    check_grad, check_grad_output, check_indices, check_len, check_weight, loss_len,
+    loss_shape, scalar_upstream, target_class, GradOut, Loss,
 };
+use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::{scalar, RowAt};
 use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
+use crate::par::{CallScale, CeCall, GradPtr, Ptr};
 use crate::reduce::CompensatedSum;
 use crate::targets::Targets;
 
@@ -20,12 +21,17 @@ use crate::targets::Targets;
 /// `l_n = (1−ε)·(−w_{y_n}·ℓ_{n,y_n}) + (ε/C)·(−Σ_c w_c·ℓ_{n,c})` (0 for ignored rows);
 /// `mean` divides the sum by `D = Σ_{n∈M} w_{y_n}` (NaN when every row is ignored).
 /// With probabilities `t`: `l_n = −Σ_c w_c·t'_{n,c}·ℓ_{n,c}`, `t' = (1−ε)·t + ε/C`, and
-/// `mean` divides by the row count.
+/// `mean` divides by the row count. z-loss adds `s·lse_n²` per row that counts
+/// (`mean` averages it over those rows); soft-capping replaces `x` by
+/// `cap·tanh(x/cap)` everywhere.
+///
+/// `bf16`/`f16` logits are computed in `f32` and return an `f32` loss.
 ///
 /// # Errors
 /// Shape errors, a target out of `[0, C)` (naming it and its index), a weight of the
-/// wrong length, `label_smoothing` outside `[0, 1]`, and probability targets with a
-/// non-negative `ignore_index`: see [`Error`].
+/// wrong length, `label_smoothing` outside `[0, 1]`, a negative or non-finite
+/// `z_loss`, a non-positive `softcap`, and probability targets with a non-negative
+/// `ignore_index`: see [`Error`].
 ///
 /// ```
 /// use xent::{cross_entropy, CrossEntropyOptions};
@@ -34,24 +40,25 @@ use crate::targets::Targets;
 /// assert!((loss.item().unwrap() - 1.4076).abs() < 1e-4);
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn cross_entropy<'t, T: Float>(
+pub fn cross_entropy<'t, T: Element>(
     input: &[T],
     shape: &[usize],
     target: impl Into<Targets<'t, T>>,
-    opts: &CrossEntropyOptions<'_, T>,
-) -> Result<Loss<T>> {
+    opts: &CrossEntropyOptions<'_, T::Acc>,
+) -> Result<Loss<T::Acc>> {
     let layout = Layout::new(shape, input.len())?;
-    let mut out = vec![T::ZERO; loss_len(&layout, opts.reduction)];
-    cross_entropy_into(input, shape, target, opts, &mut out, None)?;
-    Ok(Loss::new(out, loss_shape(&layout, opts.reduction)))
+    let mut out = vec![T::Acc::ZERO; loss_len(&layout, opts.reduction)];
+    let z = cross_entropy_into(input, shape, target, opts, &mut out, None)?;
+    Ok(Loss::new(out, loss_shape(&layout, opts.reduction), z))
 }
 
 /// [`cross_entropy`] and its gradient `∂loss/∂input` (upstream gradient 1, or all 1
-/// for `none`), in a new buffer of the input's shape.
+/// for `none`), in a new buffer of the input's shape and type.
 ///
 /// Gradient: `s_n·[(1−ε)·w_{y_n}·(p_{n,j} − δ_{j,y_n}) + (ε/C)·(W·p_{n,j} − w_j)]` for
 /// class indices, `s_n·[p_{n,j}·Σ_c w_c·t'_{n,c} − w_j·t'_{n,j}]` for probabilities,
-/// with `s_n = 1/D` for mean and 1 otherwise; 0 on ignored rows.
+/// with `s_n = 1/D` for mean and 1 otherwise; 0 on ignored rows. z-loss adds
+/// `2·s·lse_n·p_{n,j}` (times its own scale), soft-capping chains `1 − tanh²(x/cap)`.
 ///
 /// # Errors
 /// As [`cross_entropy`].
@@ -64,16 +71,16 @@ pub fn cross_entropy<'t, T: Float>(
 /// assert!((grad[0] - (0.09003057 - 1.0)).abs() < 1e-8);
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn cross_entropy_with_grad<'t, T: Float>(
+pub fn cross_entropy_with_grad<'t, T: Element>(
     input: &[T],
     shape: &[usize],
     target: impl Into<Targets<'t, T>>,
-    opts: &CrossEntropyOptions<'_, T>,
-) -> Result<(Loss<T>, Vec<T>)> {
+    opts: &CrossEntropyOptions<'_, T::Acc>,
+) -> Result<(Loss<T::Acc>, Vec<T>)> {
     let layout = Layout::new(shape, input.len())?;
-    let mut out = vec![T::ZERO; loss_len(&layout, opts.reduction)];
-    let mut grad = vec![T::ZERO; input.len()];
-    cross_entropy_into(
+    let mut out = vec![T::Acc::ZERO; loss_len(&layout, opts.reduction)];
+    let mut grad = vec![T::from_acc(T::Acc::ZERO); input.len()];
+    let z = cross_entropy_into(
         input,
         shape,
         target,
@@ -81,13 +88,17 @@ pub fn cross_entropy_with_grad<'t, T: Float>(
         &mut out,
         Some(GradOut::new(&mut grad)),
     )?;
-    Ok((Loss::new(out, loss_shape(&layout, opts.reduction)), grad))
+    Ok((Loss::new(out, loss_shape(&layout, opts.reduction), z), grad))
 }
 
 /// The fused core of [`cross_entropy`]: writes the loss into `loss_out` (1 element for
 /// `mean`/`sum`, one per row for `none`) and, when `grad` is given, `∂loss/∂input`
-/// times its upstream gradient into `grad.grad`, overwriting or accumulating.
+/// times its upstream gradient into its buffer, overwriting or accumulating.
+/// Returns the z-loss term included in the loss (reduced like it; summed over rows
+/// for `none`) when `z_loss` is set.
 ///
+/// One pass reads each logit once and writes each gradient once; rows run in
+/// parallel on rayon's pool, with results that do not depend on the thread count.
 /// Everything is validated before anything is written: on error the buffers are
 /// untouched.
 ///
@@ -111,124 +122,169 @@ pub fn cross_entropy_with_grad<'t, T: Float>(
 /// assert!((grad[2] - (0.66524096 - 1.0) / 2.0).abs() < 1e-6);
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn cross_entropy_into<'t, T: Float>(
+pub fn cross_entropy_into<'t, T: Element>(
     input: &[T],
     shape: &[usize],
     target: impl Into<Targets<'t, T>>,
-    opts: &CrossEntropyOptions<'_, T>,
-    loss_out: &mut [T],
+    opts: &CrossEntropyOptions<'_, T::Acc>,
+    loss_out: &mut [T::Acc],
     grad: Option<GradOut<'_, T>>,
-) -> Result<()> {
+) -> Result<Option<T::Acc>> {
     let layout = Layout::new(shape, input.len())?;
     let target = target.into();
     check_options(opts, &layout, &target)?;
     check_len("loss_out", loss_out.len(), loss_len(&layout, opts.reduction))?;
-    if let Some(g) = &grad {
-        check_grad(g, &layout, opts.reduction)?;
-    }
-    let eps = T::from_f64(opts.label_smoothing);
-    let weight_sum = opts
-        .weight
-        .map_or(T::from_f64(layout.classes() as f64), |w| {
-            w.iter().fold(T::ZERO, |a, &b| a + b)
-        });
-    let reduction = opts.reduction;
-    let (grad_output, mut grad_buf) = match grad {
-        Some(g) => (g.grad_output, Some((g.grad, g.mode == GradMode::Accumulate))),
-        None => (None, None),
+    let (grad_ptr, grad_output, accumulate) = match grad {
+        Some(mut g) => {
+            check_grad(&g, &layout, opts.reduction)?;
+            (g.grad.ptr(), g.grad_output, g.mode == GradMode::Accumulate)
+        }
+        None => (GradPtr::None, None, false),
     };
-    let mut total = CompensatedSum::default();
-    match target {
+    // The kernels only read the input here (the gradient is another buffer).
+    let x = Ptr(input.as_ptr() as *mut T);
+    Ok(run(
+        x,
+        &layout,
+        &target,
+        opts,
+        loss_out,
+        grad_ptr,
+        grad_output,
+        accumulate,
+    ))
+}
+
+/// [`cross_entropy`] that overwrites the logits with the gradient `∂loss/∂logits`
+/// (times `grad_output`), so that no second `N × C` buffer exists — as Liger-Kernel
+/// does on GPU. Returns the z-loss term as [`cross_entropy_into`].
+///
+/// # Errors
+/// As [`cross_entropy_into`]; on error the logits are untouched.
+///
+/// ```
+/// use xent::{cross_entropy_inplace, CrossEntropyOptions};
+/// let mut x = [1.0f32, 2.0, 3.0];
+/// let mut loss = [0.0f32];
+/// cross_entropy_inplace(&mut x, &[1, 3], &[2u8][..], &CrossEntropyOptions::default(), &mut loss, None)?;
+/// assert!((loss[0] - 0.40760596).abs() < 1e-6);
+/// assert!((x[2] - (0.66524096 - 1.0)).abs() < 1e-6); // x now holds softmax − onehot
+/// # Ok::<(), xent::Error>(())
+/// ```
+pub fn cross_entropy_inplace<'t, T: Element>(
+    logits: &mut [T],
+    shape: &[usize],
+    target: impl Into<Targets<'t, T>>,
+    opts: &CrossEntropyOptions<'_, T::Acc>,
+    loss_out: &mut [T::Acc],
+    grad_output: Option<&[T::Acc]>,
+) -> Result<Option<T::Acc>> {
+    let layout = Layout::new(shape, logits.len())?;
+    let target = target.into();
+    check_options(opts, &layout, &target)?;
+    check_len("loss_out", loss_out.len(), loss_len(&layout, opts.reduction))?;
+    check_grad_output(grad_output, &layout, opts.reduction)?;
+    let x = Ptr(logits.as_mut_ptr());
+    Ok(run(
+        x,
+        &layout,
+        &target,
+        opts,
+        loss_out,
+        GradPtr::Same(x),
+        grad_output,
+        false,
+    ))
+}
+
+/// Builds the driver call from validated arguments and reduces its sums.
+#[allow(clippy::too_many_arguments)]
+fn run<T: Element>(
+    x: Ptr<T>,
+    layout: &Layout,
+    target: &Targets<'_, T>,
+    opts: &CrossEntropyOptions<'_, T::Acc>,
+    loss_out: &mut [T::Acc],
+    grad: GradPtr<T>,
+    grad_output: Option<&[T::Acc]>,
+    accumulate: bool,
+) -> Option<T::Acc> {
+    let reduction = opts.reduction;
+    // D (weighted count of rows that count) and |M| (their number), for mean.
+    let (denom, counted) = match target {
         Targets::Indices(idx) => {
-            let denom = match reduction {
-                Reduction::Mean => {
-                    let mut d = CompensatedSum::default();
-                    for r in 0..layout.rows() {
-                        if let Some(y) = target_class(&idx, r, opts.ignore_index) {
-                            d.add(opts.weight.map_or(1.0, |w| w[y].to_f64()));
-                        }
-                    }
-                    d.value()
-                }
-                _ => 1.0,
-            };
+            let mut d = CompensatedSum::default();
+            let mut m = 0usize;
             for r in 0..layout.rows() {
-                let row = row_at(&layout, r);
-                let Some(y) = target_class(&idx, r, opts.ignore_index) else {
-                    if let Some((g, false)) = grad_buf.as_mut() {
-                        zero_row(g, row);
-                    }
-                    if reduction == Reduction::None {
-                        loss_out[r] = T::ZERO;
-                    }
-                    continue;
-                };
-                let params = scalar::IndexRow {
-                    target: y,
-                    weight: opts.weight,
-                    weight_sum,
-                    eps,
-                };
-                let g = grad_buf.as_mut().map(|(g, acc)| {
-                    (&mut **g, row_scale(grad_output, reduction, r, denom), *acc)
-                });
-                let l = scalar::cross_entropy_index_row(input, row, params, g);
-                if reduction == Reduction::None {
-                    loss_out[r] = l;
+                if let Some(y) = target_class(idx, r, opts.ignore_index) {
+                    d.add(opts.weight.map_or(1.0, |w| w[y].to_f64()));
+                    m += 1;
                 }
-                total.add(l.to_f64());
             }
-            finish(loss_out, reduction, total, denom);
+            (d.value(), m as f64)
         }
-        Targets::Probabilities(t) => {
-            let denom = layout.rows() as f64;
-            for r in 0..layout.rows() {
-                let row = row_at(&layout, r);
-                let g = grad_buf.as_mut().map(|(g, acc)| {
-                    (&mut **g, row_scale(grad_output, reduction, r, denom), *acc)
-                });
-                let l = scalar::cross_entropy_prob_row(input, t, row, opts.weight, eps, g);
-                if reduction == Reduction::None {
-                    loss_out[r] = l;
-                }
-                total.add(l.to_f64());
-            }
-            finish(loss_out, reduction, total, denom);
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn row_at(layout: &Layout, r: usize) -> RowAt {
-    RowAt {
-        off: layout.row_offset(r),
-        stride: layout.inner(),
-        len: layout.classes(),
-    }
-}
-
-pub(crate) fn zero_row<T: Float>(g: &mut [T], row: RowAt) {
-    for c in 0..row.len {
-        g[row.at(c)] = T::ZERO;
-    }
-}
-
-/// Writes the reduced loss (`mean` divides by `denom`; `0/0` is NaN as in PyTorch).
-pub(crate) fn finish<T: Float>(
-    loss_out: &mut [T],
-    reduction: Reduction,
-    total: CompensatedSum,
-    denom: f64,
-) {
+        Targets::Probabilities(_) => (layout.rows() as f64, layout.rows() as f64),
+    };
+    let g = scalar_upstream(grad_output, reduction);
+    let scale = match reduction {
+        Reduction::Mean => CallScale::Uniform {
+            ce: g / denom,
+            z: g / counted,
+        },
+        Reduction::Sum => CallScale::Uniform { ce: g, z: g },
+        Reduction::None => match grad_output {
+            Some(go) => CallScale::PerRow(go),
+            None => CallScale::Uniform { ce: 1.0, z: 1.0 },
+        },
+    };
+    let weight_sum = opts.weight.map_or(layout.classes() as f64, |w| {
+        let mut s = CompensatedSum::default();
+        w.iter().for_each(|v| s.add(v.to_f64()));
+        s.value()
+    });
+    let (idx, probs) = match *target {
+        Targets::Indices(idx) => (Some((idx, opts.ignore_index)), Ptr::null()),
+        Targets::Probabilities(t) => (None, Ptr(t.as_ptr() as *mut T)),
+    };
+    let call = CeCall {
+        x,
+        grad,
+        accumulate,
+        probs,
+        idx,
+        outer: layout.outer(),
+        classes: layout.classes(),
+        inner: layout.inner(),
+        weight: opts.weight,
+        weight_sum,
+        eps: opts.label_smoothing,
+        z: opts.z_loss,
+        cap: opts.softcap,
+        scale,
+        loss_out: if reduction == Reduction::None {
+            Ptr(loss_out.as_mut_ptr())
+        } else {
+            Ptr::null()
+        },
+    };
+    let (ce, z) = T::__cross_entropy(&call);
+    let zterm = match reduction {
+        Reduction::Mean => z / counted,
+        Reduction::Sum | Reduction::None => z,
+    };
+    let with_z = opts.z_loss != 0.0;
     match reduction {
         Reduction::None => {}
-        Reduction::Sum => loss_out[0] = T::from_f64(total.value()),
-        Reduction::Mean => loss_out[0] = T::from_f64(total.value() / denom),
+        Reduction::Sum => loss_out[0] = T::Acc::from_f64(ce + if with_z { z } else { 0.0 }),
+        Reduction::Mean => {
+            loss_out[0] = T::Acc::from_f64(ce / denom + if with_z { zterm } else { 0.0 })
+        }
     }
+    with_z.then(|| T::Acc::from_f64(zterm))
 }
 
-fn check_options<T: Float>(
-    opts: &CrossEntropyOptions<'_, T>,
+fn check_options<T: Element>(
+    opts: &CrossEntropyOptions<'_, T::Acc>,
     layout: &Layout,
     target: &Targets<'_, T>,
 ) -> Result<()> {
@@ -236,6 +292,22 @@ fn check_options<T: Float>(
     // PyTorch treats a negative value as 0; we reject it with PyTorch's message.
     if !(0.0..=1.0).contains(&eps) {
         return Err(Error::LabelSmoothing { value: eps });
+    }
+    if !(opts.z_loss.is_finite() && opts.z_loss >= 0.0) {
+        return Err(Error::InvalidArgument {
+            name: "z_loss",
+            value: opts.z_loss.to_string(),
+            expected: "a finite number ≥ 0",
+        });
+    }
+    if let Some(cap) = opts.softcap {
+        if !(cap.is_finite() && cap > 0.0) {
+            return Err(Error::InvalidArgument {
+                name: "softcap",
+                value: cap.to_string(),
+                expected: "a finite number > 0",
+            });
+        }
     }
     check_weight(opts.weight, layout)?;
     match target {
@@ -246,7 +318,7 @@ fn check_options<T: Float>(
                     ignore_index: opts.ignore_index,
                 });
             }
-            if t.len() != input_len(layout) {
+            if t.len() != layout.shape().iter().product::<usize>() {
                 return Err(Error::TargetShape {
                     expected: layout.shape().to_vec(),
                     len: t.len(),
@@ -255,8 +327,4 @@ fn check_options<T: Float>(
             Ok(())
         }
     }
-}
-
-fn input_len(layout: &Layout) -> usize {
-    layout.shape().iter().product()
 }

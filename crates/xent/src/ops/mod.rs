@@ -1,13 +1,15 @@
-//! The public losses: each validates its input, then hands rows to the kernels.
+//! The public losses: each validates its input, then hands rows to the driver.
 
 pub(crate) mod cross_entropy;
 pub(crate) mod nll;
 pub(crate) mod softmax;
 
+use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layout::Layout;
 use crate::options::{GradMode, Reduction};
+use crate::par::{GradPtr, Ptr};
 use crate::targets::ClassIndices;
 
 /// A loss value: a scalar for `mean`/`sum`, one value per row for `none`.
@@ -17,17 +19,19 @@ use crate::targets::ClassIndices;
 /// let loss = cross_entropy(&[1.0f64, 2.0, 3.0], &[3], &[2i64][..], &CrossEntropyOptions::default())?;
 /// assert!(loss.shape().is_empty());
 /// assert!((loss.item().unwrap() - 0.40760596444).abs() < 1e-10);
+/// assert_eq!(loss.z_loss(), None); // no z-loss asked for
 /// # Ok::<(), xent::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loss<T> {
     values: Vec<T>,
     shape: Vec<usize>,
+    z: Option<T>,
 }
 
 impl<T: Float> Loss<T> {
-    pub(crate) fn new(values: Vec<T>, shape: Vec<usize>) -> Self {
-        Loss { values, shape }
+    pub(crate) fn new(values: Vec<T>, shape: Vec<usize>, z: Option<T>) -> Self {
+        Loss { values, shape, z }
     }
     /// The values, row-major in [`Loss::shape`] (one value for a 0-d loss).
     pub fn values(&self) -> &[T] {
@@ -49,39 +53,81 @@ impl<T: Float> Loss<T> {
             None
         }
     }
+    /// The z-loss term included in the loss, reduced like it (`mean` over the rows
+    /// that count, `sum`; for `none` the sum over rows); `None` without z-loss.
+    pub fn z_loss(&self) -> Option<T> {
+        self.z
+    }
+}
+
+/// The gradient buffer of a fused call: in the logits' type, or in their compute
+/// type (`f32` gradients for `bf16`/`f16` logits).
+#[derive(Debug)]
+pub enum GradBuf<'a, T: Element> {
+    /// Same type as the logits.
+    Same(&'a mut [T]),
+    /// The compute type ([`Element::Acc`]).
+    Acc(&'a mut [T::Acc]),
+}
+
+impl<T: Element> GradBuf<'_, T> {
+    fn len(&self) -> usize {
+        match self {
+            GradBuf::Same(g) => g.len(),
+            GradBuf::Acc(g) => g.len(),
+        }
+    }
+    fn ptr(&mut self) -> GradPtr<T> {
+        match self {
+            GradBuf::Same(g) => GradPtr::Same(Ptr(g.as_mut_ptr())),
+            GradBuf::Acc(g) => GradPtr::Acc(Ptr(g.as_mut_ptr())),
+        }
+    }
 }
 
 /// Where a fused call writes `∂loss/∂input`, and with which upstream gradient.
 ///
 /// ```
-/// use xent::{GradMode, GradOut};
+/// use xent::{bf16, GradMode, GradOut};
 /// let mut g = vec![0.0f32; 6];
 /// let out = GradOut::new(&mut g).mode(GradMode::Accumulate);
 /// assert_eq!(out.mode, GradMode::Accumulate);
+/// // f32 gradients of bf16 logits:
+/// let mut g32 = vec![0.0f32; 6];
+/// let _ = GradOut::<bf16>::new_acc(&mut g32);
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
-pub struct GradOut<'a, T> {
+pub struct GradOut<'a, T: Element> {
     /// The gradient buffer, the input's shape.
-    pub grad: &'a mut [T],
+    pub grad: GradBuf<'a, T>,
     /// The upstream gradient: 1 element for `mean`/`sum` (default 1), the loss's
     /// per-row shape for `none` (default all 1).
-    pub grad_output: Option<&'a [T]>,
+    pub grad_output: Option<&'a [T::Acc]>,
     /// Overwrite the buffer or add into it.
     pub mode: GradMode,
 }
 
-impl<'a, T: Float> GradOut<'a, T> {
-    /// Overwrites `grad` with the gradient for upstream gradient 1.
+impl<'a, T: Element> GradOut<'a, T> {
+    /// Overwrites `grad` (the logits' type) with the gradient for upstream gradient 1.
     pub fn new(grad: &'a mut [T]) -> Self {
         GradOut {
-            grad,
+            grad: GradBuf::Same(grad),
+            grad_output: None,
+            mode: GradMode::Overwrite,
+        }
+    }
+    /// Like [`GradOut::new`], with the gradient in the compute type (`f32` for
+    /// `bf16`/`f16` logits).
+    pub fn new_acc(grad: &'a mut [T::Acc]) -> Self {
+        GradOut {
+            grad: GradBuf::Acc(grad),
             grad_output: None,
             mode: GradMode::Overwrite,
         }
     }
     /// Sets the upstream gradient.
-    pub fn grad_output(mut self, grad_output: &'a [T]) -> Self {
+    pub fn grad_output(mut self, grad_output: &'a [T::Acc]) -> Self {
         self.grad_output = Some(grad_output);
         self
     }
@@ -165,22 +211,32 @@ pub(crate) fn check_indices(
 
 /// The class of row `r`, or `None` when the row is ignored (targets already checked).
 #[inline]
-pub(crate) fn target_class(target: &ClassIndices<'_>, r: usize, ignore_index: i64) -> Option<usize> {
+pub(crate) fn target_class(
+    target: &ClassIndices<'_>,
+    r: usize,
+    ignore_index: i64,
+) -> Option<usize> {
     let t = target.get(r);
     (t != ignore_index as i128).then_some(t as usize)
 }
 
-/// Validates the gradient buffer and upstream gradient; returns the upstream values
-/// (`None` = all 1).
-pub(crate) fn check_grad<'g, T: Float>(
-    grad: &GradOut<'g, T>,
+/// Validates the gradient buffer and upstream gradient.
+pub(crate) fn check_grad<T: Element>(
+    grad: &GradOut<'_, T>,
     layout: &Layout,
     reduction: Reduction,
 ) -> Result<()> {
     check_len("grad", grad.grad.len(), layout.shape().iter().product())?;
-    if let Some(go) = grad.grad_output {
-        let expected = loss_len(layout, reduction);
-        if go.len() != expected {
+    check_grad_output(grad.grad_output, layout, reduction)
+}
+
+pub(crate) fn check_grad_output<A>(
+    grad_output: Option<&[A]>,
+    layout: &Layout,
+    reduction: Reduction,
+) -> Result<()> {
+    if let Some(go) = grad_output {
+        if go.len() != loss_len(layout, reduction) {
             return Err(Error::GradOutputShape {
                 expected: loss_shape(layout, reduction),
                 len: go.len(),
@@ -190,19 +246,10 @@ pub(crate) fn check_grad<'g, T: Float>(
     Ok(())
 }
 
-/// The scale `s_n` of row `r`'s gradient: `g/D` (mean), `g` (sum), `g_n` (none).
-#[inline]
-pub(crate) fn row_scale<T: Float>(
-    grad_output: Option<&[T]>,
-    reduction: Reduction,
-    r: usize,
-    denom: f64,
-) -> T {
-    match reduction {
-        Reduction::None => grad_output.map_or(T::ONE, |g| g[r]),
-        Reduction::Sum => grad_output.map_or(T::ONE, |g| g[0]),
-        Reduction::Mean => {
-            T::from_f64(grad_output.map_or(1.0, |g| g[0].to_f64()) / denom)
-        }
+/// The scalar upstream gradient of a mean/sum loss (1 when not given).
+pub(crate) fn scalar_upstream<A: Float>(grad_output: Option<&[A]>, reduction: Reduction) -> f64 {
+    match (reduction, grad_output) {
+        (Reduction::Mean | Reduction::Sum, Some(g)) => g[0].to_f64(),
+        _ => 1.0,
     }
 }

@@ -1,13 +1,12 @@
 //! `nll_loss` on log-probabilities.
 
-use super::cross_entropy::{finish, row_at, zero_row};
 use super::{
-    check_grad, check_indices, check_len, check_weight, loss_len, loss_shape, row_scale,
-    target_class, GradOut, Loss,
+    check_grad, check_indices, check_len, check_weight, loss_len, loss_shape, scalar_upstream,
+    target_class, GradBuf, GradOut, Loss,
 };
+use crate::element::Element;
 use crate::error::Result;
 use crate::float::Float;
-use crate::kernels::scalar::put;
 use crate::layout::Layout;
 use crate::options::{GradMode, NllLossOptions, Reduction};
 use crate::reduce::CompensatedSum;
@@ -30,16 +29,16 @@ use crate::targets::ClassIndices;
 /// assert!((loss.item().unwrap() - 1.40760596444).abs() < 1e-10);
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn nll_loss<'t, T: Float>(
+pub fn nll_loss<'t, T: Element>(
     input: &[T],
     shape: &[usize],
     target: impl Into<ClassIndices<'t>>,
-    opts: &NllLossOptions<'_, T>,
-) -> Result<Loss<T>> {
+    opts: &NllLossOptions<'_, T::Acc>,
+) -> Result<Loss<T::Acc>> {
     let layout = Layout::new(shape, input.len())?;
-    let mut out = vec![T::ZERO; loss_len(&layout, opts.reduction)];
+    let mut out = vec![T::Acc::ZERO; loss_len(&layout, opts.reduction)];
     nll_loss_into(input, shape, target, opts, &mut out, None)?;
-    Ok(Loss::new(out, loss_shape(&layout, opts.reduction)))
+    Ok(Loss::new(out, loss_shape(&layout, opts.reduction), None))
 }
 
 /// [`nll_loss`] and its gradient (upstream gradient 1, or all 1 for `none`):
@@ -55,15 +54,15 @@ pub fn nll_loss<'t, T: Float>(
 /// assert_eq!((loss.item(), grad), (Some(1.0), vec![0.0, -1.0]));
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn nll_loss_with_grad<'t, T: Float>(
+pub fn nll_loss_with_grad<'t, T: Element>(
     input: &[T],
     shape: &[usize],
     target: impl Into<ClassIndices<'t>>,
-    opts: &NllLossOptions<'_, T>,
-) -> Result<(Loss<T>, Vec<T>)> {
+    opts: &NllLossOptions<'_, T::Acc>,
+) -> Result<(Loss<T::Acc>, Vec<T>)> {
     let layout = Layout::new(shape, input.len())?;
-    let mut out = vec![T::ZERO; loss_len(&layout, opts.reduction)];
-    let mut grad = vec![T::ZERO; input.len()];
+    let mut out = vec![T::Acc::ZERO; loss_len(&layout, opts.reduction)];
+    let mut grad = vec![T::from_acc(T::Acc::ZERO); input.len()];
     nll_loss_into(
         input,
         shape,
@@ -72,11 +71,11 @@ pub fn nll_loss_with_grad<'t, T: Float>(
         &mut out,
         Some(GradOut::new(&mut grad)),
     )?;
-    Ok((Loss::new(out, loss_shape(&layout, opts.reduction)), grad))
+    Ok((Loss::new(out, loss_shape(&layout, opts.reduction), None), grad))
 }
 
 /// The fused core of [`nll_loss`]: the loss into `loss_out` (1 element, or one per
-/// row for `none`) and, when given, the gradient into `grad.grad`. Validates
+/// row for `none`) and, when given, the gradient into the gradient buffer. Validates
 /// everything before writing anything.
 ///
 /// # Errors
@@ -93,12 +92,12 @@ pub fn nll_loss_with_grad<'t, T: Float>(
 /// assert_eq!(grad, [-1.0, 0.0, 0.0, -2.0]);
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn nll_loss_into<'t, T: Float>(
+pub fn nll_loss_into<'t, T: Element>(
     input: &[T],
     shape: &[usize],
     target: impl Into<ClassIndices<'t>>,
-    opts: &NllLossOptions<'_, T>,
-    loss_out: &mut [T],
+    opts: &NllLossOptions<'_, T::Acc>,
+    loss_out: &mut [T::Acc],
     grad: Option<GradOut<'_, T>>,
 ) -> Result<()> {
     let layout = Layout::new(shape, input.len())?;
@@ -110,7 +109,7 @@ pub fn nll_loss_into<'t, T: Float>(
         check_grad(g, &layout, opts.reduction)?;
     }
     let reduction = opts.reduction;
-    let w_of = |y: usize| opts.weight.map_or(T::ONE, |w| w[y]);
+    let w_of = |y: usize| opts.weight.map_or(T::Acc::ONE, |w| w[y]);
     let mut denom = CompensatedSum::default();
     for r in 0..layout.rows() {
         if let Some(y) = target_class(&target, r, opts.ignore_index) {
@@ -122,32 +121,76 @@ pub fn nll_loss_into<'t, T: Float>(
     } else {
         1.0
     };
-    let (grad_output, mut grad_buf) = match grad {
-        Some(g) => (g.grad_output, Some((g.grad, g.mode == GradMode::Accumulate))),
-        None => (None, None),
-    };
     let mut total = CompensatedSum::default();
     for r in 0..layout.rows() {
-        let row = row_at(&layout, r);
-        if let Some((g, false)) = grad_buf.as_mut() {
-            zero_row(g, row);
-        }
         let l = match target_class(&target, r, opts.ignore_index) {
-            Some(y) => {
-                let w_y = w_of(y);
-                if let Some((g, acc)) = grad_buf.as_mut() {
-                    let s: T = row_scale(grad_output, reduction, r, denom);
-                    put(g, row.at(y), -(w_y * s), *acc);
-                }
-                -(w_y * input[row.at(y)])
-            }
-            None => T::ZERO,
+            Some(y) => -(w_of(y) * input[layout.row_offset(r) + y * layout.inner()].to_acc()),
+            None => T::Acc::ZERO,
         };
         if reduction == Reduction::None {
             loss_out[r] = l;
         }
         total.add(l.to_f64());
     }
-    finish(loss_out, reduction, total, denom);
+    match reduction {
+        Reduction::None => {}
+        Reduction::Sum => loss_out[0] = T::Acc::from_f64(total.value()),
+        Reduction::Mean => loss_out[0] = T::Acc::from_f64(total.value() / denom),
+    }
+    if let Some(g) = grad {
+        let upstream = scalar_upstream(g.grad_output, reduction);
+        // The gradient at (n, y_n): −w_y·s_n; every other element is 0 (or unchanged).
+        let value = |r: usize, y: usize| {
+            let s = match (reduction, g.grad_output) {
+                (Reduction::None, Some(go)) => go[r],
+                (Reduction::None, None) => T::Acc::ONE,
+                _ => T::Acc::from_f64(upstream / denom),
+            };
+            -(w_of(y) * s)
+        };
+        let accumulate = g.mode == GradMode::Accumulate;
+        match g.grad {
+            GradBuf::Same(buf) => write_nll_grad(
+                buf,
+                (T::to_acc, T::from_acc),
+                &layout,
+                &target,
+                opts.ignore_index,
+                accumulate,
+                value,
+            ),
+            GradBuf::Acc(buf) => write_nll_grad(
+                buf,
+                (|v| v, |v| v),
+                &layout,
+                &target,
+                opts.ignore_index,
+                accumulate,
+                value,
+            ),
+        }
+    }
     Ok(())
+}
+
+/// Writes the nll gradient into a buffer of `G`, converting through `(to, from)`.
+fn write_nll_grad<G: Copy, A: Float>(
+    buf: &mut [G],
+    (to, from): (impl Fn(G) -> A, impl Fn(A) -> G),
+    layout: &Layout,
+    target: &ClassIndices<'_>,
+    ignore_index: i64,
+    accumulate: bool,
+    value: impl Fn(usize, usize) -> A,
+) {
+    if !accumulate {
+        buf.fill(from(A::ZERO));
+    }
+    for r in 0..layout.rows() {
+        if let Some(y) = target_class(target, r, ignore_index) {
+            let i = layout.row_offset(r) + y * layout.inner();
+            let v = value(r, y);
+            buf[i] = from(if accumulate { to(buf[i]) + v } else { v });
+        }
+    }
 }

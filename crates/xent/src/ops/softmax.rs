@@ -1,22 +1,20 @@
 //! `softmax` and `log_softmax` over the class dimension, forward and backward.
 
 use super::check_len;
-use super::cross_entropy::row_at;
+use crate::element::Element;
 use crate::error::Result;
-use crate::float::Float;
-use crate::kernels::scalar;
 use crate::layout::Layout;
+use crate::par::Ptr;
 
-fn forward_into<T: Float>(input: &[T], shape: &[usize], out: &mut [T], log: bool) -> Result<()> {
+fn forward_into<T: Element>(input: &[T], shape: &[usize], out: &mut [T], log: bool) -> Result<()> {
     let layout = Layout::new(shape, input.len())?;
     check_len("out", out.len(), input.len())?;
-    for r in 0..layout.rows() {
-        scalar::softmax_row(input, out, row_at(&layout, r), log);
-    }
+    let dims = (layout.outer(), layout.classes(), layout.inner());
+    T::__softmax(Ptr(input.as_ptr() as *mut T), Ptr(out.as_mut_ptr()), dims, log);
     Ok(())
 }
 
-fn backward_into<T: Float>(
+fn backward_into<T: Element>(
     output: &[T],
     grad_output: &[T],
     shape: &[usize],
@@ -26,9 +24,14 @@ fn backward_into<T: Float>(
     let layout = Layout::new(shape, output.len())?;
     check_len("grad_output", grad_output.len(), output.len())?;
     check_len("grad_input", grad_input.len(), output.len())?;
-    for r in 0..layout.rows() {
-        scalar::softmax_backward_row(output, grad_output, grad_input, row_at(&layout, r), log);
-    }
+    let dims = (layout.outer(), layout.classes(), layout.inner());
+    T::__softmax_backward(
+        Ptr(output.as_ptr() as *mut T),
+        Ptr(grad_output.as_ptr() as *mut T),
+        Ptr(grad_input.as_mut_ptr()),
+        dims,
+        log,
+    );
     Ok(())
 }
 
@@ -45,7 +48,7 @@ fn backward_into<T: Float>(
 /// assert!((p[2] - 0.66524096).abs() < 1e-7);
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn softmax_into<T: Float>(input: &[T], shape: &[usize], out: &mut [T]) -> Result<()> {
+pub fn softmax_into<T: Element>(input: &[T], shape: &[usize], out: &mut [T]) -> Result<()> {
     forward_into(input, shape, out, false)
 }
 
@@ -61,7 +64,7 @@ pub fn softmax_into<T: Float>(input: &[T], shape: &[usize], out: &mut [T]) -> Re
 /// assert_eq!(l[1], -1000.0); // ln(softmax) would give -inf
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn log_softmax_into<T: Float>(input: &[T], shape: &[usize], out: &mut [T]) -> Result<()> {
+pub fn log_softmax_into<T: Element>(input: &[T], shape: &[usize], out: &mut [T]) -> Result<()> {
     forward_into(input, shape, out, true)
 }
 
@@ -75,8 +78,8 @@ pub fn log_softmax_into<T: Float>(input: &[T], shape: &[usize], out: &mut [T]) -
 /// assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-15);
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn softmax<T: Float>(input: &[T], shape: &[usize]) -> Result<Vec<T>> {
-    let mut out = vec![T::ZERO; input.len()];
+pub fn softmax<T: Element>(input: &[T], shape: &[usize]) -> Result<Vec<T>> {
+    let mut out = input.to_vec();
     softmax_into(input, shape, &mut out)?;
     Ok(out)
 }
@@ -91,8 +94,8 @@ pub fn softmax<T: Float>(input: &[T], shape: &[usize]) -> Result<Vec<T>> {
 /// assert!((l[0] + 2.40760596).abs() < 1e-8);
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn log_softmax<T: Float>(input: &[T], shape: &[usize]) -> Result<Vec<T>> {
-    let mut out = vec![T::ZERO; input.len()];
+pub fn log_softmax<T: Element>(input: &[T], shape: &[usize]) -> Result<Vec<T>> {
+    let mut out = input.to_vec();
     log_softmax_into(input, shape, &mut out)?;
     Ok(out)
 }
@@ -110,7 +113,7 @@ pub fn log_softmax<T: Float>(input: &[T], shape: &[usize]) -> Result<Vec<T>> {
 /// assert!(gx.iter().all(|g| g.abs() < 1e-16));
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn softmax_backward_into<T: Float>(
+pub fn softmax_backward_into<T: Element>(
     output: &[T],
     grad_output: &[T],
     shape: &[usize],
@@ -132,7 +135,7 @@ pub fn softmax_backward_into<T: Float>(
 /// assert!((gx[2] - (0.66524096 - 1.0)).abs() < 1e-8);
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn log_softmax_backward_into<T: Float>(
+pub fn log_softmax_backward_into<T: Element>(
     output: &[T],
     grad_output: &[T],
     shape: &[usize],

@@ -1,0 +1,142 @@
+//! Storage types of logits and gradients, and the type each is computed in.
+
+use crate::float::Float;
+use crate::par::{self, CeCall, Ptr};
+pub use half::{bf16, f16};
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+    impl Sealed for half::bf16 {}
+    impl Sealed for half::f16 {}
+}
+
+/// An element type of logits (and of probability targets and gradients):
+/// `f32`, `f64`, [`bf16`] or [`f16`].
+///
+/// Each is computed in its [`Element::Acc`] type: `f64` in `f64`, the others in `f32`
+/// — so `bf16` and `f16` logits get an `f32` loss (PyTorch rounds it through bf16).
+///
+/// ```
+/// use xent::{bf16, Element};
+/// let x = bf16::from_f32(1.5);
+/// assert_eq!(x.to_acc(), 1.5f32);
+/// assert_eq!(<bf16 as Element>::NAME, "bfloat16");
+/// ```
+pub trait Element: sealed::Sealed + Copy + Send + Sync + core::fmt::Debug + 'static {
+    /// The type sums, the loss and upstream gradients are computed in.
+    type Acc: Float;
+    /// The dtype's name as NumPy / PyTorch spell it.
+    const NAME: &'static str;
+    /// Widens to the compute type (exact).
+    fn to_acc(self) -> Self::Acc;
+    /// Rounds from the compute type (to nearest, ties to even).
+    fn from_acc(v: Self::Acc) -> Self;
+
+    /// Runs a validated cross-entropy call on this type's kernels.
+    #[doc(hidden)]
+    fn __cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64);
+    /// softmax / log_softmax on this type's kernels.
+    #[doc(hidden)]
+    fn __softmax(x: Ptr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool);
+    /// Their backward on this type's kernels.
+    #[doc(hidden)]
+    fn __softmax_backward(
+        y: Ptr<Self>,
+        gy: Ptr<Self>,
+        gx: Ptr<Self>,
+        shape: (usize, usize, usize),
+        log: bool,
+    );
+}
+
+macro_rules! f32_kernels {
+    () => {
+        fn __cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64) {
+            par::ce_family(call)
+        }
+        fn __softmax(x: Ptr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool) {
+            par::softmax_simd(x, out, shape, log)
+        }
+        fn __softmax_backward(
+            y: Ptr<Self>,
+            gy: Ptr<Self>,
+            gx: Ptr<Self>,
+            shape: (usize, usize, usize),
+            log: bool,
+        ) {
+            par::backward_simd(y, gy, gx, shape, log)
+        }
+    };
+}
+
+impl Element for f32 {
+    f32_kernels!();
+    type Acc = f32;
+    const NAME: &'static str = "float32";
+    #[inline(always)]
+    fn to_acc(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_acc(v: f32) -> Self {
+        v
+    }
+}
+
+impl Element for f64 {
+    fn __cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64) {
+        par::ce_double(call)
+    }
+    fn __softmax(x: Ptr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool) {
+        par::softmax_double(x, out, shape, log)
+    }
+    fn __softmax_backward(
+        y: Ptr<Self>,
+        gy: Ptr<Self>,
+        gx: Ptr<Self>,
+        shape: (usize, usize, usize),
+        log: bool,
+    ) {
+        par::backward_double(y, gy, gx, shape, log)
+    }
+    type Acc = f64;
+    const NAME: &'static str = "float64";
+    #[inline(always)]
+    fn to_acc(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn from_acc(v: f64) -> Self {
+        v
+    }
+}
+
+impl Element for bf16 {
+    f32_kernels!();
+    type Acc = f32;
+    const NAME: &'static str = "bfloat16";
+    #[inline(always)]
+    fn to_acc(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn from_acc(v: f32) -> Self {
+        bf16::from_f32(v)
+    }
+}
+
+impl Element for f16 {
+    f32_kernels!();
+    type Acc = f32;
+    const NAME: &'static str = "float16";
+    #[inline(always)]
+    fn to_acc(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn from_acc(v: f32) -> Self {
+        f16::from_f32(v)
+    }
+}

@@ -1,0 +1,163 @@
+//! Runtime instruction-set dispatch: one binary runs AVX-512, AVX2+FMA or scalar code,
+//! chosen on the machine it runs on.
+
+use super::simd::{Scalar, Simd};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+/// An instruction set the f32 kernels (f32, bf16 and f16 data) are compiled for.
+/// `f64` data always runs the portable kernels.
+///
+/// ```
+/// let isa = xent::Isa::best();
+/// assert!(isa.is_available());
+/// println!("xent kernels run on {}", isa.name());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Portable scalar code (every machine; the twin the vector paths are tested against).
+    Scalar,
+    /// AVX2 + FMA + F16C, 8 f32 lanes.
+    Avx2,
+    /// AVX-512F, 16 f32 lanes.
+    Avx512,
+}
+
+static RUNS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+/// 0: none forced; 1 + index otherwise.
+static FORCED: AtomicU8 = AtomicU8::new(0);
+
+impl Isa {
+    const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+
+    fn index(self) -> usize {
+        match self {
+            Isa::Scalar => 0,
+            Isa::Avx2 => 1,
+            Isa::Avx512 => 2,
+        }
+    }
+
+    /// Its name: `scalar`, `avx2`, `avx512`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Whether the running CPU can execute it.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => super::simd::Avx2::detect().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => super::simd::Avx512::detect().is_some(),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Every instruction set the running CPU can execute, best last.
+    pub fn available() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|i| i.is_available()).collect()
+    }
+
+    /// The best instruction set of the running CPU.
+    pub fn best() -> Isa {
+        *Isa::available().last().unwrap_or(&Isa::Scalar)
+    }
+
+    /// The instruction set the library uses now: [`Isa::best`], unless
+    /// [`Isa::force`] chose another.
+    pub fn active() -> Isa {
+        match FORCED.load(Ordering::Relaxed) {
+            0 => Isa::best(),
+            k => Isa::ALL[k as usize - 1],
+        }
+    }
+
+    /// Makes every later call use `isa` (`None`: the best again) — for benchmarks
+    /// and comparisons; results differ only by rounding.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] when the CPU cannot execute `isa`.
+    pub fn force(isa: Option<Isa>) -> crate::Result<()> {
+        match isa {
+            None => FORCED.store(0, Ordering::Relaxed),
+            Some(i) if i.is_available() => FORCED.store(i.index() as u8 + 1, Ordering::Relaxed),
+            Some(i) => {
+                return Err(crate::Error::InvalidArgument {
+                    name: "isa",
+                    value: i.name().to_string(),
+                    expected: "an instruction set this CPU has",
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// How many kernel calls have run on this instruction set in this process, so
+    /// that tests can prove the path they meant to test ran.
+    pub fn runs(self) -> u64 {
+        RUNS[self.index()].load(Ordering::Relaxed)
+    }
+}
+
+impl core::str::FromStr for Isa {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Isa> {
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.name() == s)
+            .ok_or_else(|| crate::Error::InvalidArgument {
+                name: "isa",
+                value: s.to_string(),
+                expected: "one of scalar, avx2, avx512",
+            })
+    }
+}
+
+/// A kernel call, generic over the instruction set (pulp's `WithSimd`).
+pub(crate) trait Job {
+    type Out;
+    fn run<S: Simd>(self, s: S) -> Self::Out;
+}
+
+/// Runs `job` on `isa`, falling back to scalar if the CPU lacks it.
+pub(crate) fn dispatch<J: Job>(isa: Isa, job: J) -> J::Out {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::simd::{Avx2, Avx512};
+        if isa == Isa::Avx512 {
+            if let Some(s) = Avx512::detect() {
+                RUNS[2].fetch_add(1, Ordering::Relaxed);
+                // SAFETY: the token proves AVX-512F, AVX2, FMA and F16C are present.
+                return unsafe { run_avx512(s, job) };
+            }
+        }
+        if isa == Isa::Avx2 || isa == Isa::Avx512 {
+            if let Some(s) = Avx2::detect() {
+                RUNS[1].fetch_add(1, Ordering::Relaxed);
+                // SAFETY: the token proves AVX2, FMA and F16C are present.
+                return unsafe { run_avx2(s, job) };
+            }
+        }
+    }
+    let _ = isa;
+    RUNS[0].fetch_add(1, Ordering::Relaxed);
+    job.run(Scalar)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn run_avx2<J: Job>(s: super::simd::Avx2, job: J) -> J::Out {
+    job.run(s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn run_avx512<J: Job>(s: super::simd::Avx512, job: J) -> J::Out {
+    job.run(s)
+}

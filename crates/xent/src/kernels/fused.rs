@@ -1,0 +1,597 @@
+//! Fused cross-entropy and softmax jobs over a block of rows, for f32-computed data.
+//!
+//! A job is one block of whole `n` indices (`outer` rows of `C × inner`), handed to
+//! [`super::dispatch::dispatch`] so that its body is compiled for the instruction set
+//! that runs it. The driver in [`crate::par`] splits the batch into jobs.
+
+use super::dispatch::Job;
+use super::lanes::{self, LaneCoef};
+use super::row::{
+    self, shift, Coef, GradConsts, Identity, NoCoef, Ones, Partial, Probs, SoftCap, Weights,
+    Xform,
+};
+use super::simd::{Scalar, Simd, Store32};
+use crate::reduce::CompensatedSum;
+use crate::targets::ClassIndices;
+
+/// Scalar constants of a cross-entropy call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CeConsts {
+    /// Label smoothing ε.
+    pub eps: f32,
+    /// C as f32.
+    pub classes: f32,
+    /// z-loss scale (`lse_square_scale`).
+    pub z: f32,
+}
+
+/// What a row's target is, for [`finish`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RowTarget {
+    /// A class index with its weight and its (transformed) logit.
+    Index { w_y: f32, x_y: f32 },
+    /// A probability row (its coefficients are in the partial's linear terms).
+    Probs,
+}
+
+/// The upstream-gradient scales of a row: the cross-entropy part and the z part
+/// (they differ for a weighted mean, whose z term is averaged over rows).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scale<'a> {
+    Uniform { ce: f32, z: f32 },
+    /// Per row (reduction none), block-local.
+    PerRow(&'a [f32]),
+}
+
+impl Scale<'_> {
+    #[inline]
+    fn at(&self, r: usize) -> (f32, f32) {
+        match *self {
+            Scale::Uniform { ce, z } => (ce, z),
+            Scale::PerRow(go) => (go[r], go[r]),
+        }
+    }
+}
+
+/// Row loss without its z term, the z term, and the gradient constants, from the
+/// row's statistics.
+#[inline]
+pub(crate) fn finish(
+    p: Partial,
+    t: RowTarget,
+    k: &CeConsts,
+    scale_ce: f32,
+    scale_z: f32,
+) -> (f32, f32, GradConsts) {
+    let ms = shift(p.m);
+    let ln_s = p.s.ln();
+    let (zt, zg) = if k.z != 0.0 {
+        let lse = ms + ln_s;
+        (k.z * lse * lse, scale_z * 2.0 * k.z * lse)
+    } else {
+        (0.0, 0.0)
+    };
+    match t {
+        RowTarget::Index { w_y, x_y } => {
+            let keep = 1.0 - k.eps;
+            let nll = ln_s - (x_y - ms);
+            let mut loss = keep * w_y * nll;
+            let b = scale_ce * keep * w_y;
+            let mut alpha = b;
+            let mut beta = 0.0;
+            if k.eps > 0.0 {
+                let e = k.eps / k.classes;
+                loss += e * (p.a * ln_s - p.l);
+                alpha += scale_ce * e * p.a;
+                beta = scale_ce * e;
+            }
+            let consts = GradConsts {
+                alpha: (alpha + zg) / p.s,
+                beta,
+                b,
+            };
+            (loss, zt, consts)
+        }
+        RowTarget::Probs => {
+            let consts = GradConsts {
+                alpha: (scale_ce * p.a + zg) / p.s,
+                beta: scale_ce,
+                b: 0.0,
+            };
+            (p.a * ln_s - p.l, zt, consts)
+        }
+    }
+}
+
+/// The exact gradient at the target class, written after the vector pass:
+/// `prior + (α·exp(x̃_y − shift) − β·a_y − b)·dx̃_y/dx_y`.
+#[inline]
+pub(crate) fn target_grad<X: Xform>(
+    xf: X,
+    x_y_raw: f32,
+    a_y: f32,
+    ms: f32,
+    k: GradConsts,
+    prior: f32,
+) -> f32 {
+    let (xt, d) = xf.apply_d(Scalar, x_y_raw);
+    let v = k.alpha * (xt - ms).exp() - k.beta * a_y - k.b;
+    prior + if X::CHAINED { v * d } else { v }
+}
+
+/// One block of a cross-entropy call.
+pub(crate) struct CeJob<'a, E, G> {
+    /// Logits of the block (`outer · C · inner` elements).
+    pub x: *const E,
+    /// Gradient of the block, or null. May equal `x` (in-place).
+    pub g: *mut G,
+    pub accumulate: bool,
+    /// Probability targets of the block, or null for class indices.
+    pub t: *const E,
+    /// Class indices (global) and `ignore_index`.
+    pub idx: Option<(ClassIndices<'a>, i64)>,
+    /// Global index of the block's first row.
+    pub row0: usize,
+    pub outer: usize,
+    pub classes: usize,
+    pub inner: usize,
+    pub weight: Option<&'a [f32]>,
+    pub consts: CeConsts,
+    pub cap: Option<f32>,
+    pub scale: Scale<'a>,
+    /// Per-row losses of the block (reduction none), or null.
+    pub loss_out: *mut f32,
+}
+
+/// Sums of a block: (loss without z terms, z terms), over rows in order.
+pub(crate) type BlockSums = (CompensatedSum, CompensatedSum);
+
+impl<E: Store32, G: Store32> Job for CeJob<'_, E, G> {
+    type Out = BlockSums;
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> BlockSums {
+        match self.cap {
+            None => self.with_xform(s, Identity),
+            Some(cap) => self.with_xform(s, SoftCap { cap }),
+        }
+    }
+}
+
+impl<E: Store32, G: Store32> CeJob<'_, E, G> {
+    /// The class of global row `r`, `None` when ignored (targets are validated).
+    #[inline]
+    fn class_of(&self, r: usize) -> Option<usize> {
+        self.idx.and_then(|(idx, ignore)| {
+            let t = idx.get(r);
+            (t != ignore as i128).then_some(t as usize)
+        })
+    }
+
+    #[inline(always)]
+    fn with_xform<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
+        let w = self.weight.map(|w| w.as_ptr());
+        let smoothing = self.consts.eps > 0.0;
+        if self.inner > 1 {
+            return self.lanes(s, xf);
+        }
+        if !self.t.is_null() {
+            let keep = 1.0 - self.consts.eps;
+            let spread = self.consts.eps / self.consts.classes;
+            let coef = Probs {
+                t: self.t,
+                w,
+                keep,
+                spread,
+            };
+            return self.rows(s, xf, coef);
+        }
+        match (smoothing, w) {
+            (false, _) => self.rows(s, xf, NoCoef),
+            (true, None) => self.rows(s, xf, Ones),
+            (true, Some(w)) => self.rows(s, xf, Weights(w)),
+        }
+    }
+
+    /// Contiguous rows (`inner == 1`).
+    #[inline(always)]
+    fn rows<S: Simd, X: Xform, C: Coef + RowCoef>(self, s: S, xf: X, coef: C) -> BlockSums {
+        let c = self.classes;
+        let mut total = CompensatedSum::default();
+        let mut ztotal = CompensatedSum::default();
+        let probs = !self.t.is_null();
+        for r in 0..self.outer {
+            // SAFETY (whole loop body): the driver hands a block of `outer` rows of C
+            // elements at x (and g, t, and `outer` losses at loss_out); r < outer.
+            unsafe {
+                let x = self.x.add(r * c);
+                let g = (!self.g.is_null()).then(|| self.g.add(r * c));
+                let coef = coef.for_row(r * c);
+                let (scale_ce, scale_z) = self.scale.at(r);
+                let target = if probs {
+                    Some(RowTarget::Probs)
+                } else {
+                    self.class_of(self.row0 + r).map(|y| RowTarget::Index {
+                        w_y: self.weight.map_or(1.0, |w| w[y]),
+                        x_y: xf.apply(Scalar, Scalar.load(x.add(y))),
+                    })
+                };
+                let (loss, zt) = match target {
+                    None => {
+                        if let (Some(g), false) = (g, self.accumulate) {
+                            for j in 0..c {
+                                *g.add(j) = G::from_f32(0.0);
+                            }
+                        }
+                        (0.0, 0.0)
+                    }
+                    Some(target) => {
+                        let p = row::row_stats(s, x, c, coef, xf);
+                        let (loss, zt, k) = finish(p, target, &self.consts, scale_ce, scale_z);
+                        if let Some(g) = g {
+                            let ms = shift(p.m);
+                            // Read what the vector pass overwrites (in-place, accumulate).
+                            let fix = self.class_of(self.row0 + r).map(|y| {
+                                let prior = if self.accumulate {
+                                    (*g.add(y)).to_f32()
+                                } else {
+                                    0.0
+                                };
+                                (y, Scalar.load(x.add(y)), prior)
+                            });
+                            row::row_grad(s, x, g, c, coef, xf, ms, k, self.accumulate);
+                            if let Some((y, x_y, prior)) = fix {
+                                let a_y = coef.scalar_at(y);
+                                *g.add(y) = G::from_f32(target_grad(xf, x_y, a_y, ms, k, prior));
+                            }
+                        }
+                        (loss, zt)
+                    }
+                };
+                if !self.loss_out.is_null() {
+                    *self.loss_out.add(r) = loss + zt;
+                }
+                total.add(loss as f64);
+                ztotal.add(zt as f64);
+            }
+        }
+        (total, ztotal)
+    }
+
+    /// K-dim rows (`inner > 1`), `LANES` neighbouring rows at a time.
+    #[inline(always)]
+    fn lanes<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
+        let mut total = CompensatedSum::default();
+        let mut ztotal = CompensatedSum::default();
+        for n in 0..self.outer {
+            let mut i = 0;
+            while i + S::LANES <= self.inner {
+                let (a, b) = self.lane_unit(s, xf, n, i);
+                total.merge(a);
+                ztotal.merge(b);
+                i += S::LANES;
+            }
+            while i < self.inner {
+                let (a, b) = self.lane_unit(Scalar, xf, n, i);
+                total.merge(a);
+                ztotal.merge(b);
+                i += 1;
+            }
+        }
+        (total, ztotal)
+    }
+
+    #[inline(always)]
+    fn lane_unit<S: Simd, X: Xform>(&self, s: S, xf: X, n: usize, i: usize) -> BlockSums {
+        let (c, stride) = (self.classes, self.inner);
+        let base = n * c * stride + i;
+        let lanes = S::LANES;
+        let probs = !self.t.is_null();
+        let w = self.weight.map(|w| w.as_ptr());
+        // SAFETY: base + k·stride + l for k < C, l < LANES lies in the block: i + LANES ≤ inner.
+        let (x, t) = unsafe { (self.x.add(base), self.t.wrapping_add(base)) };
+        let coef = if probs {
+            LaneCoef::Probs {
+                t,
+                w,
+                keep: 1.0 - self.consts.eps,
+                spread: self.consts.eps / self.consts.classes,
+            }
+        } else if self.consts.eps > 0.0 {
+            w.map_or(LaneCoef::Ones, LaneCoef::Weights)
+        } else {
+            LaneCoef::None
+        };
+        let mut parts = [Partial::EMPTY; 16];
+        // SAFETY: as above.
+        unsafe { lanes::lane_stats(s, x, stride, c, coef, xf, &mut parts) };
+        let mut consts = [GradConsts::default(); 16];
+        let mut active = [0.0f32; 16];
+        let mut fix = [None; 16];
+        let mut total = CompensatedSum::default();
+        let mut ztotal = CompensatedSum::default();
+        let local_row0 = n * stride + i;
+        for l in 0..lanes {
+            let r = local_row0 + l;
+            let (scale_ce, scale_z) = self.scale.at(r);
+            let target = if probs {
+                Some(RowTarget::Probs)
+            } else {
+                self.class_of(self.row0 + r).map(|y| {
+                    // SAFETY: y < C, so the element lies in the block.
+                    let raw = unsafe { Scalar.load(x.add(y * stride + l)) };
+                    fix[l] = Some((y, raw));
+                    RowTarget::Index {
+                        w_y: self.weight.map_or(1.0, |w| w[y]),
+                        x_y: xf.apply(Scalar, raw),
+                    }
+                })
+            };
+            let (loss, zt) = match target {
+                None => (0.0, 0.0),
+                Some(target) => {
+                    active[l] = 1.0;
+                    let (loss, zt, k) = finish(parts[l], target, &self.consts, scale_ce, scale_z);
+                    consts[l] = k;
+                    (loss, zt)
+                }
+            };
+            if !self.loss_out.is_null() {
+                // SAFETY: r < outer·inner, the block's row count.
+                unsafe { *self.loss_out.add(r) = loss + zt };
+            }
+            total.add(loss as f64);
+            ztotal.add(zt as f64);
+        }
+        if !self.g.is_null() {
+            // SAFETY: as for x; g may alias x, and every target element was read above.
+            unsafe {
+                let g = self.g.add(base);
+                let mut prior = [0.0f32; 16];
+                for l in 0..lanes {
+                    if let (Some((y, _)), true) = (fix[l], self.accumulate) {
+                        prior[l] = (*g.add(y * stride + l)).to_f32();
+                    }
+                }
+                lanes::lane_grad(
+                    s, x, g, stride, c, coef, xf, &parts, &consts, &active, self.accumulate,
+                );
+                for l in 0..lanes {
+                    if let Some((y, x_y)) = fix[l] {
+                        let a_y = match coef {
+                            LaneCoef::Ones => 1.0,
+                            LaneCoef::Weights(w) => *w.add(y),
+                            _ => 0.0,
+                        };
+                        let v = target_grad(xf, x_y, a_y, shift(parts[l].m), consts[l], prior[l]);
+                        *g.add(y * stride + l) = G::from_f32(v);
+                    }
+                }
+            }
+        }
+        (total, ztotal)
+    }
+}
+
+/// Row-local views of a contiguous coefficient source.
+pub(crate) trait RowCoef: Coef {
+    /// The source for the row starting at element `off` of the block.
+    ///
+    /// # Safety
+    /// `off` is the start of a row of the block.
+    unsafe fn for_row(&self, off: usize) -> Self;
+    /// The scalar coefficient of class `y` of this row (label smoothing's `a_y`).
+    ///
+    /// # Safety
+    /// `y < C`.
+    unsafe fn scalar_at(&self, y: usize) -> f32;
+}
+
+impl RowCoef for NoCoef {
+    unsafe fn for_row(&self, _off: usize) -> Self {
+        NoCoef
+    }
+    unsafe fn scalar_at(&self, _y: usize) -> f32 {
+        0.0
+    }
+}
+impl RowCoef for Ones {
+    unsafe fn for_row(&self, _off: usize) -> Self {
+        Ones
+    }
+    unsafe fn scalar_at(&self, _y: usize) -> f32 {
+        1.0
+    }
+}
+impl RowCoef for Weights {
+    // Weights are per class: the same for every row.
+    unsafe fn for_row(&self, _off: usize) -> Self {
+        *self
+    }
+    unsafe fn scalar_at(&self, y: usize) -> f32 {
+        // SAFETY: y < C.
+        unsafe { *self.0.add(y) }
+    }
+}
+impl<E: Store32> RowCoef for Probs<E> {
+    unsafe fn for_row(&self, off: usize) -> Self {
+        // SAFETY: off is a row start within the block's targets.
+        Probs {
+            t: unsafe { self.t.add(off) },
+            ..*self
+        }
+    }
+    unsafe fn scalar_at(&self, _y: usize) -> f32 {
+        // Probability targets have no target-class fix-up (b = 0, handled in-pass).
+        0.0
+    }
+}
+
+/// One block of a softmax / log_softmax forward call.
+pub(crate) struct SoftmaxJob<E, O> {
+    pub x: *const E,
+    pub out: *mut O,
+    pub outer: usize,
+    pub classes: usize,
+    pub inner: usize,
+    pub log: bool,
+}
+
+impl<E: Store32, O: Store32> Job for SoftmaxJob<E, O> {
+    type Out = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        let (c, inner) = (self.classes, self.inner);
+        for n in 0..self.outer {
+            // SAFETY (whole body): the driver hands a block of outer·C·inner elements.
+            unsafe {
+                if inner == 1 {
+                    let (x, out) = (self.x.add(n * c), self.out.add(n * c));
+                    let p = row::row_stats(s, x, c, NoCoef, Identity);
+                    row::softmax_write(s, x, out, c, p, self.log);
+                    continue;
+                }
+                let base = n * c * inner;
+                let mut i = 0;
+                while i + S::LANES <= inner {
+                    let (x, out) = (self.x.add(base + i), self.out.add(base + i));
+                    lanes::lane_softmax(s, x, out, inner, c, self.log);
+                    i += S::LANES;
+                }
+                while i < inner {
+                    let (x, out) = (self.x.add(base + i), self.out.add(base + i));
+                    lanes::lane_softmax(Scalar, x, out, inner, c, self.log);
+                    i += 1;
+                }
+            }
+        }
+    }
+}
+
+/// One block of a softmax / log_softmax backward call (from the forward output).
+pub(crate) struct BackwardJob<E, G> {
+    pub y: *const E,
+    pub gy: *const E,
+    pub gx: *mut G,
+    pub outer: usize,
+    pub classes: usize,
+    pub inner: usize,
+    pub log: bool,
+}
+
+impl<E: Store32, G: Store32> Job for BackwardJob<E, G> {
+    type Out = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        let (c, inner) = (self.classes, self.inner);
+        for n in 0..self.outer {
+            // SAFETY (whole body): the driver hands a block of outer·C·inner elements.
+            unsafe {
+                if inner == 1 {
+                    let off = n * c;
+                    let (y, gy, gx) = (self.y.add(off), self.gy.add(off), self.gx.add(off));
+                    let dot = row::backward_dot(s, y, gy, c, self.log);
+                    row::backward_write(s, y, gy, gx, c, dot, self.log);
+                    continue;
+                }
+                let base = n * c * inner;
+                let mut i = 0;
+                while i + S::LANES <= inner {
+                    let off = base + i;
+                    let (y, gy, gx) = (self.y.add(off), self.gy.add(off), self.gx.add(off));
+                    lanes::lane_backward(s, y, gy, gx, inner, c, self.log);
+                    i += S::LANES;
+                }
+                while i < inner {
+                    let off = base + i;
+                    let (y, gy, gx) = (self.y.add(off), self.gy.add(off), self.gx.add(off));
+                    lanes::lane_backward(Scalar, y, gy, gx, inner, c, self.log);
+                    i += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Coefficients of one long row, chosen at run time (monomorphized in [`PieceJob::run`]).
+#[derive(Clone, Copy)]
+pub(crate) enum AnyCoef<E> {
+    None,
+    Ones,
+    Weights(*const f32),
+    Probs(Probs<E>),
+}
+
+impl<E: Store32> AnyCoef<E> {
+    /// # Safety
+    /// The result must stay within the row.
+    pub(crate) unsafe fn offset(&self, k: usize) -> Self {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            match self {
+                AnyCoef::None => AnyCoef::None,
+                AnyCoef::Ones => AnyCoef::Ones,
+                AnyCoef::Weights(w) => AnyCoef::Weights(w.add(k)),
+                AnyCoef::Probs(p) => AnyCoef::Probs(p.offset(k)),
+            }
+        }
+    }
+    /// # Safety
+    /// `y` within the row.
+    pub(crate) unsafe fn scalar_at(&self, y: usize) -> f32 {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            match self {
+                AnyCoef::Ones => 1.0,
+                AnyCoef::Weights(w) => *w.add(y),
+                AnyCoef::None | AnyCoef::Probs(_) => 0.0,
+            }
+        }
+    }
+}
+
+/// A piece of one long row (a run of chunks), for rows split across threads.
+pub(crate) struct PieceJob<E, G> {
+    pub x: *const E,
+    pub n: usize,
+    pub coef: AnyCoef<E>,
+    pub cap: Option<f32>,
+    /// `None`: statistics; `Some`: write the gradient with these constants.
+    pub grad: Option<(*mut G, f32, GradConsts, bool)>,
+}
+
+impl<E: Store32, G: Store32> Job for PieceJob<E, G> {
+    type Out = Partial;
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> Partial {
+        match self.cap {
+            None => self.with(s, Identity),
+            Some(cap) => self.with(s, SoftCap { cap }),
+        }
+    }
+}
+
+impl<E: Store32, G: Store32> PieceJob<E, G> {
+    #[inline(always)]
+    fn with<S: Simd, X: Xform>(&self, s: S, xf: X) -> Partial {
+        match self.coef {
+            AnyCoef::None => self.go(s, xf, NoCoef),
+            AnyCoef::Ones => self.go(s, xf, Ones),
+            AnyCoef::Weights(w) => self.go(s, xf, Weights(w)),
+            AnyCoef::Probs(p) => self.go(s, xf, p),
+        }
+    }
+
+    #[inline(always)]
+    fn go<S: Simd, X: Xform, C: Coef>(&self, s: S, xf: X, coef: C) -> Partial {
+        // SAFETY: the driver hands a piece of n elements of the row (x, g, coefficients).
+        unsafe {
+            match self.grad {
+                None => row::row_stats(s, self.x, self.n, coef, xf),
+                Some((g, ms, k, acc)) => {
+                    row::row_grad(s, self.x, g, self.n, coef, xf, ms, k, acc);
+                    Partial::EMPTY
+                }
+            }
+        }
+    }
+}

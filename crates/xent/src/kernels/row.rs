@@ -1,0 +1,557 @@
+//! Fused f32 row kernels, generic over the instruction set.
+//!
+//! A row is read in chunks of [`CHUNK`] classes: pass A finds the chunk's max, pass B
+//! (on the chunk, now in L1) sums `exp(x − m)` and the linear terms `Σ a_c·(x_c − m)`,
+//! `Σ a_c`. Chunk partials merge with the online-softmax rule, so every logit is read
+//! from memory once, and a row's result does not depend on how many threads ran it.
+//! The gradient pass re-reads the row (from cache for rows up to L2 size) and writes
+//! each gradient once.
+//!
+//! `−inf` logits are handled without NaN: the shift `m` of a chunk that is all `−inf`
+//! is taken as 0 so that `exp(−inf − 0) = 0`; an all-`−inf` row still ends in NaN, as
+//! in PyTorch, because `ln 0 − (−inf − 0)` is NaN.
+
+use super::simd::{Scalar, Simd, Store32};
+
+/// Classes per chunk: 8 KiB of f32, so that pass B reads the chunk from L1.
+pub(crate) const CHUNK: usize = 2048;
+
+/// What one chunk (or a merged run of chunks) of a row contributes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Partial {
+    /// Max of the (transformed) logits.
+    pub m: f32,
+    /// `Σ exp(x − shift(m))`.
+    pub s: f32,
+    /// `Σ a_c·(x_c − shift(m))`.
+    pub l: f32,
+    /// `Σ a_c`.
+    pub a: f32,
+}
+
+/// The shift used for a max: 0 for an all-`−inf` run, so that `x − shift` is never
+/// `−inf − (−inf)`.
+#[inline(always)]
+pub(crate) fn shift(m: f32) -> f32 {
+    if m == f32::NEG_INFINITY {
+        0.0
+    } else {
+        m
+    }
+}
+
+impl Partial {
+    pub(crate) const EMPTY: Partial = Partial {
+        m: f32::NEG_INFINITY,
+        s: 0.0,
+        l: 0.0,
+        a: 0.0,
+    };
+
+    /// Merges the partial of a later run: rescales both to the common max.
+    #[inline]
+    pub(crate) fn merge(self, o: Partial) -> Partial {
+        let m = Scalar.max(self.m, o.m);
+        let ms = shift(m);
+        let rescale = |p: Partial| {
+            let ps = shift(p.m);
+            // An all −inf run has s = 0 (or NaN); never form exp(0 − ms), which can be inf.
+            let f = if p.m == f32::NEG_INFINITY {
+                0.0
+            } else {
+                (ps - ms).exp()
+            };
+            (p.s * f, p.l - p.a * (ms - ps))
+        };
+        let (s1, l1) = rescale(self);
+        let (s2, l2) = rescale(o);
+        Partial {
+            m,
+            s: s1 + s2,
+            l: l1 + l2,
+            a: self.a + o.a,
+        }
+    }
+}
+
+/// Per-class coefficients `a_c` of the linear terms of a contiguous row.
+pub(crate) trait Coef: Copy {
+    /// `false`: no linear terms (plain cross-entropy, softmax).
+    const ACTIVE: bool;
+    /// The coefficients of classes `i..i + LANES` of the current chunk.
+    ///
+    /// # Safety
+    /// `i + LANES` within the row.
+    unsafe fn load<S: Simd>(&self, s: S, i: usize) -> S::V;
+    /// The same source advanced by `k` classes.
+    ///
+    /// # Safety
+    /// The result must stay within the row.
+    unsafe fn offset(&self, k: usize) -> Self;
+}
+
+/// No linear terms.
+#[derive(Clone, Copy)]
+pub(crate) struct NoCoef;
+impl Coef for NoCoef {
+    const ACTIVE: bool = false;
+    #[inline(always)]
+    unsafe fn load<S: Simd>(&self, s: S, _i: usize) -> S::V {
+        s.splat(0.0)
+    }
+    #[inline(always)]
+    unsafe fn offset(&self, _k: usize) -> Self {
+        NoCoef
+    }
+}
+
+/// `a_c = 1`: unweighted label smoothing.
+#[derive(Clone, Copy)]
+pub(crate) struct Ones;
+impl Coef for Ones {
+    const ACTIVE: bool = true;
+    #[inline(always)]
+    unsafe fn load<S: Simd>(&self, s: S, _i: usize) -> S::V {
+        s.splat(1.0)
+    }
+    #[inline(always)]
+    unsafe fn offset(&self, _k: usize) -> Self {
+        Ones
+    }
+}
+
+/// `a_c = w_c`: weighted label smoothing.
+#[derive(Clone, Copy)]
+pub(crate) struct Weights(pub *const f32);
+impl Coef for Weights {
+    const ACTIVE: bool = true;
+    #[inline(always)]
+    unsafe fn load<S: Simd>(&self, s: S, i: usize) -> S::V {
+        // SAFETY: the caller keeps i + LANES within the C weights.
+        unsafe { s.load(self.0.add(i)) }
+    }
+    #[inline(always)]
+    unsafe fn offset(&self, k: usize) -> Self {
+        // SAFETY: the caller keeps the offset within the weights.
+        Weights(unsafe { self.0.add(k) })
+    }
+}
+
+/// `a_c = w_c·((1−ε)·t_c + ε/C)`: probability targets.
+#[derive(Clone, Copy)]
+pub(crate) struct Probs<E> {
+    pub t: *const E,
+    pub w: Option<*const f32>,
+    pub keep: f32,
+    pub spread: f32,
+}
+impl<E: Store32> Coef for Probs<E> {
+    const ACTIVE: bool = true;
+    #[inline(always)]
+    unsafe fn load<S: Simd>(&self, s: S, i: usize) -> S::V {
+        // SAFETY: the caller keeps i + LANES within the row of targets (and weights).
+        unsafe {
+            let t = s.fma(s.load(self.t.add(i)), s.splat(self.keep), s.splat(self.spread));
+            match self.w {
+                Some(w) => s.mul(t, s.load(w.add(i))),
+                None => t,
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn offset(&self, k: usize) -> Self {
+        // SAFETY: the caller keeps the offset within the row.
+        unsafe {
+            Probs {
+                t: self.t.add(k),
+                w: self.w.map(|w| w.add(k)),
+                ..*self
+            }
+        }
+    }
+}
+
+/// A transform of the logits applied on load: identity or soft-capping.
+pub(crate) trait Xform: Copy {
+    /// `true` when the gradient needs the chain factor `dx̃/dx`.
+    const CHAINED: bool;
+    fn apply<S: Simd>(&self, s: S, v: S::V) -> S::V;
+    /// `(x̃, dx̃/dx)`.
+    fn apply_d<S: Simd>(&self, s: S, v: S::V) -> (S::V, S::V);
+}
+
+/// `x̃ = x`.
+#[derive(Clone, Copy)]
+pub(crate) struct Identity;
+impl Xform for Identity {
+    const CHAINED: bool = false;
+    #[inline(always)]
+    fn apply<S: Simd>(&self, _s: S, v: S::V) -> S::V {
+        v
+    }
+    #[inline(always)]
+    fn apply_d<S: Simd>(&self, s: S, v: S::V) -> (S::V, S::V) {
+        (v, s.splat(1.0))
+    }
+}
+
+/// `x̃ = cap·tanh(x/cap)`, `dx̃/dx = 1 − tanh²(x/cap)`.
+#[derive(Clone, Copy)]
+pub(crate) struct SoftCap {
+    pub cap: f32,
+}
+impl Xform for SoftCap {
+    const CHAINED: bool = true;
+    #[inline(always)]
+    fn apply<S: Simd>(&self, s: S, v: S::V) -> S::V {
+        s.mul(s.splat(self.cap), s.tanh(s.mul(v, s.splat(1.0 / self.cap))))
+    }
+    #[inline(always)]
+    fn apply_d<S: Simd>(&self, s: S, v: S::V) -> (S::V, S::V) {
+        let t = s.tanh(s.mul(v, s.splat(1.0 / self.cap)));
+        let d = s.sub(s.splat(1.0), s.mul(t, t));
+        (s.mul(s.splat(self.cap), t), d)
+    }
+}
+
+/// Pass A and pass B over `n` contiguous classes at `x`.
+///
+/// # Safety
+/// `x` readable for `n` elements; `coef` valid for `n` classes.
+#[inline(always)]
+pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
+    s: S,
+    x: *const E,
+    n: usize,
+    coef: C,
+    xf: X,
+) -> Partial {
+    let lanes = S::LANES;
+    let body = n - n % lanes;
+    // SAFETY (whole block): every load is at i < body ≤ n with i + LANES ≤ n, or at
+    // j < n in the scalar tails; the caller guarantees n readable elements.
+    unsafe {
+        let (mut m0, mut m1) = (s.splat(f32::NEG_INFINITY), s.splat(f32::NEG_INFINITY));
+        let mut i = 0;
+        while i + 2 * lanes <= body {
+            m0 = s.max(m0, xf.apply(s, s.load(x.add(i))));
+            m1 = s.max(m1, xf.apply(s, s.load(x.add(i + lanes))));
+            i += 2 * lanes;
+        }
+        if i < body {
+            m0 = s.max(m0, xf.apply(s, s.load(x.add(i))));
+        }
+        let mut m = s.reduce_max(s.max(m0, m1));
+        for j in body..n {
+            m = Scalar.max(m, xf.apply(Scalar, Scalar.load(x.add(j))));
+        }
+        let ms = shift(m);
+        let msv = s.splat(ms);
+        let zero = s.splat(0.0);
+        let (mut s0, mut s1, mut l0, mut l1, mut a0, mut a1) = (zero, zero, zero, zero, zero, zero);
+        let mut i = 0;
+        while i + 2 * lanes <= body {
+            let d0 = s.sub(xf.apply(s, s.load(x.add(i))), msv);
+            let d1 = s.sub(xf.apply(s, s.load(x.add(i + lanes))), msv);
+            s0 = s.add(s0, s.exp(d0));
+            s1 = s.add(s1, s.exp(d1));
+            if C::ACTIVE {
+                let c0 = coef.load(s, i);
+                let c1 = coef.load(s, i + lanes);
+                l0 = s.fma(c0, d0, l0);
+                l1 = s.fma(c1, d1, l1);
+                a0 = s.add(a0, c0);
+                a1 = s.add(a1, c1);
+            }
+            i += 2 * lanes;
+        }
+        if i < body {
+            let d0 = s.sub(xf.apply(s, s.load(x.add(i))), msv);
+            s0 = s.add(s0, s.exp(d0));
+            if C::ACTIVE {
+                let c0 = coef.load(s, i);
+                l0 = s.fma(c0, d0, l0);
+                a0 = s.add(a0, c0);
+            }
+        }
+        let mut p = Partial {
+            m,
+            s: s.reduce_add(s.add(s0, s1)),
+            l: s.reduce_add(s.add(l0, l1)),
+            a: s.reduce_add(s.add(a0, a1)),
+        };
+        for j in body..n {
+            let d = xf.apply(Scalar, Scalar.load(x.add(j))) - ms;
+            p.s += d.exp();
+            if C::ACTIVE {
+                let c = coef.load(Scalar, j);
+                p.l += c * d;
+                p.a += c;
+            }
+        }
+        p
+    }
+}
+
+/// The statistics of a whole contiguous row of `n` classes, chunk by chunk.
+///
+/// # Safety
+/// As [`chunk_stats`] for `n` elements.
+#[inline(always)]
+pub(crate) unsafe fn row_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
+    s: S,
+    x: *const E,
+    n: usize,
+    coef: C,
+    xf: X,
+) -> Partial {
+    let mut p = Partial::EMPTY;
+    let mut c0 = 0;
+    while c0 < n {
+        let len = CHUNK.min(n - c0);
+        // SAFETY: [c0, c0 + len) lies within the row.
+        p = p.merge(unsafe { chunk_stats(s, x.add(c0), len, coef.offset(c0), xf) });
+        c0 += len;
+    }
+    p
+}
+
+/// The gradient constants of a row: `g_j = (α·exp(x̃_j − shift) − β·a_j)·dx̃_j/dx_j`,
+/// minus `b·dx̃_y/dx_y` at the target.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GradConsts {
+    pub alpha: f32,
+    pub beta: f32,
+    pub b: f32,
+}
+
+/// Writes (or adds) the gradient of `n` contiguous classes.
+///
+/// # Safety
+/// `x` readable and `g` writable for `n` elements (they may be the same memory:
+/// every element is read before it is written); `coef` valid for `n` classes.
+#[inline(always)]
+pub(crate) unsafe fn chunk_grad<S: Simd, E: Store32, G: Store32, C: Coef, X: Xform>(
+    s: S,
+    x: *const E,
+    g: *mut G,
+    n: usize,
+    coef: C,
+    xf: X,
+    ms: f32,
+    k: GradConsts,
+    accumulate: bool,
+) {
+    #[inline(always)]
+    unsafe fn one<S: Simd, E: Store32, G: Store32, C: Coef, X: Xform>(
+        s: S,
+        x: *const E,
+        g: *mut G,
+        i: usize,
+        coef: &C,
+        xf: &X,
+        msv: S::V,
+        alpha: S::V,
+        beta: S::V,
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller keeps i + LANES within the row.
+        unsafe {
+            let (xt, d) = xf.apply_d(s, s.load(x.add(i)));
+            let mut v = s.mul(alpha, s.exp(s.sub(xt, msv)));
+            if C::ACTIVE {
+                v = s.sub(v, s.mul(beta, coef.load(s, i)));
+            }
+            if X::CHAINED {
+                v = s.mul(v, d);
+            }
+            if accumulate {
+                v = s.add(v, s.load(g.add(i)));
+            }
+            s.store(g.add(i), v);
+        }
+    }
+    let lanes = S::LANES;
+    let body = n - n % lanes;
+    let (msv, alpha, beta) = (s.splat(ms), s.splat(k.alpha), s.splat(k.beta));
+    let mut i = 0;
+    while i < body {
+        // SAFETY: i + LANES ≤ body ≤ n.
+        unsafe { one(s, x, g, i, &coef, &xf, msv, alpha, beta, accumulate) };
+        i += lanes;
+    }
+    for j in body..n {
+        // SAFETY: j < n.
+        unsafe { one(Scalar, x, g, j, &coef, &xf, ms, k.alpha, k.beta, accumulate) };
+    }
+}
+
+/// The gradient of a whole contiguous row, chunk by chunk (so that the `exp` pass
+/// works on the part of the row that the previous chunk left in L1).
+///
+/// # Safety
+/// As [`chunk_grad`] for `n` elements.
+#[inline(always)]
+pub(crate) unsafe fn row_grad<S: Simd, E: Store32, G: Store32, C: Coef, X: Xform>(
+    s: S,
+    x: *const E,
+    g: *mut G,
+    n: usize,
+    coef: C,
+    xf: X,
+    ms: f32,
+    k: GradConsts,
+    accumulate: bool,
+) {
+    let mut c0 = 0;
+    while c0 < n {
+        let len = CHUNK.min(n - c0);
+        // SAFETY: [c0, c0 + len) lies within the row.
+        unsafe {
+            chunk_grad(
+                s,
+                x.add(c0),
+                g.add(c0),
+                len,
+                coef.offset(c0),
+                xf,
+                ms,
+                k,
+                accumulate,
+            )
+        };
+        c0 += len;
+    }
+}
+
+/// Writes `softmax` (`log = false`) or `log_softmax` of `n` contiguous classes from
+/// the row's statistics into `out`.
+///
+/// # Safety
+/// `x` readable and `out` writable for `n` elements (may alias).
+#[inline(always)]
+pub(crate) unsafe fn softmax_write<S: Simd, E: Store32, O: Store32>(
+    s: S,
+    x: *const E,
+    out: *mut O,
+    n: usize,
+    p: Partial,
+    log: bool,
+) {
+    let ms = shift(p.m);
+    let (ln_s, inv_s) = (p.s.ln(), 1.0 / p.s);
+    #[inline(always)]
+    unsafe fn one<S: Simd, E: Store32, O: Store32>(
+        s: S,
+        x: *const E,
+        out: *mut O,
+        i: usize,
+        msv: S::V,
+        k: S::V,
+        log: bool,
+    ) {
+        // SAFETY: the caller keeps i + LANES within the row.
+        unsafe {
+            let d = s.sub(s.load(x.add(i)), msv);
+            let v = if log { s.sub(d, k) } else { s.mul(s.exp(d), k) };
+            s.store(out.add(i), v);
+        }
+    }
+    let k = if log { ln_s } else { inv_s };
+    let body = n - n % S::LANES;
+    let (msv, kv) = (s.splat(ms), s.splat(k));
+    let mut i = 0;
+    while i < body {
+        // SAFETY: i + LANES ≤ n.
+        unsafe { one(s, x, out, i, msv, kv, log) };
+        i += S::LANES;
+    }
+    for j in body..n {
+        // SAFETY: j < n.
+        unsafe { one(Scalar, x, out, j, ms, k, log) };
+    }
+}
+
+/// `Σ gy` (log) or `Σ gy·y` (softmax) over `n` contiguous classes.
+///
+/// # Safety
+/// `y` and `gy` readable for `n` elements.
+#[inline(always)]
+pub(crate) unsafe fn backward_dot<S: Simd, E: Store32>(
+    s: S,
+    y: *const E,
+    gy: *const E,
+    n: usize,
+    log: bool,
+) -> f32 {
+    let body = n - n % S::LANES;
+    let mut acc = s.splat(0.0);
+    let mut i = 0;
+    // SAFETY (whole block): loads at i + LANES ≤ n and j < n.
+    unsafe {
+        while i < body {
+            let gv = s.load(gy.add(i));
+            acc = if log {
+                s.add(acc, gv)
+            } else {
+                s.fma(gv, s.load(y.add(i)), acc)
+            };
+            i += S::LANES;
+        }
+        let mut total = s.reduce_add(acc);
+        for j in body..n {
+            let gv = Scalar.load(gy.add(j));
+            total += if log { gv } else { gv * Scalar.load(y.add(j)) };
+        }
+        total
+    }
+}
+
+/// `gx = gy − exp(y)·dot` (log) or `gx = y·(gy − dot)` (softmax) over `n` classes.
+///
+/// # Safety
+/// `y`, `gy` readable and `gx` writable for `n` elements.
+#[inline(always)]
+pub(crate) unsafe fn backward_write<S: Simd, E: Store32, G: Store32>(
+    s: S,
+    y: *const E,
+    gy: *const E,
+    gx: *mut G,
+    n: usize,
+    dot: f32,
+    log: bool,
+) {
+    #[inline(always)]
+    unsafe fn one<S: Simd, E: Store32, G: Store32>(
+        s: S,
+        y: *const E,
+        gy: *const E,
+        gx: *mut G,
+        i: usize,
+        dot: S::V,
+        log: bool,
+    ) {
+        // SAFETY: the caller keeps i + LANES within the row.
+        unsafe {
+            let (yv, gv) = (s.load(y.add(i)), s.load(gy.add(i)));
+            let v = if log {
+                s.sub(gv, s.mul(s.exp(yv), dot))
+            } else {
+                s.mul(yv, s.sub(gv, dot))
+            };
+            s.store(gx.add(i), v);
+        }
+    }
+    let body = n - n % S::LANES;
+    let dv = s.splat(dot);
+    let mut i = 0;
+    while i < body {
+        // SAFETY: i + LANES ≤ n.
+        unsafe { one(s, y, gy, gx, i, dv, log) };
+        i += S::LANES;
+    }
+    for j in body..n {
+        // SAFETY: j < n.
+        unsafe { one(Scalar, y, gy, gx, j, dot, log) };
+    }
+}

@@ -1,0 +1,686 @@
+//! The instruction sets the f32 kernels run on, behind one trait.
+//!
+//! A kernel body is written once, generic over [`Simd`], and marked
+//! `#[inline(always)]`; thin `#[target_feature]` wrappers in [`super::dispatch`]
+//! instantiate it per instruction set, so that the body is compiled with AVX2 or
+//! AVX-512 enabled while the binary still runs on any x86-64 (and on aarch64, where
+//! only [`Scalar`] exists). [`Scalar`] (one lane, libm `exp`) is the twin that every
+//! vector path is tested against, and it handles the tails shorter than a vector.
+//!
+//! ## Vector `exp`
+//! Cephes' `expf`: `n = round(x·log2 e)`, `r = x − n·ln 2` (ln 2 split in two),
+//! a degree-6 polynomial for `e^r` on `[−ln2/2, ln2/2]`, then `2^n` through the
+//! exponent bits. Measured max relative error 2 ulp (≤ 2.4e-7) for results ≥ 2⁻¹²⁶
+//! (`x ≥ −87.33`); below that results flush to 0 (absolute error < 1.2e-38);
+//! `exp(−inf) = 0` exactly, `exp(x > 88.72) = inf`, NaN propagates. The kernels only
+//! take `exp` of `x − max ≤ 0`. Tested against `f64` over `[−104, 88.7]` in
+//! `kernels::tests`.
+
+use crate::element::{bf16, f16};
+
+/// Storage types loaded into and stored from f32 vectors.
+pub(crate) trait Store32: Copy + Send + Sync + 'static {
+    /// Widens one element.
+    fn to_f32(self) -> f32;
+    /// Rounds one element (to nearest even).
+    fn from_f32(v: f32) -> Self;
+    #[cfg(target_arch = "x86_64")]
+    /// # Safety
+    /// AVX2 and F16C available; `p` readable for 8 elements.
+    unsafe fn load_avx2(p: *const Self) -> core::arch::x86_64::__m256;
+    #[cfg(target_arch = "x86_64")]
+    /// # Safety
+    /// AVX2 and F16C available; `p` writable for 8 elements.
+    unsafe fn store_avx2(p: *mut Self, v: core::arch::x86_64::__m256);
+    #[cfg(target_arch = "x86_64")]
+    /// # Safety
+    /// AVX-512F available; `p` readable for 16 elements.
+    unsafe fn load_avx512(p: *const Self) -> core::arch::x86_64::__m512;
+    #[cfg(target_arch = "x86_64")]
+    /// # Safety
+    /// AVX-512F available; `p` writable for 16 elements.
+    unsafe fn store_avx512(p: *mut Self, v: core::arch::x86_64::__m512);
+}
+
+/// One instruction set's f32 vector: the operations the kernels need.
+///
+/// All methods are `#[inline(always)]` so that they are compiled inside the
+/// `#[target_feature]` wrapper that instantiates a kernel.
+pub(crate) trait Simd: Copy + Send + Sync + 'static {
+    /// The vector type.
+    type V: Copy;
+    /// f32 lanes per vector.
+    const LANES: usize;
+
+    fn splat(self, v: f32) -> Self::V;
+    /// # Safety
+    /// `p` readable for `LANES` elements.
+    unsafe fn load<E: Store32>(self, p: *const E) -> Self::V;
+    /// # Safety
+    /// `p` writable for `LANES` elements.
+    unsafe fn store<E: Store32>(self, p: *mut E, v: Self::V);
+    fn add(self, a: Self::V, b: Self::V) -> Self::V;
+    fn sub(self, a: Self::V, b: Self::V) -> Self::V;
+    fn mul(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a·b + c`.
+    fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// Lane-wise max; which operand wins for NaN is unspecified (the kernels let
+    /// NaN propagate through the sums instead).
+    fn max(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `if a == -inf { b } else { a }` per lane.
+    fn neg_inf_to(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `if mask_src != 0 { a } else { b }` per lane, where `mask` came from [`Simd::ne_zero`].
+    fn select(self, mask: Self::V, a: Self::V, b: Self::V) -> Self::V;
+    /// All-ones lanes where `a != 0`, zero lanes elsewhere.
+    fn ne_zero(self, a: Self::V) -> Self::V;
+    fn exp(self, a: Self::V) -> Self::V;
+    fn tanh(self, a: Self::V) -> Self::V;
+    /// Sum of the lanes in a fixed order.
+    fn reduce_add(self, a: Self::V) -> f32;
+    /// Max of the lanes.
+    fn reduce_max(self, a: Self::V) -> f32;
+    /// Lane `i` of `a`.
+    fn lane(self, a: Self::V, i: usize) -> f32;
+    /// A vector from `LANES` values.
+    fn from_lanes(self, v: &[f32]) -> Self::V;
+}
+
+impl Store32 for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load_avx2(p: *const Self) -> core::arch::x86_64::__m256 {
+        // SAFETY: the caller guarantees AVX and 8 readable floats.
+        unsafe { core::arch::x86_64::_mm256_loadu_ps(p) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn store_avx2(p: *mut Self, v: core::arch::x86_64::__m256) {
+        // SAFETY: the caller guarantees AVX and 8 writable floats.
+        unsafe { core::arch::x86_64::_mm256_storeu_ps(p, v) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load_avx512(p: *const Self) -> core::arch::x86_64::__m512 {
+        // SAFETY: the caller guarantees AVX-512F and 16 readable floats.
+        unsafe { core::arch::x86_64::_mm512_loadu_ps(p) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn store_avx512(p: *mut Self, v: core::arch::x86_64::__m512) {
+        // SAFETY: the caller guarantees AVX-512F and 16 writable floats.
+        unsafe { core::arch::x86_64::_mm512_storeu_ps(p, v) }
+    }
+}
+
+impl Store32 for bf16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn from_f32(v: f32) -> Self {
+        bf16::from_f32(v)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load_avx2(p: *const Self) -> core::arch::x86_64::__m256 {
+        use core::arch::x86_64::*;
+        // SAFETY: AVX2 available; 8 bf16 = 16 readable bytes. bf16 is the high half
+        // of an f32, so widening is a zero-extend and a shift.
+        unsafe {
+            let h = _mm_loadu_si128(p as *const __m128i);
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn store_avx2(p: *mut Self, v: core::arch::x86_64::__m256) {
+        use core::arch::x86_64::*;
+        // SAFETY: AVX2 available; 16 writable bytes. Round to nearest even as
+        // `bf16::from_f32`: add 0x7FFF + lsb, keep the high half; NaN stays a quiet NaN.
+        unsafe {
+            let bits = _mm256_castps_si256(v);
+            let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
+            let rounded = _mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7FFF)), lsb);
+            let hi = _mm256_srli_epi32::<16>(rounded);
+            let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+            let qnan = _mm256_or_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(0x40));
+            let hi = _mm256_blendv_epi8(hi, qnan, nan);
+            let packed = _mm256_packus_epi32(hi, hi);
+            let ordered = _mm256_permute4x64_epi64::<0b1000>(packed);
+            _mm_storeu_si128(p as *mut __m128i, _mm256_castsi256_si128(ordered));
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load_avx512(p: *const Self) -> core::arch::x86_64::__m512 {
+        use core::arch::x86_64::*;
+        // SAFETY: AVX-512F available; 16 bf16 = 32 readable bytes.
+        unsafe {
+            let h = _mm256_loadu_si256(p as *const __m256i);
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn store_avx512(p: *mut Self, v: core::arch::x86_64::__m512) {
+        use core::arch::x86_64::*;
+        // SAFETY: AVX-512F available; 32 writable bytes. Rounding as in store_avx2.
+        unsafe {
+            let bits = _mm512_castps_si512(v);
+            let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+            let rounded = _mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7FFF)), lsb);
+            let hi = _mm512_srli_epi32::<16>(rounded);
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            let qnan = _mm512_or_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(0x40));
+            let hi = _mm512_mask_blend_epi32(nan, hi, qnan);
+            _mm256_storeu_si256(p as *mut __m256i, _mm512_cvtepi32_epi16(hi));
+        }
+    }
+}
+
+impl Store32 for f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn from_f32(v: f32) -> Self {
+        f16::from_f32(v)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load_avx2(p: *const Self) -> core::arch::x86_64::__m256 {
+        use core::arch::x86_64::*;
+        // SAFETY: F16C available (checked with AVX2); 16 readable bytes.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn store_avx2(p: *mut Self, v: core::arch::x86_64::__m256) {
+        use core::arch::x86_64::*;
+        // SAFETY: F16C available; 16 writable bytes.
+        unsafe {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            _mm_storeu_si128(p as *mut __m128i, h);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load_avx512(p: *const Self) -> core::arch::x86_64::__m512 {
+        use core::arch::x86_64::*;
+        // SAFETY: AVX-512F available; 32 readable bytes.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn store_avx512(p: *mut Self, v: core::arch::x86_64::__m512) {
+        use core::arch::x86_64::*;
+        // SAFETY: AVX-512F available; 32 writable bytes.
+        unsafe {
+            let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            _mm256_storeu_si256(p as *mut __m256i, h);
+        }
+    }
+}
+
+// Cephes expf constants.
+const EXP_HI: f32 = 88.376_26;
+const EXP_LO: f32 = -88.376_26;
+const EXP_INF_ABOVE: f32 = 88.722_84;
+const LOG2E: f32 = core::f32::consts::LOG2_E;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+const EXP_P: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    5.000_000_1e-1,
+];
+// Cephes tanhf: odd polynomial below 0.625, `1 − 2/(e^{2|x|} + 1)` above.
+const TANH_SMALL: f32 = 0.625;
+const TANH_P: [f32; 5] = [
+    -5.704_988_7e-3,
+    2.063_908_9e-2,
+    -5.373_971_6e-2,
+    1.333_144_2e-1,
+    -3.333_328_2e-1,
+];
+
+/// One lane: plain `f32` arithmetic and libm's `exp`; the oracle of the vector paths.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Scalar;
+
+impl Simd for Scalar {
+    type V = f32;
+    const LANES: usize = 1;
+    #[inline(always)]
+    fn splat(self, v: f32) -> f32 {
+        v
+    }
+    #[inline(always)]
+    unsafe fn load<E: Store32>(self, p: *const E) -> f32 {
+        // SAFETY: the caller guarantees one readable element.
+        unsafe { (*p).to_f32() }
+    }
+    #[inline(always)]
+    unsafe fn store<E: Store32>(self, p: *mut E, v: f32) {
+        // SAFETY: the caller guarantees one writable element.
+        unsafe { *p = E::from_f32(v) }
+    }
+    #[inline(always)]
+    fn add(self, a: f32, b: f32) -> f32 {
+        a + b
+    }
+    #[inline(always)]
+    fn sub(self, a: f32, b: f32) -> f32 {
+        a - b
+    }
+    #[inline(always)]
+    fn mul(self, a: f32, b: f32) -> f32 {
+        a * b
+    }
+    #[inline(always)]
+    fn fma(self, a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+    #[inline(always)]
+    fn max(self, a: f32, b: f32) -> f32 {
+        if b > a {
+            b
+        } else {
+            a
+        }
+    }
+    #[inline(always)]
+    fn neg_inf_to(self, a: f32, b: f32) -> f32 {
+        if a == f32::NEG_INFINITY {
+            b
+        } else {
+            a
+        }
+    }
+    #[inline(always)]
+    fn select(self, mask: f32, a: f32, b: f32) -> f32 {
+        if mask.to_bits() != 0 {
+            a
+        } else {
+            b
+        }
+    }
+    #[inline(always)]
+    fn ne_zero(self, a: f32) -> f32 {
+        if a != 0.0 {
+            f32::from_bits(u32::MAX)
+        } else {
+            0.0
+        }
+    }
+    #[inline(always)]
+    fn exp(self, a: f32) -> f32 {
+        a.exp()
+    }
+    #[inline(always)]
+    fn tanh(self, a: f32) -> f32 {
+        a.tanh()
+    }
+    #[inline(always)]
+    fn reduce_add(self, a: f32) -> f32 {
+        a
+    }
+    #[inline(always)]
+    fn reduce_max(self, a: f32) -> f32 {
+        a
+    }
+    #[inline(always)]
+    fn lane(self, a: f32, _i: usize) -> f32 {
+        a
+    }
+    #[inline(always)]
+    fn from_lanes(self, v: &[f32]) -> f32 {
+        v[0]
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::{Avx2, Avx512};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+    use core::arch::x86_64::*;
+
+    /// AVX2 + FMA + F16C, 8 lanes. Only constructed after runtime detection.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Avx2(());
+
+    impl Avx2 {
+        /// `Some` when the running CPU has AVX2, FMA and F16C.
+        pub(crate) fn detect() -> Option<Self> {
+            (is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c"))
+            .then_some(Avx2(()))
+        }
+    }
+
+    // Every intrinsic below needs AVX2/FMA/F16C, which an `Avx2` value proves: it
+    // is only made by `Avx2::detect`.
+    impl Simd for Avx2 {
+        type V = __m256;
+        const LANES: usize = 8;
+        #[inline(always)]
+        fn splat(self, v: f32) -> __m256 {
+            // SAFETY: AVX proven by the token.
+            unsafe { _mm256_set1_ps(v) }
+        }
+        #[inline(always)]
+        unsafe fn load<E: Store32>(self, p: *const E) -> __m256 {
+            // SAFETY: AVX2/F16C proven by the token; the caller guarantees 8 elements.
+            unsafe { E::load_avx2(p) }
+        }
+        #[inline(always)]
+        unsafe fn store<E: Store32>(self, p: *mut E, v: __m256) {
+            // SAFETY: as `load`.
+            unsafe { E::store_avx2(p, v) }
+        }
+        #[inline(always)]
+        fn add(self, a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX proven by the token.
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
+        fn sub(self, a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX proven by the token.
+            unsafe { _mm256_sub_ps(a, b) }
+        }
+        #[inline(always)]
+        fn mul(self, a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX proven by the token.
+            unsafe { _mm256_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        fn fma(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+            // SAFETY: FMA proven by the token.
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn max(self, a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX proven by the token.
+            unsafe { _mm256_max_ps(a, b) }
+        }
+        #[inline(always)]
+        fn neg_inf_to(self, a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX proven by the token.
+            unsafe {
+                let m = _mm256_cmp_ps::<_CMP_EQ_OQ>(a, _mm256_set1_ps(f32::NEG_INFINITY));
+                _mm256_blendv_ps(a, b, m)
+            }
+        }
+        #[inline(always)]
+        fn select(self, mask: __m256, a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX proven by the token.
+            unsafe { _mm256_blendv_ps(b, a, mask) }
+        }
+        #[inline(always)]
+        fn ne_zero(self, a: __m256) -> __m256 {
+            // SAFETY: AVX proven by the token.
+            unsafe { _mm256_cmp_ps::<_CMP_NEQ_UQ>(a, _mm256_setzero_ps()) }
+        }
+        #[inline(always)]
+        fn exp(self, x: __m256) -> __m256 {
+            // SAFETY: AVX2/FMA proven by the token.
+            unsafe {
+                // min/max return their second operand for NaN: x stays NaN.
+                let xc = _mm256_max_ps(_mm256_set1_ps(EXP_LO), _mm256_min_ps(_mm256_set1_ps(EXP_HI), x));
+                let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm256_mul_ps(xc, _mm256_set1_ps(LOG2E)),
+                );
+                let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), xc);
+                let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+                let mut y = _mm256_set1_ps(EXP_P[0]);
+                for &c in &EXP_P[1..] {
+                    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
+                }
+                let r2 = _mm256_mul_ps(r, r);
+                y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+                // 2^n through the exponent bits; n = -127 gives 0 (flush).
+                let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+                    _mm256_cvtps_epi32(n),
+                    _mm256_set1_epi32(127),
+                ));
+                let y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+                let big = _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(EXP_INF_ABOVE));
+                _mm256_blendv_ps(y, _mm256_set1_ps(f32::INFINITY), big)
+            }
+        }
+        #[inline(always)]
+        fn tanh(self, x: __m256) -> __m256 {
+            // SAFETY: AVX2/FMA proven by the token.
+            unsafe {
+                let sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0));
+                let ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0), x);
+                let z = _mm256_mul_ps(x, x);
+                let mut p = _mm256_set1_ps(TANH_P[0]);
+                for &c in &TANH_P[1..] {
+                    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(c));
+                }
+                let small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+                let e = self.exp(_mm256_add_ps(ax, ax));
+                let large = _mm256_sub_ps(
+                    _mm256_set1_ps(1.0),
+                    _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, _mm256_set1_ps(1.0))),
+                );
+                let large = _mm256_or_ps(large, sign);
+                let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(ax, _mm256_set1_ps(TANH_SMALL));
+                // NaN compares false: it takes the `large` branch, where it propagates.
+                _mm256_blendv_ps(large, small, is_small)
+            }
+        }
+        #[inline(always)]
+        fn reduce_add(self, a: __m256) -> f32 {
+            // SAFETY: AVX proven by the token.
+            unsafe {
+                let s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+                _mm_cvtss_f32(s)
+            }
+        }
+        #[inline(always)]
+        fn reduce_max(self, a: __m256) -> f32 {
+            let mut m = f32::NEG_INFINITY;
+            for i in 0..8 {
+                m = Scalar.max(m, self.lane(a, i));
+            }
+            m
+        }
+        #[inline(always)]
+        fn lane(self, a: __m256, i: usize) -> f32 {
+            let mut out = [0.0f32; 8];
+            // SAFETY: AVX proven by the token; `out` holds 8 floats.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), a) };
+            out[i]
+        }
+        #[inline(always)]
+        fn from_lanes(self, v: &[f32]) -> __m256 {
+            let mut buf = [0.0f32; 8];
+            buf.copy_from_slice(&v[..8]);
+            // SAFETY: AVX proven by the token; `buf` holds 8 floats.
+            unsafe { _mm256_loadu_ps(buf.as_ptr()) }
+        }
+    }
+
+    /// AVX-512F, 16 lanes. Only constructed after runtime detection.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Avx512(());
+
+    impl Avx512 {
+        /// `Some` when the running CPU has AVX-512F (and AVX2/FMA/F16C).
+        pub(crate) fn detect() -> Option<Self> {
+            (is_x86_feature_detected!("avx512f") && Avx2::detect().is_some())
+                .then_some(Avx512(()))
+        }
+    }
+
+    // Every intrinsic below needs AVX-512F, which an `Avx512` value proves.
+    impl Simd for Avx512 {
+        type V = __m512;
+        const LANES: usize = 16;
+        #[inline(always)]
+        fn splat(self, v: f32) -> __m512 {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe { _mm512_set1_ps(v) }
+        }
+        #[inline(always)]
+        unsafe fn load<E: Store32>(self, p: *const E) -> __m512 {
+            // SAFETY: AVX-512F proven by the token; the caller guarantees 16 elements.
+            unsafe { E::load_avx512(p) }
+        }
+        #[inline(always)]
+        unsafe fn store<E: Store32>(self, p: *mut E, v: __m512) {
+            // SAFETY: as `load`.
+            unsafe { E::store_avx512(p, v) }
+        }
+        #[inline(always)]
+        fn add(self, a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe { _mm512_add_ps(a, b) }
+        }
+        #[inline(always)]
+        fn sub(self, a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe { _mm512_sub_ps(a, b) }
+        }
+        #[inline(always)]
+        fn mul(self, a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe { _mm512_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        fn fma(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn max(self, a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe { _mm512_max_ps(a, b) }
+        }
+        #[inline(always)]
+        fn neg_inf_to(self, a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe {
+                let m = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a, _mm512_set1_ps(f32::NEG_INFINITY));
+                _mm512_mask_blend_ps(m, a, b)
+            }
+        }
+        #[inline(always)]
+        fn select(self, mask: __m512, a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe {
+                let m = _mm512_test_epi32_mask(_mm512_castps_si512(mask), _mm512_castps_si512(mask));
+                _mm512_mask_blend_ps(m, b, a)
+            }
+        }
+        #[inline(always)]
+        fn ne_zero(self, a: __m512) -> __m512 {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe {
+                let m = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(a, _mm512_setzero_ps());
+                _mm512_castsi512_ps(_mm512_maskz_set1_epi32(m, -1))
+            }
+        }
+        #[inline(always)]
+        fn exp(self, x: __m512) -> __m512 {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe {
+                let xc = _mm512_max_ps(_mm512_set1_ps(EXP_LO), _mm512_min_ps(_mm512_set1_ps(EXP_HI), x));
+                let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm512_mul_ps(xc, _mm512_set1_ps(LOG2E)),
+                );
+                let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), xc);
+                let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+                let mut y = _mm512_set1_ps(EXP_P[0]);
+                for &c in &EXP_P[1..] {
+                    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
+                }
+                let r2 = _mm512_mul_ps(r, r);
+                y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+                let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+                    _mm512_cvtps_epi32(n),
+                    _mm512_set1_epi32(127),
+                ));
+                let y = _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+                // NaN inputs: the clamp keeps NaN (second operand), so y is NaN.
+                let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_set1_ps(EXP_INF_ABOVE));
+                _mm512_mask_blend_ps(big, y, _mm512_set1_ps(f32::INFINITY))
+            }
+        }
+        #[inline(always)]
+        fn tanh(self, x: __m512) -> __m512 {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe {
+                let signbit = _mm512_set1_epi32(i32::MIN);
+                let xi = _mm512_castps_si512(x);
+                let sign = _mm512_and_si512(xi, signbit);
+                let ax = _mm512_castsi512_ps(_mm512_andnot_si512(signbit, xi));
+                let z = _mm512_mul_ps(x, x);
+                let mut p = _mm512_set1_ps(TANH_P[0]);
+                for &c in &TANH_P[1..] {
+                    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(c));
+                }
+                let small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+                let e = self.exp(_mm512_add_ps(ax, ax));
+                let large = _mm512_sub_ps(
+                    _mm512_set1_ps(1.0),
+                    _mm512_div_ps(_mm512_set1_ps(2.0), _mm512_add_ps(e, _mm512_set1_ps(1.0))),
+                );
+                let large = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(large), sign));
+                let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(ax, _mm512_set1_ps(TANH_SMALL));
+                _mm512_mask_blend_ps(is_small, large, small)
+            }
+        }
+        #[inline(always)]
+        fn reduce_add(self, a: __m512) -> f32 {
+            // SAFETY: AVX-512F proven by the token (AVX for the halves).
+            unsafe {
+                let lo = _mm512_castps512_ps256(a);
+                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
+                Avx2(()).reduce_add(_mm256_add_ps(lo, hi))
+            }
+        }
+        #[inline(always)]
+        fn reduce_max(self, a: __m512) -> f32 {
+            let mut m = f32::NEG_INFINITY;
+            for i in 0..16 {
+                m = Scalar.max(m, self.lane(a, i));
+            }
+            m
+        }
+        #[inline(always)]
+        fn lane(self, a: __m512, i: usize) -> f32 {
+            let mut out = [0.0f32; 16];
+            // SAFETY: AVX-512F proven by the token; `out` holds 16 floats.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), a) };
+            out[i]
+        }
+        #[inline(always)]
+        fn from_lanes(self, v: &[f32]) -> __m512 {
+            let mut buf = [0.0f32; 16];
+            buf.copy_from_slice(&v[..16]);
+            // SAFETY: AVX-512F proven by the token; `buf` holds 16 floats.
+            unsafe { _mm512_loadu_ps(buf.as_ptr()) }
+        }
+    }
+}

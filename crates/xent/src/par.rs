@@ -1,0 +1,452 @@
+//! The driver: splits a call into blocks of rows, runs them on rayon's threads, and
+//! reduces the block sums in a fixed order.
+//!
+//! Block boundaries depend only on the shape, never on the number of threads, and
+//! each row is computed by one kernel call with a fixed order of operations; so
+//! results are bit-for-bit the same on 1 or 64 threads. Rows longer than
+//! [`LONG_ROW`] classes are split across threads themselves: their pieces' partial
+//! (max, Σexp) are merged in piece order.
+
+use crate::element::Element;
+use crate::kernels::dispatch::{dispatch, Isa};
+use crate::kernels::fused::{
+    finish, target_grad, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob, RowTarget, Scale,
+};
+use crate::kernels::row::{shift, Identity, Partial, Probs, SoftCap, Xform, CHUNK};
+use crate::kernels::scalar;
+use crate::kernels::simd::{Scalar, Simd, Store32};
+use crate::reduce::CompensatedSum;
+use crate::targets::ClassIndices;
+use rayon::prelude::*;
+
+/// Elements per block of rows: enough work per task, little enough to stay in L2.
+const BLOCK_ELEMS: usize = 1 << 15;
+/// Rows with at least this many classes are split across threads.
+pub(crate) const LONG_ROW: usize = 1 << 17;
+/// Classes per piece of a long row.
+const PIECE: usize = 32 * CHUNK;
+
+/// Whole `n` indices per block.
+fn block_outer(classes: usize, inner: usize) -> usize {
+    (BLOCK_ELEMS / (classes * inner).max(1)).max(1)
+}
+
+/// A raw pointer that may cross threads: the driver gives every task a disjoint
+/// region of the buffers it writes.
+#[derive(Clone, Copy)]
+pub struct Ptr<T>(pub *mut T);
+// SAFETY: tasks only write disjoint blocks (see the module docs); reads are shared.
+unsafe impl<T> Send for Ptr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for Ptr<T> {}
+
+impl<T> Ptr<T> {
+    pub fn null() -> Self {
+        Ptr(core::ptr::null_mut())
+    }
+    fn at(self, k: usize) -> *mut T {
+        if self.0.is_null() {
+            self.0
+        } else {
+            // SAFETY: callers pass offsets within the buffer the pointer came from.
+            unsafe { self.0.add(k) }
+        }
+    }
+}
+
+/// A value holding raw pointers that tasks only read through (coefficients).
+#[derive(Clone, Copy)]
+struct Shared<T>(T);
+// SAFETY: the pointers inside are only read, and stay valid for the whole call.
+unsafe impl<T> Sync for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T> Send for Shared<T> {}
+impl<T: Copy> Shared<T> {
+    fn get(&self) -> T {
+        self.0
+    }
+}
+
+/// Where the gradient goes.
+#[derive(Clone, Copy)]
+pub enum GradPtr<T: Element> {
+    None,
+    /// In the logits' type.
+    Same(Ptr<T>),
+    /// In the compute type (f32 for bf16/f16).
+    Acc(Ptr<T::Acc>),
+}
+
+/// A validated cross-entropy call: what the ops layer hands the driver.
+pub struct CeCall<'a, T: Element> {
+    pub x: Ptr<T>,
+    pub grad: GradPtr<T>,
+    pub accumulate: bool,
+    /// Probability targets, or null.
+    pub probs: Ptr<T>,
+    pub idx: Option<(ClassIndices<'a>, i64)>,
+    pub outer: usize,
+    pub classes: usize,
+    pub inner: usize,
+    pub weight: Option<&'a [T::Acc]>,
+    pub weight_sum: f64,
+    pub eps: f64,
+    pub z: f64,
+    pub cap: Option<f64>,
+    /// Uniform (ce, z) scales, or per-row upstream gradients.
+    pub scale: CallScale<'a, T::Acc>,
+    /// Per-row losses (reduction none), or null.
+    pub loss_out: Ptr<T::Acc>,
+}
+
+// SAFETY: the raw pointers follow `Ptr`'s rules; the rest is shared data.
+unsafe impl<T: Element> Sync for CeCall<'_, T> {}
+
+#[derive(Clone, Copy)]
+pub enum CallScale<'a, A> {
+    Uniform { ce: f64, z: f64 },
+    PerRow(&'a [A]),
+}
+
+fn fold(sums: Vec<BlockSums>) -> (f64, f64) {
+    let mut total = CompensatedSum::default();
+    let mut ztotal = CompensatedSum::default();
+    for (a, b) in sums {
+        total.merge(a);
+        ztotal.merge(b);
+    }
+    (total.value(), ztotal.value())
+}
+
+/// Cross-entropy of f32-computed data (f32, bf16, f16) on the SIMD kernels.
+pub(crate) fn ce_family<E: Element<Acc = f32> + Store32>(call: &CeCall<'_, E>) -> (f64, f64) {
+    match call.grad {
+        GradPtr::None => ce_simd::<E, E>(call, Ptr::null()),
+        GradPtr::Same(g) => ce_simd::<E, E>(call, g),
+        GradPtr::Acc(g) => ce_simd::<E, f32>(call, g),
+    }
+}
+
+/// Cross-entropy of f64 data on the portable kernels.
+pub(crate) fn ce_double(call: &CeCall<'_, f64>) -> (f64, f64) {
+    let g = match call.grad {
+        GradPtr::None => Ptr::null(),
+        GradPtr::Same(g) | GradPtr::Acc(g) => g,
+    };
+    ce_f64(call, g)
+}
+
+/// softmax / log_softmax of f64 data.
+pub(crate) fn softmax_double(x: Ptr<f64>, out: Ptr<f64>, (outer, c, inner): (usize, usize, usize), log: bool) {
+    let per = block_outer(c, inner);
+    (0..outer.div_ceil(per)).into_par_iter().for_each(|b| {
+        let (n0, n1) = (b * per, ((b + 1) * per).min(outer));
+        for n in n0..n1 {
+            for i in 0..inner {
+                let off = n * c * inner + i;
+                // SAFETY: the block's rows lie in the buffers (checked by the ops
+                // layer); blocks are disjoint.
+                unsafe { scalar::softmax_row(x.at(off), out.at(off), c, inner, log) };
+            }
+        }
+    });
+}
+
+/// Backward of softmax / log_softmax of f64 data.
+pub(crate) fn backward_double(
+    y: Ptr<f64>,
+    gy: Ptr<f64>,
+    gx: Ptr<f64>,
+    (outer, c, inner): (usize, usize, usize),
+    log: bool,
+) {
+    let per = block_outer(c, inner);
+    (0..outer.div_ceil(per)).into_par_iter().for_each(|b| {
+        let (n0, n1) = (b * per, ((b + 1) * per).min(outer));
+        for n in n0..n1 {
+            for i in 0..inner {
+                let off = n * c * inner + i;
+                // SAFETY: as in `softmax_double`.
+                unsafe { scalar::softmax_backward_row(y.at(off), gy.at(off), gx.at(off), c, inner, log) };
+            }
+        }
+    });
+}
+
+pub(crate) fn softmax_simd<E: Element<Acc = f32> + Store32>(
+    x: Ptr<E>,
+    out: Ptr<E>,
+    (outer, c, inner): (usize, usize, usize),
+    log: bool,
+) {
+    let per = block_outer(c, inner);
+    let isa = Isa::active();
+    (0..outer.div_ceil(per)).into_par_iter().for_each(|b| {
+        let (n0, n1) = (b * per, ((b + 1) * per).min(outer));
+        let off = n0 * c * inner;
+        let job = crate::kernels::fused::SoftmaxJob {
+            x: x.at(off) as *const E,
+            out: out.at(off),
+            outer: n1 - n0,
+            classes: c,
+            inner,
+            log,
+        };
+        dispatch(isa, job);
+    });
+}
+
+pub(crate) fn backward_simd<E: Element<Acc = f32> + Store32>(
+    y: Ptr<E>,
+    gy: Ptr<E>,
+    gx: Ptr<E>,
+    (outer, c, inner): (usize, usize, usize),
+    log: bool,
+) {
+    let per = block_outer(c, inner);
+    let isa = Isa::active();
+    (0..outer.div_ceil(per)).into_par_iter().for_each(|b| {
+        let (n0, n1) = (b * per, ((b + 1) * per).min(outer));
+        let off = n0 * c * inner;
+        let job = crate::kernels::fused::BackwardJob {
+            y: y.at(off) as *const E,
+            gy: gy.at(off) as *const E,
+            gx: gx.at(off),
+            outer: n1 - n0,
+            classes: c,
+            inner,
+            log,
+        };
+        dispatch(isa, job);
+    });
+}
+
+fn ce_simd<E: Element<Acc = f32> + Store32, G: Store32>(
+    call: &CeCall<'_, E>,
+    g: Ptr<G>,
+) -> (f64, f64) {
+    let (outer, c, inner) = (call.outer, call.classes, call.inner);
+    let isa = Isa::active();
+    let consts = CeConsts {
+        eps: call.eps as f32,
+        classes: c as f32,
+        z: call.z as f32,
+    };
+    if inner == 1 && c >= LONG_ROW {
+        return ce_long_rows::<E, G>(call, g, consts, isa);
+    }
+    let per = block_outer(c, inner);
+    let sums: Vec<BlockSums> = (0..outer.div_ceil(per))
+        .into_par_iter()
+        .map(|b| {
+            let (n0, n1) = (b * per, ((b + 1) * per).min(outer));
+            let (off, row0) = (n0 * c * inner, n0 * inner);
+            let rows = (n1 - n0) * inner;
+            let scale = match call.scale {
+                CallScale::Uniform { ce, z } => Scale::Uniform {
+                    ce: ce as f32,
+                    z: z as f32,
+                },
+                CallScale::PerRow(go) => Scale::PerRow(&go[row0..row0 + rows]),
+            };
+            let job = CeJob {
+                x: call.x.at(off) as *const E,
+                g: g.at(off),
+                accumulate: call.accumulate,
+                t: call.probs.at(off) as *const E,
+                idx: call.idx,
+                row0,
+                outer: n1 - n0,
+                classes: c,
+                inner,
+                weight: call.weight,
+                consts,
+                cap: call.cap.map(|c| c as f32),
+                scale,
+                loss_out: call.loss_out.at(row0),
+            };
+            dispatch(isa, job)
+        })
+        .collect();
+    fold(sums)
+}
+
+/// Rows of at least [`LONG_ROW`] classes, one after the other, each split in pieces
+/// across threads.
+fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
+    call: &CeCall<'_, E>,
+    g: Ptr<G>,
+    consts: CeConsts,
+    isa: Isa,
+) -> (f64, f64) {
+    let c = call.classes;
+    let w = call.weight.map(|w| w.as_ptr());
+    let cap = call.cap.map(|c| c as f32);
+    let mut total = CompensatedSum::default();
+    let mut ztotal = CompensatedSum::default();
+    let pieces = c.div_ceil(PIECE);
+    for r in 0..call.outer {
+        let x = Ptr(call.x.at(r * c));
+        let gr = Ptr(g.at(r * c));
+        let coef = if !call.probs.0.is_null() {
+            AnyCoef::Probs(Probs {
+                t: call.probs.at(r * c) as *const E,
+                w,
+                keep: 1.0 - consts.eps,
+                spread: consts.eps / consts.classes,
+            })
+        } else if consts.eps > 0.0 {
+            w.map_or(AnyCoef::Ones, AnyCoef::Weights)
+        } else {
+            AnyCoef::None
+        };
+        let class = call.idx.and_then(|(idx, ignore)| {
+            let t = idx.get(r);
+            (t != ignore as i128).then_some(t as usize)
+        });
+        let (scale_ce, scale_z) = match call.scale {
+            CallScale::Uniform { ce, z } => (ce as f32, z as f32),
+            CallScale::PerRow(go) => (go[r], go[r]),
+        };
+        let target = if call.probs.0.is_null() {
+            class.map(|y| {
+                // SAFETY: y < C: the row's element.
+                let raw = unsafe { Scalar.load(x.at(y) as *const E) };
+                let x_y = match cap {
+                    None => raw,
+                    Some(cap) => SoftCap { cap }.apply(Scalar, raw),
+                };
+                RowTarget::Index {
+                    w_y: call.weight.map_or(1.0, |w| w[y]),
+                    x_y,
+                }
+            })
+        } else {
+            Some(RowTarget::Probs)
+        };
+        let shared = Shared(coef);
+        let piece = |k: usize, grad| {
+            let start = k * PIECE;
+            PieceJob::<E, G> {
+                x: x.at(start) as *const E,
+                n: PIECE.min(c - start),
+                // SAFETY: start < C.
+                coef: unsafe { shared.get().offset(start) },
+                cap,
+                grad,
+            }
+        };
+        let (loss, zt) = match target {
+            None => {
+                if !gr.0.is_null() && !call.accumulate {
+                    (0..c).into_par_iter().for_each(|j| {
+                        // SAFETY: j < C, within the row of the gradient.
+                        unsafe { *gr.at(j) = G::from_f32(0.0) }
+                    });
+                }
+                (0.0, 0.0)
+            }
+            Some(target) => {
+                let partials: Vec<Partial> = (0..pieces)
+                    .into_par_iter()
+                    .map(|k| dispatch(isa, piece(k, None)))
+                    .collect();
+                let p = partials.into_iter().fold(Partial::EMPTY, Partial::merge);
+                let (loss, zt, k) = finish(p, target, &consts, scale_ce, scale_z);
+                if !gr.0.is_null() {
+                    let ms = shift(p.m);
+                    let fix = class.map(|y| {
+                        // SAFETY: y < C.
+                        unsafe {
+                            let prior = if call.accumulate {
+                                (*gr.at(y)).to_f32()
+                            } else {
+                                0.0
+                            };
+                            (y, Scalar.load(x.at(y) as *const E), prior)
+                        }
+                    });
+                    (0..pieces).into_par_iter().for_each(|j| {
+                        dispatch(isa, piece(j, Some((gr.at(0), ms, k, call.accumulate))));
+                    });
+                    if let Some((y, x_y, prior)) = fix {
+                        // SAFETY: y < C.
+                        let a_y = unsafe { coef.scalar_at(y) };
+                        let v = match cap {
+                            None => target_grad(Identity, x_y, a_y, ms, k, prior),
+                            Some(cap) => target_grad(SoftCap { cap }, x_y, a_y, ms, k, prior),
+                        };
+                        // SAFETY: y < C.
+                        unsafe { *gr.at(y) = G::from_f32(v) };
+                    }
+                }
+                (loss, zt)
+            }
+        };
+        if !call.loss_out.0.is_null() {
+            // SAFETY: r < rows.
+            unsafe { *call.loss_out.at(r) = loss + zt };
+        }
+        total.add(loss as f64);
+        ztotal.add(zt as f64);
+    }
+    (total.value(), ztotal.value())
+}
+
+/// The portable f64 path: blocks in parallel, scalar kernels.
+fn ce_f64(call: &CeCall<'_, f64>, g: Ptr<f64>) -> (f64, f64) {
+    let (outer, c, inner) = (call.outer, call.classes, call.inner);
+    let per = block_outer(c, inner);
+    let sums: Vec<BlockSums> = (0..outer.div_ceil(per))
+        .into_par_iter()
+        .map(|b| {
+            let (n0, n1) = (b * per, ((b + 1) * per).min(outer));
+            let mut total = CompensatedSum::default();
+            let mut ztotal = CompensatedSum::default();
+            for n in n0..n1 {
+                for i in 0..inner {
+                    let r = n * inner + i;
+                    let off = n * c * inner + i;
+                    let class = call.idx.and_then(|(idx, ignore)| {
+                        let t = idx.get(r);
+                        (t != ignore as i128).then_some(t as usize)
+                    });
+                    let (scale_ce, scale_z) = match call.scale {
+                        CallScale::Uniform { ce, z } => (ce, z),
+                        CallScale::PerRow(go) => (go[r], go[r]),
+                    };
+                    let row = scalar::RowArgs {
+                        x: call.x.at(off),
+                        t: call.probs.at(off),
+                        g: g.at(off),
+                        c,
+                        stride: inner,
+                        accumulate: call.accumulate,
+                    };
+                    let p = scalar::RowParams {
+                        target: class,
+                        probs: !call.probs.0.is_null(),
+                        weight: call.weight,
+                        weight_sum: call.weight_sum,
+                        eps: call.eps,
+                        z: call.z,
+                        cap: call.cap,
+                        scale_ce,
+                        scale_z,
+                    };
+                    // SAFETY: the row lies within the buffers (checked by the ops
+                    // layer); blocks are disjoint.
+                    let (loss, zt) = unsafe { scalar::cross_entropy_row(row, &p) };
+                    if !call.loss_out.0.is_null() {
+                        // SAFETY: r < rows.
+                        unsafe { *call.loss_out.at(r) = loss + zt };
+                    }
+                    total.add(loss);
+                    ztotal.add(zt);
+                }
+            }
+            (total, ztotal)
+        })
+        .collect();
+    fold(sums)
+}
