@@ -76,8 +76,8 @@ where
         let minus = f(&probe, None)?;
         probe[i] = x[i];
         let err = ((plus - minus) / (2.0 * step) - analytic[i]).abs();
-        // NaN errors must fail the check, so compare with `!(err <= max)`.
-        if !(err <= report.max_abs_error) {
+        // A NaN error must fail the check, so it always becomes the reported maximum.
+        if err.is_nan() || err > report.max_abs_error {
             report.max_abs_error = err;
             report.worst_index = i;
         }
