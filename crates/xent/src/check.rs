@@ -126,7 +126,14 @@ pub fn gradcheck_cross_entropy<'t>(
             _ => GradOut::new(g),
         });
         cross_entropy_into(x, shape, target, opts, &mut loss, grad)?;
-        Ok(reduce_none(&loss, if opts.reduction == Reduction::None { &go } else { &[1.0] }))
+        Ok(reduce_none(
+            &loss,
+            if opts.reduction == Reduction::None {
+                &go
+            } else {
+                &[1.0]
+            },
+        ))
     })
 }
 
@@ -159,6 +166,13 @@ pub fn gradcheck_nll_loss<'t>(
             _ => GradOut::new(g),
         });
         nll_loss_into(x, shape, target, opts, &mut loss, grad)?;
-        Ok(reduce_none(&loss, if opts.reduction == Reduction::None { &go } else { &[1.0] }))
+        Ok(reduce_none(
+            &loss,
+            if opts.reduction == Reduction::None {
+                &go
+            } else {
+                &[1.0]
+            },
+        ))
     })
 }

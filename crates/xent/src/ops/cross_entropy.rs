@@ -122,7 +122,11 @@ pub fn cross_entropy_into<'t, T: Float>(
     let layout = Layout::new(shape, input.len())?;
     let target = target.into();
     check_options(opts, &layout, &target)?;
-    check_len("loss_out", loss_out.len(), loss_len(&layout, opts.reduction))?;
+    check_len(
+        "loss_out",
+        loss_out.len(),
+        loss_len(&layout, opts.reduction),
+    )?;
     if let Some(g) = &grad {
         check_grad(g, &layout, opts.reduction)?;
     }
@@ -134,7 +138,10 @@ pub fn cross_entropy_into<'t, T: Float>(
         });
     let reduction = opts.reduction;
     let (grad_output, mut grad_buf) = match grad {
-        Some(g) => (g.grad_output, Some((g.grad, g.mode == GradMode::Accumulate))),
+        Some(g) => (
+            g.grad_output,
+            Some((g.grad, g.mode == GradMode::Accumulate)),
+        ),
         None => (None, None),
     };
     let mut total = CompensatedSum::default();
@@ -169,9 +176,9 @@ pub fn cross_entropy_into<'t, T: Float>(
                     weight_sum,
                     eps,
                 };
-                let g = grad_buf.as_mut().map(|(g, acc)| {
-                    (&mut **g, row_scale(grad_output, reduction, r, denom), *acc)
-                });
+                let g = grad_buf
+                    .as_mut()
+                    .map(|(g, acc)| (&mut **g, row_scale(grad_output, reduction, r, denom), *acc));
                 let l = scalar::cross_entropy_index_row(input, row, params, g);
                 if reduction == Reduction::None {
                     loss_out[r] = l;
@@ -184,9 +191,9 @@ pub fn cross_entropy_into<'t, T: Float>(
             let denom = layout.rows() as f64;
             for r in 0..layout.rows() {
                 let row = row_at(&layout, r);
-                let g = grad_buf.as_mut().map(|(g, acc)| {
-                    (&mut **g, row_scale(grad_output, reduction, r, denom), *acc)
-                });
+                let g = grad_buf
+                    .as_mut()
+                    .map(|(g, acc)| (&mut **g, row_scale(grad_output, reduction, r, denom), *acc));
                 let l = scalar::cross_entropy_prob_row(input, t, row, opts.weight, eps, g);
                 if reduction == Reduction::None {
                     loss_out[r] = l;

@@ -165,7 +165,11 @@ pub(crate) fn check_indices(
 
 /// The class of row `r`, or `None` when the row is ignored (targets already checked).
 #[inline]
-pub(crate) fn target_class(target: &ClassIndices<'_>, r: usize, ignore_index: i64) -> Option<usize> {
+pub(crate) fn target_class(
+    target: &ClassIndices<'_>,
+    r: usize,
+    ignore_index: i64,
+) -> Option<usize> {
     let t = target.get(r);
     (t != ignore_index as i128).then_some(t as usize)
 }
@@ -201,8 +205,6 @@ pub(crate) fn row_scale<T: Float>(
     match reduction {
         Reduction::None => grad_output.map_or(T::ONE, |g| g[r]),
         Reduction::Sum => grad_output.map_or(T::ONE, |g| g[0]),
-        Reduction::Mean => {
-            T::from_f64(grad_output.map_or(1.0, |g| g[0].to_f64()) / denom)
-        }
+        Reduction::Mean => T::from_f64(grad_output.map_or(1.0, |g| g[0].to_f64()) / denom),
     }
 }

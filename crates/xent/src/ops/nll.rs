@@ -105,7 +105,11 @@ pub fn nll_loss_into<'t, T: Float>(
     let target = target.into();
     check_weight(opts.weight, &layout)?;
     check_indices(&target, &layout, opts.ignore_index)?;
-    check_len("loss_out", loss_out.len(), loss_len(&layout, opts.reduction))?;
+    check_len(
+        "loss_out",
+        loss_out.len(),
+        loss_len(&layout, opts.reduction),
+    )?;
     if let Some(g) = &grad {
         check_grad(g, &layout, opts.reduction)?;
     }
@@ -123,7 +127,10 @@ pub fn nll_loss_into<'t, T: Float>(
         1.0
     };
     let (grad_output, mut grad_buf) = match grad {
-        Some(g) => (g.grad_output, Some((g.grad, g.mode == GradMode::Accumulate))),
+        Some(g) => (
+            g.grad_output,
+            Some((g.grad, g.mode == GradMode::Accumulate)),
+        ),
         None => (None, None),
     };
     let mut total = CompensatedSum::default();
