@@ -76,8 +76,8 @@ where
         let minus = f(&probe, None)?;
         probe[i] = x[i];
         let err = ((plus - minus) / (2.0 * step) - analytic[i]).abs();
-        // NaN errors must fail the check, so compare with `!(err <= max)`.
-        if !(err <= report.max_abs_error) {
+        // A NaN error must fail the check, so it always becomes the reported maximum.
+        if err.is_nan() || err > report.max_abs_error {
             report.max_abs_error = err;
             report.worst_index = i;
         }
@@ -126,7 +126,14 @@ pub fn gradcheck_cross_entropy<'t>(
             _ => GradOut::new(g),
         });
         cross_entropy_into(x, shape, target, opts, &mut loss, grad)?;
-        Ok(reduce_none(&loss, if opts.reduction == Reduction::None { &go } else { &[1.0] }))
+        Ok(reduce_none(
+            &loss,
+            if opts.reduction == Reduction::None {
+                &go
+            } else {
+                &[1.0]
+            },
+        ))
     })
 }
 
@@ -159,6 +166,13 @@ pub fn gradcheck_nll_loss<'t>(
             _ => GradOut::new(g),
         });
         nll_loss_into(x, shape, target, opts, &mut loss, grad)?;
-        Ok(reduce_none(&loss, if opts.reduction == Reduction::None { &go } else { &[1.0] }))
+        Ok(reduce_none(
+            &loss,
+            if opts.reduction == Reduction::None {
+                &go
+            } else {
+                &[1.0]
+            },
+        ))
     })
 }

@@ -69,9 +69,7 @@ pub use ops::softmax::{
     softmax_into,
 };
 pub use ops::{GradBuf, GradOut, Loss};
-pub use options::{
-    CrossEntropyOptions, GradMode, NllLossOptions, Reduction, DEFAULT_IGNORE_INDEX,
-};
+pub use options::{CrossEntropyOptions, GradMode, NllLossOptions, Reduction, DEFAULT_IGNORE_INDEX};
 pub use targets::{ClassIndices, Targets};
 
 /// The README's examples, run as doctests.
