@@ -184,7 +184,10 @@ fn fortran_to_c<T: Copy>(flat: &[T], shape: &[usize]) -> Vec<T> {
 }
 
 /// The float element types the CLI computes and writes in: `f32` and `f64`.
-pub trait Elem: Float + xent::Element<Acc = Self> + npyz::Deserialize + npyz::AutoSerialize {}
+pub trait Elem:
+    Float + xent::Element<Acc = Self> + npyz::Deserialize + npyz::AutoSerialize
+{
+}
 
 impl Elem for f32 {}
 impl Elem for f64 {}

@@ -58,8 +58,8 @@ pub use check::{gradcheck, gradcheck_cross_entropy, gradcheck_nll_loss, Gradchec
 pub use element::{bf16, f16, Element};
 pub use error::{Error, Result};
 pub use float::Float;
-pub use layout::Layout;
 pub use kernels::dispatch::Isa;
+pub use layout::Layout;
 pub use ops::cross_entropy::{
     cross_entropy, cross_entropy_inplace, cross_entropy_into, cross_entropy_with_grad,
 };

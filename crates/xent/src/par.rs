@@ -12,7 +12,7 @@ use crate::kernels::dispatch::{dispatch, Isa};
 use crate::kernels::fused::{
     finish, target_grad, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob, RowTarget, Scale,
 };
-use crate::kernels::row::{shift, Identity, Partial, Probs, SoftCap, Xform, CHUNK};
+use crate::kernels::row::{shift, GradConsts, Identity, Partial, Probs, SoftCap, Xform, CHUNK};
 use crate::kernels::scalar;
 use crate::kernels::simd::{Scalar, Simd, Store32};
 use crate::reduce::CompensatedSum;
@@ -137,7 +137,12 @@ pub(crate) fn ce_double(call: &CeCall<'_, f64>) -> (f64, f64) {
 }
 
 /// softmax / log_softmax of f64 data.
-pub(crate) fn softmax_double(x: Ptr<f64>, out: Ptr<f64>, (outer, c, inner): (usize, usize, usize), log: bool) {
+pub(crate) fn softmax_double(
+    x: Ptr<f64>,
+    out: Ptr<f64>,
+    (outer, c, inner): (usize, usize, usize),
+    log: bool,
+) {
     let per = block_outer(c, inner);
     (0..outer.div_ceil(per)).into_par_iter().for_each(|b| {
         let (n0, n1) = (b * per, ((b + 1) * per).min(outer));
@@ -167,7 +172,9 @@ pub(crate) fn backward_double(
             for i in 0..inner {
                 let off = n * c * inner + i;
                 // SAFETY: as in `softmax_double`.
-                unsafe { scalar::softmax_backward_row(y.at(off), gy.at(off), gx.at(off), c, inner, log) };
+                unsafe {
+                    scalar::softmax_backward_row(y.at(off), gy.at(off), gx.at(off), c, inner, log)
+                };
             }
         }
     });
@@ -325,7 +332,7 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
             Some(RowTarget::Probs)
         };
         let shared = Shared(coef);
-        let piece = |k: usize, grad| {
+        let piece = |k: usize, grad: Option<(f32, GradConsts, bool)>| {
             let start = k * PIECE;
             PieceJob::<E, G> {
                 x: x.at(start) as *const E,
@@ -333,7 +340,7 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
                 // SAFETY: start < C.
                 coef: unsafe { shared.get().offset(start) },
                 cap,
-                grad,
+                grad: grad.map(|(ms, k, acc)| (gr.at(start), ms, k, acc)),
             }
         };
         let (loss, zt) = match target {
@@ -367,7 +374,7 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
                         }
                     });
                     (0..pieces).into_par_iter().for_each(|j| {
-                        dispatch(isa, piece(j, Some((gr.at(0), ms, k, call.accumulate))));
+                        dispatch(isa, piece(j, Some((ms, k, call.accumulate))));
                     });
                     if let Some((y, x_y, prior)) = fix {
                         // SAFETY: y < C.

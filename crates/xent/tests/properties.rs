@@ -121,7 +121,7 @@ impl Case {
     }
 
     /// Runs xent in type T and returns (loss values, grad) widened to f64.
-    fn run<T: xent::Float>(&self) -> (Vec<f64>, Vec<f64>) {
+    fn run<T: xent::Float + xent::Element<Acc = T>>(&self) -> (Vec<f64>, Vec<f64>) {
         let cast = |v: &[f64]| v.iter().map(|&a| T::from_f64(a)).collect::<Vec<T>>();
         let x = cast(&self.x);
         let w = self.weight.as_deref().map(cast);

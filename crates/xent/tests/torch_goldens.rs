@@ -386,7 +386,7 @@ impl Failures {
 /// The loss and gradient of a nll_loss / cross_entropy case in precision `T`, via the
 /// fused `*_into` call, with the gradient buffer pre-filled with `prefill` and written
 /// in `mode`.
-fn run_loss<T: Float>(
+fn run_loss<T: Float + xent::Element<Acc = T>>(
     case: &Case,
     prefill: &[f64],
     mode: GradMode,
@@ -419,6 +419,7 @@ fn run_loss<T: Float>(
                 &mut loss,
                 Some(gout),
             )
+            .map(|_z| ())
         }
         "nll_loss" => nll_loss_into(
             &x,
@@ -457,7 +458,10 @@ fn nll_options<'w, T: Float>(case: &Case, weight: Option<&'w [T]>) -> NllLossOpt
 
 /// The allocating wrapper (`cross_entropy` / `nll_loss`): its shape must be PyTorch's
 /// and its values those of the fused call, bit for bit.
-fn check_allocating<T: Float>(case: &Case, fused: &[f64]) -> Result<(), String> {
+fn check_allocating<T: Float + xent::Element<Acc = T>>(
+    case: &Case,
+    fused: &[f64],
+) -> Result<(), String> {
     let x: Vec<T> = to_t(&case.input);
     let weight: Option<Vec<T>> = case.weight.as_deref().map(to_t);
     let target = case.target.as_ref().expect("loss case without a target");
@@ -507,7 +511,7 @@ fn check_allocating<T: Float>(case: &Case, fused: &[f64]) -> Result<(), String> 
     }
 }
 
-fn check_loss_case<T: Float>(case: &Case) -> Result<(), String> {
+fn check_loss_case<T: Float + xent::Element<Acc = T>>(case: &Case) -> Result<(), String> {
     let tol = Tolerance::for_type::<T>();
     let zeros = vec![0.0; case.input.len()];
     let (loss, grad) = run_loss::<T>(case, &zeros, GradMode::Overwrite)?;
@@ -525,7 +529,7 @@ fn accumulate_pattern(len: usize) -> Vec<f64> {
 }
 
 /// `Accumulate` must leave `pattern + grad` (ignored rows keep the pattern).
-fn check_accumulate_case<T: Float>(case: &Case) -> Result<(), String> {
+fn check_accumulate_case<T: Float + xent::Element<Acc = T>>(case: &Case) -> Result<(), String> {
     let tol = Tolerance::for_type::<T>();
     let pattern = accumulate_pattern(case.input.len());
     let (loss, grad) = run_loss::<T>(case, &pattern, GradMode::Accumulate)?;
@@ -545,7 +549,7 @@ fn check_accumulate_case<T: Float>(case: &Case) -> Result<(), String> {
 
 /// softmax / log_softmax forward, then the backward from xent's own output with the
 /// stored grad_output.
-fn check_softmax_case<T: Float>(case: &Case) -> Result<(), String> {
+fn check_softmax_case<T: Float + xent::Element<Acc = T>>(case: &Case) -> Result<(), String> {
     let tol = Tolerance::for_type::<T>();
     let x: Vec<T> = to_t(&case.input);
     let go: Vec<T> = to_t(

@@ -7,8 +7,7 @@
 use super::dispatch::Job;
 use super::lanes::{self, LaneCoef};
 use super::row::{
-    self, shift, Coef, GradConsts, Identity, NoCoef, Ones, Partial, Probs, SoftCap, Weights,
-    Xform,
+    self, shift, Coef, GradConsts, Identity, NoCoef, Ones, Partial, Probs, SoftCap, Weights, Xform,
 };
 use super::simd::{Scalar, Simd, Store32};
 use crate::reduce::CompensatedSum;
@@ -38,7 +37,10 @@ pub(crate) enum RowTarget {
 /// (they differ for a weighted mean, whose z term is averaged over rows).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Scale<'a> {
-    Uniform { ce: f32, z: f32 },
+    Uniform {
+        ce: f32,
+        z: f32,
+    },
     /// Per row (reduction none), block-local.
     PerRow(&'a [f32]),
 }
@@ -353,7 +355,17 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     }
                 }
                 lanes::lane_grad(
-                    s, x, g, stride, c, coef, xf, &parts, &consts, &active, self.accumulate,
+                    s,
+                    x,
+                    g,
+                    stride,
+                    c,
+                    coef,
+                    xf,
+                    &parts,
+                    &consts,
+                    &active,
+                    self.accumulate,
                 );
                 for l in 0..lanes {
                     if let Some((y, x_y)) = fix[l] {

@@ -179,7 +179,11 @@ pub(crate) unsafe fn lane_softmax<S: Simd, E: Store32, O: Store32>(
         let kv = s.from_lanes(&buf[..S::LANES]);
         for k in 0..c {
             let d = s.sub(s.load(x.add(k * stride)), msv);
-            let v = if log { s.sub(d, kv) } else { s.mul(s.exp(d), kv) };
+            let v = if log {
+                s.sub(d, kv)
+            } else {
+                s.mul(s.exp(d), kv)
+            };
             s.store(out.add(k * stride), v);
         }
     }

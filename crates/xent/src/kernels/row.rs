@@ -151,7 +151,11 @@ impl<E: Store32> Coef for Probs<E> {
     unsafe fn load<S: Simd>(&self, s: S, i: usize) -> S::V {
         // SAFETY: the caller keeps i + LANES within the row of targets (and weights).
         unsafe {
-            let t = s.fma(s.load(self.t.add(i)), s.splat(self.keep), s.splat(self.spread));
+            let t = s.fma(
+                s.load(self.t.add(i)),
+                s.splat(self.keep),
+                s.splat(self.spread),
+            );
             match self.w {
                 Some(w) => s.mul(t, s.load(w.add(i))),
                 None => t,

@@ -146,7 +146,13 @@ pub(crate) unsafe fn cross_entropy_row<T: Float>(row: RowArgs<T>, p: &RowParams<
 ///
 /// # Safety
 /// `x` and `out` valid for `c` elements at `stride`.
-pub(crate) unsafe fn softmax_row<T: Float>(x: *mut T, out: *mut T, c: usize, stride: usize, log: bool) {
+pub(crate) unsafe fn softmax_row<T: Float>(
+    x: *mut T,
+    out: *mut T,
+    c: usize,
+    stride: usize,
+    log: bool,
+) {
     // SAFETY (whole body): every access is at k·stride with k < c.
     unsafe {
         let mut m = T::NEG_INFINITY;
@@ -187,7 +193,11 @@ pub(crate) unsafe fn softmax_backward_row<T: Float>(
         }
         for k in 0..c {
             let (yk, gk) = (*y.add(k * stride), *gy.add(k * stride));
-            *gx.add(k * stride) = if log { gk - yk.exp() * dot } else { yk * (gk - dot) };
+            *gx.add(k * stride) = if log {
+                gk - yk.exp() * dot
+            } else {
+                yk * (gk - dot)
+            };
         }
     }
 }

@@ -442,7 +442,10 @@ mod x86 {
             // SAFETY: AVX2/FMA proven by the token.
             unsafe {
                 // min/max return their second operand for NaN: x stays NaN.
-                let xc = _mm256_max_ps(_mm256_set1_ps(EXP_LO), _mm256_min_ps(_mm256_set1_ps(EXP_HI), x));
+                let xc = _mm256_max_ps(
+                    _mm256_set1_ps(EXP_LO),
+                    _mm256_min_ps(_mm256_set1_ps(EXP_HI), x),
+                );
                 let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
                     _mm256_mul_ps(xc, _mm256_set1_ps(LOG2E)),
                 );
@@ -528,8 +531,7 @@ mod x86 {
     impl Avx512 {
         /// `Some` when the running CPU has AVX-512F (and AVX2/FMA/F16C).
         pub(crate) fn detect() -> Option<Self> {
-            (is_x86_feature_detected!("avx512f") && Avx2::detect().is_some())
-                .then_some(Avx512(()))
+            (is_x86_feature_detected!("avx512f") && Avx2::detect().is_some()).then_some(Avx512(()))
         }
     }
 
@@ -589,7 +591,8 @@ mod x86 {
         fn select(self, mask: __m512, a: __m512, b: __m512) -> __m512 {
             // SAFETY: AVX-512F proven by the token.
             unsafe {
-                let m = _mm512_test_epi32_mask(_mm512_castps_si512(mask), _mm512_castps_si512(mask));
+                let m =
+                    _mm512_test_epi32_mask(_mm512_castps_si512(mask), _mm512_castps_si512(mask));
                 _mm512_mask_blend_ps(m, b, a)
             }
         }
@@ -605,7 +608,10 @@ mod x86 {
         fn exp(self, x: __m512) -> __m512 {
             // SAFETY: AVX-512F proven by the token.
             unsafe {
-                let xc = _mm512_max_ps(_mm512_set1_ps(EXP_LO), _mm512_min_ps(_mm512_set1_ps(EXP_HI), x));
+                let xc = _mm512_max_ps(
+                    _mm512_set1_ps(EXP_LO),
+                    _mm512_min_ps(_mm512_set1_ps(EXP_HI), x),
+                );
                 let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
                     _mm512_mul_ps(xc, _mm512_set1_ps(LOG2E)),
                 );

@@ -1,8 +1,8 @@
 //! `cross_entropy` on logits, with class-index or probability targets.
 
 use super::{
-    check_grad, check_grad_output, check_indices, check_len, check_weight, loss_len,
-    loss_shape, scalar_upstream, target_class, GradOut, Loss,
+    check_grad, check_grad_output, check_indices, check_len, check_weight, loss_len, loss_shape,
+    scalar_upstream, target_class, GradOut, Loss,
 };
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -133,7 +133,11 @@ pub fn cross_entropy_into<'t, T: Element>(
     let layout = Layout::new(shape, input.len())?;
     let target = target.into();
     check_options(opts, &layout, &target)?;
-    check_len("loss_out", loss_out.len(), loss_len(&layout, opts.reduction))?;
+    check_len(
+        "loss_out",
+        loss_out.len(),
+        loss_len(&layout, opts.reduction),
+    )?;
     let (grad_ptr, grad_output, accumulate) = match grad {
         Some(mut g) => {
             check_grad(&g, &layout, opts.reduction)?;
@@ -182,7 +186,11 @@ pub fn cross_entropy_inplace<'t, T: Element>(
     let layout = Layout::new(shape, logits.len())?;
     let target = target.into();
     check_options(opts, &layout, &target)?;
-    check_len("loss_out", loss_out.len(), loss_len(&layout, opts.reduction))?;
+    check_len(
+        "loss_out",
+        loss_out.len(),
+        loss_len(&layout, opts.reduction),
+    )?;
     check_grad_output(grad_output, &layout, opts.reduction)?;
     let x = Ptr(logits.as_mut_ptr());
     Ok(run(

@@ -71,7 +71,10 @@ pub fn nll_loss_with_grad<'t, T: Element>(
         &mut out,
         Some(GradOut::new(&mut grad)),
     )?;
-    Ok((Loss::new(out, loss_shape(&layout, opts.reduction), None), grad))
+    Ok((
+        Loss::new(out, loss_shape(&layout, opts.reduction), None),
+        grad,
+    ))
 }
 
 /// The fused core of [`nll_loss`]: the loss into `loss_out` (1 element, or one per
@@ -104,7 +107,11 @@ pub fn nll_loss_into<'t, T: Element>(
     let target = target.into();
     check_weight(opts.weight, &layout)?;
     check_indices(&target, &layout, opts.ignore_index)?;
-    check_len("loss_out", loss_out.len(), loss_len(&layout, opts.reduction))?;
+    check_len(
+        "loss_out",
+        loss_out.len(),
+        loss_len(&layout, opts.reduction),
+    )?;
     if let Some(g) = &grad {
         check_grad(g, &layout, opts.reduction)?;
     }

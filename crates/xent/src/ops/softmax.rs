@@ -10,7 +10,12 @@ fn forward_into<T: Element>(input: &[T], shape: &[usize], out: &mut [T], log: bo
     let layout = Layout::new(shape, input.len())?;
     check_len("out", out.len(), input.len())?;
     let dims = (layout.outer(), layout.classes(), layout.inner());
-    T::__softmax(Ptr(input.as_ptr() as *mut T), Ptr(out.as_mut_ptr()), dims, log);
+    T::__softmax(
+        Ptr(input.as_ptr() as *mut T),
+        Ptr(out.as_mut_ptr()),
+        dims,
+        log,
+    );
     Ok(())
 }
 
