@@ -366,7 +366,8 @@ pub fn binary_cross_entropy_into<T: Float>(
         None => (None, None),
     };
     let clamp = T::from_f64(-100.0);
-    let eps = T::from_f64(1e-12);
+    // PyTorch's EPSILON is a `float` constant: 1e-12 rounded to f32, even for f64 inputs.
+    let eps = T::from_f64(1e-12f32 as f64);
     let mut total = CompensatedSum::default();
     for i in 0..numel {
         let (p, y) = (input[i], target[i]);

@@ -317,8 +317,8 @@ enum JsInput {
 /// assert!((loss.item().unwrap() - std::f64::consts::LN_2).abs() < 1e-15); // disjoint: ln 2
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn js_div<T: Float>(p: &[T], q: &[T], shape: &[usize], opts: &JsDivOptions) -> Result<Loss<T>> {
-    js_alloc(p, q, shape, opts, JsInput::Probabilities, false).map(|(l, _, _)| l)
+pub fn js_div<T: Float>(p: &[T], shape: &[usize], q: &[T], opts: &JsDivOptions) -> Result<Loss<T>> {
+    js_alloc(p, shape, q, opts, JsInput::Probabilities, false).map(|(l, _, _)| l)
 }
 
 /// [`js_div`] and its gradients w.r.t. both arguments: returns `(loss, ∂/∂p, ∂/∂q)`.
@@ -333,7 +333,7 @@ pub fn js_div<T: Float>(p: &[T], q: &[T], shape: &[usize], opts: &JsDivOptions) 
 ///
 /// ```
 /// use xent::{js_div_with_grad, JsDivOptions};
-/// let (loss, gp, gq) = js_div_with_grad(&[0.5f64, 0.5], &[0.5, 0.5], &[2],
+/// let (loss, gp, gq) = js_div_with_grad(&[0.5f64, 0.5], &[2], &[0.5, 0.5],
 ///     &JsDivOptions::default())?;
 /// assert_eq!((loss.item(), gp, gq), (Some(0.0), vec![0.0; 2], vec![0.0; 2]));
 /// # Ok::<(), xent::Error>(())
@@ -341,11 +341,11 @@ pub fn js_div<T: Float>(p: &[T], q: &[T], shape: &[usize], opts: &JsDivOptions) 
 #[allow(clippy::type_complexity)]
 pub fn js_div_with_grad<T: Float>(
     p: &[T],
-    q: &[T],
     shape: &[usize],
+    q: &[T],
     opts: &JsDivOptions,
 ) -> Result<(Loss<T>, Vec<T>, Vec<T>)> {
-    js_alloc(p, q, shape, opts, JsInput::Probabilities, true)
+    js_alloc(p, shape, q, opts, JsInput::Probabilities, true)
 }
 
 /// The fused core of [`js_div`]: the loss into `loss_out` (1 element, or one per row
@@ -361,7 +361,7 @@ pub fn js_div_with_grad<T: Float>(
 /// use xent::{js_div_into, GradOut, JsDivOptions, Reduction};
 /// let opts = JsDivOptions::default().reduction(Reduction::None);
 /// let (mut loss, mut gp) = ([0.0f32; 2], [0.0f32; 4]);
-/// js_div_into(&[1.0, 0.0, 0.5, 0.5], &[0.0, 1.0, 0.5, 0.5], &[2, 2], &opts, &mut loss,
+/// js_div_into(&[1.0, 0.0, 0.5, 0.5], &[2, 2], &[0.0, 1.0, 0.5, 0.5], &opts, &mut loss,
 ///     Some(GradOut::new(&mut gp)), None)?;
 /// assert_eq!(loss, [std::f32::consts::LN_2, 0.0]);
 /// assert_eq!(gp[1], f32::NEG_INFINITY);
@@ -369,8 +369,8 @@ pub fn js_div_with_grad<T: Float>(
 /// ```
 pub fn js_div_into<T: Float>(
     p: &[T],
-    q: &[T],
     shape: &[usize],
+    q: &[T],
     opts: &JsDivOptions,
     loss_out: &mut [T],
     grad_p: Option<GradOut<'_, T>>,
@@ -378,8 +378,8 @@ pub fn js_div_into<T: Float>(
 ) -> Result<()> {
     js_driver(
         p,
-        q,
         shape,
+        q,
         opts,
         JsInput::Probabilities,
         loss_out,
@@ -402,17 +402,17 @@ pub fn js_div_into<T: Float>(
 ///
 /// ```
 /// use xent::{js_div_with_logits, JsDivOptions};
-/// let loss = js_div_with_logits(&[1e4f32, 0.0], &[0.0, 1e4], &[2], &JsDivOptions::default())?;
+/// let loss = js_div_with_logits(&[1e4f32, 0.0], &[2], &[0.0, 1e4], &JsDivOptions::default())?;
 /// assert!((loss.item().unwrap() - std::f32::consts::LN_2).abs() < 1e-7);
 /// # Ok::<(), xent::Error>(())
 /// ```
 pub fn js_div_with_logits<T: Float>(
     a: &[T],
-    b: &[T],
     shape: &[usize],
+    b: &[T],
     opts: &JsDivOptions,
 ) -> Result<Loss<T>> {
-    js_alloc(a, b, shape, opts, JsInput::Logits, false).map(|(l, _, _)| l)
+    js_alloc(a, shape, b, opts, JsInput::Logits, false).map(|(l, _, _)| l)
 }
 
 /// [`js_div_with_logits`] and its gradients w.r.t. both logit arguments: returns
@@ -425,20 +425,20 @@ pub fn js_div_with_logits<T: Float>(
 ///
 /// ```
 /// use xent::{js_div_with_logits_with_grad as js, JsDivOptions};
-/// let (loss, ga, gb) = js(&[1.0f64, 2.0, 3.0], &[3.0, 2.0, 1.0], &[3], &JsDivOptions::default())?;
+/// let (loss, ga, gb) = js(&[1.0f64, 2.0, 3.0], &[3], &[3.0, 2.0, 1.0], &JsDivOptions::default())?;
 /// assert!(loss.item().unwrap() > 0.0);
 /// assert!(ga.iter().sum::<f64>().abs() < 1e-15); // softmax gradients sum to 0
-/// assert!((ga[0] + gb[2]).abs() < 1e-15);       // symmetry
+/// assert!((ga[0] - gb[2]).abs() < 1e-15);       // symmetry: b is a reversed
 /// # Ok::<(), xent::Error>(())
 /// ```
 #[allow(clippy::type_complexity)]
 pub fn js_div_with_logits_with_grad<T: Float>(
     a: &[T],
-    b: &[T],
     shape: &[usize],
+    b: &[T],
     opts: &JsDivOptions,
 ) -> Result<(Loss<T>, Vec<T>, Vec<T>)> {
-    js_alloc(a, b, shape, opts, JsInput::Logits, true)
+    js_alloc(a, shape, b, opts, JsInput::Logits, true)
 }
 
 /// The fused core of [`js_div_with_logits`]; buffers as [`js_div_into`].
@@ -450,7 +450,7 @@ pub fn js_div_with_logits_with_grad<T: Float>(
 /// ```
 /// use xent::{js_div_with_logits_into, GradMode, GradOut, JsDivOptions};
 /// let (mut loss, mut ga, mut gb) = ([0.0f64], [1.0f64; 2], [0.0f64; 2]);
-/// js_div_with_logits_into(&[0.0, 0.0], &[5.0, 5.0], &[2], &JsDivOptions::default(),
+/// js_div_with_logits_into(&[0.0, 0.0], &[2], &[5.0, 5.0], &JsDivOptions::default(),
 ///     &mut loss, Some(GradOut::new(&mut ga).mode(GradMode::Accumulate)),
 ///     Some(GradOut::new(&mut gb)))?;
 /// assert_eq!((loss[0], ga, gb), (0.0, [1.0; 2], [0.0; 2])); // equal distributions
@@ -458,21 +458,21 @@ pub fn js_div_with_logits_with_grad<T: Float>(
 /// ```
 pub fn js_div_with_logits_into<T: Float>(
     a: &[T],
-    b: &[T],
     shape: &[usize],
+    b: &[T],
     opts: &JsDivOptions,
     loss_out: &mut [T],
     grad_a: Option<GradOut<'_, T>>,
     grad_b: Option<GradOut<'_, T>>,
 ) -> Result<()> {
-    js_driver(a, b, shape, opts, JsInput::Logits, loss_out, grad_a, grad_b)
+    js_driver(a, shape, b, opts, JsInput::Logits, loss_out, grad_a, grad_b)
 }
 
 #[allow(clippy::type_complexity)]
 fn js_alloc<T: Float>(
     p: &[T],
-    q: &[T],
     shape: &[usize],
+    q: &[T],
     opts: &JsDivOptions,
     kind: JsInput,
     with_grad: bool,
@@ -493,7 +493,7 @@ fn js_alloc<T: Float>(
     } else {
         (None, None)
     };
-    js_driver(p, q, shape, opts, kind, &mut out, go_p, go_q)?;
+    js_driver(p, shape, q, opts, kind, &mut out, go_p, go_q)?;
     Ok((Loss::new(out, row_loss_shape(&layout, red)), gp, gq))
 }
 
@@ -508,8 +508,8 @@ fn row_loss_shape(layout: &Layout, red: Reduce) -> Vec<usize> {
 #[allow(clippy::too_many_arguments)]
 fn js_driver<T: Float>(
     p: &[T],
-    q: &[T],
     shape: &[usize],
+    q: &[T],
     opts: &JsDivOptions,
     kind: JsInput,
     loss_out: &mut [T],
@@ -569,15 +569,22 @@ fn js_driver<T: Float>(
 
 // ---- row kernels: no checks, no allocation ----
 
-/// `ln(2x/(x + y)) = log1p((x − y)/(x + y))`: one log of a ratio near 1 instead of the
-/// difference of two logs. `ln 2` where `x = y = 0` (the limit along `y = 0`).
+/// `ln(2x/(x + y))`, one log of a ratio instead of the difference of two logs: as
+/// `log1p((x − y)/(x + y))` while the ratio is near 1 (where `ln` of the rounded ratio
+/// would lose the small result's digits), as `ln(2x/(x + y))` otherwise (where
+/// `1 + r` would cancel). `ln 2` where `x = y = 0` (the limit along `y = 0`).
 #[inline]
 fn ln_ratio_to_mid<T: Float>(x: T, y: T) -> T {
     let sum = x + y;
     if sum == T::ZERO {
-        T::from_f64(core::f64::consts::LN_2)
+        return T::from_f64(core::f64::consts::LN_2);
+    }
+    let r = (x - y) / sum;
+    let half = T::from_f64(0.5);
+    if r < half && r > -half {
+        ln_1p(r)
     } else {
-        ln_1p((x - y) / sum)
+        ((x + x) / sum).ln()
     }
 }
 
