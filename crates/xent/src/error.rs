@@ -100,6 +100,30 @@ pub enum Error {
         /// What it must be.
         expected: &'static str,
     },
+    /// An element outside the domain its argument requires (a probability outside
+    /// `[0, 1]`, NaN included).
+    ValueOutOfRange {
+        /// The argument's name (`input`, `target`, …).
+        name: &'static str,
+        /// The element's value.
+        value: f64,
+        /// Its position in the argument's shape.
+        index: Vec<usize>,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// A weight-like argument whose length broadcasts neither as the input's shape nor
+    /// along its last dimension.
+    BroadcastShape {
+        /// The argument's name (`weight`, `pos_weight`).
+        name: &'static str,
+        /// Its number of elements.
+        len: usize,
+        /// The input's shape it must broadcast to.
+        shape: Vec<usize>,
+        /// The lengths that would broadcast.
+        allowed: Vec<usize>,
+    },
 }
 
 /// `Result` with this crate's [`Error`].
@@ -178,6 +202,35 @@ impl fmt::Display for Error {
                 value,
                 expected,
             } => write!(f, "{name} = {value} is invalid: expected {expected}"),
+            Error::ValueOutOfRange {
+                name,
+                value,
+                index,
+                expected,
+            } => {
+                write!(f, "{name} {value} at index ")?;
+                fmt_dims(f, index)?;
+                write!(f, " is out of range: expected {expected}")
+            }
+            Error::BroadcastShape {
+                name,
+                len,
+                shape,
+                allowed,
+            } => {
+                write!(f, "{name} has {len} elements, which do not broadcast to shape ")?;
+                fmt_dims(f, shape)?;
+                f.write_str(": expected ")?;
+                for (i, a) in allowed.iter().enumerate() {
+                    let sep = match i {
+                        0 => "",
+                        _ if i + 1 == allowed.len() => " or ",
+                        _ => ", ",
+                    };
+                    write!(f, "{sep}{a}")?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -53,6 +53,7 @@ mod options;
 mod par;
 mod reduce;
 mod targets;
+mod weights;
 
 pub use check::{gradcheck, gradcheck_cross_entropy, gradcheck_nll_loss, GradcheckReport};
 pub use element::{bf16, f16, Element};
@@ -71,6 +72,24 @@ pub use ops::softmax::{
 pub use ops::{GradBuf, GradOut, Loss};
 pub use options::{CrossEntropyOptions, GradMode, NllLossOptions, Reduction, DEFAULT_IGNORE_INDEX};
 pub use targets::{ClassIndices, Targets};
+
+// Binary and divergence losses, class weights.
+pub use ops::binary::{
+    binary_cross_entropy, binary_cross_entropy_into, binary_cross_entropy_with_grad,
+    binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_into,
+    binary_cross_entropy_with_logits_with_grad, log_sigmoid, log_sigmoid_backward_into,
+    log_sigmoid_into, sigmoid, sigmoid_backward_into, sigmoid_into, BinaryCrossEntropyOptions,
+    BinaryCrossEntropyWithLogitsOptions,
+};
+pub use ops::divergence::{
+    js_div, js_div_into, js_div_with_grad, js_div_with_logits, js_div_with_logits_into,
+    js_div_with_logits_with_grad, kl_div, kl_div_into, kl_div_with_grad, JsDivOptions,
+    KlDivOptions, KlReduction,
+};
+pub use weights::{
+    class_counts, class_weights, class_weights_from_counts, pos_weight, pos_weight_from_counts,
+    ClassWeightOptions, ClassWeighting,
+};
 
 /// The README's examples, run as doctests.
 #[cfg(doctest)]

@@ -1,6 +1,9 @@
 //! The public losses: each validates its input, then hands rows to the driver.
 
+pub(crate) mod binary;
 pub(crate) mod cross_entropy;
+pub(crate) mod divergence;
+pub(crate) mod elementwise;
 pub(crate) mod nll;
 pub(crate) mod softmax;
 

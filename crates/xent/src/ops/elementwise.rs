@@ -1,0 +1,240 @@
+//! Shared plumbing of the elementwise losses (binary cross-entropy, KL divergence):
+//! shape checks, broadcasting of weight vectors, reductions, and the few scalar
+//! functions `Float` does not provide.
+
+use super::GradOut;
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::reduce::CompensatedSum;
+
+/// Checks an elementwise shape (0-d allowed: one element) against `len`; returns the
+/// element count.
+pub(crate) fn check_shape(shape: &[usize], len: usize) -> Result<usize> {
+    let bad = |reason| Error::BadShape {
+        shape: shape.to_vec(),
+        len,
+        reason,
+    };
+    let numel = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad("the shape's size overflows usize"))?;
+    if numel != len {
+        return Err(bad("the number of elements does not match the shape"));
+    }
+    Ok(numel)
+}
+
+/// A target (or second argument) must have the input's shape.
+pub(crate) fn check_target_len(shape: &[usize], len: usize, numel: usize) -> Result<()> {
+    if len == numel {
+        Ok(())
+    } else {
+        Err(Error::TargetShape {
+            expected: shape.to_vec(),
+            len,
+        })
+    }
+}
+
+/// The multi-index of flat position `flat` in a C-contiguous `shape`.
+pub(crate) fn unravel(shape: &[usize], flat: usize) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    let mut rem = flat;
+    for (slot, &d) in idx.iter_mut().zip(shape).rev() {
+        *slot = rem % d.max(1);
+        rem /= d.max(1);
+    }
+    idx
+}
+
+/// Every element must lie in `[0, 1]`; NaN fails the check, as in PyTorch.
+pub(crate) fn check_unit_interval<T: Float>(
+    name: &'static str,
+    data: &[T],
+    shape: &[usize],
+) -> Result<()> {
+    let (lo, hi) = (T::ZERO, T::ONE);
+    match data.iter().position(|&v| !(v >= lo && v <= hi)) {
+        None => Ok(()),
+        Some(i) => Err(Error::ValueOutOfRange {
+            name,
+            value: data[i].to_f64(),
+            index: unravel(shape, i),
+            expected: "a value in [0, 1]",
+        }),
+    }
+}
+
+/// How a weight-like vector maps onto the input's elements.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Broadcast {
+    /// One value per element (the input's shape).
+    Full,
+    /// One value per position of the last dim, repeated over the leading dims.
+    Last(usize),
+    /// One value for everything.
+    Scalar,
+}
+
+impl Broadcast {
+    /// Resolves `len` against `shape`. The whole shape wins over the last dim when both
+    /// fit (a 1-d input), which maps identically anyway.
+    pub(crate) fn resolve(
+        name: &'static str,
+        len: usize,
+        shape: &[usize],
+        numel: usize,
+    ) -> Result<Self> {
+        if len == numel {
+            Ok(Broadcast::Full)
+        } else {
+            Self::resolve_per_class(name, len, shape).map_err(|e| match e {
+                Error::BroadcastShape {
+                    name,
+                    len,
+                    shape,
+                    mut allowed,
+                } => {
+                    allowed.insert(0, numel);
+                    allowed.dedup();
+                    Error::BroadcastShape {
+                        name,
+                        len,
+                        shape,
+                        allowed,
+                    }
+                }
+                e => e,
+            })
+        }
+    }
+
+    /// Resolves a per-class vector (`pos_weight`): the last dim, or one value.
+    pub(crate) fn resolve_per_class(
+        name: &'static str,
+        len: usize,
+        shape: &[usize],
+    ) -> Result<Self> {
+        if shape.last() == Some(&len) {
+            Ok(Broadcast::Last(len))
+        } else if len == 1 {
+            Ok(Broadcast::Scalar)
+        } else {
+            let mut allowed: Vec<usize> = shape.last().copied().into_iter().collect();
+            allowed.push(1);
+            allowed.dedup();
+            Err(Error::BroadcastShape {
+                name,
+                len,
+                shape: shape.to_vec(),
+                allowed,
+            })
+        }
+    }
+
+    #[inline]
+    pub(crate) fn at(self, i: usize) -> usize {
+        match self {
+            Broadcast::Full => i,
+            Broadcast::Last(d) => i % d,
+            Broadcast::Scalar => 0,
+        }
+    }
+}
+
+/// A resolved reduction: whether the loss is per element, and what the sum is divided by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reduce {
+    pub none: bool,
+    /// 1 for `sum`; `numel` for `mean`; the batch size for `batchmean`.
+    pub denom: f64,
+}
+
+impl Reduce {
+    pub(crate) fn loss_len(self, numel: usize) -> usize {
+        if self.none {
+            numel
+        } else {
+            1
+        }
+    }
+    pub(crate) fn loss_shape(self, shape: &[usize]) -> Vec<usize> {
+        if self.none {
+            shape.to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+    /// The scale of element (or row) `i`'s gradient: `g_i`, `g`, or `g/denom`.
+    #[inline]
+    pub(crate) fn scale<T: Float>(self, grad_output: Option<&[T]>, i: usize) -> T {
+        if self.none {
+            grad_output.map_or(T::ONE, |g| g[i])
+        } else if self.denom == 1.0 {
+            grad_output.map_or(T::ONE, |g| g[0])
+        } else {
+            T::from_f64(grad_output.map_or(1.0, |g| g[0].to_f64()) / self.denom)
+        }
+    }
+    /// Writes the reduced loss; `0/0` (mean of nothing) is NaN as in PyTorch.
+    pub(crate) fn finish<T: Float>(self, loss_out: &mut [T], total: CompensatedSum) {
+        if !self.none {
+            loss_out[0] = T::from_f64(total.value() / self.denom);
+        }
+    }
+}
+
+/// Checks a gradient buffer of `grad_len` elements and its upstream gradient against a
+/// loss of shape `loss_shape`.
+pub(crate) fn check_grad_out<T: Float>(
+    name: &'static str,
+    g: &GradOut<'_, T>,
+    grad_len: usize,
+    loss_shape: &[usize],
+    loss_len: usize,
+) -> Result<()> {
+    super::check_len(name, g.grad.len(), grad_len)?;
+    match g.grad_output {
+        Some(go) if go.len() != loss_len => Err(Error::GradOutputShape {
+            expected: loss_shape.to_vec(),
+            len: go.len(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `ln(1 + v)`, accurate for small `v`. Evaluated in `f64` (then rounded) because
+/// `Float` has no `ln_1p`; for `f32` that is also more accurate than `f32::ln_1p`.
+#[inline]
+pub(crate) fn ln_1p<T: Float>(v: T) -> T {
+    T::from_f64(v.to_f64().ln_1p())
+}
+
+#[inline]
+pub(crate) fn abs<T: Float>(v: T) -> T {
+    if v < T::ZERO {
+        -v
+    } else {
+        v
+    }
+}
+
+/// `σ(x) = 1/(1 + e^{−x})`, evaluated as `e^x/(1 + e^x)` for `x < 0` so that
+/// `e^{−x}` never overflows.
+#[inline]
+pub(crate) fn sigmoid1<T: Float>(x: T) -> T {
+    if x >= T::ZERO {
+        T::ONE / (T::ONE + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::ONE + e)
+    }
+}
+
+/// `log σ(x) = min(x, 0) − log1p(e^{−|x|})`: no overflow, no `log 0`.
+#[inline]
+pub(crate) fn log_sigmoid1<T: Float>(x: T) -> T {
+    let min = if x < T::ZERO { x } else { T::ZERO };
+    min - ln_1p((-abs(x)).exp())
+}
