@@ -10,7 +10,7 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use npyz::{DType, NpyFile, Order, TypeChar, WriterBuilder};
-use xent::Float;
+use xent::{Element, Float};
 
 use crate::Failure;
 

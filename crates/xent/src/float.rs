@@ -21,6 +21,7 @@ mod sealed {
 /// ```
 pub trait Float:
     sealed::Sealed
+    + crate::element::Element<Acc = Self>
     + Copy
     + Debug
     + Display
@@ -45,8 +46,6 @@ pub trait Float:
     const NEG_INFINITY: Self;
     /// A quiet NaN.
     const NAN: Self;
-    /// The type's name as NumPy and PyTorch spell it (`float32`, `float64`).
-    const NAME: &'static str;
 
     /// Rounds an `f64` to this type.
     fn from_f64(v: f64) -> Self;
@@ -76,13 +75,12 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty, $name:literal) => {
+    ($t:ty) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
             const NAN: Self = <$t>::NAN;
-            const NAME: &'static str = $name;
             #[inline]
             fn from_f64(v: f64) -> Self {
                 v as $t
@@ -111,5 +109,5 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, "float32");
-impl_float!(f64, "float64");
+impl_float!(f32);
+impl_float!(f64);

@@ -16,3 +16,29 @@ pub(crate) mod scalar;
 pub(crate) mod simd;
 #[cfg(test)]
 mod tests;
+
+/// Where a row's classes live in a flat buffer: `off + c·stride` for `c < len`
+/// (used by the portable elementwise and divergence code).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowAt {
+    pub off: usize,
+    pub stride: usize,
+    pub len: usize,
+}
+
+impl RowAt {
+    /// Flat index of class `c`.
+    #[inline]
+    pub fn at(self, c: usize) -> usize {
+        self.off + c * self.stride
+    }
+
+    /// Row `r` of a layout.
+    pub fn of(layout: &crate::layout::Layout, r: usize) -> RowAt {
+        RowAt {
+            off: layout.row_offset(r),
+            stride: layout.inner(),
+            len: layout.classes(),
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! max, never as `ln(softmax)`, so that it cannot underflow to `−inf`. A row is `c`
 //! elements at stride `stride`.
 
+use super::RowAt;
 use crate::float::Float;
 
 /// Where one row lives.
@@ -199,5 +200,29 @@ pub(crate) unsafe fn softmax_backward_row<T: Float>(
                 yk * (gk - dot)
             };
         }
+    }
+}
+
+/// `m = max_c x_c` (NaN if any entry is NaN) and `s = Σ_c exp(x_c − m)` of a row.
+#[inline]
+pub(crate) fn max_sumexp<T: Float>(x: &[T], row: RowAt) -> (T, T) {
+    let mut m = T::NEG_INFINITY;
+    for c in 0..row.len {
+        m = m.max_nan(x[row.at(c)]);
+    }
+    let mut s = T::ZERO;
+    for c in 0..row.len {
+        s += (x[row.at(c)] - m).exp();
+    }
+    (m, s)
+}
+
+/// Stores `v` at `i`, or adds it when accumulating.
+#[inline]
+pub(crate) fn put<T: Float>(g: &mut [T], i: usize, v: T, accumulate: bool) {
+    if accumulate {
+        g[i] += v;
+    } else {
+        g[i] = v;
     }
 }

@@ -9,7 +9,7 @@ use super::{check_len, GradOut, Loss};
 use crate::error::Result;
 use crate::float::Float;
 use crate::kernels::scalar::put;
-use crate::options::{GradMode, Reduction};
+use crate::options::Reduction;
 use crate::reduce::CompensatedSum;
 
 /// `σ(x) = 1/(1 + e^{−x})` elementwise, into `out`; evaluated as `e^x/(1 + e^x)` for
@@ -359,10 +359,10 @@ pub fn binary_cross_entropy_into<T: Float>(
         )?;
     }
     let (grad_output, mut grad_buf) = match grad {
-        Some(g) => (
-            g.grad_output,
-            Some((g.grad, g.mode == GradMode::Accumulate)),
-        ),
+        Some(g) => {
+            let (buf, go, acc) = g.into_parts();
+            (go, Some((buf, acc)))
+        }
         None => (None, None),
     };
     let clamp = T::from_f64(-100.0);
@@ -507,10 +507,10 @@ pub fn binary_cross_entropy_with_logits_into<T: Float>(
         )?;
     }
     let (grad_output, mut grad_buf) = match grad {
-        Some(g) => (
-            g.grad_output,
-            Some((g.grad, g.mode == GradMode::Accumulate)),
-        ),
+        Some(g) => {
+            let (buf, go, acc) = g.into_parts();
+            (go, Some((buf, acc)))
+        }
         None => (None, None),
     };
     let mut total = CompensatedSum::default();

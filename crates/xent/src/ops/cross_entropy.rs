@@ -49,7 +49,7 @@ pub fn cross_entropy<'t, T: Element>(
     let layout = Layout::new(shape, input.len())?;
     let mut out = vec![T::Acc::ZERO; loss_len(&layout, opts.reduction)];
     let z = cross_entropy_into(input, shape, target, opts, &mut out, None)?;
-    Ok(Loss::new(out, loss_shape(&layout, opts.reduction), z))
+    Ok(Loss::with_z(out, loss_shape(&layout, opts.reduction), z))
 }
 
 /// [`cross_entropy`] and its gradient `∂loss/∂input` (upstream gradient 1, or all 1
@@ -88,7 +88,10 @@ pub fn cross_entropy_with_grad<'t, T: Element>(
         &mut out,
         Some(GradOut::new(&mut grad)),
     )?;
-    Ok((Loss::new(out, loss_shape(&layout, opts.reduction), z), grad))
+    Ok((
+        Loss::with_z(out, loss_shape(&layout, opts.reduction), z),
+        grad,
+    ))
 }
 
 /// The fused core of [`cross_entropy`]: writes the loss into `loss_out` (1 element for

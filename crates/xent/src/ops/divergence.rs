@@ -1,7 +1,6 @@
 //! `kl_div` (elementwise, as PyTorch's) and the Jensen–Shannon divergence over the
 //! class dim, from probabilities or from logits, with gradients for both arguments.
 
-use super::cross_entropy::row_at;
 use super::elementwise::{
     check_grad_out, check_shape, check_target_len, check_unit_interval, ln_1p, Reduce,
 };
@@ -11,7 +10,7 @@ use crate::float::Float;
 use crate::kernels::scalar::{max_sumexp, put};
 use crate::kernels::RowAt;
 use crate::layout::Layout;
-use crate::options::{GradMode, Reduction};
+use crate::options::Reduction;
 use crate::reduce::CompensatedSum;
 
 /// How [`kl_div`] combines its elementwise losses, as PyTorch's `reduction` of
@@ -250,7 +249,7 @@ pub fn kl_div_into<T: Float>(
 type GradParts<'g, T> = Option<(&'g mut [T], Option<&'g [T]>, bool)>;
 
 fn split<T: Float>(g: Option<GradOut<'_, T>>) -> GradParts<'_, T> {
-    g.map(|g| (g.grad, g.grad_output, g.mode == GradMode::Accumulate))
+    g.map(GradOut::into_parts)
 }
 
 /// Options of [`js_div`] and [`js_div_with_logits`]: the reduction over rows.
@@ -535,7 +534,7 @@ fn js_driver<T: Float>(
     let mut gq = split(grad_q);
     let mut total = CompensatedSum::default();
     for r in 0..rows {
-        let row = row_at(&layout, r);
+        let row = RowAt::of(&layout, r);
         let l = match kind {
             JsInput::Probabilities => {
                 let l = js_prob_row(p, q, row);

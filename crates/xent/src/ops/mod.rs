@@ -33,7 +33,14 @@ pub struct Loss<T> {
 }
 
 impl<T: Float> Loss<T> {
-    pub(crate) fn new(values: Vec<T>, shape: Vec<usize>, z: Option<T>) -> Self {
+    pub(crate) fn new(values: Vec<T>, shape: Vec<usize>) -> Self {
+        Loss {
+            values,
+            shape,
+            z: None,
+        }
+    }
+    pub(crate) fn with_z(values: Vec<T>, shape: Vec<usize>, z: Option<T>) -> Self {
         Loss { values, shape, z }
     }
     /// The values, row-major in [`Loss::shape`] (one value for a 0-d loss).
@@ -138,6 +145,19 @@ impl<'a, T: Element> GradOut<'a, T> {
     pub fn mode(mut self, mode: GradMode) -> Self {
         self.mode = mode;
         self
+    }
+}
+
+impl<'a, T: Float> GradOut<'a, T> {
+    /// The buffer, upstream gradient and whether to accumulate, for types that are
+    /// their own compute type (both buffer variants are then `&mut [T]`).
+    pub(crate) fn into_parts(self) -> (&'a mut [T], Option<&'a [T]>, bool) {
+        let acc = self.mode == GradMode::Accumulate;
+        let buf = match self.grad {
+            GradBuf::Same(g) => g,
+            GradBuf::Acc(g) => g,
+        };
+        (buf, self.grad_output, acc)
     }
 }
 

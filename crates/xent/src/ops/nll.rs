@@ -38,7 +38,7 @@ pub fn nll_loss<'t, T: Element>(
     let layout = Layout::new(shape, input.len())?;
     let mut out = vec![T::Acc::ZERO; loss_len(&layout, opts.reduction)];
     nll_loss_into(input, shape, target, opts, &mut out, None)?;
-    Ok(Loss::new(out, loss_shape(&layout, opts.reduction), None))
+    Ok(Loss::new(out, loss_shape(&layout, opts.reduction)))
 }
 
 /// [`nll_loss`] and its gradient (upstream gradient 1, or all 1 for `none`):
@@ -71,10 +71,7 @@ pub fn nll_loss_with_grad<'t, T: Element>(
         &mut out,
         Some(GradOut::new(&mut grad)),
     )?;
-    Ok((
-        Loss::new(out, loss_shape(&layout, opts.reduction), None),
-        grad,
-    ))
+    Ok((Loss::new(out, loss_shape(&layout, opts.reduction)), grad))
 }
 
 /// The fused core of [`nll_loss`]: the loss into `loss_out` (1 element, or one per
