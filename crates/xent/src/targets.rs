@@ -1,6 +1,6 @@
 //! Targets of cross-entropy: class indices of any integer type, or probabilities.
 
-use crate::float::Float;
+use crate::element::{bf16, f16, Element};
 
 /// Class-index targets, one per row, in any integer type.
 ///
@@ -71,13 +71,13 @@ macro_rules! indices_from {
         impl<'a> From<&'a [$t]> for ClassIndices<'a> {
             fn from(s: &'a [$t]) -> Self { ClassIndices::$v(s) }
         }
-        impl<'a, F: Float> From<&'a [$t]> for Targets<'a, F> {
+        impl<'a, F: Element> From<&'a [$t]> for Targets<'a, F> {
             fn from(s: &'a [$t]) -> Self { Targets::Indices(ClassIndices::$v(s)) }
         }
         impl<'a, const K: usize> From<&'a [$t; K]> for ClassIndices<'a> {
             fn from(s: &'a [$t; K]) -> Self { ClassIndices::$v(s) }
         }
-        impl<'a, F: Float, const K: usize> From<&'a [$t; K]> for Targets<'a, F> {
+        impl<'a, F: Element, const K: usize> From<&'a [$t; K]> for Targets<'a, F> {
             fn from(s: &'a [$t; K]) -> Self { Targets::Indices(ClassIndices::$v(s)) }
         }
     )*};
@@ -107,26 +107,21 @@ pub enum Targets<'a, T> {
     Probabilities(&'a [T]),
 }
 
-impl<'a> From<&'a [f32]> for Targets<'a, f32> {
-    fn from(s: &'a [f32]) -> Self {
-        Targets::Probabilities(s)
-    }
+macro_rules! probabilities_from {
+    ($($t:ty),*) => {$(
+        impl<'a> From<&'a [$t]> for Targets<'a, $t> {
+            fn from(s: &'a [$t]) -> Self {
+                Targets::Probabilities(s)
+            }
+        }
+        impl<'a, const K: usize> From<&'a [$t; K]> for Targets<'a, $t> {
+            fn from(s: &'a [$t; K]) -> Self {
+                Targets::Probabilities(s)
+            }
+        }
+    )*};
 }
-impl<'a> From<&'a [f64]> for Targets<'a, f64> {
-    fn from(s: &'a [f64]) -> Self {
-        Targets::Probabilities(s)
-    }
-}
-impl<'a, const K: usize> From<&'a [f32; K]> for Targets<'a, f32> {
-    fn from(s: &'a [f32; K]) -> Self {
-        Targets::Probabilities(s)
-    }
-}
-impl<'a, const K: usize> From<&'a [f64; K]> for Targets<'a, f64> {
-    fn from(s: &'a [f64; K]) -> Self {
-        Targets::Probabilities(s)
-    }
-}
+probabilities_from!(f32, f64, bf16, f16);
 impl<'a, T> From<ClassIndices<'a>> for Targets<'a, T> {
     fn from(s: ClassIndices<'a>) -> Self {
         Targets::Indices(s)
