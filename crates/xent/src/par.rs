@@ -23,6 +23,9 @@ use rayon::prelude::*;
 const BLOCK_ELEMS: usize = 1 << 15;
 /// Rows with at least this many classes are split across threads.
 pub(crate) const LONG_ROW: usize = 1 << 17;
+// Rows below LONG_ROW take the block path, whose stored-exp pass keeps one max per chunk.
+const _: () = assert!(LONG_ROW <= crate::kernels::row::MAX_STORED_CHUNKS * CHUNK);
+
 /// Classes per piece of a long row.
 const PIECE: usize = 32 * CHUNK;
 

@@ -176,6 +176,9 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         if self.inner > 1 {
             return self.lanes(s, xf);
         }
+        if self.classes <= SMALL_C && S::LANES > 1 {
+            return self.small_rows(s, xf);
+        }
         if !self.t.is_null() {
             let keep = 1.0 - self.consts.eps;
             let spread = self.consts.eps / self.consts.classes;
@@ -227,20 +230,42 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         (0.0, 0.0)
                     }
                     Some(target) => {
-                        let p = row::row_stats(s, x, c, coef, xf);
-                        let (loss, zt, k) = finish(p, target, &self.consts, scale_ce, scale_z);
-                        if let Some(g) = g {
-                            let ms = shift(p.m);
-                            // Read what the vector pass overwrites (in-place, accumulate).
-                            let fix = self.class_of(self.row0 + r).map(|y| {
+                        // Read what the passes overwrite (in-place, accumulate).
+                        let fix = g.and_then(|g| {
+                            self.class_of(self.row0 + r).map(|y| {
                                 let prior = if self.accumulate {
                                     (*g.add(y)).to_f32()
                                 } else {
                                     0.0
                                 };
                                 (y, Scalar.load(x.add(y)), prior)
-                            });
-                            row::row_grad(s, x, g, c, coef, xf, ms, k, self.accumulate);
+                            })
+                        });
+                        // Overwriting an f32 gradient without soft-capping: pass B stores
+                        // exp(x − m_chunk) there and the gradient pass only rescales it.
+                        // `G::IS_F32` makes the `*mut G → *mut f32` casts below exact.
+                        let store = G::IS_F32 && !self.accumulate && !X::CHAINED;
+                        let mut chunk_max = [0.0f32; row::MAX_STORED_CHUNKS];
+                        let p = match g {
+                            Some(g) if store => row::row_stats_store(
+                                s,
+                                x,
+                                g as *mut f32,
+                                c,
+                                coef,
+                                xf,
+                                &mut chunk_max,
+                            ),
+                            _ => row::row_stats(s, x, c, coef, xf),
+                        };
+                        let (loss, zt, k) = finish(p, target, &self.consts, scale_ce, scale_z);
+                        if let Some(g) = g {
+                            let ms = shift(p.m);
+                            if store {
+                                row::row_rescale(s, g as *mut f32, c, coef, &chunk_max, ms, k);
+                            } else {
+                                row::row_grad(s, x, g, c, coef, xf, ms, k, self.accumulate);
+                            }
                             if let Some((y, x_y, prior)) = fix {
                                 let a_y = coef.scalar_at(y);
                                 *g.add(y) = G::from_f32(target_grad(xf, x_y, a_y, ms, k, prior));
@@ -264,36 +289,137 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     fn lanes<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
         let mut total = CompensatedSum::default();
         let mut ztotal = CompensatedSum::default();
+        let (c, inner) = (self.classes, self.inner);
+        let mut rows = [0usize; 16];
         for n in 0..self.outer {
             let mut i = 0;
-            while i + S::LANES <= self.inner {
-                let (a, b) = self.lane_unit(s, xf, n, i);
+            while i < inner {
+                let full = i + S::LANES <= inner;
+                let lanes = if full { S::LANES } else { 1 };
+                for (l, r) in rows.iter_mut().enumerate().take(lanes) {
+                    *r = n * inner + i + l;
+                }
+                let base = n * c * inner + i;
+                // SAFETY: base + k·inner + l for k < C, l < lanes lies in the block.
+                let at = unsafe {
+                    LaneAt {
+                        x: self.x.add(base),
+                        t: self.t.wrapping_add(base),
+                        g: offset_or_null(self.g, base),
+                        stride: inner,
+                    }
+                };
+                let (a, b) = if full {
+                    self.lane_unit(s, xf, at, &rows[..lanes])
+                } else {
+                    self.lane_unit(Scalar, xf, at, &rows[..1])
+                };
                 total.merge(a);
                 ztotal.merge(b);
-                i += S::LANES;
-            }
-            while i < self.inner {
-                let (a, b) = self.lane_unit(Scalar, xf, n, i);
-                total.merge(a);
-                ztotal.merge(b);
-                i += 1;
+                i += lanes;
             }
         }
         (total, ztotal)
     }
 
+    /// Short contiguous rows (`C ≤ SMALL_C`), `LANES` rows at a time: each group is
+    /// transposed into a class-major tile so that the lane kernels vectorize across
+    /// rows, and the gradient tile is copied back.
     #[inline(always)]
-    fn lane_unit<S: Simd, X: Xform>(&self, s: S, xf: X, n: usize, i: usize) -> BlockSums {
-        let (c, stride) = (self.classes, self.inner);
-        let base = n * c * stride + i;
+    fn small_rows<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
+        let mut total = CompensatedSum::default();
+        let mut ztotal = CompensatedSum::default();
+        let c = self.classes;
+        let lanes = S::LANES;
+        let zero = E::from_f32(0.0);
+        let mut xt = [zero; 16 * SMALL_C];
+        let mut tt = [zero; 16 * SMALL_C];
+        let mut gt = [G::from_f32(0.0); 16 * SMALL_C];
+        let mut rows = [0usize; 16];
+        let has_g = !self.g.is_null();
+        let probs = !self.t.is_null();
+        let mut r0 = 0;
+        while r0 < self.outer {
+            let full = r0 + lanes <= self.outer;
+            let (a, b) = if full {
+                // SAFETY (whole block): rows r0..r0 + lanes of C elements lie in the
+                // block; tiles hold lanes·C ≤ 16·SMALL_C elements.
+                unsafe {
+                    for l in 0..lanes {
+                        rows[l] = r0 + l;
+                        for k in 0..c {
+                            let src = (r0 + l) * c + k;
+                            xt[k * lanes + l] = *self.x.add(src);
+                            if probs {
+                                tt[k * lanes + l] = *self.t.add(src);
+                            }
+                            if has_g && self.accumulate {
+                                gt[k * lanes + l] = *self.g.add(src);
+                            }
+                        }
+                    }
+                    let at = LaneAt {
+                        x: xt.as_ptr(),
+                        t: if probs {
+                            tt.as_ptr()
+                        } else {
+                            core::ptr::null()
+                        },
+                        g: if has_g {
+                            gt.as_mut_ptr()
+                        } else {
+                            core::ptr::null_mut()
+                        },
+                        stride: lanes,
+                    };
+                    let sums = self.lane_unit(s, xf, at, &rows[..lanes]);
+                    if has_g {
+                        for l in 0..lanes {
+                            for k in 0..c {
+                                *self.g.add((r0 + l) * c + k) = gt[k * lanes + l];
+                            }
+                        }
+                    }
+                    sums
+                }
+            } else {
+                rows[0] = r0;
+                // SAFETY: row r0 of C contiguous elements lies in the block.
+                let at = unsafe {
+                    LaneAt {
+                        x: self.x.add(r0 * c),
+                        t: self.t.wrapping_add(r0 * c),
+                        g: offset_or_null(self.g, r0 * c),
+                        stride: 1,
+                    }
+                };
+                self.lane_unit(Scalar, xf, at, &rows[..1])
+            };
+            total.merge(a);
+            ztotal.merge(b);
+            r0 += if full { lanes } else { 1 };
+        }
+        (total, ztotal)
+    }
+
+    /// `LANES` rows whose class `k` of lane `l` is at `k·stride + l` from `at`'s
+    /// pointers; `rows[l]` is the lane's row index within the block.
+    #[inline(always)]
+    fn lane_unit<S: Simd, X: Xform>(
+        &self,
+        s: S,
+        xf: X,
+        at: LaneAt<E, G>,
+        rows: &[usize],
+    ) -> BlockSums {
+        let (c, stride) = (self.classes, at.stride);
         let lanes = S::LANES;
         let probs = !self.t.is_null();
         let w = self.weight.map(|w| w.as_ptr());
-        // SAFETY: base + k·stride + l for k < C, l < LANES lies in the block: i + LANES ≤ inner.
-        let (x, t) = unsafe { (self.x.add(base), self.t.wrapping_add(base)) };
+        let x = at.x;
         let coef = if probs {
             LaneCoef::Probs {
-                t,
+                t: at.t,
                 w,
                 keep: 1.0 - self.consts.eps,
                 spread: self.consts.eps / self.consts.classes,
@@ -304,22 +430,21 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
             LaneCoef::None
         };
         let mut parts = [Partial::EMPTY; 16];
-        // SAFETY: as above.
+        // SAFETY: the caller's pointers cover C classes at `stride` for `LANES` lanes.
         unsafe { lanes::lane_stats(s, x, stride, c, coef, xf, &mut parts) };
         let mut consts = [GradConsts::default(); 16];
         let mut active = [0.0f32; 16];
         let mut fix = [None; 16];
         let mut total = CompensatedSum::default();
         let mut ztotal = CompensatedSum::default();
-        let local_row0 = n * stride + i;
         for l in 0..lanes {
-            let r = local_row0 + l;
+            let r = rows[l];
             let (scale_ce, scale_z) = self.scale.at(r);
             let target = if probs {
                 Some(RowTarget::Probs)
             } else {
                 self.class_of(self.row0 + r).map(|y| {
-                    // SAFETY: y < C, so the element lies in the block.
+                    // SAFETY: y < C, so the element lies in the unit.
                     let raw = unsafe { Scalar.load(x.add(y * stride + l)) };
                     fix[l] = Some((y, raw));
                     RowTarget::Index {
@@ -338,16 +463,16 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 }
             };
             if !self.loss_out.is_null() {
-                // SAFETY: r < outer·inner, the block's row count.
+                // SAFETY: r < the block's row count.
                 unsafe { *self.loss_out.add(r) = loss + zt };
             }
             total.add(loss as f64);
             ztotal.add(zt as f64);
         }
-        if !self.g.is_null() {
+        if !at.g.is_null() {
             // SAFETY: as for x; g may alias x, and every target element was read above.
             unsafe {
-                let g = self.g.add(base);
+                let g = at.g;
                 let mut prior = [0.0f32; 16];
                 for l in 0..lanes {
                     if let (Some((y, _)), true) = (fix[l], self.accumulate) {
@@ -383,6 +508,29 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         (total, ztotal)
     }
 }
+
+/// `p + k`, or null for a null `p` (an absent gradient stays absent).
+#[inline(always)]
+fn offset_or_null<T>(p: *mut T, k: usize) -> *mut T {
+    if p.is_null() {
+        p
+    } else {
+        p.wrapping_add(k)
+    }
+}
+
+/// Where a lane unit's data lives: class `k` of lane `l` at `k·stride + l`.
+#[derive(Clone, Copy)]
+struct LaneAt<E, G> {
+    x: *const E,
+    t: *const E,
+    g: *mut G,
+    stride: usize,
+}
+
+/// Rows of at most this many classes are transposed into tiles ([`CeJob`]'s
+/// `small_rows`): per-row overhead would dominate them otherwise.
+pub(crate) const SMALL_C: usize = 32;
 
 /// Row-local views of a contiguous coefficient source.
 pub(crate) trait RowCoef: Coef {

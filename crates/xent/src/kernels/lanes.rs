@@ -76,7 +76,7 @@ pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
         let active = coef.active();
         for k in 0..c {
             let d = s.sub(xf.apply(s, s.load(x.add(k * stride))), msv);
-            sv = s.add(sv, s.exp(d));
+            sv = s.add(sv, s.exp_small(d));
             if active {
                 let a = coef.at(s, k, stride);
                 lv = s.fma(a, d, lv);
@@ -129,7 +129,7 @@ pub(crate) unsafe fn lane_grad<S: Simd, E: Store32, G: Store32, X: Xform>(
     unsafe {
         for k in 0..c {
             let (xt, d) = xf.apply_d(s, s.load(x.add(k * stride)));
-            let mut v = s.mul(alpha, s.exp(s.sub(xt, msv)));
+            let mut v = s.mul(alpha, s.exp_small(s.sub(xt, msv)));
             if has_coef {
                 v = s.sub(v, s.mul(beta, coef.at(s, k, stride)));
             }
@@ -169,7 +169,7 @@ pub(crate) unsafe fn lane_softmax<S: Simd, E: Store32, O: Store32>(
         let msv = s.neg_inf_to(m, s.splat(0.0));
         let mut sv = s.splat(0.0);
         for k in 0..c {
-            sv = s.add(sv, s.exp(s.sub(s.load(x.add(k * stride)), msv)));
+            sv = s.add(sv, s.exp_small(s.sub(s.load(x.add(k * stride)), msv)));
         }
         let mut buf = [0.0f32; 16];
         for (l, b) in buf.iter_mut().enumerate().take(S::LANES) {
@@ -182,7 +182,7 @@ pub(crate) unsafe fn lane_softmax<S: Simd, E: Store32, O: Store32>(
             let v = if log {
                 s.sub(d, kv)
             } else {
-                s.mul(s.exp(d), kv)
+                s.mul(s.exp_small(d), kv)
             };
             s.store(out.add(k * stride), v);
         }

@@ -230,6 +230,32 @@ pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
     coef: C,
     xf: X,
 ) -> Partial {
+    // SAFETY: forwarded; no store.
+    unsafe { chunk_stats_store::<S, E, f32, C, X, false>(s, x, core::ptr::null_mut(), n, coef, xf) }
+}
+
+/// [`chunk_stats`] that also stores `e = exp(x − shift(m))` into `g` when `STORE`
+/// (the gradient pass then rescales `e` instead of recomputing `exp`).
+///
+/// # Safety
+/// As [`chunk_stats`], and `g` writable for `n` elements when `STORE` (may alias `x`:
+/// each element is read before it is written).
+#[inline(always)]
+pub(crate) unsafe fn chunk_stats_store<
+    S: Simd,
+    E: Store32,
+    G: Store32,
+    C: Coef,
+    X: Xform,
+    const STORE: bool,
+>(
+    s: S,
+    x: *const E,
+    g: *mut G,
+    n: usize,
+    coef: C,
+    xf: X,
+) -> Partial {
     let lanes = S::LANES;
     let body = n - n % lanes;
     // SAFETY (whole block): every load is at i < body ≤ n with i + LANES ≤ n, or at
@@ -257,8 +283,13 @@ pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
         while i + 2 * lanes <= body {
             let d0 = s.sub(xf.apply(s, s.load(x.add(i))), msv);
             let d1 = s.sub(xf.apply(s, s.load(x.add(i + lanes))), msv);
-            s0 = s.add(s0, s.exp(d0));
-            s1 = s.add(s1, s.exp(d1));
+            let (e0, e1) = (s.exp_small(d0), s.exp_small(d1));
+            if STORE {
+                s.store(g.add(i), e0);
+                s.store(g.add(i + lanes), e1);
+            }
+            s0 = s.add(s0, e0);
+            s1 = s.add(s1, e1);
             if C::ACTIVE {
                 let c0 = coef.load(s, i);
                 let c1 = coef.load(s, i + lanes);
@@ -271,7 +302,11 @@ pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
         }
         if i < body {
             let d0 = s.sub(xf.apply(s, s.load(x.add(i))), msv);
-            s0 = s.add(s0, s.exp(d0));
+            let e0 = s.exp_small(d0);
+            if STORE {
+                s.store(g.add(i), e0);
+            }
+            s0 = s.add(s0, e0);
             if C::ACTIVE {
                 let c0 = coef.load(s, i);
                 l0 = s.fma(c0, d0, l0);
@@ -286,7 +321,11 @@ pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
         };
         for j in body..n {
             let d = xf.apply(Scalar, Scalar.load(x.add(j))) - ms;
-            p.s += d.exp();
+            let e = d.exp();
+            if STORE {
+                Scalar.store(g.add(j), e);
+            }
+            p.s += e;
             if C::ACTIVE {
                 let c = coef.load(Scalar, j);
                 p.l += c * d;
@@ -318,6 +357,102 @@ pub(crate) unsafe fn row_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
         c0 += len;
     }
     p
+}
+
+/// Rows short enough for [`row_stats_store`]: at most this many chunks.
+pub(crate) const MAX_STORED_CHUNKS: usize = 64;
+
+/// [`row_stats`] that stores each chunk's `exp(x − shift(m_chunk))` into `g` and its
+/// max into `chunk_max`, for [`row_rescale`].
+///
+/// # Safety
+/// As [`row_stats`]; `g` writable for `n` f32 (may alias `x`);
+/// `n ≤ MAX_STORED_CHUNKS·CHUNK`.
+#[inline(always)]
+pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform>(
+    s: S,
+    x: *const E,
+    g: *mut f32,
+    n: usize,
+    coef: C,
+    xf: X,
+    chunk_max: &mut [f32; MAX_STORED_CHUNKS],
+) -> Partial {
+    let mut p = Partial::EMPTY;
+    let mut c0 = 0;
+    let mut k = 0;
+    while c0 < n {
+        let len = CHUNK.min(n - c0);
+        // SAFETY: [c0, c0 + len) lies within the row.
+        let q = unsafe {
+            chunk_stats_store::<S, E, f32, C, X, true>(
+                s,
+                x.add(c0),
+                g.add(c0),
+                len,
+                coef.offset(c0),
+                xf,
+            )
+        };
+        chunk_max[k] = q.m;
+        p = p.merge(q);
+        c0 += len;
+        k += 1;
+    }
+    p
+}
+
+/// The gradient from stored `e` (see [`row_stats_store`]):
+/// `g = α·e·exp(shift(m_chunk) − shift(m)) − β·a`, without the target fix-up.
+///
+/// # Safety
+/// `g` readable and writable for `n` f32; `coef` valid for `n` classes.
+#[inline(always)]
+pub(crate) unsafe fn row_rescale<S: Simd, C: Coef>(
+    s: S,
+    g: *mut f32,
+    n: usize,
+    coef: C,
+    chunk_max: &[f32; MAX_STORED_CHUNKS],
+    ms: f32,
+    k: GradConsts,
+) {
+    let mut c0 = 0;
+    let mut chunk = 0;
+    while c0 < n {
+        let len = CHUNK.min(n - c0);
+        let m = chunk_max[chunk];
+        // An all −inf chunk stored zeros: any finite factor keeps them 0.
+        let f = if m == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (shift(m) - ms).exp()
+        };
+        let (alpha, beta) = (s.splat(k.alpha * f), s.splat(k.beta));
+        let body = len - len % S::LANES;
+        // SAFETY (whole block): indices stay below len within [c0, c0 + len).
+        unsafe {
+            let (g, coef) = (g.add(c0), coef.offset(c0));
+            let mut i = 0;
+            while i < body {
+                let mut v = s.mul(alpha, s.load(g.add(i)));
+                if C::ACTIVE {
+                    v = s.sub(v, s.mul(beta, coef.load(s, i)));
+                }
+                s.store(g.add(i), v);
+                i += S::LANES;
+            }
+            for j in body..len {
+                let mut v = k.alpha * f * *g.add(j);
+                if C::ACTIVE {
+                    v -= k.beta * coef.load(Scalar, j);
+                }
+                *g.add(j) = v;
+            }
+        }
+        c0 += len;
+        chunk += 1;
+    }
 }
 
 /// The gradient constants of a row: `g_j = (α·exp(x̃_j − shift) − β·a_j)·dx̃_j/dx_j`,
@@ -362,7 +497,7 @@ pub(crate) unsafe fn chunk_grad<S: Simd, E: Store32, G: Store32, C: Coef, X: Xfo
         // SAFETY: the caller keeps i + LANES within the row.
         unsafe {
             let (xt, d) = xf.apply_d(s, s.load(x.add(i)));
-            let mut v = s.mul(alpha, s.exp(s.sub(xt, msv)));
+            let mut v = s.mul(alpha, s.exp_small(s.sub(xt, msv)));
             if C::ACTIVE {
                 v = s.sub(v, s.mul(beta, coef.load(s, i)));
             }
@@ -457,7 +592,11 @@ pub(crate) unsafe fn softmax_write<S: Simd, E: Store32, O: Store32>(
         // SAFETY: the caller keeps i + LANES within the row.
         unsafe {
             let d = s.sub(s.load(x.add(i)), msv);
-            let v = if log { s.sub(d, k) } else { s.mul(s.exp(d), k) };
+            let v = if log {
+                s.sub(d, k)
+            } else {
+                s.mul(s.exp_small(d), k)
+            };
             s.store(out.add(i), v);
         }
     }

@@ -25,6 +25,8 @@ pub(crate) trait Store32: Copy + Send + Sync + 'static {
     fn to_f32(self) -> f32;
     /// Rounds one element (to nearest even).
     fn from_f32(v: f32) -> Self;
+    /// `true` for `f32` itself (stores are exact).
+    const IS_F32: bool = false;
     #[cfg(target_arch = "x86_64")]
     /// # Safety
     /// AVX2 and F16C available; `p` readable for 8 elements.
@@ -75,6 +77,9 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// All-ones lanes where `a != 0`, zero lanes elsewhere.
     fn ne_zero(self, a: Self::V) -> Self::V;
     fn exp(self, a: Self::V) -> Self::V;
+    /// `exp` for `a ≤ 88.37` (or NaN), as the kernels' `x − max ≤ 0`: [`Simd::exp`]
+    /// without the overflow handling, same error bound.
+    fn exp_small(self, a: Self::V) -> Self::V;
     fn tanh(self, a: Self::V) -> Self::V;
     /// Sum of the lanes in a fixed order.
     fn reduce_add(self, a: Self::V) -> f32;
@@ -87,6 +92,7 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
 }
 
 impl Store32 for f32 {
+    const IS_F32: bool = true;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         self
@@ -335,6 +341,10 @@ impl Simd for Scalar {
         a.exp()
     }
     #[inline(always)]
+    fn exp_small(self, a: f32) -> f32 {
+        a.exp()
+    }
+    #[inline(always)]
     fn tanh(self, a: f32) -> f32 {
         a.tanh()
     }
@@ -369,6 +379,28 @@ mod x86 {
     pub(crate) struct Avx2(());
 
     impl Avx2 {
+        /// `(e^r, n)` with `x = n·ln 2 + r`, for `x` clamped below at EXP_LO (NaN kept).
+        #[inline(always)]
+        fn exp_parts(self, x: __m256) -> (__m256, __m256i) {
+            // SAFETY: AVX2/FMA proven by the token.
+            unsafe {
+                // max returns its second operand for NaN: x stays NaN.
+                let xc = _mm256_max_ps(_mm256_set1_ps(EXP_LO), x);
+                let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm256_mul_ps(xc, _mm256_set1_ps(LOG2E)),
+                );
+                let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), xc);
+                let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+                let mut y = _mm256_set1_ps(EXP_P[0]);
+                for &c in &EXP_P[1..] {
+                    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
+                }
+                let r2 = _mm256_mul_ps(r, r);
+                y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+                (y, _mm256_cvtps_epi32(n))
+            }
+        }
+
         /// `Some` when the running CPU has AVX2, FMA and F16C.
         pub(crate) fn detect() -> Option<Self> {
             (is_x86_feature_detected!("avx2")
@@ -445,24 +477,10 @@ mod x86 {
         fn exp(self, x: __m256) -> __m256 {
             // SAFETY: AVX2/FMA proven by the token.
             unsafe {
-                // min/max return their second operand for NaN: x stays NaN.
-                let xc = _mm256_max_ps(
-                    _mm256_set1_ps(EXP_LO),
-                    _mm256_min_ps(_mm256_set1_ps(EXP_HI), x),
-                );
-                let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                    _mm256_mul_ps(xc, _mm256_set1_ps(LOG2E)),
-                );
-                let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), xc);
-                let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-                let mut y = _mm256_set1_ps(EXP_P[0]);
-                for &c in &EXP_P[1..] {
-                    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
-                }
-                let r2 = _mm256_mul_ps(r, r);
-                y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+                // min returns its second operand for NaN: x stays NaN.
+                let xc = _mm256_min_ps(_mm256_set1_ps(EXP_HI), x);
+                let (y, ni) = self.exp_parts(xc);
                 // 2^n through the exponent bits, n ≤ 127, times 2 when n = 128.
-                let ni = _mm256_cvtps_epi32(n);
                 let n127 = _mm256_min_epi32(ni, _mm256_set1_epi32(127));
                 let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(n127, _mm256_set1_epi32(127)));
                 let extra = _mm256_cvtepi32_ps(_mm256_sub_epi32(ni, n127));
@@ -472,6 +490,17 @@ mod x86 {
                 );
                 let big = _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(EXP_INF_ABOVE));
                 let y = _mm256_blendv_ps(y, _mm256_set1_ps(f32::INFINITY), big);
+                let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(EXP_LO));
+                _mm256_blendv_ps(y, _mm256_setzero_ps(), tiny)
+            }
+        }
+        #[inline(always)]
+        fn exp_small(self, x: __m256) -> __m256 {
+            // SAFETY: AVX2/FMA proven by the token.
+            unsafe {
+                let (y, ni) = self.exp_parts(x);
+                let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(ni, _mm256_set1_epi32(127)));
+                let y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
                 let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(EXP_LO));
                 _mm256_blendv_ps(y, _mm256_setzero_ps(), tiny)
             }
@@ -538,6 +567,27 @@ mod x86 {
     pub(crate) struct Avx512(());
 
     impl Avx512 {
+        /// `(e^r, n)` with `x = n·ln 2 + r`, for `x` clamped below at EXP_LO (NaN kept).
+        #[inline(always)]
+        fn exp_parts(self, x: __m512) -> (__m512, __m512i) {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe {
+                let xc = _mm512_max_ps(_mm512_set1_ps(EXP_LO), x);
+                let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm512_mul_ps(xc, _mm512_set1_ps(LOG2E)),
+                );
+                let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), xc);
+                let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+                let mut y = _mm512_set1_ps(EXP_P[0]);
+                for &c in &EXP_P[1..] {
+                    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
+                }
+                let r2 = _mm512_mul_ps(r, r);
+                y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+                (y, _mm512_cvtps_epi32(n))
+            }
+        }
+
         /// `Some` when the running CPU has AVX-512F (and AVX2/FMA/F16C).
         pub(crate) fn detect() -> Option<Self> {
             (is_x86_feature_detected!("avx512f") && Avx2::detect().is_some()).then_some(Avx512(()))
@@ -617,22 +667,8 @@ mod x86 {
         fn exp(self, x: __m512) -> __m512 {
             // SAFETY: AVX-512F proven by the token.
             unsafe {
-                let xc = _mm512_max_ps(
-                    _mm512_set1_ps(EXP_LO),
-                    _mm512_min_ps(_mm512_set1_ps(EXP_HI), x),
-                );
-                let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                    _mm512_mul_ps(xc, _mm512_set1_ps(LOG2E)),
-                );
-                let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), xc);
-                let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-                let mut y = _mm512_set1_ps(EXP_P[0]);
-                for &c in &EXP_P[1..] {
-                    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
-                }
-                let r2 = _mm512_mul_ps(r, r);
-                y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
-                let ni = _mm512_cvtps_epi32(n);
+                let xc = _mm512_min_ps(_mm512_set1_ps(EXP_HI), x);
+                let (y, ni) = self.exp_parts(xc);
                 let n127 = _mm512_min_epi32(ni, _mm512_set1_epi32(127));
                 let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(n127, _mm512_set1_epi32(127)));
                 let extra = _mm512_cvtepi32_ps(_mm512_sub_epi32(ni, n127));
@@ -640,9 +676,20 @@ mod x86 {
                     _mm512_mul_ps(y, _mm512_castsi512_ps(e)),
                     _mm512_add_ps(extra, _mm512_set1_ps(1.0)),
                 );
-                // NaN inputs: the clamp keeps NaN (second operand), so y is NaN.
+                // NaN inputs: the clamps keep NaN (second operand), so y is NaN.
                 let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_set1_ps(EXP_INF_ABOVE));
                 let y = _mm512_mask_blend_ps(big, y, _mm512_set1_ps(f32::INFINITY));
+                let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_set1_ps(EXP_LO));
+                _mm512_mask_blend_ps(tiny, y, _mm512_setzero_ps())
+            }
+        }
+        #[inline(always)]
+        fn exp_small(self, x: __m512) -> __m512 {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe {
+                let (y, ni) = self.exp_parts(x);
+                let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(ni, _mm512_set1_epi32(127)));
+                let y = _mm512_mul_ps(y, _mm512_castsi512_ps(e));
                 let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_set1_ps(EXP_LO));
                 _mm512_mask_blend_ps(tiny, y, _mm512_setzero_ps())
             }
