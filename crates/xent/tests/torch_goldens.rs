@@ -132,6 +132,10 @@ struct Case {
     ignore_index: i64,
     label_smoothing: f64,
     reduction: Reduction,
+    /// z-loss scale (0: none).
+    z_loss: f64,
+    /// Logit soft-cap.
+    softcap: Option<f64>,
     grad_output: Option<Vec<f64>>,
     output: Vec<f64>,
     output_shape: Vec<usize>,
@@ -233,6 +237,8 @@ fn parse_case(file: &str, v: &Value) -> Case {
         weight: opt_floats(&opts["weight"], "weight"),
         ignore_index: opts["ignore_index"].as_i64().unwrap_or(-100),
         label_smoothing: opts["label_smoothing"].as_f64().unwrap_or(0.0),
+        z_loss: opts["z_loss"].as_f64().unwrap_or(0.0),
+        softcap: opts["softcap"].as_f64(),
         reduction: opts["reduction"]
             .as_str()
             .unwrap_or("mean")
@@ -439,7 +445,11 @@ fn ce_options<'w, T: Float>(case: &Case, weight: Option<&'w [T]>) -> CrossEntrop
     let mut opts = CrossEntropyOptions::default()
         .ignore_index(case.ignore_index)
         .label_smoothing(case.label_smoothing)
+        .z_loss(case.z_loss)
         .reduction(case.reduction);
+    if let Some(cap) = case.softcap {
+        opts = opts.softcap(cap);
+    }
     if let Some(w) = weight {
         opts = opts.weight(w);
     }
