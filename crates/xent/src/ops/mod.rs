@@ -1,6 +1,7 @@
 //! The public losses: each validates its input, then hands rows to the kernels.
 
 pub(crate) mod cross_entropy;
+pub(crate) mod linear;
 pub(crate) mod nll;
 pub(crate) mod softmax;
 
