@@ -430,14 +430,10 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
         None => (None, false, None, None, None),
     };
     let want_grad = dh.is_some() || dw.is_some() || db.is_some();
+    // dW and db are sums over the blocks; dh is written block by block.
     if !accumulate {
         for g in [dw.as_deref_mut(), db.as_deref_mut()].into_iter().flatten() {
             g.fill(T::ZERO);
-        }
-        if n == 0 {
-            if let Some(dh) = dh.as_deref_mut() {
-                dh.fill(T::ZERO);
-            }
         }
     }
 
