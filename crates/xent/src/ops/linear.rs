@@ -458,11 +458,6 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
     let threads = rayon::current_num_threads().max(1);
     let block = block_rows(n, v, threads, std::mem::size_of::<T>(), opts.scratch_bytes);
     let mut logits = vec![T::ZERO; block * v];
-    let mut work = if want_grad {
-        vec![T::ZERO; threads.min(block) * v]
-    } else {
-        Vec::new()
-    };
     let mut row_loss = vec![T::ZERO; block];
     let mut total = CompensatedSum::default();
 
@@ -483,36 +478,30 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
         matmul(rows, v, d, x, v, inputs.linear_bias.is_some(), hb, wt);
 
         // Each row through the library's fused loss; G overwrites the row's logits.
-        let per_chunk = rows.div_ceil(threads);
-        let work_chunks: Vec<&mut [T]> = if want_grad {
-            work.chunks_mut(v).collect()
-        } else {
-            Vec::new()
-        };
-        let mut work_chunks = work_chunks.into_iter().map(Some).collect::<Vec<_>>();
-        work_chunks.resize_with(rows.div_ceil(per_chunk), || None);
-        x.par_chunks_mut(per_chunk * v)
-            .zip(row_loss[..rows].par_chunks_mut(per_chunk))
-            .zip(work_chunks.into_par_iter())
+        // Small pieces, stolen by whichever thread is free: a busy core does not hold
+        // up the block. Each piece gets a work row (at most one live per thread).
+        x.par_chunks_mut(v)
+            .zip(row_loss[..rows].par_iter_mut())
             .enumerate()
-            .try_for_each(|(c, ((x, losses), mut work))| -> Result<()> {
-                for (i, (xr, loss)) in x.chunks_exact_mut(v).zip(losses.iter_mut()).enumerate() {
-                    let r = r0 + c * per_chunk + i;
+            .with_min_len(4)
+            .try_for_each_init(
+                || vec![T::ZERO; if want_grad { v } else { 0 }],
+                |work, (i, (xr, loss))| -> Result<()> {
+                    let r = r0 + i;
                     let y = [target_class(&target, r, ce.ignore_index)
                         .map_or(ce.ignore_index, |y| y as i64)];
                     let l = core::slice::from_mut(loss);
-                    match work.as_deref_mut() {
-                        Some(g) => {
-                            let s = [row_scale(grad_output, reduction, r, denom)];
-                            let out = GradOut::new(g).grad_output(&s);
-                            cross_entropy_into(xr, &[1, v], &y[..], &row_opts, l, Some(out))?;
-                            xr.copy_from_slice(g);
-                        }
-                        None => cross_entropy_into(xr, &[1, v], &y[..], &row_opts, l, None)?,
+                    if want_grad {
+                        let s = [row_scale(grad_output, reduction, r, denom)];
+                        let out = GradOut::new(&mut work[..]).grad_output(&s);
+                        cross_entropy_into(xr, &[1, v], &y[..], &row_opts, l, Some(out))?;
+                        xr.copy_from_slice(work);
+                    } else {
+                        cross_entropy_into(xr, &[1, v], &y[..], &row_opts, l, None)?;
                     }
-                }
-                Ok(())
-            })?;
+                    Ok(())
+                },
+            )?;
         for (i, &l) in row_loss[..rows].iter().enumerate() {
             total.add(l.to_f64());
             if reduction == Reduction::None {
