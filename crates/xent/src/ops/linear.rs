@@ -22,6 +22,11 @@ use crate::reduce::CompensatedSum;
 use crate::targets::ClassIndices;
 
 /// The default scratch budget of [`linear_cross_entropy`]: 64 MiB.
+///
+/// ```
+/// use xent::{LinearCrossEntropyOptions, DEFAULT_SCRATCH_BYTES};
+/// assert_eq!(LinearCrossEntropyOptions::<f32>::default().scratch_bytes, DEFAULT_SCRATCH_BYTES);
+/// ```
 pub const DEFAULT_SCRATCH_BYTES: usize = 64 << 20;
 
 /// The most rows a block takes, whatever the budget: the three GEMMs already run at
@@ -236,6 +241,15 @@ impl<'a, T: Float> LinearGradOut<'a, T> {
 }
 
 /// The gradients returned by [`linear_cross_entropy_with_grad`].
+///
+/// ```
+/// use xent::{linear_cross_entropy_with_grad, LinearCrossEntropyOptions, LinearInputs};
+/// let (h, w) = ([1.0f32, 2.0], [0.5f32, -0.5, 1.0, 0.0]); // N = 1, D = 2, V = 2
+/// let (_, g) = linear_cross_entropy_with_grad(LinearInputs::new(&h, [1, 2], &w, [2, 2]),
+///     &[1u32][..], &LinearCrossEntropyOptions::default())?;
+/// assert_eq!((g.hidden.len(), g.linear_weight.len(), g.linear_bias), (2, 4, None));
+/// # Ok::<(), xent::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct LinearGrads<T> {
