@@ -124,6 +124,30 @@ pub enum Error {
         /// The lengths that would broadcast.
         allowed: Vec<usize>,
     },
+    /// An operand whose length does not match the shape it was given
+    /// (`linear_weight has 11 elements, expected shape [4, 3]`).
+    OperandShape {
+        /// The operand's name.
+        name: &'static str,
+        /// The number of elements given.
+        len: usize,
+        /// The shape it must have.
+        expected: Vec<usize>,
+    },
+    /// Two operands disagree on a dimension they share
+    /// (`hidden has 4 rows but target has 3`).
+    DimMismatch {
+        /// The operand that sets the dimension.
+        left: &'static str,
+        /// Its size there.
+        left_dim: usize,
+        /// The operand that disagrees.
+        right: &'static str,
+        /// Its size there.
+        right_dim: usize,
+        /// What the dimension counts (`rows`, `columns`).
+        what: &'static str,
+    },
 }
 
 /// `Result` with this crate's [`Error`].
@@ -231,6 +255,21 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Error::OperandShape {
+                name,
+                len,
+                expected,
+            } => {
+                write!(f, "{name} has {len} elements, expected shape ")?;
+                fmt_dims(f, expected)
+            }
+            Error::DimMismatch {
+                left,
+                left_dim,
+                right,
+                right_dim,
+                what,
+            } => write!(f, "{left} has {left_dim} {what} but {right} has {right_dim}"),
         }
     }
 }

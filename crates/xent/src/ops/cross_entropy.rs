@@ -11,7 +11,7 @@ use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
 use crate::par::{CallScale, CeCall, GradPtr, Ptr};
 use crate::reduce::CompensatedSum;
-use crate::targets::Targets;
+use crate::targets::{ClassIndices, Targets};
 
 /// Softmax cross-entropy of `input` (logits of shape `shape`) against `target`, as
 /// PyTorch's `F.cross_entropy(input, target, weight, ignore_index=…,
@@ -294,7 +294,51 @@ fn run<T: Element>(
     with_z.then(|| T::Acc::from_f64(zterm))
 }
 
-fn check_options<T: Element>(
+/// The fused kernel on a block of `rows × classes` logits whose targets are already
+/// validated, with explicit gradient scales; the gradient (when `grad`) overwrites the
+/// logits. Per-row losses (z term included) go to `row_loss`; returns the sums of
+/// the losses without z terms and of the z terms. For callers that reduce across
+/// blocks themselves (linear cross-entropy).
+pub(crate) fn block_inplace<T: Element>(
+    x: &mut [T],
+    (rows, classes): (usize, usize),
+    target: ClassIndices<'_>,
+    opts: &CrossEntropyOptions<'_, T::Acc>,
+    row_loss: &mut [T::Acc],
+    grad: bool,
+    scale: CallScale<'_, T::Acc>,
+) -> (f64, f64) {
+    let weight_sum = opts.weight.map_or(classes as f64, |w| {
+        let mut s = CompensatedSum::default();
+        w.iter().for_each(|v| s.add(v.to_f64()));
+        s.value()
+    });
+    let x = Ptr(x.as_mut_ptr());
+    let call = CeCall {
+        x,
+        grad: if grad {
+            GradPtr::Same(x)
+        } else {
+            GradPtr::None
+        },
+        accumulate: false,
+        probs: Ptr::null(),
+        idx: Some((target, opts.ignore_index)),
+        outer: rows,
+        classes,
+        inner: 1,
+        weight: opts.weight,
+        weight_sum,
+        eps: opts.label_smoothing,
+        z: opts.z_loss,
+        cap: opts.softcap,
+        scale,
+        loss_out: Ptr(row_loss.as_mut_ptr()),
+    };
+    T::__cross_entropy(&call)
+}
+
+pub(crate) fn check_options<T: Element>(
     opts: &CrossEntropyOptions<'_, T::Acc>,
     layout: &Layout,
     target: &Targets<'_, T>,

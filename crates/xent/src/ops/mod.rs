@@ -4,6 +4,7 @@ pub(crate) mod binary;
 pub(crate) mod cross_entropy;
 pub(crate) mod divergence;
 pub(crate) mod elementwise;
+pub(crate) mod linear;
 pub(crate) mod nll;
 pub(crate) mod softmax;
 

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""PyTorch CPU baseline for linear cross-entropy, forward + backward.
+
+Times, with 2 threads, on N×D hidden states and a V×D classifier (float32):
+
+- ``unfused``: ``F.cross_entropy(h @ W.T, y)`` then ``.backward()`` (holds the N×V
+  logits and their gradient);
+- ``chunked``: ``F.linear_cross_entropy(h, W, y, options=LinearCrossEntropyOptions())``
+  (torch 2.13+; skipped when the function does not exist).
+
+Each (shape, method) runs in a fresh subprocess so that its peak RSS (``VmHWM``) is
+its own. "extra" is the peak minus the resident size after the inputs were made, minus
+the size of the two gradients (dh, dW) that any method must return: what the method
+adds on top of inputs + gradients, comparable with xent's linear_bench "extra".
+
+Needs PyTorch; not run by CI. From the worktree root:
+
+    /work/torch-venv/bin/python bench/torch_linear.py               # N=4096 D=1024 V=32000
+    /work/torch-venv/bin/python bench/torch_linear.py --v 128256 --reps 1
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def status_kib(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
+
+
+def child(args):
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(args.threads)
+    g = torch.Generator().manual_seed(0)
+    h0 = (torch.rand(args.n, args.d, generator=g) * 2 - 1)
+    w0 = (torch.rand(args.v, args.d, generator=g) * 2 - 1) * 0.05
+    y = (torch.arange(args.n) * 7919) % args.v
+    base_kib = status_kib("VmRSS:")
+    times = []
+    loss_value = None
+    for _ in range(args.reps):
+        h = h0.clone().requires_grad_(True)
+        w = w0.clone().requires_grad_(True)
+        t = time.perf_counter()
+        if args.method == "unfused":
+            loss = F.cross_entropy(h @ w.T, y)
+        else:
+            from torch.nn import LinearCrossEntropyOptions
+
+            loss = F.linear_cross_entropy(h, w, y, options=LinearCrossEntropyOptions())
+        loss.backward()
+        times.append(time.perf_counter() - t)
+        loss_value = float(loss)
+        del h, w, loss
+    times.sort()
+    peak_kib = status_kib("VmHWM:")
+    # h and w are clones of h0/w0 (inputs counted twice by this harness): subtract one
+    # copy of them, and the two gradients, from the peak.
+    grads_kib = (args.n * args.d + args.v * args.d) * 4 // 1024
+    extra_kib = peak_kib - base_kib - 2 * grads_kib
+    print(json.dumps({
+        "method": args.method, "n": args.n, "d": args.d, "v": args.v,
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "median_s": times[len(times) // 2], "min_s": times[0], "reps": args.reps,
+        "loss": loss_value, "peak_rss_mib": peak_kib / 1024,
+        "extra_mib": extra_kib / 1024,
+        "logits_mib": args.n * args.v * 4 / 2**20,
+    }))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=4096)
+    p.add_argument("--d", type=int, default=1024)
+    p.add_argument("--v", type=int, default=32000)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--methods", default="unfused,chunked")
+    p.add_argument("--method", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.method:
+        child(args)
+        return
+    import torch.nn.functional as F
+
+    for method in args.methods.split(","):
+        if method == "chunked" and not hasattr(F, "linear_cross_entropy"):
+            print("F.linear_cross_entropy does not exist in this torch; skipped")
+            continue
+        cmd = [sys.executable, os.path.abspath(__file__), "--method", method,
+               "--n", str(args.n), "--d", str(args.d), "--v", str(args.v),
+               "--reps", str(args.reps), "--threads", str(args.threads)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"{method}: failed\n{out.stderr}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"torch {r['torch']} {method} N={r['n']} D={r['d']} V={r['v']} "
+              f"threads={r['threads']}: median {r['median_s']:.3f} s (min {r['min_s']:.3f}, "
+              f"{r['reps']} reps), loss {r['loss']:.6f}")
+        print(f"  peak RSS {r['peak_rss_mib']:.1f} MiB; extra above inputs+grads "
+              f"{r['extra_mib']:.1f} MiB = {100 * r['extra_mib'] / r['logits_mib']:.1f}% of the "
+              f"{r['logits_mib']:.1f} MiB logits")
+
+
+if __name__ == "__main__":
+    main()

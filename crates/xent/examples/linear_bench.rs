@@ -1,0 +1,112 @@
+//! Times `linear_cross_entropy` forward + backward (loss, dh, dW, db-less) on one shape
+//! and reports the median time and the peak RSS above inputs + gradients.
+//!
+//! ```text
+//! cargo run --release -p xent --example linear_bench -- [N] [D] [V] [reps] [scratch MiB] [f32|f64]
+//! ```
+//!
+//! Defaults: N = 4096, D = 1024, V = 32000, 3 repetitions, the default scratch budget,
+//! f32. Run one shape per process: the peak RSS (`VmHWM`) is the process's. "extra"
+//! is the peak minus the resident size measured after the inputs and gradient buffers
+//! were written, i.e. what the call itself added (logit block, work rows, GEMM packing,
+//! thread stacks); it is compared with the size of the `N × V` logits that the unfused
+//! form would hold (and their gradient besides).
+
+use std::time::Instant;
+
+use xent::{
+    linear_cross_entropy_into, Float, LinearCrossEntropyOptions, LinearGradOut, LinearInputs,
+    DEFAULT_SCRATCH_BYTES,
+};
+
+fn status_kib(key: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// xorshift64*: uniform in [-scale, scale), fast enough for 10⁸ values.
+fn fill<T: Float>(buf: &mut [T], seed: u64, scale: f64) {
+    let mut s = seed | 1;
+    for x in buf {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        let u = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
+        *x = T::from_f64((2.0 * u - 1.0) * scale);
+    }
+}
+
+fn run<T: Float>(n: usize, d: usize, v: usize, reps: usize, scratch: usize) {
+    let mut h = vec![T::ZERO; n * d];
+    let mut w = vec![T::ZERO; v * d];
+    fill(&mut h, 1, 1.0);
+    fill(&mut w, 2, 0.05);
+    let y: Vec<i64> = (0..n).map(|i| ((i * 7919) % v) as i64).collect();
+    let mut dh = vec![T::ONE; n * d];
+    let mut dw = vec![T::ONE; v * d];
+    let mut loss = [T::ZERO];
+    let base_kib = status_kib("VmRSS:");
+    let opts = LinearCrossEntropyOptions::default().scratch_bytes(scratch);
+    let mut times = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let g = LinearGradOut::new().hidden(&mut dh).linear_weight(&mut dw);
+        linear_cross_entropy_into(
+            LinearInputs::new(&h, [n, d], &w, [v, d]),
+            &y[..],
+            &opts,
+            &mut loss,
+            Some(g),
+        )
+        .expect("valid inputs");
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let peak_kib = status_kib("VmHWM:");
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let elem = std::mem::size_of::<T>() as f64;
+    let logits_mib = (n * v) as f64 * elem / (1 << 20) as f64;
+    let extra = mib(peak_kib.saturating_sub(base_kib));
+    println!(
+        "linear_cross_entropy {} N={n} D={d} V={v} scratch={} MiB threads={}: \
+         median {:.3} s (min {:.3}, {} reps), loss {:.6}",
+        T::NAME,
+        scratch >> 20,
+        rayon::current_num_threads(),
+        times[times.len() / 2],
+        times[0],
+        reps,
+        loss[0],
+    );
+    println!(
+        "  peak RSS {:.1} MiB; inputs+grads resident {:.1} MiB; extra {:.1} MiB = {:.2}% of \
+         the {:.1} MiB logits",
+        mib(peak_kib),
+        mib(base_kib),
+        extra,
+        100.0 * extra / logits_mib,
+        logits_mib,
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize, default: usize| {
+        args.get(i)
+            .map(|s| s.parse().expect("a number"))
+            .unwrap_or(default)
+    };
+    let (n, d, v, reps) = (num(0, 4096), num(1, 1024), num(2, 32000), num(3, 3));
+    let scratch = args
+        .get(4)
+        .map(|s| s.parse::<usize>().expect("MiB") << 20)
+        .unwrap_or(DEFAULT_SCRATCH_BYTES);
+    match args.get(5).map(String::as_str) {
+        Some("f64") => run::<f64>(n, d, v, reps, scratch),
+        _ => run::<f32>(n, d, v, reps, scratch),
+    }
+}
