@@ -4,11 +4,13 @@
 //!   number computed by the library.
 //! - `xent loss cross-entropy|nll` computes a loss (and optionally its gradient) on
 //!   `.npy` files.
+//! - `xent bench` times the fused cross-entropy against a memory-copy floor.
 //!
 //! Every failure is one line on stderr, `xent: error: …`, with exit code 2, and no
 //! output file is written: everything is computed before the first file is touched.
 #![deny(missing_docs)]
 
+mod bench;
 mod demo;
 mod loss;
 mod npy;
@@ -19,7 +21,7 @@ use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use xent::Reduction;
+use xent::{Isa, Reduction};
 
 /// A failure to report: one line for stderr.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +63,74 @@ enum Command {
     /// Compute a loss (and its gradient) on .npy files.
     #[command(subcommand)]
     Loss(LossCommand),
+    /// Time cross-entropy forward and forward + backward (f32, bf16) on the
+    /// benchmark shapes, next to a memory floor measured in the same run.
+    Bench(BenchArgs),
+}
+
+/// The arguments of `xent bench`.
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Print one JSON object per case and line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Threads of the rayon pool everything runs in (default: rayon's, one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// Fewer, shorter repetitions.
+    #[arg(long)]
+    quick: bool,
+    /// Force an instruction set (default: the best this CPU has).
+    #[arg(
+        long,
+        value_parser = PossibleValuesParser::new(["scalar", "avx2", "avx512"])
+            .try_map(|s| s.parse::<Isa>())
+    )]
+    isa: Option<Isa>,
+    /// Run this shape instead of the default set, e.g. 4096x32000 or 32x21x128x128
+    /// (classes on dim 1); repeatable.
+    #[arg(long, value_name = "NxC[xD..]", value_parser = bench::parse_shape)]
+    shape: Vec<Vec<usize>>,
+    /// Only this dtype (default: both).
+    #[arg(long, value_parser = ["f32", "bf16"])]
+    dtype: Option<String>,
+    /// Only this pass (default: both).
+    #[arg(long, value_parser = ["fwd", "fwd_bwd"])]
+    pass: Option<String>,
+}
+
+impl BenchArgs {
+    /// The configuration the `bench` module runs.
+    fn into_config(self) -> bench::Config {
+        let mut config = bench::Config {
+            threads: self.threads.map(usize::from),
+            isa: self.isa,
+            quick: self.quick,
+            json: self.json,
+            ..bench::Config::default()
+        };
+        if !self.shape.is_empty() {
+            config.shapes = self.shape;
+        }
+        if let Some(d) = self.dtype {
+            config.dtypes.retain(|t| t.name() == d);
+        }
+        if let Some(p) = self.pass {
+            config.passes.retain(|t| t.name() == p);
+        }
+        config
+    }
+}
+
+/// Runs `xent bench`, writing each case to stdout as it finishes.
+fn run_bench(args: BenchArgs) -> Result<String, Failure> {
+    match bench::run(&args.into_config(), &mut io::stdout()) {
+        Ok(_) => Ok(String::new()),
+        Err(bench::Error::Setup(message)) => Err(Failure(message)),
+        // `xent bench | head` closes the pipe early; that is not a failure.
+        Err(bench::Error::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(String::new()),
+        Err(bench::Error::Io(e)) => Err(Failure(format!("cannot write to stdout: {e}"))),
+    }
 }
 
 /// The losses of `xent loss`.
@@ -164,6 +234,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo => demo::run(),
         Command::Loss(command) => loss::run(&command.into_request()),
+        Command::Bench(args) => run_bench(args),
     };
     let text = match result {
         Ok(text) => text,

@@ -13,7 +13,7 @@ mod sealed {
 }
 
 /// An element type of logits (and of probability targets and gradients):
-/// `f32`, `f64`, [`bf16`] or [`f16`].
+/// `f32`, `f64`, [`bf16`](struct@bf16) or [`f16`](struct@f16).
 ///
 /// Each is computed in its [`Element::Acc`] type: `f64` in `f64`, the others in `f32`
 /// — so `bf16` and `f16` logits get an `f32` loss (PyTorch rounds it through bf16).

@@ -322,7 +322,7 @@ fn compare(
             err / bound(i)
         };
         bad += 1;
-        if worst.map_or(true, |(b, _)| badness > b) {
+        if worst.is_none_or(|(b, _)| badness > b) {
             worst = Some((badness, i));
         }
     }

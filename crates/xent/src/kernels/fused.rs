@@ -205,7 +205,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let mut ztotal = CompensatedSum::default();
         let probs = !self.t.is_null();
         for r in 0..self.outer {
-            // SAFETY (whole loop body): the driver hands a block of `outer` rows of C
+            // SAFETY: the driver hands a block of `outer` rows of C
             // elements at x (and g, t, and `outer` losses at loss_out); r < outer.
             unsafe {
                 let x = self.x.add(r * c);
@@ -342,7 +342,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         while r0 < self.outer {
             let full = r0 + lanes <= self.outer;
             let (a, b) = if full {
-                // SAFETY (whole block): rows r0..r0 + lanes of C elements lie in the
+                // SAFETY: rows r0..r0 + lanes of C elements lie in the
                 // block; tiles hold lanes·C ≤ 16·SMALL_C elements.
                 unsafe {
                     for l in 0..lanes {
@@ -575,10 +575,8 @@ impl RowCoef for Weights {
 impl<E: Store32> RowCoef for Probs<E> {
     unsafe fn for_row(&self, off: usize) -> Self {
         // SAFETY: off is a row start within the block's targets.
-        Probs {
-            t: unsafe { self.t.add(off) },
-            ..*self
-        }
+        let t = unsafe { self.t.add(off) };
+        Probs { t, ..*self }
     }
     unsafe fn scalar_at(&self, _y: usize) -> f32 {
         // Probability targets have no target-class fix-up (b = 0, handled in-pass).
@@ -602,7 +600,7 @@ impl<E: Store32, O: Store32> Job for SoftmaxJob<E, O> {
     fn run<S: Simd>(self, s: S) {
         let (c, inner) = (self.classes, self.inner);
         for n in 0..self.outer {
-            // SAFETY (whole body): the driver hands a block of outer·C·inner elements.
+            // SAFETY: the driver hands a block of outer·C·inner elements.
             unsafe {
                 if inner == 1 {
                     let (x, out) = (self.x.add(n * c), self.out.add(n * c));
@@ -644,7 +642,7 @@ impl<E: Store32, G: Store32> Job for BackwardJob<E, G> {
     fn run<S: Simd>(self, s: S) {
         let (c, inner) = (self.classes, self.inner);
         for n in 0..self.outer {
-            // SAFETY (whole body): the driver hands a block of outer·C·inner elements.
+            // SAFETY: the driver hands a block of outer·C·inner elements.
             unsafe {
                 if inner == 1 {
                     let off = n * c;

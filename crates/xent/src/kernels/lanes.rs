@@ -64,7 +64,7 @@ pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
     xf: X,
     out: &mut [Partial],
 ) {
-    // SAFETY (whole block): every load is at a class k < c.
+    // SAFETY: every load is at a class k < c.
     unsafe {
         let mut m = s.splat(f32::NEG_INFINITY);
         for k in 0..c {
@@ -118,14 +118,14 @@ pub(crate) unsafe fn lane_grad<S: Simd, E: Store32, G: Store32, X: Xform>(
         for (l, b) in buf.iter_mut().enumerate().take(S::LANES) {
             *b = f(l);
         }
-        s.from_lanes(&buf[..S::LANES])
+        s.vector_of(&buf[..S::LANES])
     };
     let msv = pick(&|l| shift(partials[l].m));
     let alpha = pick(&|l| consts[l].alpha);
     let beta = pick(&|l| consts[l].beta);
     let on = s.ne_zero(pick(&|l| active[l]));
     let has_coef = coef.active();
-    // SAFETY (whole block): every access is at a class k < c.
+    // SAFETY: every access is at a class k < c.
     unsafe {
         for k in 0..c {
             let (xt, d) = xf.apply_d(s, s.load(x.add(k * stride)));
@@ -160,7 +160,7 @@ pub(crate) unsafe fn lane_softmax<S: Simd, E: Store32, O: Store32>(
     c: usize,
     log: bool,
 ) {
-    // SAFETY (whole block): every access is at a class k < c.
+    // SAFETY: every access is at a class k < c.
     unsafe {
         let mut m = s.splat(f32::NEG_INFINITY);
         for k in 0..c {
@@ -176,7 +176,7 @@ pub(crate) unsafe fn lane_softmax<S: Simd, E: Store32, O: Store32>(
             let sl = s.lane(sv, l);
             *b = if log { sl.ln() } else { 1.0 / sl };
         }
-        let kv = s.from_lanes(&buf[..S::LANES]);
+        let kv = s.vector_of(&buf[..S::LANES]);
         for k in 0..c {
             let d = s.sub(s.load(x.add(k * stride)), msv);
             let v = if log {
@@ -203,7 +203,7 @@ pub(crate) unsafe fn lane_backward<S: Simd, E: Store32, G: Store32>(
     c: usize,
     log: bool,
 ) {
-    // SAFETY (whole block): every access is at a class k < c.
+    // SAFETY: every access is at a class k < c.
     unsafe {
         let mut dot = s.splat(0.0);
         for k in 0..c {

@@ -258,7 +258,7 @@ pub(crate) unsafe fn chunk_stats_store<
 ) -> Partial {
     let lanes = S::LANES;
     let body = n - n % lanes;
-    // SAFETY (whole block): every load is at i < body ≤ n with i + LANES ≤ n, or at
+    // SAFETY: every load is at i < body ≤ n with i + LANES ≤ n, or at
     // j < n in the scalar tails; the caller guarantees n readable elements.
     unsafe {
         let (mut m0, mut m1) = (s.splat(f32::NEG_INFINITY), s.splat(f32::NEG_INFINITY));
@@ -430,7 +430,7 @@ pub(crate) unsafe fn row_rescale<S: Simd, C: Coef>(
         };
         let (alpha, beta) = (s.splat(k.alpha * f), s.splat(k.beta));
         let body = len - len % S::LANES;
-        // SAFETY (whole block): indices stay below len within [c0, c0 + len).
+        // SAFETY: indices stay below len within [c0, c0 + len).
         unsafe {
             let (g, coef) = (g.add(c0), coef.offset(c0));
             let mut i = 0;
@@ -630,7 +630,7 @@ pub(crate) unsafe fn backward_dot<S: Simd, E: Store32>(
     let body = n - n % S::LANES;
     let mut acc = s.splat(0.0);
     let mut i = 0;
-    // SAFETY (whole block): loads at i + LANES ≤ n and j < n.
+    // SAFETY: loads at i + LANES ≤ n and j < n.
     unsafe {
         while i < body {
             let gv = s.load(gy.add(i));

@@ -54,7 +54,7 @@ fn capped<T: Float>(x: T, cap: Option<T>) -> (T, T) {
 pub(crate) unsafe fn cross_entropy_row<T: Float>(row: RowArgs<T>, p: &RowParams<'_, T>) -> (T, T) {
     let at = |k: usize| k * row.stride;
     let cap = p.cap.map(T::from_f64);
-    // SAFETY (whole body): every access is at k·stride with k < c.
+    // SAFETY: every access is at k·stride with k < c.
     unsafe {
         let xt = |k: usize| capped(*row.x.add(at(k)), cap).0;
         if !p.probs && p.target.is_none() {
@@ -154,7 +154,7 @@ pub(crate) unsafe fn softmax_row<T: Float>(
     stride: usize,
     log: bool,
 ) {
-    // SAFETY (whole body): every access is at k·stride with k < c.
+    // SAFETY: every access is at k·stride with k < c.
     unsafe {
         let mut m = T::NEG_INFINITY;
         for k in 0..c {
@@ -185,7 +185,7 @@ pub(crate) unsafe fn softmax_backward_row<T: Float>(
     stride: usize,
     log: bool,
 ) {
-    // SAFETY (whole body): every access is at k·stride with k < c.
+    // SAFETY: every access is at k·stride with k < c.
     unsafe {
         let mut dot = T::ZERO;
         for k in 0..c {

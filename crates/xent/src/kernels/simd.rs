@@ -88,7 +88,7 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// Lane `i` of `a`.
     fn lane(self, a: Self::V, i: usize) -> f32;
     /// A vector from `LANES` values.
-    fn from_lanes(self, v: &[f32]) -> Self::V;
+    fn vector_of(self, v: &[f32]) -> Self::V;
 }
 
 impl Store32 for f32 {
@@ -255,16 +255,16 @@ const EXP_P: [f32; 6] = [
     8.333_452e-3,
     4.166_579_6e-2,
     1.666_666_5e-1,
-    5.000_000_1e-1,
+    5e-1,
 ];
 // Cephes tanhf: odd polynomial below 0.625, `1 − 2/(e^{2|x|} + 1)` above.
 const TANH_SMALL: f32 = 0.625;
 const TANH_P: [f32; 5] = [
     -5.704_988_7e-3,
-    2.063_908_9e-2,
+    2.063_909e-2,
     -5.373_971_6e-2,
     1.333_144_2e-1,
-    -3.333_328_2e-1,
+    -3.333_328e-1,
 ];
 
 /// One lane: plain `f32` arithmetic and libm's `exp`; the oracle of the vector paths.
@@ -361,7 +361,7 @@ impl Simd for Scalar {
         a
     }
     #[inline(always)]
-    fn from_lanes(self, v: &[f32]) -> f32 {
+    fn vector_of(self, v: &[f32]) -> f32 {
         v[0]
     }
 }
@@ -554,7 +554,7 @@ mod x86 {
             out[i]
         }
         #[inline(always)]
-        fn from_lanes(self, v: &[f32]) -> __m256 {
+        fn vector_of(self, v: &[f32]) -> __m256 {
             let mut buf = [0.0f32; 8];
             buf.copy_from_slice(&v[..8]);
             // SAFETY: AVX proven by the token; `buf` holds 8 floats.
@@ -743,7 +743,7 @@ mod x86 {
             out[i]
         }
         #[inline(always)]
-        fn from_lanes(self, v: &[f32]) -> __m512 {
+        fn vector_of(self, v: &[f32]) -> __m512 {
             let mut buf = [0.0f32; 16];
             buf.copy_from_slice(&v[..16]);
             // SAFETY: AVX-512F proven by the token; `buf` holds 16 floats.

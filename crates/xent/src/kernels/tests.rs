@@ -213,7 +213,6 @@ fn problem(outer: usize, c: usize, inner: usize, seed: u64) -> Problem {
 }
 
 /// Runs one CE job with `isa` and returns (loss sum, z sum, per-row losses, grad).
-#[allow(clippy::too_many_arguments)]
 fn run_ce(
     isa: Isa,
     p: &Problem,

@@ -209,7 +209,6 @@ pub fn cross_entropy_inplace<'t, T: Element>(
 }
 
 /// Builds the driver call from validated arguments and reduces its sums.
-#[allow(clippy::too_many_arguments)]
 fn run<T: Element>(
     x: Ptr<T>,
     layout: &Layout,

@@ -1,0 +1,62 @@
+//! `xent bench --json --quick` on tiny shapes: the report's shape, never its speed.
+
+use std::process::Command;
+
+#[test]
+fn bench_json_has_one_record_per_case_with_the_documented_keys() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xent"))
+        .args(["bench", "--json", "--quick", "--threads", "2"])
+        .args(["--shape", "64x10", "--shape", "2x3x4x5"])
+        .output()
+        .expect("xent runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    // 2 shapes × {f32, bf16} × {fwd, fwd_bwd}.
+    assert_eq!(records.len(), 8, "{text}");
+    for r in &records {
+        for key in [
+            "shape",
+            "dtype",
+            "pass",
+            "median_ms",
+            "floor_ms",
+            "ratio",
+            "gbps",
+        ] {
+            assert!(r.get(key).is_some(), "{key} missing in {r}");
+        }
+        assert!(r["median_ms"].as_f64().unwrap() >= 0.0);
+        assert!(r["loss"].as_f64().unwrap().is_finite());
+        assert_eq!(r["threads"], 2);
+    }
+    assert_eq!(records[0]["shape"], serde_json::json!([64, 10]));
+    assert_eq!(records[7]["shape"], serde_json::json!([2, 3, 4, 5]));
+    let passes: Vec<&str> = records
+        .iter()
+        .map(|r| r["pass"].as_str().unwrap())
+        .collect();
+    assert_eq!(passes[..2], ["fwd", "fwd_bwd"]);
+    let dtypes: Vec<&str> = records
+        .iter()
+        .map(|r| r["dtype"].as_str().unwrap())
+        .collect();
+    assert_eq!(dtypes[..4], ["f32", "f32", "bf16", "bf16"]);
+}
+
+#[test]
+fn bench_rejects_a_bad_shape() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xent"))
+        .args(["bench", "--shape", "0x10"])
+        .output()
+        .expect("xent runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0x10"));
+}
