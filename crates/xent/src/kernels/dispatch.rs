@@ -64,9 +64,10 @@ impl Isa {
         Isa::ALL.into_iter().filter(|i| i.is_available()).collect()
     }
 
-    /// The best instruction set of the running CPU.
+    /// The best instruction set of the running CPU (detected once).
     pub fn best() -> Isa {
-        *Isa::available().last().unwrap_or(&Isa::Scalar)
+        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| *Isa::available().last().unwrap_or(&Isa::Scalar))
     }
 
     /// The instruction set the library uses now: [`Isa::best`], unless
