@@ -34,6 +34,19 @@ fn block_outer(classes: usize, inner: usize) -> usize {
     (BLOCK_ELEMS / (classes * inner).max(1)).max(1)
 }
 
+/// Runs `f(n0, n1)` on every block `[n0, n1)` of whole `n` indices on rayon's pool;
+/// the results come back in block order. The blocks depend only on the shape.
+fn blocks<R: Send>(
+    (outer, c, inner): (usize, usize, usize),
+    f: impl Fn(usize, usize) -> R + Sync + Send,
+) -> Vec<R> {
+    let per = block_outer(c, inner);
+    (0..outer.div_ceil(per))
+        .into_par_iter()
+        .map(|b| f(b * per, ((b + 1) * per).min(outer)))
+        .collect()
+}
+
 /// A raw pointer that may cross threads: the driver gives every task a disjoint
 /// region of the buffers it writes.
 #[derive(Clone, Copy)]
@@ -146,9 +159,7 @@ pub(crate) fn softmax_double(
     (outer, c, inner): (usize, usize, usize),
     log: bool,
 ) {
-    let per = block_outer(c, inner);
-    (0..outer.div_ceil(per)).into_par_iter().for_each(|b| {
-        let (n0, n1) = (b * per, ((b + 1) * per).min(outer));
+    blocks((outer, c, inner), |n0, n1| {
         for n in n0..n1 {
             for i in 0..inner {
                 let off = n * c * inner + i;
@@ -168,9 +179,7 @@ pub(crate) fn backward_double(
     (outer, c, inner): (usize, usize, usize),
     log: bool,
 ) {
-    let per = block_outer(c, inner);
-    (0..outer.div_ceil(per)).into_par_iter().for_each(|b| {
-        let (n0, n1) = (b * per, ((b + 1) * per).min(outer));
+    blocks((outer, c, inner), |n0, n1| {
         for n in n0..n1 {
             for i in 0..inner {
                 let off = n * c * inner + i;
@@ -189,10 +198,8 @@ pub(crate) fn softmax_simd<E: Element<Acc = f32> + Store32>(
     (outer, c, inner): (usize, usize, usize),
     log: bool,
 ) {
-    let per = block_outer(c, inner);
     let isa = Isa::active();
-    (0..outer.div_ceil(per)).into_par_iter().for_each(|b| {
-        let (n0, n1) = (b * per, ((b + 1) * per).min(outer));
+    blocks((outer, c, inner), |n0, n1| {
         let off = n0 * c * inner;
         let job = crate::kernels::fused::SoftmaxJob {
             x: x.at(off) as *const E,
@@ -213,10 +220,8 @@ pub(crate) fn backward_simd<E: Element<Acc = f32> + Store32>(
     (outer, c, inner): (usize, usize, usize),
     log: bool,
 ) {
-    let per = block_outer(c, inner);
     let isa = Isa::active();
-    (0..outer.div_ceil(per)).into_par_iter().for_each(|b| {
-        let (n0, n1) = (b * per, ((b + 1) * per).min(outer));
+    blocks((outer, c, inner), |n0, n1| {
         let off = n0 * c * inner;
         let job = crate::kernels::fused::BackwardJob {
             y: y.at(off) as *const E,
@@ -245,39 +250,34 @@ fn ce_simd<E: Element<Acc = f32> + Store32, G: Store32>(
     if inner == 1 && c >= LONG_ROW {
         return ce_long_rows::<E, G>(call, g, consts, isa);
     }
-    let per = block_outer(c, inner);
-    let sums: Vec<BlockSums> = (0..outer.div_ceil(per))
-        .into_par_iter()
-        .map(|b| {
-            let (n0, n1) = (b * per, ((b + 1) * per).min(outer));
-            let (off, row0) = (n0 * c * inner, n0 * inner);
-            let rows = (n1 - n0) * inner;
-            let scale = match call.scale {
-                CallScale::Uniform { ce, z } => Scale::Uniform {
-                    ce: ce as f32,
-                    z: z as f32,
-                },
-                CallScale::PerRow(go) => Scale::PerRow(&go[row0..row0 + rows]),
-            };
-            let job = CeJob {
-                x: call.x.at(off) as *const E,
-                g: g.at(off),
-                accumulate: call.accumulate,
-                t: call.probs.at(off) as *const E,
-                idx: call.idx,
-                row0,
-                outer: n1 - n0,
-                classes: c,
-                inner,
-                weight: call.weight,
-                consts,
-                cap: call.cap.map(|c| c as f32),
-                scale,
-                loss_out: call.loss_out.at(row0),
-            };
-            dispatch(isa, job)
-        })
-        .collect();
+    let sums = blocks((outer, c, inner), |n0, n1| {
+        let (off, row0) = (n0 * c * inner, n0 * inner);
+        let rows = (n1 - n0) * inner;
+        let scale = match call.scale {
+            CallScale::Uniform { ce, z } => Scale::Uniform {
+                ce: ce as f32,
+                z: z as f32,
+            },
+            CallScale::PerRow(go) => Scale::PerRow(&go[row0..row0 + rows]),
+        };
+        let job = CeJob {
+            x: call.x.at(off) as *const E,
+            g: g.at(off),
+            accumulate: call.accumulate,
+            t: call.probs.at(off) as *const E,
+            idx: call.idx,
+            row0,
+            outer: n1 - n0,
+            classes: c,
+            inner,
+            weight: call.weight,
+            consts,
+            cap: call.cap.map(|c| c as f32),
+            scale,
+            loss_out: call.loss_out.at(row0),
+        };
+        dispatch(isa, job)
+    });
     fold(sums)
 }
 
@@ -406,57 +406,52 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
 /// The portable f64 path: blocks in parallel, scalar kernels.
 fn ce_f64(call: &CeCall<'_, f64>, g: Ptr<f64>) -> (f64, f64) {
     let (outer, c, inner) = (call.outer, call.classes, call.inner);
-    let per = block_outer(c, inner);
-    let sums: Vec<BlockSums> = (0..outer.div_ceil(per))
-        .into_par_iter()
-        .map(|b| {
-            let (n0, n1) = (b * per, ((b + 1) * per).min(outer));
-            let mut total = CompensatedSum::default();
-            let mut ztotal = CompensatedSum::default();
-            for n in n0..n1 {
-                for i in 0..inner {
-                    let r = n * inner + i;
-                    let off = n * c * inner + i;
-                    let class = call.idx.and_then(|(idx, ignore)| {
-                        let t = idx.get(r);
-                        (t != ignore as i128).then_some(t as usize)
-                    });
-                    let (scale_ce, scale_z) = match call.scale {
-                        CallScale::Uniform { ce, z } => (ce, z),
-                        CallScale::PerRow(go) => (go[r], go[r]),
-                    };
-                    let row = scalar::RowArgs {
-                        x: call.x.at(off),
-                        t: call.probs.at(off),
-                        g: g.at(off),
-                        c,
-                        stride: inner,
-                        accumulate: call.accumulate,
-                    };
-                    let p = scalar::RowParams {
-                        target: class,
-                        probs: !call.probs.0.is_null(),
-                        weight: call.weight,
-                        weight_sum: call.weight_sum,
-                        eps: call.eps,
-                        z: call.z,
-                        cap: call.cap,
-                        scale_ce,
-                        scale_z,
-                    };
-                    // SAFETY: the row lies within the buffers (checked by the ops
-                    // layer); blocks are disjoint.
-                    let (loss, zt) = unsafe { scalar::cross_entropy_row(row, &p) };
-                    if !call.loss_out.0.is_null() {
-                        // SAFETY: r < rows.
-                        unsafe { *call.loss_out.at(r) = loss + zt };
-                    }
-                    total.add(loss);
-                    ztotal.add(zt);
+    let sums = blocks((outer, c, inner), |n0, n1| {
+        let mut total = CompensatedSum::default();
+        let mut ztotal = CompensatedSum::default();
+        for n in n0..n1 {
+            for i in 0..inner {
+                let r = n * inner + i;
+                let off = n * c * inner + i;
+                let class = call.idx.and_then(|(idx, ignore)| {
+                    let t = idx.get(r);
+                    (t != ignore as i128).then_some(t as usize)
+                });
+                let (scale_ce, scale_z) = match call.scale {
+                    CallScale::Uniform { ce, z } => (ce, z),
+                    CallScale::PerRow(go) => (go[r], go[r]),
+                };
+                let row = scalar::RowArgs {
+                    x: call.x.at(off),
+                    t: call.probs.at(off),
+                    g: g.at(off),
+                    c,
+                    stride: inner,
+                    accumulate: call.accumulate,
+                };
+                let p = scalar::RowParams {
+                    target: class,
+                    probs: !call.probs.0.is_null(),
+                    weight: call.weight,
+                    weight_sum: call.weight_sum,
+                    eps: call.eps,
+                    z: call.z,
+                    cap: call.cap,
+                    scale_ce,
+                    scale_z,
+                };
+                // SAFETY: the row lies within the buffers (checked by the ops
+                // layer); blocks are disjoint.
+                let (loss, zt) = unsafe { scalar::cross_entropy_row(row, &p) };
+                if !call.loss_out.0.is_null() {
+                    // SAFETY: r < rows.
+                    unsafe { *call.loss_out.at(r) = loss + zt };
                 }
+                total.add(loss);
+                ztotal.add(zt);
             }
-            (total, ztotal)
-        })
-        .collect();
+        }
+        (total, ztotal)
+    });
     fold(sums)
 }
