@@ -10,7 +10,8 @@
 use crate::element::Element;
 use crate::kernels::dispatch::{dispatch, Isa};
 use crate::kernels::fused::{
-    finish, target_grad, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob, RowTarget, Scale,
+    finish, scratch_len, target_grad, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob, RowTarget,
+    Scale,
 };
 use crate::kernels::row::{shift, GradConsts, Identity, Partial, Probs, SoftCap, Xform, CHUNK};
 use crate::kernels::scalar;
@@ -28,6 +29,29 @@ const _: () = assert!(LONG_ROW <= crate::kernels::row::MAX_STORED_CHUNKS * CHUNK
 
 /// Classes per piece of a long row.
 const PIECE: usize = 32 * CHUNK;
+
+thread_local! {
+    /// Each pool thread's kernel scratch, kept across calls: O(threads · C) memory.
+    static SCRATCH: core::cell::RefCell<Vec<f32>> = const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a pointer to at least `len` f32 of this thread's scratch (null for
+/// `len = 0`). Kernels do not call back into rayon, so the borrow is never nested;
+/// if it ever were, a temporary buffer is used instead of panicking.
+fn with_scratch<R>(len: usize, f: impl FnOnce(*mut f32) -> R) -> R {
+    if len == 0 {
+        return f(core::ptr::null_mut());
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+            f(v.as_mut_ptr())
+        }
+        Err(_) => f(vec![0.0f32; len].as_mut_ptr()),
+    })
+}
 
 /// Whole `n` indices per block.
 fn block_outer(classes: usize, inner: usize) -> usize {
@@ -275,8 +299,11 @@ fn ce_simd<E: Element<Acc = f32> + Store32, G: Store32>(
             cap: call.cap.map(|c| c as f32),
             scale,
             loss_out: call.loss_out.at(row0),
+            scratch: core::ptr::null_mut(),
         };
-        dispatch(isa, job)
+        with_scratch(scratch_len(c, inner), |scratch| {
+            dispatch(isa, CeJob { scratch, ..job })
+        })
     });
     fold(sums)
 }

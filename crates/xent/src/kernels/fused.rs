@@ -143,6 +143,28 @@ pub(crate) struct CeJob<'a, E, G> {
     pub scale: Scale<'a>,
     /// Per-row losses of the block (reduction none), or null.
     pub loss_out: *mut f32,
+    /// The driver's per-thread scratch of [`scratch_len`] f32 (or null): the stored
+    /// `exp` of a row, or the K-dim tiles.
+    pub scratch: *mut f32,
+}
+
+/// Lanes per K-dim tile: class-major tiles of `C × TILE_LANES` keep the passes in L1
+/// even where `inner` makes the classes alias in the cache (a 64 KiB stride puts
+/// every class of a row in the same L1 and L2 set).
+fn tile_lanes(classes: usize) -> usize {
+    ((2048 / classes.max(1)) / 16 * 16).clamp(16, 256)
+}
+
+/// The f32 scratch a block of this shape needs: a row's stored `exp` for contiguous
+/// rows, or three K-dim tiles (logits, targets, gradient).
+pub(crate) fn scratch_len(classes: usize, inner: usize) -> usize {
+    if inner > 1 {
+        3 * classes * tile_lanes(classes)
+    } else if classes > SMALL_C {
+        classes
+    } else {
+        0
+    }
 }
 
 /// Sums of a block: (loss without z terms, z terms), over rows in order.
@@ -241,28 +263,37 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                                 (y, Scalar.load(x.add(y)), prior)
                             })
                         });
-                        // Overwriting an f32 gradient without soft-capping: pass B stores
-                        // exp(x − m_chunk) there and the gradient pass only rescales it.
-                        // `G::IS_F32` makes the `*mut G → *mut f32` casts below exact.
-                        let store = G::IS_F32 && !self.accumulate && !X::CHAINED;
+                        // Without soft-capping, pass B stores exp(x − m_chunk) (in the
+                        // f32 gradient itself when it is overwritten, else in the
+                        // driver's scratch row) and the gradient pass only rescales it.
+                        // `G::IS_F32` makes the `*mut G → *mut f32` cast exact.
+                        let e_buf = match g {
+                            Some(g) if G::IS_F32 && !self.accumulate => g as *mut f32,
+                            _ => self.scratch,
+                        };
+                        let store = !X::CHAINED && !e_buf.is_null();
                         let mut chunk_max = [0.0f32; row::MAX_STORED_CHUNKS];
                         let p = match g {
-                            Some(g) if store => row::row_stats_store(
-                                s,
-                                x,
-                                g as *mut f32,
-                                c,
-                                coef,
-                                xf,
-                                &mut chunk_max,
-                            ),
+                            Some(_) if store => {
+                                row::row_stats_store(s, x, e_buf, c, coef, xf, &mut chunk_max)
+                            }
                             _ => row::row_stats(s, x, c, coef, xf),
                         };
                         let (loss, zt, k) = finish(p, target, &self.consts, scale_ce, scale_z);
                         if let Some(g) = g {
                             let ms = shift(p.m);
                             if store {
-                                row::row_rescale(s, g as *mut f32, c, coef, &chunk_max, ms, k);
+                                row::row_rescale(
+                                    s,
+                                    e_buf,
+                                    g,
+                                    c,
+                                    coef,
+                                    &chunk_max,
+                                    ms,
+                                    k,
+                                    self.accumulate,
+                                );
                             } else {
                                 row::row_grad(s, x, g, c, coef, xf, ms, k, self.accumulate);
                             }
@@ -284,9 +315,91 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         (total, ztotal)
     }
 
-    /// K-dim rows (`inner > 1`), `LANES` neighbouring rows at a time.
+    /// K-dim rows (`inner > 1`) through class-major f32 tiles in the scratch: the
+    /// logits (and targets, and a prior gradient) of `C × w` rows are copied in,
+    /// widened to f32 once, the lane kernels run on the tile from L1, and the
+    /// gradient tile is copied back.
     #[inline(always)]
     fn lanes<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
+        if self.scratch.is_null() {
+            return self.lanes_direct(s, xf);
+        }
+        let mut total = CompensatedSum::default();
+        let mut ztotal = CompensatedSum::default();
+        let (c, inner) = (self.classes, self.inner);
+        let tw = tile_lanes(c);
+        let (probs, has_g) = (!self.t.is_null(), !self.g.is_null());
+        let mut rows = [0usize; 16];
+        // SAFETY: the scratch holds scratch_len(C, inner) = 3·C·tw f32; every copy
+        // stays within row n's classes and lanes i0..i0 + w of the block.
+        unsafe {
+            let (xt, tt, gt) = (
+                self.scratch,
+                self.scratch.add(c * tw),
+                self.scratch.add(2 * c * tw),
+            );
+            for n in 0..self.outer {
+                let mut i0 = 0;
+                while i0 < inner {
+                    let w = tw.min(inner - i0);
+                    let base = n * c * inner + i0;
+                    for k in 0..c {
+                        let src = base + k * inner;
+                        for j in 0..w {
+                            *xt.add(k * w + j) = (*self.x.add(src + j)).to_f32();
+                            if probs {
+                                *tt.add(k * w + j) = (*self.t.add(src + j)).to_f32();
+                            }
+                            if has_g && self.accumulate {
+                                *gt.add(k * w + j) = (*self.g.add(src + j)).to_f32();
+                            }
+                        }
+                    }
+                    let mut j = 0;
+                    while j < w {
+                        let full = j + S::LANES <= w;
+                        let lanes = if full { S::LANES } else { 1 };
+                        for (l, r) in rows.iter_mut().enumerate().take(lanes) {
+                            *r = n * inner + i0 + j + l;
+                        }
+                        let at = LaneAt::<f32, f32> {
+                            x: xt.add(j),
+                            t: if probs { tt.add(j) } else { core::ptr::null() },
+                            g: if has_g {
+                                gt.add(j)
+                            } else {
+                                core::ptr::null_mut()
+                            },
+                            stride: w,
+                        };
+                        let (a, b) = if full {
+                            self.lane_unit(s, xf, at, &rows[..lanes])
+                        } else {
+                            self.lane_unit(Scalar, xf, at, &rows[..1])
+                        };
+                        total.merge(a);
+                        ztotal.merge(b);
+                        j += lanes;
+                    }
+                    if has_g {
+                        for k in 0..c {
+                            let dst = base + k * inner;
+                            for j in 0..w {
+                                *self.g.add(dst + j) = G::from_f32(*gt.add(k * w + j));
+                            }
+                        }
+                    }
+                    i0 += w;
+                }
+            }
+        }
+        (total, ztotal)
+    }
+
+    /// K-dim rows (`inner > 1`) in place, `LANES` neighbouring rows at a time (when
+    /// no scratch was given).
+    #[inline(always)]
+    fn lanes_direct<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
         let mut total = CompensatedSum::default();
         let mut ztotal = CompensatedSum::default();
         let (c, inner) = (self.classes, self.inner);
@@ -405,11 +518,11 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// `LANES` rows whose class `k` of lane `l` is at `k·stride + l` from `at`'s
     /// pointers; `rows[l]` is the lane's row index within the block.
     #[inline(always)]
-    fn lane_unit<S: Simd, X: Xform>(
+    fn lane_unit<S: Simd, X: Xform, TE: Store32, TG: Store32>(
         &self,
         s: S,
         xf: X,
-        at: LaneAt<E, G>,
+        at: LaneAt<TE, TG>,
         rows: &[usize],
     ) -> BlockSums {
         let (c, stride) = (self.classes, at.stride);
@@ -500,7 +613,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                             _ => 0.0,
                         };
                         let v = target_grad(xf, x_y, a_y, shift(parts[l].m), consts[l], prior[l]);
-                        *g.add(y * stride + l) = G::from_f32(v);
+                        *g.add(y * stride + l) = TG::from_f32(v);
                     }
                 }
             }

@@ -403,20 +403,47 @@ pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform>(
 }
 
 /// The gradient from stored `e` (see [`row_stats_store`]):
-/// `g = α·e·exp(shift(m_chunk) − shift(m)) − β·a`, without the target fix-up.
+/// `g = α·e·exp(shift(m_chunk) − shift(m)) − β·a` (added to `g` when accumulating),
+/// without the target fix-up. `e` may be `g` itself when `G` is `f32`.
 ///
 /// # Safety
-/// `g` readable and writable for `n` f32; `coef` valid for `n` classes.
+/// `e` readable for `n` f32, `g` readable and writable for `n` elements (they may
+/// alias when `G` is `f32`); `coef` valid for `n` classes.
 #[inline(always)]
-pub(crate) unsafe fn row_rescale<S: Simd, C: Coef>(
+pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
     s: S,
-    g: *mut f32,
+    e: *const f32,
+    g: *mut G,
     n: usize,
     coef: C,
     chunk_max: &[f32; MAX_STORED_CHUNKS],
     ms: f32,
     k: GradConsts,
+    accumulate: bool,
 ) {
+    #[inline(always)]
+    unsafe fn one<S: Simd, G: Store32, C: Coef>(
+        s: S,
+        e: *const f32,
+        g: *mut G,
+        i: usize,
+        coef: &C,
+        alpha: S::V,
+        beta: S::V,
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller keeps i + LANES within the row.
+        unsafe {
+            let mut v = s.mul(alpha, s.load(e.add(i)));
+            if C::ACTIVE {
+                v = s.sub(v, s.mul(beta, coef.load(s, i)));
+            }
+            if accumulate {
+                v = s.add(v, s.load(g.add(i)));
+            }
+            s.store(g.add(i), v);
+        }
+    }
     let mut c0 = 0;
     let mut chunk = 0;
     while c0 < n {
@@ -428,26 +455,19 @@ pub(crate) unsafe fn row_rescale<S: Simd, C: Coef>(
         } else {
             (shift(m) - ms).exp()
         };
-        let (alpha, beta) = (s.splat(k.alpha * f), s.splat(k.beta));
+        let alpha = k.alpha * f;
+        let (av, bv) = (s.splat(alpha), s.splat(k.beta));
         let body = len - len % S::LANES;
         // SAFETY: indices stay below len within [c0, c0 + len).
         unsafe {
-            let (g, coef) = (g.add(c0), coef.offset(c0));
+            let (e, g, coef) = (e.add(c0), g.add(c0), coef.offset(c0));
             let mut i = 0;
             while i < body {
-                let mut v = s.mul(alpha, s.load(g.add(i)));
-                if C::ACTIVE {
-                    v = s.sub(v, s.mul(beta, coef.load(s, i)));
-                }
-                s.store(g.add(i), v);
+                one(s, e, g, i, &coef, av, bv, accumulate);
                 i += S::LANES;
             }
             for j in body..len {
-                let mut v = k.alpha * f * *g.add(j);
-                if C::ACTIVE {
-                    v -= k.beta * coef.load(Scalar, j);
-                }
-                *g.add(j) = v;
+                one(Scalar, e, g, j, &coef, alpha, k.beta, accumulate);
             }
         }
         c0 += len;
