@@ -99,6 +99,14 @@ struct BenchArgs {
     /// Only this pass (default: both).
     #[arg(long, value_parser = ["fwd", "fwd_bwd"])]
     pass: Option<String>,
+    /// Which losses: "ce" (cross-entropy on the shapes) or "family" (bce,
+    /// bce-with-logits and kl-div on f32, --elems elements; --shape, --dtype and
+    /// --isa do not apply).
+    #[arg(long, default_value = "ce", value_parser = ["ce", "family"])]
+    suite: String,
+    /// Elements per array of the family suite (default 16M).
+    #[arg(long, value_name = "N", default_value_t = bench::FAMILY_ELEMS)]
+    elems: usize,
 }
 
 impl BenchArgs {
@@ -126,8 +134,16 @@ impl BenchArgs {
 
 /// Runs `xent bench`, writing each case to stdout as it finishes.
 fn run_bench(args: BenchArgs) -> Result<String, Failure> {
-    match bench::run(&args.into_config(), &mut io::stdout()) {
-        Ok(_) => Ok(String::new()),
+    let family = args.suite == "family";
+    let elems = args.elems;
+    let config = args.into_config();
+    let result = if family {
+        bench::run_family(&config, elems, &mut io::stdout()).map(|_| ())
+    } else {
+        bench::run(&config, &mut io::stdout()).map(|_| ())
+    };
+    match result {
+        Ok(()) => Ok(String::new()),
         Err(bench::Error::Setup(message)) => Err(Failure(message)),
         // `xent bench | head` closes the pipe early; that is not a failure.
         Err(bench::Error::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(String::new()),
