@@ -687,8 +687,7 @@ fn run_family_in_pool(
 ) -> Result<Vec<(FamilyOp, Pass, f64, f64)>, Error> {
     use xent::{
         binary_cross_entropy_into, binary_cross_entropy_with_logits_into, kl_div_into,
-        BinaryCrossEntropyOptions, BinaryCrossEntropyWithLogitsOptions, KlDivOptions,
-        KlReduction,
+        BinaryCrossEntropyOptions, BinaryCrossEntropyWithLogitsOptions, KlDivOptions, KlReduction,
     };
     let threads = rayon::current_num_threads();
     let cols = 1024.min(elems.max(1));

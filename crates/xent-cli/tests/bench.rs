@@ -80,7 +80,12 @@ fn bench_family_suite_reports_each_loss_and_pass() {
         .collect();
     let cases: Vec<(String, String)> = records
         .iter()
-        .map(|r| (r["op"].as_str().unwrap().into(), r["pass"].as_str().unwrap().into()))
+        .map(|r| {
+            (
+                r["op"].as_str().unwrap().into(),
+                r["pass"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     let want: Vec<(String, String)> = ["bce", "bce-with-logits", "kl-div"]
         .iter()
