@@ -1,8 +1,11 @@
-//! `xent loss cross-entropy|nll`: a loss and its gradient on `.npy` files.
+//! `xent loss …`: a loss and its gradients on `.npy` files.
 //!
-//! Order of work: read every input, check it, compute the loss and the gradient, encode
-//! the outputs in memory, and only then write files (each to a temporary name in its
-//! directory, renamed once all are written), so that a failure leaves no output file.
+//! Order of work: read every input, check it, compute the loss and the gradients,
+//! encode the outputs in memory, and only then write files (each to a temporary name
+//! in its directory, renamed once all are written), so that a failure leaves no output
+//! file. This module holds that shared contract ([`check_distinct`], [`Computed`],
+//! [`deliver`]) and the class-dim losses cross-entropy and nll; `family` adds the
+//! elementwise and divergence losses, `linear` the linear cross-entropy.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -10,42 +13,85 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use xent::{
-    cross_entropy_into, nll_loss_into, ClassIndices, CrossEntropyOptions, Error, GradOut, Layout,
-    NllLossOptions, Reduction, Targets,
+    cross_entropy_into, nll_loss_into, ClassIndices, CrossEntropyOptions, Error, GradOut,
+    KlReduction, Layout, NllLossOptions, Reduction, Targets,
 };
 
 use crate::npy::{self, Array, Data, Elem};
 use crate::Failure;
 
-/// Which loss to compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `cross_entropy` of logits.
-    CrossEntropy,
-    /// `nll_loss` of log-probabilities.
-    Nll,
-}
-
-/// Everything `xent loss` was asked to do.
+/// The options of the class-dim losses (cross-entropy, nll).
 #[derive(Debug, Clone)]
-pub struct Request {
-    /// The loss.
-    pub kind: Kind,
-    /// Logits (cross-entropy) or log-probabilities (nll), `.npy`.
-    pub input: PathBuf,
-    /// Class indices or probabilities, `.npy`.
-    pub target: PathBuf,
+pub struct ClassOptions {
     /// Class weights, `.npy`.
     pub weight: Option<PathBuf>,
     /// The ignored class index.
     pub ignore_index: i64,
     /// Label smoothing ε (cross-entropy only; 0 for nll).
     pub label_smoothing: f64,
+    /// The z-loss scale (cross-entropy only; 0 for nll).
+    pub z_loss: f64,
+    /// The logit soft-cap (cross-entropy only).
+    pub softcap: Option<f64>,
     /// The reduction.
     pub reduction: Reduction,
+}
+
+/// Which loss to compute, with its own options.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// `cross_entropy` of logits.
+    CrossEntropy(ClassOptions),
+    /// `nll_loss` of log-probabilities.
+    Nll(ClassOptions),
+    /// `binary_cross_entropy` of probabilities.
+    Bce {
+        /// Element weights, `.npy`.
+        weight: Option<PathBuf>,
+        /// The reduction.
+        reduction: Reduction,
+    },
+    /// `binary_cross_entropy_with_logits`.
+    BceWithLogits {
+        /// Element weights, `.npy`.
+        weight: Option<PathBuf>,
+        /// Positive-term weights per class, `.npy`.
+        pos_weight: Option<PathBuf>,
+        /// The reduction.
+        reduction: Reduction,
+    },
+    /// `kl_div` of log-probabilities.
+    KlDiv {
+        /// The target holds log-probabilities.
+        log_target: bool,
+        /// The reduction (with `batchmean`).
+        reduction: KlReduction,
+        /// Where to write the gradient w.r.t. the target.
+        grad_out_target: Option<PathBuf>,
+    },
+    /// Jensen–Shannon divergence over the class dim.
+    Js {
+        /// The arguments are logits.
+        logits: bool,
+        /// The reduction over rows.
+        reduction: Reduction,
+        /// Where to write the gradient w.r.t. the second argument.
+        grad_out_target: Option<PathBuf>,
+    },
+}
+
+/// Everything `xent loss` (except linear-cross-entropy) was asked to do.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The loss and its options.
+    pub kind: Kind,
+    /// The input (logits, log-probabilities, probabilities or P), `.npy`.
+    pub input: PathBuf,
+    /// The target (class indices, probabilities, or Q), `.npy`.
+    pub target: PathBuf,
     /// Where to write the loss.
     pub out: Option<PathBuf>,
-    /// Where to write the gradient.
+    /// Where to write the gradient w.r.t. the input.
     pub grad_out: Option<PathBuf>,
     /// The upstream gradient, `.npy`.
     pub grad_output: Option<PathBuf>,
@@ -59,82 +105,148 @@ pub struct Request {
 /// A [`Failure`] for unreadable files, bad dtypes or shapes, bad options and every
 /// library [`Error`]; no file is written then.
 pub fn run(req: &Request) -> Result<String, Failure> {
-    if let (Some(out), Some(grad_out)) = (&req.out, &req.grad_out) {
-        if out == grad_out {
-            return Err(Failure::new(format!(
-                "--out and --grad-out both name {}",
-                out.display()
-            )));
+    let grad_out_target = match &req.kind {
+        Kind::KlDiv {
+            grad_out_target, ..
         }
-    }
+        | Kind::Js {
+            grad_out_target, ..
+        } => grad_out_target.as_deref(),
+        _ => None,
+    };
+    check_distinct(&[
+        ("--out", req.out.as_deref()),
+        ("--grad-out", req.grad_out.as_deref()),
+        ("--grad-out-target", grad_out_target),
+    ])?;
     let input = npy::read(&req.input)?;
     let target = npy::read(&req.target)?;
-    let weight = req.weight.as_deref().map(npy::read).transpose()?;
-    let grad_output = req.grad_output.as_deref().map(npy::read).transpose()?;
     let Array { shape, data } = input;
-    match data {
-        Data::F32(x) => run_typed(req, &x, &shape, &target, weight, grad_output),
-        Data::F64(x) => run_typed(req, &x, &shape, &target, weight, grad_output),
-        other => Err(Failure::new(format!(
-            "input {} has dtype {}: expected float32 or float64",
-            req.input.display(),
-            other.dtype()
-        ))),
+    let computed = match data {
+        Data::F32(x) => compute_typed(req, &x, &shape, &target)?.encode()?,
+        Data::F64(x) => compute_typed(req, &x, &shape, &target)?.encode()?,
+        other => return Err(not_float("input", &req.input, &other)),
+    };
+    deliver(computed, req.json)
+}
+
+/// The failure for a float operand read with another dtype.
+pub(crate) fn not_float(what: &str, path: &Path, data: &Data) -> Failure {
+    Failure::new(format!(
+        "{what} {} has dtype {}: expected float32 or float64",
+        path.display(),
+        data.dtype()
+    ))
+}
+
+/// Fails when two outputs name the same file: one would overwrite the other.
+pub(crate) fn check_distinct(outputs: &[(&str, Option<&Path>)]) -> Result<(), Failure> {
+    for (i, (a, pa)) in outputs.iter().enumerate() {
+        for (b, pb) in &outputs[i + 1..] {
+            if let (Some(pa), Some(pb)) = (pa, pb) {
+                if pa == pb {
+                    return Err(Failure::new(format!(
+                        "{a} and {b} both name {}",
+                        pa.display()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A computed loss, its z-loss term, and the arrays to write: each a path, a shape
+/// and values in the input's dtype `T`.
+pub(crate) struct Computed<T> {
+    /// The loss values (one for a reduced loss).
+    pub loss: Vec<T>,
+    /// The loss's shape (`[]` for a reduced loss).
+    pub shape: Vec<usize>,
+    /// The z-loss term, when one was asked for.
+    pub z_loss: Option<T>,
+    /// The files to write: the loss and the gradients asked for.
+    pub files: Vec<(PathBuf, Vec<usize>, Vec<T>)>,
+}
+
+/// A [`Computed`] with its files encoded and its report formatted: what is left
+/// does not depend on the dtype.
+pub(crate) struct Encoded {
+    files: Vec<(PathBuf, Vec<u8>)>,
+    text: String,
+    json: String,
+}
+
+impl<T: Elem> Computed<T> {
+    /// A loss without output files yet; the loss itself goes to `out` when given.
+    pub(crate) fn new(
+        loss: Vec<T>,
+        shape: Vec<usize>,
+        z_loss: Option<T>,
+        out: Option<&Path>,
+    ) -> Self {
+        let files = out
+            .map(|p| (p.to_path_buf(), shape.clone(), loss.clone()))
+            .into_iter()
+            .collect();
+        Computed {
+            loss,
+            shape,
+            z_loss,
+            files,
+        }
+    }
+
+    /// Adds an output array when both a path and values exist.
+    pub(crate) fn file(
+        mut self,
+        path: Option<&Path>,
+        shape: &[usize],
+        values: Option<Vec<T>>,
+    ) -> Self {
+        if let (Some(p), Some(v)) = (path, values) {
+            self.files.push((p.to_path_buf(), shape.to_vec(), v));
+        }
+        self
+    }
+
+    /// Encodes the files and formats both reports.
+    pub(crate) fn encode(self) -> Result<Encoded, Failure> {
+        let files = self
+            .files
+            .iter()
+            .map(|(p, shape, v)| Ok((p.clone(), encode(shape, v)?)))
+            .collect::<Result<Vec<_>, Failure>>()?;
+        Ok(Encoded {
+            files,
+            text: report_text(&self),
+            json: report_json(&self),
+        })
     }
 }
 
-/// The loss, its shape and the gradient, computed in the input's dtype `T`.
-struct Computed<T> {
-    loss: Vec<T>,
-    shape: Vec<usize>,
-    grad: Option<Vec<T>>,
+/// Writes the encoded files (all or none) and returns the report to print.
+pub(crate) fn deliver(e: Encoded, json: bool) -> Result<String, Failure> {
+    write_all(&e.files)?;
+    Ok(if json { e.json } else { e.text })
 }
 
-/// Checks, computes, writes the files and formats the report, in the input's dtype.
-fn run_typed<T: Elem>(
+/// Checks, computes and collects the outputs, in the input's dtype.
+fn compute_typed<T: Elem>(
     req: &Request,
     x: &[T],
     x_shape: &[usize],
     target: &Array,
-    weight: Option<Array>,
-    grad_output: Option<Array>,
-) -> Result<String, Failure> {
-    let layout = Layout::new(x_shape, x.len())?;
-    let loss_shape = match req.reduction {
-        Reduction::None => layout.row_shape(),
-        Reduction::Mean | Reduction::Sum => Vec::new(),
-    };
-    let weight = weight.map(|w| vector::<T>(&w, "weight")).transpose()?;
-    let grad_output = grad_output
-        .map(|go| upstream::<T>(&go, &loss_shape, req.reduction))
-        .transpose()?;
-    let computed = compute(
-        req,
-        x,
-        &layout,
-        target,
-        weight.as_deref(),
-        grad_output.as_deref(),
-        loss_shape,
-    )?;
-
-    let mut files = Vec::new();
-    if let Some(path) = &req.out {
-        files.push((path.as_path(), encode(&computed.shape, &computed.loss)?));
+) -> Result<Computed<T>, Failure> {
+    let grad_output = req.grad_output.as_deref().map(npy::read).transpose()?;
+    match &req.kind {
+        Kind::CrossEntropy(o) | Kind::Nll(o) => class_loss(req, o, x, x_shape, target, grad_output),
+        _ => crate::family::compute(req, x, x_shape, target, grad_output),
     }
-    if let (Some(path), Some(grad)) = (&req.grad_out, &computed.grad) {
-        files.push((path.as_path(), encode(x_shape, grad)?));
-    }
-    write_all(&files)?;
-    Ok(if req.json {
-        report_json(&computed)
-    } else {
-        report_text(&computed)
-    })
 }
 
 /// A weight vector in `T`.
-fn vector<T: Elem>(a: &Array, what: &str) -> Result<Vec<T>, Failure> {
+pub(crate) fn vector<T: Elem>(a: &Array, what: &str) -> Result<Vec<T>, Failure> {
     if a.shape.len() != 1 {
         return Err(Failure::new(format!(
             "{what} must be a vector (1-d), got shape {:?}",
@@ -144,22 +256,24 @@ fn vector<T: Elem>(a: &Array, what: &str) -> Result<Vec<T>, Failure> {
     Ok(a.data.to_float())
 }
 
-/// The upstream gradient in `T`: the loss's shape for `none`, one element otherwise.
-fn upstream<T: Elem>(
+/// The upstream gradient in `T`: the loss's shape for `none`, one element otherwise
+/// (`reduction` names the reduction in the message).
+pub(crate) fn upstream<T: Elem>(
     go: &Array,
     loss_shape: &[usize],
-    reduction: Reduction,
+    none: bool,
+    reduction: &str,
 ) -> Result<Vec<T>, Failure> {
-    let fits = match reduction {
-        Reduction::None => go.shape == loss_shape,
-        Reduction::Mean | Reduction::Sum => go.data.len() == 1,
+    let fits = if none {
+        go.shape == loss_shape
+    } else {
+        go.data.len() == 1
     };
     if !fits {
-        let expected = match reduction {
-            Reduction::None => format!("the loss shape {loss_shape:?} (reduction none)"),
-            Reduction::Mean | Reduction::Sum => {
-                "one element (a 0-d array) for reduction mean/sum".to_string()
-            }
+        let expected = if none {
+            format!("the loss shape {loss_shape:?} (reduction none)")
+        } else {
+            format!("one element (a 0-d array) for reduction {reduction}")
         };
         return Err(Failure::new(format!(
             "grad_output of shape {:?} does not match {expected}",
@@ -167,6 +281,42 @@ fn upstream<T: Elem>(
         )));
     }
     Ok(go.data.to_float())
+}
+
+/// `GradOut` on `grad` with the upstream gradient when there is one.
+pub(crate) fn grad_out<'a, T: Elem>(
+    grad: &'a mut [T],
+    upstream: Option<&'a [T]>,
+) -> GradOut<'a, T> {
+    let out = GradOut::new(grad);
+    match upstream {
+        Some(go) => out.grad_output(go),
+        None => out,
+    }
+}
+
+/// The name of a reduction, as the command line spells it.
+pub(crate) fn reduction_name(r: Reduction) -> &'static str {
+    match r {
+        Reduction::None => "none",
+        Reduction::Mean => "mean",
+        Reduction::Sum => "sum",
+    }
+}
+
+/// Class indices in the file's own integer type; `None` for a float array.
+pub(crate) fn class_indices(a: &Array) -> Option<ClassIndices<'_>> {
+    Some(match &a.data {
+        Data::I8(v) => ClassIndices::from(&v[..]),
+        Data::I16(v) => ClassIndices::from(&v[..]),
+        Data::I32(v) => ClassIndices::from(&v[..]),
+        Data::I64(v) => ClassIndices::from(&v[..]),
+        Data::U8(v) => ClassIndices::from(&v[..]),
+        Data::U16(v) => ClassIndices::from(&v[..]),
+        Data::U32(v) => ClassIndices::from(&v[..]),
+        Data::U64(v) => ClassIndices::from(&v[..]),
+        Data::F32(_) | Data::F64(_) => return None,
+    })
 }
 
 /// How the target file is read: class indices or probabilities (PyTorch tells them
@@ -181,14 +331,14 @@ enum TargetKind<'a, T> {
 /// Sorts the target into indices (the input's row shape, integer dtype) or
 /// probabilities (the input's shape, float dtype), with PyTorch's batch-size message.
 fn classify<'a, T: Elem>(
-    kind: Kind,
+    nll: bool,
     target: &'a Array,
     layout: &Layout,
 ) -> Result<TargetKind<'a, T>, Failure> {
     let x_shape = layout.shape();
     let row_shape = layout.row_shape();
     if target.shape == x_shape {
-        if kind == Kind::Nll {
+        if nll {
             return Err(Failure::new(format!(
                 "nll_loss takes class-index targets of shape {row_shape:?}, got a target of the \
                  input's shape {x_shape:?} (probability targets are for cross-entropy)"
@@ -203,23 +353,13 @@ fn classify<'a, T: Elem>(
         };
     }
     if target.shape == row_shape {
-        let indices = match &target.data {
-            Data::I8(v) => ClassIndices::from(&v[..]),
-            Data::I16(v) => ClassIndices::from(&v[..]),
-            Data::I32(v) => ClassIndices::from(&v[..]),
-            Data::I64(v) => ClassIndices::from(&v[..]),
-            Data::U8(v) => ClassIndices::from(&v[..]),
-            Data::U16(v) => ClassIndices::from(&v[..]),
-            Data::U32(v) => ClassIndices::from(&v[..]),
-            Data::U64(v) => ClassIndices::from(&v[..]),
-            Data::F32(_) | Data::F64(_) => {
-                return Err(Failure::new(format!(
-                    "class-index targets must have an integer dtype, got {} of shape {:?} \
-                     (probability targets must have the input's shape {x_shape:?})",
-                    target.data.dtype(),
-                    target.shape
-                )))
-            }
+        let Some(indices) = class_indices(target) else {
+            return Err(Failure::new(format!(
+                "class-index targets must have an integer dtype, got {} of shape {:?} \
+                 (probability targets must have the input's shape {x_shape:?})",
+                target.data.dtype(),
+                target.shape
+            )));
         };
         return Ok(TargetKind::Indices(indices));
     }
@@ -230,73 +370,83 @@ fn classify<'a, T: Elem>(
         }
         .into());
     }
-    Err(Failure::new(match kind {
-        Kind::CrossEntropy => format!(
+    Err(Failure::new(if nll {
+        format!(
+            "target of shape {:?} does not match the class-index shape {row_shape:?}",
+            target.shape
+        )
+    } else {
+        format!(
             "target of shape {:?} fits neither class indices of shape {row_shape:?} nor \
              probabilities of the input's shape {x_shape:?}",
             target.shape
-        ),
-        Kind::Nll => format!(
-            "target of shape {:?} does not match the class-index shape {row_shape:?}",
-            target.shape
-        ),
+        )
     }))
 }
 
-/// Runs the library on checked inputs.
-fn compute<T: Elem>(
+/// cross-entropy or nll on checked inputs.
+fn class_loss<T: Elem>(
     req: &Request,
+    o: &ClassOptions,
     x: &[T],
-    layout: &Layout,
+    x_shape: &[usize],
     target: &Array,
-    weight: Option<&[T]>,
-    grad_output: Option<&[T]>,
-    loss_shape: Vec<usize>,
+    grad_output: Option<Array>,
 ) -> Result<Computed<T>, Failure> {
-    let target = classify::<T>(req.kind, target, layout)?;
+    let layout = Layout::new(x_shape, x.len())?;
+    let none = o.reduction == Reduction::None;
+    let loss_shape = if none { layout.row_shape() } else { Vec::new() };
+    let weight = match &o.weight {
+        Some(p) => Some(vector::<T>(&npy::read(p)?, "weight")?),
+        None => None,
+    };
+    let grad_output = grad_output
+        .map(|go| upstream::<T>(&go, &loss_shape, none, reduction_name(o.reduction)))
+        .transpose()?;
+    let nll = matches!(req.kind, Kind::Nll(_));
+    let target = classify::<T>(nll, target, &layout)?;
     let mut loss = vec![T::ZERO; loss_shape.iter().product()];
     let mut grad = req.grad_out.as_ref().map(|_| vec![T::ZERO; x.len()]);
-    let grad_out = grad.as_mut().map(|g| {
-        let out = GradOut::new(g);
-        match grad_output {
-            Some(go) => out.grad_output(go),
-            None => out,
+    let g = grad
+        .as_deref_mut()
+        .map(|g| grad_out(g, grad_output.as_deref()));
+    let z_loss = if nll {
+        let mut opts = NllLossOptions::default()
+            .ignore_index(o.ignore_index)
+            .reduction(o.reduction);
+        if let Some(w) = &weight {
+            opts = opts.weight(w);
         }
-    });
-    let shape = layout.shape();
-    match req.kind {
-        Kind::CrossEntropy => {
-            let mut opts = CrossEntropyOptions::default()
-                .ignore_index(req.ignore_index)
-                .label_smoothing(req.label_smoothing)
-                .reduction(req.reduction);
-            if let Some(w) = weight {
-                opts = opts.weight(w);
-            }
-            let target: Targets<'_, T> = match &target {
-                TargetKind::Indices(t) => Targets::Indices(*t),
-                TargetKind::Probabilities(p) => Targets::Probabilities(p),
-            };
-            cross_entropy_into(x, shape, target, &opts, &mut loss, grad_out)?;
+        let TargetKind::Indices(target) = target else {
+            unreachable!("classify gives nll class indices only");
+        };
+        nll_loss_into(x, x_shape, target, &opts, &mut loss, g)?;
+        None
+    } else {
+        let mut opts = CrossEntropyOptions::default()
+            .ignore_index(o.ignore_index)
+            .label_smoothing(o.label_smoothing)
+            .z_loss(o.z_loss)
+            .reduction(o.reduction);
+        if let Some(cap) = o.softcap {
+            opts = opts.softcap(cap);
         }
-        Kind::Nll => {
-            let mut opts = NllLossOptions::default()
-                .ignore_index(req.ignore_index)
-                .reduction(req.reduction);
-            if let Some(w) = weight {
-                opts = opts.weight(w);
-            }
-            let TargetKind::Indices(target) = target else {
-                unreachable!("classify gives nll class indices only");
-            };
-            nll_loss_into(x, shape, target, &opts, &mut loss, grad_out)?;
+        if let Some(w) = &weight {
+            opts = opts.weight(w);
         }
-    }
-    Ok(Computed {
-        loss,
-        shape: loss_shape,
-        grad,
-    })
+        let target: Targets<'_, T> = match &target {
+            TargetKind::Indices(t) => Targets::Indices(*t),
+            TargetKind::Probabilities(p) => Targets::Probabilities(p),
+        };
+        cross_entropy_into(x, x_shape, target, &opts, &mut loss, g)?
+    };
+    Ok(
+        Computed::new(loss, loss_shape, z_loss, req.out.as_deref()).file(
+            req.grad_out.as_deref(),
+            x_shape,
+            grad,
+        ),
+    )
 }
 
 /// `.npy` bytes, or a failure naming the shape.
@@ -306,7 +456,7 @@ fn encode<T: Elem>(shape: &[usize], values: &[T]) -> Result<Vec<u8>, Failure> {
 
 /// Writes every file under a temporary name next to it, then renames them into
 /// place; on a failure the temporaries are removed and no output appears.
-fn write_all(files: &[(&Path, Vec<u8>)]) -> Result<(), Failure> {
+fn write_all(files: &[(PathBuf, Vec<u8>)]) -> Result<(), Failure> {
     let temp = |path: &Path| {
         let mut name = path.file_name().unwrap_or_default().to_os_string();
         name.push(format!(".xent-{}.tmp", std::process::id()));
@@ -352,18 +502,20 @@ fn write_all(files: &[(&Path, Vec<u8>)]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The text report: the number for a scalar loss; shape and min/mean/max for `none`.
+/// The text report: the number for a scalar loss; shape and min/mean/max for `none`;
+/// then `z_loss <value>` when a z term was asked for.
 fn report_text<T: Elem>(c: &Computed<T>) -> String {
-    if c.shape.is_empty() {
-        return format!("{}\n", c.loss[0]);
+    let mut s = if c.shape.is_empty() {
+        format!("{}\n", c.loss[0])
+    } else if c.loss.is_empty() {
+        format!("shape {:?}: empty\n", c.shape)
+    } else {
+        let (min, mean, max) = summary(&c.loss);
+        format!("shape {:?}  min {min}  mean {mean}  max {max}\n", c.shape)
+    };
+    if let Some(z) = c.z_loss {
+        let _ = writeln!(s, "z_loss {z}");
     }
-    let mut s = format!("shape {:?}", c.shape);
-    if c.loss.is_empty() {
-        s.push_str(": empty\n");
-        return s;
-    }
-    let (min, mean, max) = summary(&c.loss);
-    let _ = writeln!(s, "  min {min}  mean {mean}  max {max}");
     s
 }
 
@@ -380,14 +532,19 @@ fn summary<T: Elem>(values: &[T]) -> (T, T, T) {
     (min, T::from_f64(sum / values.len() as f64), max)
 }
 
-/// `{"loss": …, "shape": […]}`: a number for mean/sum, a flat list for none.
+/// `{"loss": …, "shape": […]}`: a number for a reduced loss, a flat list for none;
+/// plus `"z_loss": …` when a z term was asked for.
 fn report_json<T: Elem>(c: &Computed<T>) -> String {
     let loss = if c.shape.is_empty() {
         json_number(c.loss[0])
     } else {
         Value::Array(c.loss.iter().map(|&v| json_number(v)).collect())
     };
-    format!("{}\n", json!({ "loss": loss, "shape": c.shape }))
+    let mut report = json!({ "loss": loss, "shape": c.shape });
+    if let Some(z) = c.z_loss {
+        report["z_loss"] = json_number(z);
+    }
+    format!("{report}\n")
 }
 
 /// A JSON number with the value's shortest round-trip digits in its own dtype

@@ -60,3 +60,42 @@ fn bench_rejects_a_bad_shape() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("0x10"));
 }
+
+#[test]
+fn bench_family_suite_reports_each_loss_and_pass() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xent"))
+        .args(["bench", "--suite", "family", "--json", "--quick"])
+        .args(["--threads", "2", "--elems", "5000"])
+        .output()
+        .expect("xent runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let cases: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["op"].as_str().unwrap().into(),
+                r["pass"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = ["bce", "bce-with-logits", "kl-div"]
+        .iter()
+        .flat_map(|op| ["fwd", "fwd_bwd"].map(|p| (op.to_string(), p.to_string())))
+        .collect();
+    assert_eq!(cases, want, "{text}");
+    for r in &records {
+        assert!(r["median_ms"].as_f64().unwrap() >= 0.0);
+        assert!(r["floor_ms"].as_f64().unwrap() >= 0.0);
+        assert!(r["loss"].as_f64().unwrap().is_finite(), "{r}");
+        assert_eq!(r["threads"], 2);
+    }
+}

@@ -1,13 +1,10 @@
 //! End-to-end tests of the `xent` binary: the demo, `xent loss` on `.npy` files, and
 //! every error path (exit code 2, one line on stderr, no output file).
 
-use std::fs::File;
-use std::io::BufReader;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use npyz::{AutoSerialize, NpyFile, Order, WriterBuilder};
-use tempfile::TempDir;
+use common::*;
+use npyz::Order;
 
 /// Loss and gradient values printed with 4 decimals are compared at this tolerance;
 /// values read back from files at [`EXACT`].
@@ -24,88 +21,10 @@ const NEG_LOG_SOFTMAX: [f64; 3] = [2.4076059644443806, 1.4076059644443806, 0.407
 /// `softmax([1, 2, 3])`.
 const SOFTMAX: [f64; 3] = [0.09003057317038046, 0.24472847105479764, 0.6652409557748219];
 
-fn xent(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xent"))
-        .args(args)
-        .output()
-        .expect("the xent binary runs")
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "xent failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-/// Writes a C-order `.npy` file.
-fn write_npy<T: AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) {
-    write_npy_order(path, shape, data, Order::C);
-}
-
-fn write_npy_order<T: AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T], order: Order) {
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .order(order)
-        .writer(File::create(path).unwrap())
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-}
-
-/// Reads a float `.npy` file: its shape, dtype descr and values widened to `f64`.
-fn read_npy(path: &Path) -> (Vec<u64>, String, Vec<f64>) {
-    let npy = NpyFile::new(BufReader::new(File::open(path).unwrap())).unwrap();
-    let shape = npy.shape().to_vec();
-    let descr = match npy.dtype() {
-        npyz::DType::Plain(ty) => ty.to_string(),
-        other => other.descr(),
-    };
-    let values = if descr.contains("f4") {
-        npy.into_vec::<f32>()
-            .unwrap()
-            .into_iter()
-            .map(f64::from)
-            .collect()
-    } else {
-        npy.into_vec::<f64>().unwrap()
-    };
-    (shape, descr, values)
-}
-
-fn assert_close(got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol,
-            "[{i}]: {g} vs {w} (tol {tol}); {got:?}"
-        );
-    }
-}
-
-/// A temporary directory with paths in it.
-struct Dir(TempDir);
-
-impl Dir {
-    fn new() -> Self {
-        Dir(tempfile::tempdir().unwrap())
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-    fn s(&self, name: &str) -> String {
-        self.path(name).to_str().unwrap().to_string()
-    }
-    /// The classic logits and targets as `x.npy` (f64) and `t.npy` (int64).
-    fn classic(&self) -> &Self {
-        write_npy(&self.path("x.npy"), &[3, 3], &CLASSIC_X);
-        write_npy(&self.path("t.npy"), &[3], &[2i64, 1, 0]);
-        self
-    }
+/// The classic logits and targets as `x.npy` (f64) and `t.npy` (int64).
+fn classic(dir: &Dir) {
+    write_npy(&dir.path("x.npy"), &[3, 3], &CLASSIC_X);
+    write_npy(&dir.path("t.npy"), &[3], &[2i64, 1, 0]);
 }
 
 /// `(softmax − onehot)/n` rows of the classic example, scaled per row by `scale`.
@@ -117,46 +36,6 @@ fn classic_grad(targets: [usize; 3], scale: [f64; 3]) -> Vec<f64> {
         }
     }
     g
-}
-
-/// Asserts a failure: exit code 2, nothing on stdout, one `xent: error:` line on
-/// stderr containing `needle`, and none of `outputs` on disk.
-fn assert_fails(out: &Output, needle: &str, outputs: &[PathBuf]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    assert!(
-        out.stdout.is_empty(),
-        "stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
-    assert!(stderr.starts_with("xent: error: "), "{stderr:?}");
-    assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
-    for p in outputs {
-        assert!(!p.exists(), "{} was written", p.display());
-    }
-}
-
-/// Runs `xent loss <loss> --input x.npy --target t.npy --out l.npy --grad-out g.npy
-/// <extra>` in `dir` and expects a failure mentioning `needle`.
-fn fails_with(dir: &Dir, loss: &str, extra: &[&str], needle: &str) {
-    let (l, g) = (dir.s("l.npy"), dir.s("g.npy"));
-    let (x, t) = (dir.s("x.npy"), dir.s("t.npy"));
-    let mut args = vec!["loss", loss, "--input", &x, "--target", &t, "--out", &l];
-    args.extend(["--grad-out", &g]);
-    args.extend(extra);
-    assert_fails(
-        &xent(&args),
-        needle,
-        &[dir.path("l.npy"), dir.path("g.npy")],
-    );
-    // No temporary file is left behind either.
-    let left: Vec<_> = std::fs::read_dir(dir.0.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.contains(".tmp"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
@@ -198,7 +77,7 @@ fn demo_prints_the_computed_classic_example() {
 #[test]
 fn cross_entropy_classic_text_and_json() {
     let dir = Dir::new();
-    dir.classic();
+    classic(&dir);
     let args = [
         "loss",
         "cross-entropy",
@@ -278,7 +157,7 @@ fn out_and_grad_out_round_trip_in_f32_and_f64() {
 #[test]
 fn reduction_none_with_grad_output() {
     let dir = Dir::new();
-    dir.classic();
+    classic(&dir);
     write_npy(&dir.path("go.npy"), &[3], &[1.0f64, 2.0, -0.5]);
     let (x, t, l, g, go) = (
         dir.s("x.npy"),
@@ -395,7 +274,7 @@ fn k_dim_input_and_fortran_order() {
 #[test]
 fn uint8_and_int32_targets() {
     let dir = Dir::new();
-    dir.classic();
+    classic(&dir);
     let (x, t) = (dir.s("x.npy"), dir.s("t.npy"));
     write_npy(&dir.path("t.npy"), &[3], &[2u8, 1, 0]);
     let a: f64 = stdout(&xent(&[
@@ -466,7 +345,7 @@ fn unbatched_input_with_0d_target() {
 #[test]
 fn probability_targets() {
     let dir = Dir::new();
-    dir.classic();
+    classic(&dir);
     let (x, t, g) = (dir.s("x.npy"), dir.s("t.npy"), dir.s("g.npy"));
     // One-hot probabilities give the class-index result, also from float32 targets.
     let onehot = [0.0f32, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0];
@@ -518,7 +397,7 @@ fn probability_targets() {
 #[test]
 fn weight_ignore_index_and_label_smoothing() {
     let dir = Dir::new();
-    dir.classic();
+    classic(&dir);
     write_npy(&dir.path("w.npy"), &[3], &[1i64, 2, 3]);
     let (x, t, w) = (dir.s("x.npy"), dir.s("t.npy"), dir.s("w.npy"));
     let run = |extra: &[&str]| -> f64 {
@@ -628,7 +507,7 @@ fn non_finite_losses_are_valid_json() {
 #[test]
 fn error_target_out_of_bounds() {
     let dir = Dir::new();
-    dir.classic();
+    classic(&dir);
     write_npy(&dir.path("t.npy"), &[3], &[2i64, 7, 0]);
     fails_with(
         &dir,
@@ -671,7 +550,7 @@ fn error_batch_mismatch() {
 #[test]
 fn error_bad_label_smoothing() {
     let dir = Dir::new();
-    dir.classic();
+    classic(&dir);
     fails_with(
         &dir,
         "cross-entropy",
@@ -689,7 +568,7 @@ fn error_bad_label_smoothing() {
 #[test]
 fn error_weight_length_and_shape() {
     let dir = Dir::new();
-    dir.classic();
+    classic(&dir);
     write_npy(&dir.path("w.npy"), &[2], &[1.0f64, 2.0]);
     let w = dir.s("w.npy");
     fails_with(
@@ -716,7 +595,7 @@ fn error_weight_length_and_shape() {
 #[test]
 fn error_target_dtype_and_shape() {
     let dir = Dir::new();
-    dir.classic();
+    classic(&dir);
     // Integer target of the input's shape: probabilities must be floating point.
     write_npy(&dir.path("t.npy"), &[3, 3], &[0i64; 9]);
     fails_with(&dir, "cross-entropy", &[], "floating point");
@@ -755,7 +634,7 @@ fn error_target_dtype_and_shape() {
 #[test]
 fn error_input_files() {
     let dir = Dir::new();
-    dir.classic();
+    classic(&dir);
     // Missing input.
     std::fs::remove_file(dir.path("x.npy")).unwrap();
     fails_with(&dir, "cross-entropy", &[], "cannot read");
@@ -778,7 +657,7 @@ fn error_input_files() {
 #[test]
 fn error_grad_output_shape() {
     let dir = Dir::new();
-    dir.classic();
+    classic(&dir);
     write_npy(&dir.path("go.npy"), &[2], &[1.0f64, 1.0]);
     let go = dir.s("go.npy");
     fails_with(
@@ -798,7 +677,7 @@ fn error_grad_output_shape() {
 #[test]
 fn error_unwritable_output_leaves_no_file() {
     let dir = Dir::new();
-    dir.classic();
+    classic(&dir);
     let (x, t, l) = (dir.s("x.npy"), dir.s("t.npy"), dir.s("l.npy"));
     let g = dir.s("missing-dir/g.npy");
     let out = xent(&[
@@ -833,7 +712,7 @@ fn error_unwritable_output_leaves_no_file() {
 #[test]
 fn usage_errors_exit_2_without_output() {
     let dir = Dir::new();
-    dir.classic();
+    classic(&dir);
     let (x, t, l, go) = (
         dir.s("x.npy"),
         dir.s("t.npy"),

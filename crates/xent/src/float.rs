@@ -55,6 +55,9 @@ pub trait Float:
     fn exp(self) -> Self;
     /// Natural logarithm.
     fn ln(self) -> Self;
+    /// `ln(1 + self)`, accurate for small `self` (the platform's `log1p`, within an
+    /// ulp in the type itself: no `f64` detour is needed for `f32`).
+    fn ln_1p(self) -> Self;
     /// IEEE `maxNum`-like maximum that propagates NaN from either side.
     #[inline]
     fn max_nan(self, other: Self) -> Self {
@@ -96,6 +99,10 @@ macro_rules! impl_float {
             #[inline]
             fn ln(self) -> Self {
                 <$t>::ln(self)
+            }
+            #[inline]
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
             }
             #[inline]
             fn is_nan(self) -> bool {

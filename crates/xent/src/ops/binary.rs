@@ -3,7 +3,7 @@
 
 use super::elementwise::{
     check_grad_out, check_shape, check_target_len, check_unit_interval, ln_1p, log_sigmoid1,
-    sigmoid1, Broadcast, Reduce,
+    log_sigmoid_and_sigmoid, par_blocks, sigmoid1, Broadcast, Reduce, BLOCK,
 };
 use super::{check_len, GradOut, Loss};
 use crate::error::Result;
@@ -358,32 +358,38 @@ pub fn binary_cross_entropy_into<T: Float>(
             red.loss_len(numel),
         )?;
     }
-    let (grad_output, mut grad_buf) = match grad {
+    let (grad_buf, grad_output, acc) = match grad {
         Some(g) => {
             let (buf, go, acc) = g.into_parts();
-            (go, Some((buf, acc)))
+            (Some(buf), go, acc)
         }
-        None => (None, None),
+        None => (None, None, false),
     };
     let clamp = T::from_f64(-100.0);
     // PyTorch's EPSILON is a `float` constant: 1e-12 rounded to f32, even for f64 inputs.
     let eps = T::from_f64(1e-12f32 as f64);
-    let mut total = CompensatedSum::default();
-    for i in 0..numel {
-        let (p, y) = (input[i], target[i]);
-        let w = wb.map_or(T::ONE, |(w, b)| w[b.at(i)]);
-        // PyTorch's expression and order: (y − 1)·max(log1p(−p), −100) − y·max(ln p, −100).
-        let l = w * ((y - T::ONE) * ln_1p(-p).max_nan(clamp) - y * p.ln().max_nan(clamp));
-        if red.none {
-            loss_out[i] = l;
+    let uniform = red.uniform(grad_output);
+    let loss_none = if red.none { Some(&mut *loss_out) } else { None };
+    let total = par_blocks(numel, loss_none, grad_buf, None, |i0, mut l, mut g, _| {
+        let mut sum = CompensatedSum::default();
+        let end = (i0 + BLOCK).min(numel);
+        for (k, i) in (i0..end).enumerate() {
+            let (p, y) = (input[i], target[i]);
+            let w = wb.map_or(T::ONE, |(w, b)| w[b.at(i)]);
+            // PyTorch's expression and order: (y − 1)·max(log1p(−p), −100) − y·max(ln p, −100).
+            let v = w * ((y - T::ONE) * ln_1p(-p).max_nan(clamp) - y * p.ln().max_nan(clamp));
+            if let Some(l) = l.as_deref_mut() {
+                l[k] = v;
+            }
+            sum.add(v.to_f64());
+            if let Some(g) = g.as_deref_mut() {
+                let s = uniform.unwrap_or_else(|| red.scale(grad_output, i));
+                let d = ((T::ONE - p) * p).max_nan(eps);
+                put(g, k, s * w * (p - y) / d, acc);
+            }
         }
-        total.add(l.to_f64());
-        if let Some((g, acc)) = grad_buf.as_mut() {
-            let s: T = red.scale(grad_output, i);
-            let d = ((T::ONE - p) * p).max_nan(eps);
-            put(g, i, s * w * (p - y) / d, *acc);
-        }
-    }
+        sum
+    });
     red.finish(loss_out, total);
     Ok(())
 }
@@ -506,31 +512,38 @@ pub fn binary_cross_entropy_with_logits_into<T: Float>(
             red.loss_len(numel),
         )?;
     }
-    let (grad_output, mut grad_buf) = match grad {
+    let (grad_buf, grad_output, acc) = match grad {
         Some(g) => {
             let (buf, go, acc) = g.into_parts();
-            (go, Some((buf, acc)))
+            (Some(buf), go, acc)
         }
-        None => (None, None),
+        None => (None, None, false),
     };
-    let mut total = CompensatedSum::default();
-    for i in 0..numel {
-        let (x, y) = (input[i], target[i]);
-        let w = wb.map_or(T::ONE, |(w, b)| w[b.at(i)]);
-        let pw = pwb.map(|(pw, b)| pw[b.at(i)]);
-        // PyTorch's composition: log_weight = (pw − 1)·y + 1; (1 − y)·x − log_weight·logσ(x).
-        let log_weight = pw.map_or(T::ONE, |pw| (pw - T::ONE) * y + T::ONE);
-        let l = w * ((T::ONE - y) * x - log_weight * log_sigmoid1(x));
-        if red.none {
-            loss_out[i] = l;
+    let uniform = red.uniform(grad_output);
+    let loss_none = if red.none { Some(&mut *loss_out) } else { None };
+    let total = par_blocks(numel, loss_none, grad_buf, None, |i0, mut l, mut g, _| {
+        let mut sum = CompensatedSum::default();
+        let end = (i0 + BLOCK).min(numel);
+        for (k, i) in (i0..end).enumerate() {
+            let (x, y) = (input[i], target[i]);
+            let w = wb.map_or(T::ONE, |(w, b)| w[b.at(i)]);
+            let pw = pwb.map(|(pw, b)| pw[b.at(i)]);
+            let (log_sig, sig) = log_sigmoid_and_sigmoid(x);
+            // PyTorch's composition: log_weight = (pw − 1)·y + 1; (1 − y)·x − log_weight·logσ(x).
+            let log_weight = pw.map_or(T::ONE, |pw| (pw - T::ONE) * y + T::ONE);
+            let v = w * ((T::ONE - y) * x - log_weight * log_sig);
+            if let Some(l) = l.as_deref_mut() {
+                l[k] = v;
+            }
+            sum.add(v.to_f64());
+            if let Some(g) = g.as_deref_mut() {
+                let s = uniform.unwrap_or_else(|| red.scale(grad_output, i));
+                let pwy = pw.map_or(y, |pw| pw * y);
+                put(g, k, s * w * ((pwy + T::ONE - y) * sig - pwy), acc);
+            }
         }
-        total.add(l.to_f64());
-        if let Some((g, acc)) = grad_buf.as_mut() {
-            let s: T = red.scale(grad_output, i);
-            let pwy = pw.map_or(y, |pw| pw * y);
-            put(g, i, s * w * ((pwy + T::ONE - y) * sigmoid1(x) - pwy), *acc);
-        }
-    }
+        sum
+    });
     red.finish(loss_out, total);
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! class dim, from probabilities or from logits, with gradients for both arguments.
 
 use super::elementwise::{
-    check_grad_out, check_shape, check_target_len, check_unit_interval, ln_1p, Reduce,
+    check_grad_out, check_shape, check_target_len, check_unit_interval, ln_1p, par_blocks, Reduce,
+    BLOCK,
 };
 use super::{check_len, GradOut, Loss};
 use crate::error::{Error, Result};
@@ -218,32 +219,54 @@ pub fn kl_div_into<T: Float>(
     if let Some(g) = &grad_target {
         check_grad_out("grad_target", g, numel, &loss_shape, red.loss_len(numel))?;
     }
-    let mut gi = split(grad_input);
-    let mut gt = split(grad_target);
-    let mut total = CompensatedSum::default();
-    for i in 0..numel {
-        let (x, t) = (input[i], target[i]);
-        let (l, dx, dt) = if opts.log_target {
-            let e = t.exp();
-            (e * (t - x), -e, e * (t - x + T::ONE))
-        } else {
-            // xlogy(t, t): 0 at t = 0 (NaN stays NaN).
-            let tlogt = if t == T::ZERO { T::ZERO } else { t * t.ln() };
-            (tlogt - t * x, -t, t.ln() + T::ONE - x)
-        };
-        if red.none {
-            loss_out[i] = l;
+    let (gi, go_i, acc_i) = parts(grad_input);
+    let (gt, go_t, acc_t) = parts(grad_target);
+    let (uni_i, uni_t) = (red.uniform(go_i), red.uniform(go_t));
+    let log_target = opts.log_target;
+    let loss_none = if red.none { Some(&mut *loss_out) } else { None };
+    let total = par_blocks(numel, loss_none, gi, gt, |i0, mut l, mut gi, mut gt| {
+        let mut sum = CompensatedSum::default();
+        let end = (i0 + BLOCK).min(numel);
+        for (k, i) in (i0..end).enumerate() {
+            let (x, t) = (input[i], target[i]);
+            let (v, dx, dt) = if log_target {
+                let e = t.exp();
+                (e * (t - x), -e, e * (t - x + T::ONE))
+            } else {
+                // xlogy(t, t): 0 at t = 0 (NaN stays NaN).
+                let lt = t.ln();
+                let tlogt = if t == T::ZERO { T::ZERO } else { t * lt };
+                (tlogt - t * x, -t, lt + T::ONE - x)
+            };
+            if let Some(l) = l.as_deref_mut() {
+                l[k] = v;
+            }
+            sum.add(v.to_f64());
+            if let Some(g) = gi.as_deref_mut() {
+                let s = uni_i.unwrap_or_else(|| red.scale(go_i, i));
+                put(g, k, s * dx, acc_i);
+            }
+            if let Some(g) = gt.as_deref_mut() {
+                let s = uni_t.unwrap_or_else(|| red.scale(go_t, i));
+                put(g, k, s * dt, acc_t);
+            }
         }
-        total.add(l.to_f64());
-        if let Some((g, go, acc)) = gi.as_mut() {
-            put(g, i, red.scale::<T>(*go, i) * dx, *acc);
-        }
-        if let Some((g, go, acc)) = gt.as_mut() {
-            put(g, i, red.scale::<T>(*go, i) * dt, *acc);
-        }
-    }
+        sum
+    });
     red.finish(loss_out, total);
     Ok(())
+}
+
+/// A gradient output's buffer, upstream gradient and accumulate flag.
+#[allow(clippy::type_complexity)]
+fn parts<T: Float>(g: Option<GradOut<'_, T>>) -> (Option<&mut [T]>, Option<&[T]>, bool) {
+    match g {
+        Some(g) => {
+            let (buf, go, acc) = g.into_parts();
+            (Some(buf), go, acc)
+        }
+        None => (None, None, false),
+    }
 }
 
 type GradParts<'g, T> = Option<(&'g mut [T], Option<&'g [T]>, bool)>;

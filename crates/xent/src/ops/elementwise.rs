@@ -48,14 +48,23 @@ pub(crate) fn unravel(shape: &[usize], flat: usize) -> Vec<usize> {
     idx
 }
 
-/// Every element must lie in `[0, 1]`; NaN fails the check, as in PyTorch.
+/// Every element must lie in `[0, 1]`; NaN fails the check, as in PyTorch. The
+/// first offending element is reported, whatever the thread count.
 pub(crate) fn check_unit_interval<T: Float>(
     name: &'static str,
     data: &[T],
     shape: &[usize],
 ) -> Result<()> {
+    use rayon::prelude::*;
     let (lo, hi) = (T::ZERO, T::ONE);
-    match data.iter().position(|&v| !(v >= lo && v <= hi)) {
+    let bad = data
+        .par_chunks(BLOCK)
+        .position_first(|c| c.iter().any(|&v| !(v >= lo && v <= hi)))
+        .map(|b| {
+            let c = &data[b * BLOCK..];
+            b * BLOCK + c.iter().position(|&v| !(v >= lo && v <= hi)).unwrap_or(0)
+        });
+    match bad {
         None => Ok(()),
         Some(i) => Err(Error::ValueOutOfRange {
             name,
@@ -177,6 +186,12 @@ impl Reduce {
             T::from_f64(grad_output.map_or(1.0, |g| g[0].to_f64()) / self.denom)
         }
     }
+    /// The scale shared by every element of a reduced loss (`g` or `g/denom`), or
+    /// `None` for `none`, where each element has its own ([`Reduce::scale`]).
+    #[inline]
+    pub(crate) fn uniform<T: Float>(self, grad_output: Option<&[T]>) -> Option<T> {
+        (!self.none).then(|| self.scale(grad_output, 0))
+    }
     /// Writes the reduced loss; `0/0` (mean of nothing) is NaN as in PyTorch.
     pub(crate) fn finish<T: Float>(self, loss_out: &mut [T], total: CompensatedSum) {
         if !self.none {
@@ -204,11 +219,10 @@ pub(crate) fn check_grad_out<T: Float>(
     }
 }
 
-/// `ln(1 + v)`, accurate for small `v`. Evaluated in `f64` (then rounded) because
-/// `Float` has no `ln_1p`; for `f32` that is also more accurate than `f32::ln_1p`.
+/// `ln(1 + v)`, accurate for small `v`, in `T` itself ([`Float::ln_1p`]).
 #[inline]
 pub(crate) fn ln_1p<T: Float>(v: T) -> T {
-    T::from_f64(v.to_f64().ln_1p())
+    v.ln_1p()
 }
 
 #[inline]
@@ -237,4 +251,61 @@ pub(crate) fn sigmoid1<T: Float>(x: T) -> T {
 pub(crate) fn log_sigmoid1<T: Float>(x: T) -> T {
     let min = if x < T::ZERO { x } else { T::ZERO };
     min - ln_1p((-abs(x)).exp())
+}
+
+/// `(log σ(x), σ(x))` from one `e^{−|x|}`: bit for bit [`log_sigmoid1`] and [`sigmoid1`]
+/// (both evaluate `e^{−|x|}`: `e^{−x}` for `x ≥ 0`, `e^x` below).
+#[inline]
+pub(crate) fn log_sigmoid_and_sigmoid<T: Float>(x: T) -> (T, T) {
+    let e = (-abs(x)).exp();
+    let min = if x < T::ZERO { x } else { T::ZERO };
+    let s = if x >= T::ZERO {
+        T::ONE / (T::ONE + e)
+    } else {
+        e / (T::ONE + e)
+    };
+    (min - ln_1p(e), s)
+}
+
+/// Elements per block of the elementwise losses: blocks are the unit of parallel
+/// work and of the batch sum, so their boundaries depend only on the element count.
+pub(crate) const BLOCK: usize = 1 << 14;
+
+/// `buf` cut into the blocks of a `numel`-element loss, or one `None` per block.
+fn blocks<T>(buf: Option<&mut [T]>, numel: usize) -> Vec<Option<&mut [T]>> {
+    match buf {
+        Some(b) => b.chunks_mut(BLOCK).map(Some).collect(),
+        None => (0..numel.div_ceil(BLOCK)).map(|_| None).collect(),
+    }
+}
+
+/// Runs `block(start, loss, grad_a, grad_b)` over the fixed blocks of `numel`
+/// elements on rayon's threads, each given its own piece of every buffer (each
+/// buffer `numel` long, or absent), and merges the blocks' sums in block order: the
+/// result does not depend on the thread count.
+pub(crate) fn par_blocks<T, F>(
+    numel: usize,
+    loss: Option<&mut [T]>,
+    grad_a: Option<&mut [T]>,
+    grad_b: Option<&mut [T]>,
+    block: F,
+) -> CompensatedSum
+where
+    T: Float,
+    F: Fn(usize, Option<&mut [T]>, Option<&mut [T]>, Option<&mut [T]>) -> CompensatedSum + Sync,
+{
+    use rayon::prelude::*;
+    let parts: Vec<CompensatedSum> = blocks(loss, numel)
+        .into_par_iter()
+        .zip(blocks(grad_a, numel))
+        .zip(blocks(grad_b, numel))
+        .enumerate()
+        .map(|(b, ((l, ga), gb))| block(b * BLOCK, l, ga, gb))
+        .collect();
+    parts
+        .into_iter()
+        .fold(CompensatedSum::default(), |mut total, part| {
+            total.merge(part);
+            total
+        })
 }
