@@ -24,6 +24,26 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 //!
+//! ## The README's example
+//!
+//! ```
+//! use candle_core::{Device, Tensor, Var};
+//! use xent_candle::{cross_entropy, CrossEntropyOptions, Reduction};
+//!
+//! let dev = Device::Cpu;
+//! let logits = Var::new(&[[1.0f32, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], &dev)?;
+//! let targets = Tensor::new(&[2u32, 1, 0], &dev)?;          // u8, u32, i16, i32, i64
+//! let opts = CrossEntropyOptions::default()                  // PyTorch's defaults, and
+//!     .label_smoothing(0.0)                                  // .weight(&w), .ignore_index(i),
+//!     .reduction(Reduction::Mean);                           // .z_loss(s), .softcap(c)
+//! let loss = cross_entropy(logits.as_tensor(), &targets, &opts)?;
+//! assert!((loss.to_scalar::<f32>()? - 1.4076).abs() < 1e-4);
+//! let grads = loss.backward()?;                              // (softmax − onehot)/N
+//! let g = grads.get(&logits).unwrap().to_vec2::<f32>()?;
+//! assert!((g[0][0] - 0.0300).abs() < 1e-4);
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+//!
 //! ## Scope
 //! CPU tensors only (candle's CUDA and Metal paths of the op report that they are
 //! not implemented). Logits `f32`, `f64`, `bf16`, `f16`; class indices in every
