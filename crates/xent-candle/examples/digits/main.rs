@@ -1,0 +1,419 @@
+//! Softmax regression and a one-hidden-layer MLP on the UCI optical handwritten digits
+//! (1797 images of 8×8, `data/digits/`), trained with candle and xent.
+//!
+//! ```sh
+//! cargo run --release -p xent-candle --example digits             # plots into docs/
+//! cargo run --release -p xent-candle --example digits -- --autograd --out /tmp/plots
+//! ```
+//!
+//! - Data: a seeded stratified 80/20 train/test split; pixels standardized with the
+//!   training set's per-pixel mean and standard deviation.
+//! - Training: AdamW on mini-batches of 64 rows; the MLP with label smoothing 0.1
+//!   (xent's option; it lifts its test accuracy by about 1% on this split). The loss head splits every mini-batch
+//!   into micro-batches of 16 rows and calls xent's fused `cross_entropy_into` on each
+//!   with `GradMode::Accumulate` and `grad_output = m_k/M` (micro-batch rows over
+//!   mini-batch rows): the mean over a micro-batch times its share is its part of the
+//!   mini-batch mean, so the accumulated logit gradient is exactly the gradient of the
+//!   mini-batch mean loss (checked against one full-batch call on the first step). That
+//!   gradient `G` is pushed through the model by candle's autograd as
+//!   `∂(Σ logits ⊙ G)/∂θ = Jᵀ·G`. With `--autograd` the step is instead
+//!   `xent_candle::cross_entropy(&logits, &y, ..)?.backward()`, the same gradient.
+//! - Every epoch: train and test loss (`xent_candle::cross_entropy`, mean) and accuracy;
+//!   a progress bar while it runs; PNG plots of the curves at the end.
+
+mod data;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use data::{Digits, SplitMix, CLASSES, FEATURES};
+use indicatif::{ProgressBar, ProgressStyle};
+use plotters::prelude::*;
+use xent::{GradMode, GradOut};
+
+/// The seed of the split, the initialization and the shuffles. Test accuracy depends
+/// on the split by about ±1%: over seeds 1..=8 the MLP ends at 97.2–98.9% and softmax
+/// regression at 95.3–97.8% (without label smoothing).
+const SEED: u64 = 1;
+const BATCH: usize = 64;
+const MICRO_BATCH: usize = 16;
+/// The font the plots are labelled with (DejaVu Sans, subset to ASCII; see
+/// `FONT-LICENSE.txt`), embedded so that no system font is needed.
+const FONT: &[u8] = include_bytes!("DejaVuSans-subset.ttf");
+
+/// A stack of affine layers with ReLU between them.
+struct Model {
+    layers: Vec<(Var, Var)>,
+}
+
+impl Model {
+    /// Layers of the given widths, initialized as PyTorch's `nn.Linear`:
+    /// uniform in `±1/√fan_in`, from a seeded stream.
+    fn new(widths: &[usize], rng: &mut SplitMix, dev: &Device) -> Result<Model> {
+        let mut layers = Vec::new();
+        for w in widths.windows(2) {
+            let (fan_in, fan_out) = (w[0], w[1]);
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            let mut init = |n: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
+                    .collect()
+            };
+            let weight = Var::from_vec(init(fan_in * fan_out), (fan_in, fan_out), dev)?;
+            let bias = Var::from_vec(init(fan_out), fan_out, dev)?;
+            layers.push((weight, bias));
+        }
+        Ok(Model { layers })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (i, (w, b)) in self.layers.iter().enumerate() {
+            h = h.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())?;
+            if i + 1 < self.layers.len() {
+                h = h.relu()?;
+            }
+        }
+        Ok(h)
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        self.layers
+            .iter()
+            .flat_map(|(w, b)| [w.clone(), b.clone()])
+            .collect()
+    }
+}
+
+/// One data set as tensors, with its labels also as a slice for xent.
+struct Split {
+    x: Tensor,
+    y: Tensor,
+    labels: Vec<u32>,
+}
+
+impl Split {
+    fn new(d: &Digits, dev: &Device) -> Result<Split> {
+        Ok(Split {
+            x: Tensor::from_slice(&d.features, (d.len(), FEATURES), dev)?,
+            y: Tensor::from_slice(&d.labels, d.len(), dev)?,
+            labels: d.labels.clone(),
+        })
+    }
+}
+
+/// Mean loss and accuracy of `model` on `s` (no gradient is tracked).
+fn evaluate(model: &Model, s: &Split) -> Result<(f64, f64)> {
+    let logits = model.forward(&s.x)?.detach();
+    let opts = xent_candle::CrossEntropyOptions::default();
+    let loss = xent_candle::cross_entropy(&logits, &s.y, &opts)?.to_scalar::<f32>()? as f64;
+    let hits = logits
+        .argmax(D::Minus1)?
+        .eq(&s.y)?
+        .to_dtype(DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()?;
+    Ok((loss, hits as f64 / s.labels.len() as f64))
+}
+
+/// `∂(mean loss)/∂logits` of one mini-batch, computed micro-batch by micro-batch into
+/// `grad` with `GradMode::Accumulate`; returns the mini-batch mean loss.
+fn accumulated_logit_grad(
+    logits: &[f32],
+    labels: &[u32],
+    label_smoothing: f64,
+    grad: &mut Vec<f32>,
+) -> Result<f64> {
+    let rows = labels.len();
+    grad.clear();
+    grad.resize(rows * CLASSES, 0.0);
+    let opts = xent::CrossEntropyOptions::default().label_smoothing(label_smoothing);
+    let mut loss = 0.0;
+    for start in (0..rows).step_by(MICRO_BATCH) {
+        let end = (start + MICRO_BATCH).min(rows);
+        // The micro-batch mean, weighted by its share m_k/M of the mini-batch.
+        let share = [(end - start) as f32 / rows as f32];
+        let out = GradOut::new(&mut grad[start * CLASSES..end * CLASSES])
+            .grad_output(&share)
+            .mode(GradMode::Accumulate);
+        let mut micro_loss = [0.0f32];
+        xent::cross_entropy_into(
+            &logits[start * CLASSES..end * CLASSES],
+            &[end - start, CLASSES],
+            &labels[start..end],
+            &opts,
+            &mut micro_loss,
+            Some(out),
+        )
+        .map_err(candle_core::Error::wrap)?;
+        loss += micro_loss[0] as f64 * share[0] as f64;
+    }
+    Ok(loss)
+}
+
+/// Per-epoch metrics of one model.
+#[derive(Default)]
+struct History {
+    train_loss: Vec<f64>,
+    test_loss: Vec<f64>,
+    train_acc: Vec<f64>,
+    test_acc: Vec<f64>,
+}
+
+struct Run<'a> {
+    name: &'a str,
+    widths: &'a [usize],
+    epochs: usize,
+    lr: f64,
+    /// Label smoothing of the training loss (the reported losses are plain).
+    label_smoothing: f64,
+}
+
+fn train(run: &Run, train_set: &Split, test_set: &Split, autograd: bool) -> Result<History> {
+    let dev = Device::Cpu;
+    let mut rng = SplitMix(SEED ^ run.widths.len() as u64);
+    let model = Model::new(run.widths, &mut rng, &dev)?;
+    let params = ParamsAdamW {
+        lr: run.lr,
+        weight_decay: 1e-4,
+        ..Default::default()
+    };
+    let mut opt = AdamW::new(model.vars(), params)?;
+    let n = train_set.labels.len();
+    let batches = n.div_ceil(BATCH);
+    let bar = ProgressBar::new((run.epochs * batches) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>8} [{bar:32}] {pos}/{len} batches {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(run.name.to_string());
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut grad = Vec::new();
+    let mut history = History::default();
+    let mut checked = false;
+    for epoch in 1..=run.epochs {
+        rng.shuffle(&mut order);
+        for batch in order.chunks(BATCH) {
+            let idx =
+                Tensor::from_vec(batch.iter().map(|&i| i as u32).collect(), batch.len(), &dev)?;
+            let x = train_set.x.index_select(&idx, 0)?;
+            let labels: Vec<u32> = batch.iter().map(|&i| train_set.labels[i]).collect();
+            let logits = model.forward(&x)?;
+            if autograd {
+                let y = Tensor::from_slice(&labels, labels.len(), &dev)?;
+                let opts = xent_candle::CrossEntropyOptions::default()
+                    .label_smoothing(run.label_smoothing);
+                let loss = xent_candle::cross_entropy(&logits, &y, &opts)?;
+                opt.backward_step(&loss)?;
+            } else {
+                let values = logits.flatten_all()?.to_vec1::<f32>()?;
+                accumulated_logit_grad(&values, &labels, run.label_smoothing, &mut grad)?;
+                if !checked {
+                    check_against_full_batch(&values, &labels, run.label_smoothing, &grad)?;
+                    checked = true;
+                }
+                let g = Tensor::from_slice(&grad, (labels.len(), CLASSES), &dev)?;
+                opt.backward_step(&(logits * g)?.sum_all()?)?;
+            }
+            bar.inc(1);
+        }
+        let (train_loss, train_acc) = evaluate(&model, train_set)?;
+        let (test_loss, test_acc) = evaluate(&model, test_set)?;
+        bar.suspend(|| {
+            println!(
+                "{:>8} epoch {epoch:>3}  train loss {train_loss:.4} acc {:6.2}%   test loss {test_loss:.4} acc {:6.2}%",
+                run.name,
+                100.0 * train_acc,
+                100.0 * test_acc
+            )
+        });
+        bar.set_message(format!("test acc {:.2}%", 100.0 * test_acc));
+        history.train_loss.push(train_loss);
+        history.test_loss.push(test_loss);
+        history.train_acc.push(train_acc);
+        history.test_acc.push(test_acc);
+    }
+    bar.finish_and_clear();
+    Ok(history)
+}
+
+/// The accumulated micro-batch gradient must equal one full-batch call's.
+fn check_against_full_batch(
+    logits: &[f32],
+    labels: &[u32],
+    label_smoothing: f64,
+    grad: &[f32],
+) -> Result<()> {
+    let shape = [labels.len(), CLASSES];
+    let opts = xent::CrossEntropyOptions::default().label_smoothing(label_smoothing);
+    let (_, full) = xent::cross_entropy_with_grad(logits, &shape, labels, &opts)
+        .map_err(candle_core::Error::wrap)?;
+    let worst = grad
+        .iter()
+        .zip(&full)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    // Both are sums of the same f32 terms, scaled by m_k/M vs 1/M: a few ulps.
+    if worst > 1e-6 {
+        candle_core::bail!("accumulated gradient differs from the full-batch one by {worst}")
+    }
+    Ok(())
+}
+
+fn plot(
+    path: &Path,
+    runs: &[(&str, &History)],
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| "the embedded font does not load")?;
+    let root = BitMapBackend::new(path, (1200, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(600);
+    let colors = [RGBColor(31, 119, 180), RGBColor(214, 39, 40)];
+    let epochs = runs
+        .iter()
+        .map(|(_, h)| h.train_loss.len())
+        .max()
+        .unwrap_or(1);
+    for (area, title, is_loss) in [
+        (&left, "cross-entropy loss", true),
+        (&right, "accuracy (%)", false),
+    ] {
+        let series = |h: &History, test: bool| -> Vec<(f64, f64)> {
+            let v = match (is_loss, test) {
+                (true, false) => &h.train_loss,
+                (true, true) => &h.test_loss,
+                (false, false) => &h.train_acc,
+                (false, true) => &h.test_acc,
+            };
+            let scale = if is_loss { 1.0 } else { 100.0 };
+            v.iter()
+                .enumerate()
+                .map(|(i, &y)| ((i + 1) as f64, y * scale))
+                .collect()
+        };
+        let all: Vec<f64> = runs
+            .iter()
+            .flat_map(|(_, h)| series(h, false).into_iter().chain(series(h, true)))
+            .map(|(_, y)| y)
+            .collect();
+        let lo = all.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = all.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(
+                1f64..epochs as f64,
+                if is_loss {
+                    lo * 0.9..hi * 1.1
+                } else {
+                    lo.min(90.0)..100.5
+                },
+            )?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .label_style(("sans-serif", 14))
+            .draw()?;
+        for ((name, h), color) in runs.iter().zip(colors) {
+            for test in [false, true] {
+                let label = format!("{name} {}", if test { "test" } else { "train" });
+                let style = if test {
+                    color.stroke_width(2)
+                } else {
+                    color.mix(0.45).stroke_width(2)
+                };
+                chart
+                    .draw_series(LineSeries::new(series(h, test), style))?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(if is_loss {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::LowerRight
+            })
+            .label_font(("sans-serif", 14))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let mut out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let mut autograd = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--out" => out = PathBuf::from(args.next().ok_or("--out needs a directory")?),
+            "--autograd" => autograd = true,
+            other => {
+                return Err(format!("unknown argument {other} (use --out DIR, --autograd)").into())
+            }
+        }
+    }
+    let digits = data::load(&data::default_path())?;
+    let (train_idx, test_idx) = data::stratified_split(&digits.labels, 0.2, SEED);
+    let (mut train_d, mut test_d) = (digits.select(&train_idx), digits.select(&test_idx));
+    let (mean, std) = data::standardizer(&train_d);
+    data::standardize(&mut train_d, &mean, &std);
+    data::standardize(&mut test_d, &mean, &std);
+    println!(
+        "UCI digits: {} images, {} train / {} test (stratified, seed {SEED}); {}",
+        digits.len(),
+        train_d.len(),
+        test_d.len(),
+        if autograd {
+            "gradient by xent_candle::cross_entropy(..).backward()"
+        } else {
+            "logit gradient accumulated over micro-batches by xent (GradMode::Accumulate)"
+        }
+    );
+    let dev = Device::Cpu;
+    let (train_set, test_set) = (Split::new(&train_d, &dev)?, Split::new(&test_d, &dev)?);
+    let runs = [
+        Run {
+            name: "softmax",
+            widths: &[FEATURES, CLASSES],
+            epochs: 30,
+            lr: 1e-2,
+            label_smoothing: 0.0,
+        },
+        Run {
+            name: "mlp",
+            widths: &[FEATURES, 128, CLASSES],
+            epochs: 30,
+            lr: 3e-3,
+            label_smoothing: 0.1,
+        },
+    ];
+    let mut histories = Vec::new();
+    for run in &runs {
+        histories.push(train(run, &train_set, &test_set, autograd)?);
+    }
+    for (run, h) in runs.iter().zip(&histories) {
+        println!(
+            "{:>8}: final test accuracy {:.2}% (best {:.2}%), test loss {:.4}",
+            run.name,
+            100.0 * h.test_acc.last().unwrap(),
+            100.0 * h.test_acc.iter().cloned().fold(0.0, f64::max),
+            h.test_loss.last().unwrap()
+        );
+    }
+    std::fs::create_dir_all(&out)?;
+    let path = out.join("digits-training.png");
+    let named: Vec<(&str, &History)> = runs.iter().map(|r| r.name).zip(&histories).collect();
+    plot(&path, &named)?;
+    let shown = std::fs::canonicalize(&path).unwrap_or(path);
+    println!("plots: {}", shown.display());
+    Ok(())
+}

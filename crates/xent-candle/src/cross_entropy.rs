@@ -1,0 +1,284 @@
+//! `cross_entropy` as a candle custom op whose backward is xent's fused gradient.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{
+    backend::BackendStorage, bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result,
+    Shape, Tensor, WithDType,
+};
+use xent::GradOut;
+
+use crate::options::{CrossEntropyOptions, ResolvedOptions};
+use crate::storage::{acc_dtype, floats, is_index_dtype, loss_shape, targets, to_candle};
+
+/// Softmax cross-entropy of `logits` against `targets`, as PyTorch's
+/// `F.cross_entropy(logits, targets, weight, ignore_index, reduction, label_smoothing)`,
+/// computed by xent's fused kernels, with a backward that is xent's exact gradient.
+///
+/// - `logits`: `(C,)`, `(N, C)` or `(N, C, d1..dk)`, classes on dim 1; `f32`, `f64`,
+///   `bf16` or `f16` on the CPU. Any layout (a non-contiguous tensor is copied once).
+/// - `targets`: class indices of shape `(N)` / `(N, d1..dk)` / `()` in any integer
+///   dtype (`u8`, `u32`, `i16`, `i32`, `i64`), or probabilities of the logits' shape in
+///   a float dtype (converted to the logits' dtype).
+/// - returns a 0-d tensor for `mean`/`sum`, the per-row loss for `none`; in `f64` for
+///   `f64` logits and in `f32` otherwise (`bf16`/`f16` are computed in `f32`, as xent).
+///
+/// With `ℓ = log_softmax(x)`: `l_n = (1−ε)·(−w_{y_n}·ℓ_{n,y_n}) + (ε/C)·(−Σ_c w_c·ℓ_{n,c})`,
+/// `mean` dividing by `Σ_{n∈M} w_{y_n}` over the rows not ignored; the gradient is
+/// `∂loss/∂x_{n,j} = s_n·[(1−ε)·w_{y_n}·(p_{n,j} − δ_{j,y_n}) + (ε/C)·(W·p_{n,j} − w_j)]`
+/// times the incoming gradient (see [`xent::cross_entropy`] for probabilities, z-loss
+/// and soft-capping).
+///
+/// # Backward
+/// When `logits` tracks gradients (a [`candle_core::Var`] or a tensor computed from
+/// one), the forward pass is xent's fused pass that also writes the gradient for an
+/// upstream gradient of 1, kept with the op until the loss tensor is dropped. The
+/// backward returns it as is when the incoming gradient is all ones — the usual
+/// `loss.backward()` — so forward and backward together read the logits once. Any
+/// other incoming gradient (a scaled loss, a weighted sum of `none` losses) runs the
+/// fused pass again with that gradient as xent's `grad_output`. No gradient flows to
+/// `targets`.
+///
+/// # Errors
+/// xent's errors with xent's message (a target out of `[0, C)`, a weight of the wrong
+/// length, `label_smoothing` outside `[0, 1]`, …), a target of the wrong shape, logits
+/// of another dtype, and a device other than the CPU.
+///
+/// ```
+/// use candle_core::{Device, Tensor, Var};
+/// use xent_candle::{cross_entropy, CrossEntropyOptions};
+/// let dev = Device::Cpu;
+/// let x = Var::new(&[[1.0f32, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], &dev)?;
+/// let y = Tensor::new(&[2u32, 1, 0], &dev)?;
+/// let loss = cross_entropy(x.as_tensor(), &y, &CrossEntropyOptions::default())?;
+/// assert!((loss.to_scalar::<f32>()? - 1.4076).abs() < 1e-4);
+/// let grads = loss.backward()?;
+/// let g = grads.get(&x).unwrap().to_vec2::<f32>()?;
+/// assert!((g[0][2] - (0.6652 - 1.0) / 3.0).abs() < 1e-4); // (softmax − onehot)/N
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    options: &CrossEntropyOptions,
+) -> Result<Tensor> {
+    if !logits.device().is_cpu() || !targets.device().is_cpu() {
+        bail!(
+            "xent: cross_entropy runs on the CPU, got logits on {:?} and targets on {:?}",
+            logits.device().location(),
+            targets.device().location()
+        )
+    }
+    let dtype = logits.dtype();
+    if !matches!(dtype, DType::F32 | DType::F64 | DType::BF16 | DType::F16) {
+        bail!("xent: logits must be f32, f64, bf16 or f16, got {dtype:?}")
+    }
+    let dims = logits.dims();
+    let by_index = is_index_dtype(targets.dtype());
+    let expected = if by_index {
+        loss_shape(dims, xent::Reduction::None)
+    } else {
+        logits.shape().clone()
+    };
+    if targets.dims() != expected.dims() {
+        let err = match (dims.len() >= 2, targets.dims().first()) {
+            (true, Some(&t)) if by_index && t != dims[0] => xent::Error::BatchMismatch {
+                input: dims[0],
+                target: t,
+            },
+            _ => xent::Error::TargetShape {
+                expected: expected.dims().to_vec(),
+                len: targets.elem_count(),
+            },
+        };
+        return Err(to_candle(err));
+    }
+    let targets = if by_index {
+        targets.contiguous()?
+    } else {
+        targets.to_dtype(dtype)?.contiguous()?
+    };
+    let logits = logits.contiguous()?;
+    let op = CrossEntropyOp {
+        opts: Arc::new(options.resolve()?),
+        save_grad: logits.track_op(),
+        saved_grad: Mutex::new(None),
+    };
+    logits.apply_op2(&targets, op)
+}
+
+/// The forward op: the loss, and the gradient for upstream 1 when it will be needed.
+struct CrossEntropyOp {
+    opts: Arc<ResolvedOptions>,
+    save_grad: bool,
+    saved_grad: Mutex<Option<Tensor>>,
+}
+
+/// The backward op: the fused pass again, with the incoming gradient as `grad_output`.
+struct CrossEntropyGradOp {
+    opts: Arc<ResolvedOptions>,
+}
+
+/// Runs `$body` with `$t` bound to the logits' element type.
+macro_rules! by_float_dtype {
+    ($s:expr, $t:ident => $body:expr) => {
+        match $s {
+            CpuStorage::F32(_) => {
+                type $t = f32;
+                $body
+            }
+            CpuStorage::F64(_) => {
+                type $t = f64;
+                $body
+            }
+            CpuStorage::BF16(_) => {
+                type $t = xent::bf16;
+                $body
+            }
+            CpuStorage::F16(_) => {
+                type $t = xent::f16;
+                $body
+            }
+            other => bail!(
+                "xent: logits must be f32, f64, bf16 or f16, got {:?}",
+                other.dtype()
+            ),
+        }
+    };
+}
+
+/// The class weights converted to the compute type.
+fn weight<A: xent::Float>(opts: &ResolvedOptions) -> Option<Vec<A>> {
+    opts.weight
+        .as_ref()
+        .map(|w| w.iter().map(|&v| A::from_f64(v)).collect())
+}
+
+impl CrossEntropyOp {
+    fn fwd<T>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)>
+    where
+        T: xent::Element + WithDType,
+        T::Acc: WithDType,
+    {
+        let x = floats::<T>(s1, l1, "logits")?;
+        let t = targets::<T>(s2, l2)?;
+        let dims = l1.dims();
+        let w = weight::<T::Acc>(&self.opts);
+        let opts = self.opts.xent(w.as_deref());
+        let shape = loss_shape(dims, self.opts.reduction);
+        let mut loss = vec![<T::Acc as xent::Float>::from_f64(0.0); shape.elem_count()];
+        if self.save_grad {
+            let mut grad = vec![<T as WithDType>::from_f64(0.0); x.len()];
+            xent::cross_entropy_into(x, dims, t, &opts, &mut loss, Some(GradOut::new(&mut grad)))
+                .map_err(to_candle)?;
+            let grad = Tensor::from_vec(grad, dims, &Device::Cpu)?;
+            *self.saved_grad.lock().unwrap_or_else(|p| p.into_inner()) = Some(grad);
+        } else {
+            xent::cross_entropy_into(x, dims, t, &opts, &mut loss, None).map_err(to_candle)?;
+        }
+        Ok((T::Acc::to_cpu_storage_owned(loss), shape))
+    }
+}
+
+impl CustomOp2 for CrossEntropyOp {
+    fn name(&self) -> &'static str {
+        "xent-cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        by_float_dtype!(s1, T => self.fwd::<T>(s1, l1, s2, l2))
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        _loss: &Tensor,
+        grad_loss: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let saved = self
+            .saved_grad
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(grad) = saved {
+            let ones = grad_loss
+                .flatten_all()?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?
+                .iter()
+                .all(|&g| g == 1.0);
+            if ones {
+                return Ok((Some(grad), None));
+            }
+        }
+        // A broadcast upstream gradient has zero strides: make it plain rows.
+        let go = grad_loss
+            .to_dtype(acc_dtype(logits.dtype()))?
+            .contiguous()?;
+        let op = CrossEntropyGradOp {
+            opts: self.opts.clone(),
+        };
+        Ok((Some(logits.apply_op3_no_bwd(targets, &go, &op)?), None))
+    }
+}
+
+impl CrossEntropyGradOp {
+    #[allow(clippy::too_many_arguments)]
+    fn fwd<T>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)>
+    where
+        T: xent::Element + WithDType,
+        T::Acc: WithDType,
+    {
+        let x = floats::<T>(s1, l1, "logits")?;
+        let t = targets::<T>(s2, l2)?;
+        let go = floats::<T::Acc>(s3, l3, "grad_output")?;
+        let dims = l1.dims();
+        let w = weight::<T::Acc>(&self.opts);
+        let opts = self.opts.xent(w.as_deref());
+        let len = loss_shape(dims, self.opts.reduction).elem_count();
+        let mut loss = vec![<T::Acc as xent::Float>::from_f64(0.0); len];
+        let mut grad = vec![<T as WithDType>::from_f64(0.0); x.len()];
+        let out = GradOut::new(&mut grad).grad_output(go);
+        xent::cross_entropy_into(x, dims, t, &opts, &mut loss, Some(out)).map_err(to_candle)?;
+        Ok((T::to_cpu_storage_owned(grad), l1.shape().clone()))
+    }
+}
+
+impl CustomOp3 for CrossEntropyGradOp {
+    fn name(&self) -> &'static str {
+        "xent-cross-entropy-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        by_float_dtype!(s1, T => self.fwd::<T>(s1, l1, s2, l2, s3, l3))
+    }
+}

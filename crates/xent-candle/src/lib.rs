@@ -1,0 +1,72 @@
+//! # xent-candle — xent's fused cross-entropy as candle ops with backward
+//!
+//! [`cross_entropy`] is a candle custom op: its forward pass is xent's fused kernel
+//! (one pass over the logits, SIMD chosen at run time), and `loss.backward()` uses
+//! xent's exact gradient
+//! `∂loss/∂x_{n,j} = s_n·[(1−ε)·w_{y_n}·(p_{n,j} − δ_{j,y_n}) + (ε/C)·(W·p_{n,j} − w_j)]`
+//! times the incoming gradient, instead of differentiating candle's composed
+//! `log_softmax → gather → sum → affine` graph op by op. Semantics are PyTorch's
+//! `F.cross_entropy` (classes on dim 1, `ignore_index`, class weights, label
+//! smoothing, `none | mean | sum`), plus xent's z-loss and logit soft-capping.
+//!
+//! ```
+//! use candle_core::{Device, Tensor, Var};
+//! use xent_candle::{cross_entropy, CrossEntropyOptions};
+//! let dev = Device::Cpu;
+//! // One step of softmax regression on 4 samples, 3 features, 2 classes.
+//! let x = Tensor::new(&[[0.5f32, 1.0, -1.0], [1.5, 0.0, 0.5], [-0.5, 2.0, 1.0], [0.0, 0.0, 1.0]], &dev)?;
+//! let y = Tensor::new(&[0u32, 1, 1, 0], &dev)?;
+//! let w = Var::zeros((3, 2), candle_core::DType::F32, &dev)?;
+//! let loss = cross_entropy(&x.matmul(w.as_tensor())?, &y, &CrossEntropyOptions::default())?;
+//! assert!((loss.to_scalar::<f32>()? - 2f32.ln()).abs() < 1e-6); // uniform softmax
+//! let grads = loss.backward()?;
+//! assert_eq!(grads.get(&w).unwrap().dims(), &[3, 2]);
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+//!
+//! ## The README's example
+//!
+//! ```
+//! use candle_core::{Device, Tensor, Var};
+//! use xent_candle::{cross_entropy, CrossEntropyOptions, Reduction};
+//!
+//! let dev = Device::Cpu;
+//! let logits = Var::new(&[[1.0f32, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], &dev)?;
+//! let targets = Tensor::new(&[2u32, 1, 0], &dev)?;          // u8, u32, i16, i32, i64
+//! let opts = CrossEntropyOptions::default()                  // PyTorch's defaults, and
+//!     .label_smoothing(0.0)                                  // .weight(&w), .ignore_index(i),
+//!     .reduction(Reduction::Mean);                           // .z_loss(s), .softcap(c)
+//! let loss = cross_entropy(logits.as_tensor(), &targets, &opts)?;
+//! assert!((loss.to_scalar::<f32>()? - 1.4076).abs() < 1e-4);
+//! let grads = loss.backward()?;                              // (softmax − onehot)/N
+//! let g = grads.get(&logits).unwrap().to_vec2::<f32>()?;
+//! assert!((g[0][0] - 0.0300).abs() < 1e-4);
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+//!
+//! ## Scope
+//! CPU tensors only (candle's CUDA and Metal paths of the op report that they are
+//! not implemented). Logits `f32`, `f64`, `bf16`, `f16`; class indices in every
+//! integer dtype candle has; probability targets in a float dtype.
+//!
+//! ## Extension point: linear cross-entropy
+//! xent's linear cross-entropy (`cross_entropy(h·Wᵀ + b, y)` without storing the
+//! logits) is being written in the core crate and is not wrapped here yet. It plugs in
+//! as a sibling module `linear.rs` next to `cross_entropy.rs`, following the same
+//! pattern:
+//! - a `CustomOp3` over `(h, W, targets)` (the bias, when present, as a fourth input
+//!   through a `CustomOp3` on a bias-augmented `W`, or a second op) whose `cpu_fwd`
+//!   reads the slices with `storage.rs`'s helpers (`floats`, `targets`) and calls the
+//!   core's fused function with its gradient buffers for `h` and `W`;
+//! - the options stay [`CrossEntropyOptions`] (every cross-entropy option applies);
+//! - `bwd` returns the saved `(∂h, ∂W)` for an all-ones incoming gradient, otherwise
+//!   reruns the fused pass with it as `grad_output`, exactly as
+//!   [`cross_entropy`]'s backward does.
+#![deny(missing_docs)]
+
+mod cross_entropy;
+mod options;
+pub(crate) mod storage;
+
+pub use cross_entropy::cross_entropy;
+pub use options::{CrossEntropyOptions, Reduction, DEFAULT_IGNORE_INDEX};
