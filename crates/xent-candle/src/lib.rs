@@ -49,24 +49,17 @@
 //! not implemented). Logits `f32`, `f64`, `bf16`, `f16`; class indices in every
 //! integer dtype candle has; probability targets in a float dtype.
 //!
-//! ## Extension point: linear cross-entropy
-//! xent's linear cross-entropy (`cross_entropy(h·Wᵀ + b, y)` without storing the
-//! logits) is being written in the core crate and is not wrapped here yet. It plugs in
-//! as a sibling module `linear.rs` next to `cross_entropy.rs`, following the same
-//! pattern:
-//! - a `CustomOp3` over `(h, W, targets)` (the bias, when present, as a fourth input
-//!   through a `CustomOp3` on a bias-augmented `W`, or a second op) whose `cpu_fwd`
-//!   reads the slices with `storage.rs`'s helpers (`floats`, `targets`) and calls the
-//!   core's fused function with its gradient buffers for `h` and `W`;
-//! - the options stay [`CrossEntropyOptions`] (every cross-entropy option applies);
-//! - `bwd` returns the saved `(∂h, ∂W)` for an all-ones incoming gradient, otherwise
-//!   reruns the fused pass with it as `grad_output`, exactly as
-//!   [`cross_entropy`]'s backward does.
+//! ## Linear cross-entropy
+//! [`linear_cross_entropy`] wraps [`xent::linear_cross_entropy`]: the loss of
+//! `h·Wᵀ (+ b)` with the gradients for `h` and `W` (and `b`) from candle's
+//! `loss.backward()`, without the `N × V` logits ever being stored.
 #![deny(missing_docs)]
 
 mod cross_entropy;
+mod linear;
 mod options;
 pub(crate) mod storage;
 
 pub use cross_entropy::cross_entropy;
+pub use linear::linear_cross_entropy;
 pub use options::{CrossEntropyOptions, Reduction, DEFAULT_IGNORE_INDEX};
