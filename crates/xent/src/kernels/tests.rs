@@ -353,6 +353,7 @@ fn dispatch_runs_the_best_path() {
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         assert_ne!(best, Isa::Scalar, "AVX2 present but not selected");
     }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         assert_eq!(best, Isa::Avx512);
     }
