@@ -345,14 +345,12 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     let base = n * c * inner + i0;
                     for k in 0..c {
                         let src = base + k * inner;
-                        for j in 0..w {
-                            *xt.add(k * w + j) = (*self.x.add(src + j)).to_f32();
-                            if probs {
-                                *tt.add(k * w + j) = (*self.t.add(src + j)).to_f32();
-                            }
-                            if has_g && self.accumulate {
-                                *gt.add(k * w + j) = (*self.g.add(src + j)).to_f32();
-                            }
+                        copy_convert(s, self.x.add(src), xt.add(k * w), w);
+                        if probs {
+                            copy_convert(s, self.t.add(src), tt.add(k * w), w);
+                        }
+                        if has_g && self.accumulate {
+                            copy_convert(s, self.g.add(src), gt.add(k * w), w);
                         }
                     }
                     let mut j = 0;
@@ -383,10 +381,12 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     }
                     if has_g {
                         for k in 0..c {
-                            let dst = base + k * inner;
-                            for j in 0..w {
-                                *self.g.add(dst + j) = G::from_f32(*gt.add(k * w + j));
-                            }
+                            copy_convert(
+                                s,
+                                gt.add(k * w) as *const f32,
+                                self.g.add(base + k * inner),
+                                w,
+                            );
                         }
                     }
                     i0 += w;
@@ -619,6 +619,32 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
             }
         }
         (total, ztotal)
+    }
+}
+
+/// Copies `n` elements from `src` to `dst`, converting through f32 with vector loads
+/// and stores (the tails one by one).
+///
+/// # Safety
+/// `src` readable and `dst` writable for `n` elements; they do not overlap.
+#[inline(always)]
+unsafe fn copy_convert<S: Simd, A: Store32, B: Store32>(
+    s: S,
+    src: *const A,
+    dst: *mut B,
+    n: usize,
+) {
+    let body = n - n % S::LANES;
+    let mut j = 0;
+    // SAFETY: j + LANES ≤ body ≤ n, and j < n in the tail.
+    unsafe {
+        while j < body {
+            s.store(dst.add(j), s.load(src.add(j)));
+            j += S::LANES;
+        }
+        for j in body..n {
+            *dst.add(j) = B::from_f32((*src.add(j)).to_f32());
+        }
     }
 }
 
