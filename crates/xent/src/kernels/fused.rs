@@ -550,6 +550,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let mut fix = [None; 16];
         let mut total = CompensatedSum::default();
         let mut ztotal = CompensatedSum::default();
+        let (mut unit, mut zunit) = (0.0f64, 0.0f64);
         for l in 0..lanes {
             let r = rows[l];
             let (scale_ce, scale_z) = self.scale.at(r);
@@ -579,9 +580,12 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 // SAFETY: r < the block's row count.
                 unsafe { *self.loss_out.add(r) = loss + zt };
             }
-            total.add(loss as f64);
-            ztotal.add(zt as f64);
+            // One compensated add per unit: the unit's few rows sum exactly enough in f64.
+            unit += loss as f64;
+            zunit += zt as f64;
         }
+        total.add(unit);
+        ztotal.add(zunit);
         if !at.g.is_null() {
             // SAFETY: as for x; g may alias x, and every target element was read above.
             unsafe {

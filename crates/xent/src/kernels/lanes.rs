@@ -83,12 +83,16 @@ pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
                 av = s.add(av, a);
             }
         }
+        let mut lanes = [[0.0f32; 16]; 4];
+        for (v, dst) in [m, sv, lv, av].into_iter().zip(lanes.iter_mut()) {
+            s.write_lanes(v, dst);
+        }
         for (l, p) in out.iter_mut().enumerate().take(S::LANES) {
             *p = Partial {
-                m: s.lane(m, l),
-                s: s.lane(sv, l),
-                l: s.lane(lv, l),
-                a: s.lane(av, l),
+                m: lanes[0][l],
+                s: lanes[1][l],
+                l: lanes[2][l],
+                a: lanes[3][l],
             };
         }
     }
@@ -172,9 +176,9 @@ pub(crate) unsafe fn lane_softmax<S: Simd, E: Store32, O: Store32>(
             sv = s.add(sv, s.exp_small(s.sub(s.load(x.add(k * stride)), msv)));
         }
         let mut buf = [0.0f32; 16];
-        for (l, b) in buf.iter_mut().enumerate().take(S::LANES) {
-            let sl = s.lane(sv, l);
-            *b = if log { sl.ln() } else { 1.0 / sl };
+        s.write_lanes(sv, &mut buf);
+        for b in buf.iter_mut().take(S::LANES) {
+            *b = if log { b.ln() } else { 1.0 / *b };
         }
         let kv = s.vector_of(&buf[..S::LANES]);
         for k in 0..c {

@@ -87,6 +87,8 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     fn reduce_max(self, a: Self::V) -> f32;
     /// Lane `i` of `a`.
     fn lane(self, a: Self::V, i: usize) -> f32;
+    /// All lanes of `a` into the first `LANES` entries of `out`.
+    fn write_lanes(self, a: Self::V, out: &mut [f32; 16]);
     /// A vector from `LANES` values.
     fn vector_of(self, v: &[f32]) -> Self::V;
 }
@@ -361,6 +363,10 @@ impl Simd for Scalar {
         a
     }
     #[inline(always)]
+    fn write_lanes(self, a: f32, out: &mut [f32; 16]) {
+        out[0] = a;
+    }
+    #[inline(always)]
     fn vector_of(self, v: &[f32]) -> f32 {
         v[0]
     }
@@ -554,6 +560,11 @@ mod x86 {
             out[i]
         }
         #[inline(always)]
+        fn write_lanes(self, a: __m256, out: &mut [f32; 16]) {
+            // SAFETY: AVX proven by the token; `out` holds 16 ≥ 8 floats.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), a) };
+        }
+        #[inline(always)]
         fn vector_of(self, v: &[f32]) -> __m256 {
             let mut buf = [0.0f32; 8];
             buf.copy_from_slice(&v[..8]);
@@ -741,6 +752,11 @@ mod x86 {
             // SAFETY: AVX-512F proven by the token; `out` holds 16 floats.
             unsafe { _mm512_storeu_ps(out.as_mut_ptr(), a) };
             out[i]
+        }
+        #[inline(always)]
+        fn write_lanes(self, a: __m512, out: &mut [f32; 16]) {
+            // SAFETY: AVX-512F proven by the token; `out` holds 16 floats.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), a) };
         }
         #[inline(always)]
         fn vector_of(self, v: &[f32]) -> __m512 {
