@@ -2,8 +2,8 @@
 //! `binary_cross_entropy_with_logits`: elementwise, any shape.
 
 use super::elementwise::{
-    check_grad_out, check_shape, check_target_len, check_unit_interval, ln_1p, log_sigmoid1,
-    log_sigmoid_and_sigmoid, par_blocks, sigmoid1, Broadcast, Reduce, BLOCK,
+    check_grad_out, check_shape, check_target_len, check_unit_interval, grad_parts, ln_1p,
+    log_sigmoid1, log_sigmoid_and_sigmoid, par_blocks, sigmoid1, Broadcast, Reduce, BLOCK,
 };
 use super::{check_len, GradOut, Loss};
 use crate::error::Result;
@@ -358,13 +358,7 @@ pub fn binary_cross_entropy_into<T: Float>(
             red.loss_len(numel),
         )?;
     }
-    let (grad_buf, grad_output, acc) = match grad {
-        Some(g) => {
-            let (buf, go, acc) = g.into_parts();
-            (Some(buf), go, acc)
-        }
-        None => (None, None, false),
-    };
+    let (grad_buf, grad_output, acc) = grad_parts(grad);
     let clamp = T::from_f64(-100.0);
     // PyTorch's EPSILON is a `float` constant: 1e-12 rounded to f32, even for f64 inputs.
     let eps = T::from_f64(1e-12f32 as f64);
@@ -512,13 +506,7 @@ pub fn binary_cross_entropy_with_logits_into<T: Float>(
             red.loss_len(numel),
         )?;
     }
-    let (grad_buf, grad_output, acc) = match grad {
-        Some(g) => {
-            let (buf, go, acc) = g.into_parts();
-            (Some(buf), go, acc)
-        }
-        None => (None, None, false),
-    };
+    let (grad_buf, grad_output, acc) = grad_parts(grad);
     let uniform = red.uniform(grad_output);
     let loss_none = if red.none { Some(&mut *loss_out) } else { None };
     let total = par_blocks(numel, loss_none, grad_buf, None, |i0, mut l, mut g, _| {

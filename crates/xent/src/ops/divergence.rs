@@ -2,8 +2,8 @@
 //! class dim, from probabilities or from logits, with gradients for both arguments.
 
 use super::elementwise::{
-    check_grad_out, check_shape, check_target_len, check_unit_interval, ln_1p, par_blocks, Reduce,
-    BLOCK,
+    check_grad_out, check_shape, check_target_len, check_unit_interval, grad_parts, ln_1p,
+    par_blocks, Reduce, BLOCK,
 };
 use super::{check_len, GradOut, Loss};
 use crate::error::{Error, Result};
@@ -219,8 +219,8 @@ pub fn kl_div_into<T: Float>(
     if let Some(g) = &grad_target {
         check_grad_out("grad_target", g, numel, &loss_shape, red.loss_len(numel))?;
     }
-    let (gi, go_i, acc_i) = parts(grad_input);
-    let (gt, go_t, acc_t) = parts(grad_target);
+    let (gi, go_i, acc_i) = grad_parts(grad_input);
+    let (gt, go_t, acc_t) = grad_parts(grad_target);
     let (uni_i, uni_t) = (red.uniform(go_i), red.uniform(go_t));
     let log_target = opts.log_target;
     let loss_none = if red.none { Some(&mut *loss_out) } else { None };
@@ -255,18 +255,6 @@ pub fn kl_div_into<T: Float>(
     });
     red.finish(loss_out, total);
     Ok(())
-}
-
-/// A gradient output's buffer, upstream gradient and accumulate flag.
-#[allow(clippy::type_complexity)]
-fn parts<T: Float>(g: Option<GradOut<'_, T>>) -> (Option<&mut [T]>, Option<&[T]>, bool) {
-    match g {
-        Some(g) => {
-            let (buf, go, acc) = g.into_parts();
-            (Some(buf), go, acc)
-        }
-        None => (None, None, false),
-    }
 }
 
 type GradParts<'g, T> = Option<(&'g mut [T], Option<&'g [T]>, bool)>;

@@ -219,6 +219,21 @@ pub(crate) fn check_grad_out<T: Float>(
     }
 }
 
+/// A gradient output's buffer, upstream gradient and accumulate flag (`None`, `None`,
+/// `false` without one).
+#[allow(clippy::type_complexity)]
+pub(crate) fn grad_parts<T: Float>(
+    g: Option<GradOut<'_, T>>,
+) -> (Option<&mut [T]>, Option<&[T]>, bool) {
+    match g {
+        Some(g) => {
+            let (buf, go, acc) = g.into_parts();
+            (Some(buf), go, acc)
+        }
+        None => (None, None, false),
+    }
+}
+
 /// `ln(1 + v)`, accurate for small `v`, in `T` itself ([`Float::ln_1p`]).
 #[inline]
 pub(crate) fn ln_1p<T: Float>(v: T) -> T {
