@@ -139,6 +139,15 @@ pub struct CeCall<'a, T: Element> {
     pub loss_out: Ptr<T::Acc>,
 }
 
+impl<T: Element> CeCall<'_, T> {
+    /// The class of row `r`, `None` when it is ignored or the targets are probabilities.
+    #[inline]
+    fn class_of(&self, r: usize) -> Option<usize> {
+        self.idx
+            .and_then(|(idx, ignore)| crate::ops::target_class(&idx, r, ignore))
+    }
+}
+
 // SAFETY: the raw pointers follow `Ptr`'s rules; the rest is shared data.
 unsafe impl<T: Element> Sync for CeCall<'_, T> {}
 
@@ -337,10 +346,7 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
         } else {
             AnyCoef::None
         };
-        let class = call.idx.and_then(|(idx, ignore)| {
-            let t = idx.get(r);
-            (t != ignore as i128).then_some(t as usize)
-        });
+        let class = call.class_of(r);
         let (scale_ce, scale_z) = match call.scale {
             CallScale::Uniform { ce, z } => (ce as f32, z as f32),
             CallScale::PerRow(go) => (go[r], go[r]),
@@ -440,10 +446,7 @@ fn ce_f64(call: &CeCall<'_, f64>, g: Ptr<f64>) -> (f64, f64) {
             for i in 0..inner {
                 let r = n * inner + i;
                 let off = n * c * inner + i;
-                let class = call.idx.and_then(|(idx, ignore)| {
-                    let t = idx.get(r);
-                    (t != ignore as i128).then_some(t as usize)
-                });
+                let class = call.class_of(r);
                 let (scale_ce, scale_z) = match call.scale {
                     CallScale::Uniform { ce, z } => (ce, z),
                     CallScale::PerRow(go) => (go[r], go[r]),

@@ -185,10 +185,8 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// The class of global row `r`, `None` when ignored (targets are validated).
     #[inline]
     fn class_of(&self, r: usize) -> Option<usize> {
-        self.idx.and_then(|(idx, ignore)| {
-            let t = idx.get(r);
-            (t != ignore as i128).then_some(t as usize)
-        })
+        self.idx
+            .and_then(|(idx, ignore)| crate::ops::target_class(&idx, r, ignore))
     }
 
     #[inline(always)]

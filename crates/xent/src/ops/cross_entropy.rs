@@ -220,38 +220,20 @@ fn run<T: Element>(
     accumulate: bool,
 ) -> Option<T::Acc> {
     let reduction = opts.reduction;
-    // D (weighted count of rows that count) and |M| (their number), for mean.
-    let (denom, counted) = match target {
+    let dens = match target {
         Targets::Indices(idx) => {
-            let mut d = CompensatedSum::default();
-            let mut m = 0usize;
-            for r in 0..layout.rows() {
-                if let Some(y) = target_class(idx, r, opts.ignore_index) {
-                    d.add(opts.weight.map_or(1.0, |w| w[y].to_f64()));
-                    m += 1;
-                }
-            }
-            (d.value(), m as f64)
+            Denominators::of_indices(idx, layout.rows(), opts.ignore_index, opts.weight)
         }
-        Targets::Probabilities(_) => (layout.rows() as f64, layout.rows() as f64),
-    };
-    let g = scalar_upstream(grad_output, reduction);
-    let scale = match reduction {
-        Reduction::Mean => CallScale::Uniform {
-            ce: g / denom,
-            z: g / counted,
-        },
-        Reduction::Sum => CallScale::Uniform { ce: g, z: g },
-        Reduction::None => match grad_output {
-            Some(go) => CallScale::PerRow(go),
-            None => CallScale::Uniform { ce: 1.0, z: 1.0 },
+        Targets::Probabilities(_) => Denominators {
+            loss: layout.rows() as f64,
+            z: layout.rows() as f64,
         },
     };
-    let weight_sum = opts.weight.map_or(layout.classes() as f64, |w| {
-        let mut s = CompensatedSum::default();
-        w.iter().for_each(|v| s.add(v.to_f64()));
-        s.value()
-    });
+    let scale = match (reduction, grad_output) {
+        (Reduction::None, Some(go)) => CallScale::PerRow(go),
+        _ => dens.uniform_scale(reduction, scalar_upstream(grad_output, reduction)),
+    };
+    let weight_sum = weight_sum(opts.weight, layout.classes());
     let (idx, probs) = match *target {
         Targets::Indices(idx) => (Some((idx, opts.ignore_index)), Ptr::null()),
         Targets::Probabilities(t) => (None, Ptr(t.as_ptr() as *mut T)),
@@ -278,19 +260,82 @@ fn run<T: Element>(
         },
     };
     let (ce, z) = T::__cross_entropy(&call);
-    let zterm = match reduction {
-        Reduction::Mean => z / counted,
-        Reduction::Sum | Reduction::None => z,
-    };
-    let with_z = opts.z_loss != 0.0;
-    match reduction {
-        Reduction::None => {}
-        Reduction::Sum => loss_out[0] = T::Acc::from_f64(ce + if with_z { z } else { 0.0 }),
-        Reduction::Mean => {
-            loss_out[0] = T::Acc::from_f64(ce / denom + if with_z { zterm } else { 0.0 })
+    dens.finish(reduction, ce, z, opts.z_loss != 0.0, loss_out)
+}
+
+/// The denominators of a reduced cross-entropy: `D = Σ_{n∈M} w_{y_n}` for the loss
+/// and `|M|` (the rows that count) for the z term.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Denominators {
+    pub loss: f64,
+    pub z: f64,
+}
+
+impl Denominators {
+    /// Over the `rows` class-index targets (already validated).
+    pub(crate) fn of_indices<A: Float>(
+        idx: &ClassIndices<'_>,
+        rows: usize,
+        ignore_index: i64,
+        weight: Option<&[A]>,
+    ) -> Self {
+        let mut d = CompensatedSum::default();
+        let mut m = 0usize;
+        for r in 0..rows {
+            if let Some(y) = target_class(idx, r, ignore_index) {
+                d.add(weight.map_or(1.0, |w| w[y].to_f64()));
+                m += 1;
+            }
+        }
+        Denominators {
+            loss: d.value(),
+            z: m as f64,
         }
     }
-    with_z.then(|| T::Acc::from_f64(zterm))
+
+    /// The gradient scales shared by every row for upstream gradient `g`: `g/D` and
+    /// `g/|M|` for mean, `g` otherwise.
+    pub(crate) fn uniform_scale<'a, A>(self, reduction: Reduction, g: f64) -> CallScale<'a, A> {
+        match reduction {
+            Reduction::Mean => CallScale::Uniform {
+                ce: g / self.loss,
+                z: g / self.z,
+            },
+            Reduction::Sum | Reduction::None => CallScale::Uniform { ce: g, z: g },
+        }
+    }
+
+    /// Writes the reduced loss from the sums of the row losses (`ce`) and z terms
+    /// (`z`; `0/0` is NaN as in PyTorch); returns the z term when z-loss is on.
+    pub(crate) fn finish<A: Float>(
+        self,
+        reduction: Reduction,
+        ce: f64,
+        z: f64,
+        with_z: bool,
+        loss_out: &mut [A],
+    ) -> Option<A> {
+        let zterm = match reduction {
+            Reduction::Mean => z / self.z,
+            Reduction::Sum | Reduction::None => z,
+        };
+        let zpart = if with_z { zterm } else { 0.0 };
+        match reduction {
+            Reduction::None => {}
+            Reduction::Sum => loss_out[0] = A::from_f64(ce + zpart),
+            Reduction::Mean => loss_out[0] = A::from_f64(ce / self.loss + zpart),
+        }
+        with_z.then(|| A::from_f64(zterm))
+    }
+}
+
+/// `W = Σ_c w_c` (or `C` without weights), compensated.
+pub(crate) fn weight_sum<A: Float>(weight: Option<&[A]>, classes: usize) -> f64 {
+    weight.map_or(classes as f64, |w| {
+        let mut s = CompensatedSum::default();
+        w.iter().for_each(|v| s.add(v.to_f64()));
+        s.value()
+    })
 }
 
 /// The fused kernel on a block of `rows × classes` logits whose targets are already
@@ -307,11 +352,7 @@ pub(crate) fn block_inplace<T: Element>(
     grad: bool,
     scale: CallScale<'_, T::Acc>,
 ) -> (f64, f64) {
-    let weight_sum = opts.weight.map_or(classes as f64, |w| {
-        let mut s = CompensatedSum::default();
-        w.iter().for_each(|v| s.add(v.to_f64()));
-        s.value()
-    });
+    let weight_sum = weight_sum(opts.weight, classes);
     let x = Ptr(x.as_mut_ptr());
     let call = CeCall {
         x,

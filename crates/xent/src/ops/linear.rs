@@ -12,11 +12,11 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::{check_len, target_class, Loss};
+use super::{check_len, scalar_upstream, target_class, Loss};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layout::Layout;
-use crate::ops::cross_entropy::{block_inplace, check_options};
+use crate::ops::cross_entropy::{block_inplace, check_options, Denominators};
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
 use crate::par::CallScale;
 use crate::reduce::CompensatedSum;
@@ -464,31 +464,8 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
 
     // D = Σ_{n∈M} w_{y_n} and |M| over every row, before any block, as cross_entropy
     // sums them, so that blocking never changes the result.
-    let (denom, counted) = {
-        let mut sum = CompensatedSum::default();
-        let mut m = 0usize;
-        for r in 0..n {
-            if let Some(y) = target_class(&target, r, ce.ignore_index) {
-                sum.add(ce.weight.map_or(1.0, |w| w[y].to_f64()));
-                m += 1;
-            }
-        }
-        (sum.value(), m as f64)
-    };
-    let upstream = match (reduction, grad_output) {
-        (Reduction::Mean | Reduction::Sum, Some(g)) => g[0].to_f64(),
-        _ => 1.0,
-    };
-    let uniform = match reduction {
-        Reduction::Mean => CallScale::Uniform {
-            ce: upstream / denom,
-            z: upstream / counted,
-        },
-        _ => CallScale::Uniform {
-            ce: upstream,
-            z: upstream,
-        },
-    };
+    let dens = Denominators::of_indices(&target, n, ce.ignore_index, ce.weight);
+    let uniform = dens.uniform_scale(reduction, scalar_upstream(grad_output, reduction));
 
     let threads = rayon::current_num_threads().max(1);
     let block = block_rows(n, v, threads, std::mem::size_of::<T>(), opts.scratch_bytes);
@@ -562,21 +539,13 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
         r0 += rows;
     }
 
-    let with_z = ce.z_loss != 0.0;
-    let zterm = match reduction {
-        Reduction::Mean => ztotal.value() / counted,
-        Reduction::Sum | Reduction::None => ztotal.value(),
-    };
-    match reduction {
-        Reduction::None => {}
-        Reduction::Sum => {
-            loss_out[0] = T::from_f64(total.value() + if with_z { zterm } else { 0.0 })
-        }
-        Reduction::Mean => {
-            loss_out[0] = T::from_f64(total.value() / denom + if with_z { zterm } else { 0.0 })
-        }
-    }
-    Ok(with_z.then(|| T::from_f64(zterm)))
+    Ok(dens.finish(
+        reduction,
+        total.value(),
+        ztotal.value(),
+        ce.z_loss != 0.0,
+        loss_out,
+    ))
 }
 
 /// Checks the operands' shapes against each other; returns `(N, D, V)`.

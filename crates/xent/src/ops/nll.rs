@@ -1,5 +1,6 @@
 //! `nll_loss` on log-probabilities.
 
+use super::cross_entropy::Denominators;
 use super::{
     check_grad, check_indices, check_len, check_weight, loss_len, loss_shape, scalar_upstream,
     target_class, GradBuf, GradOut, Loss,
@@ -114,14 +115,8 @@ pub fn nll_loss_into<'t, T: Element>(
     }
     let reduction = opts.reduction;
     let w_of = |y: usize| opts.weight.map_or(T::Acc::ONE, |w| w[y]);
-    let mut denom = CompensatedSum::default();
-    for r in 0..layout.rows() {
-        if let Some(y) = target_class(&target, r, opts.ignore_index) {
-            denom.add(w_of(y).to_f64());
-        }
-    }
     let denom = if reduction == Reduction::Mean {
-        denom.value()
+        Denominators::of_indices(&target, layout.rows(), opts.ignore_index, opts.weight).loss
     } else {
         1.0
     };
