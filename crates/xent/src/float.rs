@@ -3,6 +3,8 @@
 use core::fmt::{Debug, Display};
 use core::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
+use crate::kernels::pointwise::{self, PointCall, PointOut};
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for f32 {}
@@ -75,10 +77,16 @@ pub trait Float:
     /// `true` for neither infinite nor NaN.
     #[allow(clippy::wrong_self_convention)]
     fn is_finite(self) -> bool;
+    /// One block of an elementwise loss on this type's kernels.
+    #[doc(hidden)]
+    fn __pointwise(call: PointCall<'_, Self>) -> PointOut;
+    /// Whether every element lies in `[0, 1]` (NaN does not), on this type's kernels.
+    #[doc(hidden)]
+    fn __all_in_unit(data: &[Self]) -> bool;
 }
 
 macro_rules! impl_float {
-    ($t:ty) => {
+    ($t:ty, $pointwise:path, $all_in_unit:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -112,9 +120,15 @@ macro_rules! impl_float {
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
             }
+            fn __pointwise(call: PointCall<'_, Self>) -> PointOut {
+                $pointwise(call)
+            }
+            fn __all_in_unit(data: &[Self]) -> bool {
+                $all_in_unit(data)
+            }
         }
     };
 }
 
-impl_float!(f32);
-impl_float!(f64);
+impl_float!(f32, pointwise::vector, pointwise::all_in_unit);
+impl_float!(f64, pointwise::portable, pointwise::all_in_unit_portable);

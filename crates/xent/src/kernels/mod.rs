@@ -5,12 +5,14 @@
 //! - [`row`]: contiguous rows (`(N, C)`), chunked two-pass statistics and gradients;
 //! - [`lanes`]: K-dim rows `(N, C, inner)`, vectorized across `inner`;
 //! - [`fused`]: the per-block jobs that put them together;
+//! - [`pointwise`]: the elementwise losses (binary cross-entropy, KL divergence);
 //! - [`scalar`]: the portable `f64` kernels;
 //! - [`dispatch`]: runtime choice of the instruction set.
 
 pub(crate) mod dispatch;
 pub(crate) mod fused;
 pub(crate) mod lanes;
+pub(crate) mod pointwise;
 pub(crate) mod row;
 pub(crate) mod scalar;
 pub(crate) mod simd;

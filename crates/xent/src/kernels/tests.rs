@@ -8,11 +8,20 @@ use super::simd::{Simd, Store32};
 use crate::element::{bf16, f16};
 use crate::targets::ClassIndices;
 
-/// Applies `exp` or `tanh` to a slice with one instruction set.
+/// A vector function under test.
+#[derive(Clone, Copy)]
+enum Func {
+    Exp,
+    Tanh,
+    Ln,
+    Ln1p,
+}
+
+/// Applies a [`Func`] to a slice with one instruction set.
 struct MapJob<'a> {
     x: &'a [f32],
     out: &'a mut [f32],
-    tanh: bool,
+    func: Func,
 }
 
 impl Job for MapJob<'_> {
@@ -23,11 +32,23 @@ impl Job for MapJob<'_> {
             // SAFETY: i + LANES ≤ len of both slices.
             unsafe {
                 let v = s.load(self.x.as_ptr().add(i));
-                let r = if self.tanh { s.tanh(v) } else { s.exp(v) };
+                let r = match self.func {
+                    Func::Exp => s.exp(v),
+                    Func::Tanh => s.tanh(v),
+                    Func::Ln => s.ln(v),
+                    Func::Ln1p => s.ln_1p(v),
+                };
                 s.store(self.out.as_mut_ptr().add(i), r);
             }
         }
     }
+}
+
+/// `func` over `x` (padded to whole vectors) on `isa`.
+fn map(isa: Isa, func: Func, x: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    dispatch(isa, MapJob { x, out: &mut out, func });
+    out
 }
 
 /// Round-trips a slice through one instruction set's load and store of `E`.
@@ -77,15 +98,7 @@ fn vector_exp_error_bound() {
     ]);
     x.resize(x.len().next_multiple_of(16), 0.0);
     for isa in Isa::available() {
-        let mut out = vec![0.0f32; x.len()];
-        dispatch(
-            isa,
-            MapJob {
-                x: &x,
-                out: &mut out,
-                tanh: false,
-            },
-        );
+        let out = map(isa, Func::Exp, &x);
         let mut worst = 0.0f64;
         for (&xi, &got) in x.iter().zip(&out) {
             let want = (xi as f64).exp();
@@ -118,15 +131,7 @@ fn vector_tanh_error_bound() {
     x.extend(grid(-0.7, 0.7, 20_001));
     x.resize(x.len().next_multiple_of(16), 0.0);
     for isa in Isa::available() {
-        let mut out = vec![0.0f32; x.len()];
-        dispatch(
-            isa,
-            MapJob {
-                x: &x,
-                out: &mut out,
-                tanh: true,
-            },
-        );
+        let out = map(isa, Func::Tanh, &x);
         let mut worst = 0.0f64;
         for (&xi, &got) in x.iter().zip(&out) {
             let want = (xi as f64).tanh();
@@ -139,6 +144,80 @@ fn vector_tanh_error_bound() {
         }
         println!("{}: max tanh error {worst:.2} ulp", isa.name());
         assert!(worst <= 4.0, "{isa:?}: tanh error {worst} ulp");
+    }
+}
+
+/// Every positive f32 magnitude from the smallest subnormal to the largest finite,
+/// log-spaced, plus a dense grid around 1.
+fn positive_range() -> Vec<f32> {
+    let mut x: Vec<f32> = (0..200_000)
+        .map(|i| f32::from_bits(1 + (i as u64 * (f32::MAX.to_bits() as u64 - 1) / 199_999) as u32))
+        .collect();
+    x.extend(grid(0.5, 2.0, 100_001));
+    x
+}
+
+/// The vector `ln` stays within 2 ulp of `f64` over every positive float (subnormals
+/// included) and gets the special values exactly, also when one lane of a vector is
+/// special and the others are not: the bound stated in `simd.rs`.
+#[test]
+fn vector_ln_error_bound() {
+    let mut x = positive_range();
+    let specials = [0.0, -0.0, f32::INFINITY, -1.0, f32::NEG_INFINITY, f32::NAN, 1e-40];
+    // Each special value alone among normal lanes, then all together.
+    for &sp in &specials {
+        x.extend([3.0, 0.25, sp, 7.5, 1.0, 2.0, 9.0, 0.1, 5.0, 1e-3, 1e3, 6.0, 0.7, 1.5, 4.0, 8.0]);
+    }
+    x.extend(specials);
+    x.resize(x.len().next_multiple_of(16), 1.0);
+    for isa in Isa::available() {
+        let out = map(isa, Func::Ln, &x);
+        let mut worst = 0.0f64;
+        for (&xi, &got) in x.iter().zip(&out) {
+            if xi.is_nan() || xi < 0.0 {
+                assert!(got.is_nan(), "{isa:?}: ln({xi}) = {got}");
+            } else if xi == 0.0 {
+                assert_eq!(got, f32::NEG_INFINITY, "{isa:?}: ln({xi})");
+            } else if xi == f32::INFINITY {
+                assert_eq!(got, f32::INFINITY, "{isa:?}: ln(inf)");
+            } else {
+                let want = (xi as f64).ln();
+                // ln 1 = 0 exactly; elsewhere relative error in ulps of the result.
+                let err = if want == 0.0 { got.abs() as f64 } else { ulps(got, want) };
+                worst = worst.max(err);
+            }
+        }
+        println!("{}: max ln error {worst:.2} ulp", isa.name());
+        assert!(worst <= 2.0, "{isa:?}: ln error {worst} ulp");
+    }
+}
+
+/// The vector `ln_1p` within 3 ulp of `f64` on `[−1, f32::MAX]` (tiny arguments,
+/// where `1 + a` rounds to 1, included), `−1 → −inf`, `inf → inf`, NaN below −1.
+#[test]
+fn vector_ln_1p_error_bound() {
+    let mut x: Vec<f32> = positive_range().iter().flat_map(|&v| [v, -v.min(1.0)]).collect();
+    x.extend(grid(-1.0, 1.0, 200_001));
+    x.extend([-1.0, f32::INFINITY, -2.0, f32::NAN, 0.0, -0.0, 1e-30, -1e-30, 5.9604645e-8]);
+    x.resize(x.len().next_multiple_of(16), 0.0);
+    for isa in Isa::available() {
+        let out = map(isa, Func::Ln1p, &x);
+        let mut worst = 0.0f64;
+        for (&xi, &got) in x.iter().zip(&out) {
+            if xi.is_nan() || xi < -1.0 {
+                assert!(got.is_nan(), "{isa:?}: ln_1p({xi}) = {got}");
+            } else if xi == -1.0 {
+                assert_eq!(got, f32::NEG_INFINITY, "{isa:?}: ln_1p(-1)");
+            } else if xi == f32::INFINITY {
+                assert_eq!(got, f32::INFINITY, "{isa:?}: ln_1p(inf)");
+            } else if xi == 0.0 {
+                assert_eq!(got, 0.0, "{isa:?}: ln_1p(0)");
+            } else {
+                worst = worst.max(ulps(got, (xi as f64).ln_1p()));
+            }
+        }
+        println!("{}: max ln_1p error {worst:.2} ulp", isa.name());
+        assert!(worst <= 3.0, "{isa:?}: ln_1p error {worst} ulp");
     }
 }
 
@@ -369,4 +448,123 @@ fn dispatch_runs_the_best_path() {
     .unwrap();
     assert!(best.runs() > before, "{best:?} kernels did not run");
     println!("best instruction set here: {}", best.name());
+}
+
+/// The elementwise-loss kernels on every instruction set against the portable `f64`
+/// kernel on the same inputs: losses, both gradients (overwritten and accumulated,
+/// with per-element and uniform scales), the block sum, and tails of every length.
+#[test]
+fn pointwise_kernels_match_f64() {
+    use super::pointwise::{portable, vector, PointCall, PointGrad, PointOp, Src};
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut uniform = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let ops = [
+        PointOp::Bce,
+        PointOp::BceLogits,
+        PointOp::Kl { log_target: false },
+        PointOp::Kl { log_target: true },
+    ];
+    for n in [1, 7, 8, 15, 16, 17, 37, 1000] {
+        for op in ops {
+            let (a, b): (Vec<f32>, Vec<f32>) = (0..n)
+                .map(|i| match op {
+                    // Probabilities with exact 0 and 1 among them.
+                    PointOp::Bce => (
+                        [0.0, 1.0, uniform()][i % 3],
+                        [1.0, 0.0, uniform()][(i / 3) % 3],
+                    ),
+                    PointOp::BceLogits => (40.0 * uniform() - 20.0, uniform()),
+                    PointOp::Kl { log_target } => {
+                        let t = [0.0, uniform()][i % 2];
+                        (-5.0 * uniform(), if log_target { -5.0 * uniform() } else { t })
+                    }
+                })
+                .unzip();
+            let w: Vec<f32> = (0..n).map(|_| 2.0 * uniform()).collect();
+            let go: Vec<f32> = (0..n).map(|_| uniform() - 0.5).collect();
+            let start: Vec<f32> = (0..n).map(|_| uniform()).collect();
+            let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+            let (a64, b64, w64, go64, start64) =
+                (wide(&a), wide(&b), wide(&w), wide(&go), wide(&start));
+            // Reference: loss, grad a (per-element scale, accumulated), grad b (0.25).
+            let mut loss64 = vec![0.0f64; n];
+            let mut ga64 = start64.clone();
+            let mut gb64 = vec![0.0f64; n];
+            let sum64 = portable(PointCall {
+                op,
+                a: &a64,
+                b: &b64,
+                w: (op == PointOp::Bce).then_some(Src::Each(&w64)),
+                pw: (op == PointOp::BceLogits).then_some(Src::Each(&w64)),
+                loss: Some(&mut loss64),
+                ga: Some(PointGrad {
+                    buf: &mut ga64,
+                    scale: Src::Each(&go64),
+                    accumulate: true,
+                }),
+                gb: Some(PointGrad {
+                    buf: &mut gb64,
+                    scale: Src::One(0.25),
+                    accumulate: false,
+                }),
+            })
+            .sum
+            .value();
+            for isa in Isa::available() {
+                Isa::force(Some(isa)).unwrap();
+                let mut loss = vec![0.0f32; n];
+                let mut ga = start.clone();
+                let mut gb = vec![0.0f32; n];
+                let sum = vector(PointCall {
+                    op,
+                    a: &a,
+                    b: &b,
+                    w: (op == PointOp::Bce).then_some(Src::Each(&w)),
+                    pw: (op == PointOp::BceLogits).then_some(Src::Each(&w)),
+                    loss: Some(&mut loss),
+                    ga: Some(PointGrad {
+                        buf: &mut ga,
+                        scale: Src::Each(&go),
+                        accumulate: true,
+                    }),
+                    gb: Some(PointGrad {
+                        buf: &mut gb,
+                        scale: Src::One(0.25),
+                        accumulate: false,
+                    }),
+                })
+                .sum
+                .value();
+                Isa::force(None).unwrap();
+                let close = |got: f32, want: f64| {
+                    got as f64 == want
+                        || (got as f64 - want).abs() <= 2e-6 * want.abs().max(1.0)
+                        || (got.is_nan() && want.is_nan())
+                };
+                for i in 0..n {
+                    for (what, got, want) in [
+                        ("loss", loss[i], loss64[i]),
+                        ("grad a", ga[i], ga64[i]),
+                        ("grad b", gb[i], gb64[i]),
+                    ] {
+                        assert!(
+                            close(got, want),
+                            "{isa:?} {op:?} n={n} {what}[{i}] = {got}, f64 {want} (a {}, b {})",
+                            a[i],
+                            b[i]
+                        );
+                    }
+                }
+                assert!(
+                    (sum - sum64).abs() <= 2e-6 * sum64.abs().max(1.0) * (n as f64).sqrt(),
+                    "{isa:?} {op:?} n={n}: sum {sum} vs {sum64}"
+                );
+            }
+        }
+    }
 }

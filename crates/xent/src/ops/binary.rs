@@ -2,15 +2,14 @@
 //! `binary_cross_entropy_with_logits`: elementwise, any shape.
 
 use super::elementwise::{
-    check_grad_out, check_shape, check_target_len, check_unit_interval, grad_parts, ln_1p,
-    log_sigmoid1, log_sigmoid_and_sigmoid, par_blocks, sigmoid1, Broadcast, Reduce, BLOCK,
+    check_grad_out, check_shape, check_target_len, check_unit_interval, grad_parts, log_sigmoid1,
+    sigmoid1, Broadcast, Pointwise, Reduce,
 };
 use super::{check_len, GradOut, Loss};
 use crate::error::Result;
 use crate::float::Float;
-use crate::kernels::scalar::put;
+use crate::kernels::pointwise::PointOp;
 use crate::options::Reduction;
-use crate::reduce::CompensatedSum;
 
 /// `σ(x) = 1/(1 + e^{−x})` elementwise, into `out`; evaluated as `e^x/(1 + e^x)` for
 /// negative `x`, so nothing overflows.
@@ -358,33 +357,15 @@ pub fn binary_cross_entropy_into<T: Float>(
             red.loss_len(numel),
         )?;
     }
-    let (grad_buf, grad_output, acc) = grad_parts(grad);
-    let clamp = T::from_f64(-100.0);
-    // PyTorch's EPSILON is a `float` constant: 1e-12 rounded to f32, even for f64 inputs.
-    let eps = T::from_f64(1e-12f32 as f64);
-    let uniform = red.uniform(grad_output);
-    let loss_none = if red.none { Some(&mut *loss_out) } else { None };
-    let total = par_blocks(numel, loss_none, grad_buf, None, |i0, mut l, mut g, _| {
-        let mut sum = CompensatedSum::default();
-        let end = (i0 + BLOCK).min(numel);
-        for (k, i) in (i0..end).enumerate() {
-            let (p, y) = (input[i], target[i]);
-            let w = wb.map_or(T::ONE, |(w, b)| w[b.at(i)]);
-            // PyTorch's expression and order: (y − 1)·max(log1p(−p), −100) − y·max(ln p, −100).
-            let v = w * ((y - T::ONE) * ln_1p(-p).max_nan(clamp) - y * p.ln().max_nan(clamp));
-            if let Some(l) = l.as_deref_mut() {
-                l[k] = v;
-            }
-            sum.add(v.to_f64());
-            if let Some(g) = g.as_deref_mut() {
-                let s = uniform.unwrap_or_else(|| red.scale(grad_output, i));
-                let d = ((T::ONE - p) * p).max_nan(eps);
-                put(g, k, s * w * (p - y) / d, acc);
-            }
-        }
-        sum
-    });
-    red.finish(loss_out, total);
+    Pointwise {
+        op: PointOp::Bce,
+        a: input,
+        b: target,
+        w: wb,
+        pw: None,
+        red,
+    }
+    .run(loss_out, grad_parts(grad), (None, None, false));
     Ok(())
 }
 
@@ -506,32 +487,14 @@ pub fn binary_cross_entropy_with_logits_into<T: Float>(
             red.loss_len(numel),
         )?;
     }
-    let (grad_buf, grad_output, acc) = grad_parts(grad);
-    let uniform = red.uniform(grad_output);
-    let loss_none = if red.none { Some(&mut *loss_out) } else { None };
-    let total = par_blocks(numel, loss_none, grad_buf, None, |i0, mut l, mut g, _| {
-        let mut sum = CompensatedSum::default();
-        let end = (i0 + BLOCK).min(numel);
-        for (k, i) in (i0..end).enumerate() {
-            let (x, y) = (input[i], target[i]);
-            let w = wb.map_or(T::ONE, |(w, b)| w[b.at(i)]);
-            let pw = pwb.map(|(pw, b)| pw[b.at(i)]);
-            let (log_sig, sig) = log_sigmoid_and_sigmoid(x);
-            // PyTorch's composition: log_weight = (pw − 1)·y + 1; (1 − y)·x − log_weight·logσ(x).
-            let log_weight = pw.map_or(T::ONE, |pw| (pw - T::ONE) * y + T::ONE);
-            let v = w * ((T::ONE - y) * x - log_weight * log_sig);
-            if let Some(l) = l.as_deref_mut() {
-                l[k] = v;
-            }
-            sum.add(v.to_f64());
-            if let Some(g) = g.as_deref_mut() {
-                let s = uniform.unwrap_or_else(|| red.scale(grad_output, i));
-                let pwy = pw.map_or(y, |pw| pw * y);
-                put(g, k, s * w * ((pwy + T::ONE - y) * sig - pwy), acc);
-            }
-        }
-        sum
-    });
-    red.finish(loss_out, total);
+    Pointwise {
+        op: PointOp::BceLogits,
+        a: input,
+        b: target,
+        w: wb,
+        pw: pwb,
+        red,
+    }
+    .run(loss_out, grad_parts(grad), (None, None, false));
     Ok(())
 }

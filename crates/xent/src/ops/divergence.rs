@@ -3,11 +3,12 @@
 
 use super::elementwise::{
     check_grad_out, check_shape, check_target_len, check_unit_interval, grad_parts, ln_1p,
-    par_blocks, Reduce, BLOCK,
+    Pointwise, Reduce,
 };
 use super::{check_len, GradOut, Loss};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::pointwise::PointOp;
 use crate::kernels::scalar::{max_sumexp, put};
 use crate::kernels::RowAt;
 use crate::layout::Layout;
@@ -219,41 +220,17 @@ pub fn kl_div_into<T: Float>(
     if let Some(g) = &grad_target {
         check_grad_out("grad_target", g, numel, &loss_shape, red.loss_len(numel))?;
     }
-    let (gi, go_i, acc_i) = grad_parts(grad_input);
-    let (gt, go_t, acc_t) = grad_parts(grad_target);
-    let (uni_i, uni_t) = (red.uniform(go_i), red.uniform(go_t));
-    let log_target = opts.log_target;
-    let loss_none = if red.none { Some(&mut *loss_out) } else { None };
-    let total = par_blocks(numel, loss_none, gi, gt, |i0, mut l, mut gi, mut gt| {
-        let mut sum = CompensatedSum::default();
-        let end = (i0 + BLOCK).min(numel);
-        for (k, i) in (i0..end).enumerate() {
-            let (x, t) = (input[i], target[i]);
-            let (v, dx, dt) = if log_target {
-                let e = t.exp();
-                (e * (t - x), -e, e * (t - x + T::ONE))
-            } else {
-                // xlogy(t, t): 0 at t = 0 (NaN stays NaN).
-                let lt = t.ln();
-                let tlogt = if t == T::ZERO { T::ZERO } else { t * lt };
-                (tlogt - t * x, -t, lt + T::ONE - x)
-            };
-            if let Some(l) = l.as_deref_mut() {
-                l[k] = v;
-            }
-            sum.add(v.to_f64());
-            if let Some(g) = gi.as_deref_mut() {
-                let s = uni_i.unwrap_or_else(|| red.scale(go_i, i));
-                put(g, k, s * dx, acc_i);
-            }
-            if let Some(g) = gt.as_deref_mut() {
-                let s = uni_t.unwrap_or_else(|| red.scale(go_t, i));
-                put(g, k, s * dt, acc_t);
-            }
-        }
-        sum
-    });
-    red.finish(loss_out, total);
+    Pointwise {
+        op: PointOp::Kl {
+            log_target: opts.log_target,
+        },
+        a: input,
+        b: target,
+        w: None,
+        pw: None,
+        red,
+    }
+    .run(loss_out, grad_parts(grad_input), grad_parts(grad_target));
     Ok(())
 }
 

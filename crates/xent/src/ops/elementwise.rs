@@ -5,6 +5,7 @@
 use super::GradOut;
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::pointwise::{PointCall, PointGrad, PointOp, PointOut, Src};
 use crate::reduce::CompensatedSum;
 
 /// Checks an elementwise shape (0-d allowed: one element) against `len`; returns the
@@ -57,13 +58,12 @@ pub(crate) fn check_unit_interval<T: Float>(
 ) -> Result<()> {
     use rayon::prelude::*;
     let (lo, hi) = (T::ZERO, T::ONE);
+    // A vector test per block; the exact position only once a block failed.
+    let ok = |v: T| v >= lo && v <= hi;
     let bad = data
         .par_chunks(BLOCK)
-        .position_first(|c| c.iter().any(|&v| !(v >= lo && v <= hi)))
-        .map(|b| {
-            let c = &data[b * BLOCK..];
-            b * BLOCK + c.iter().position(|&v| !(v >= lo && v <= hi)).unwrap_or(0)
-        });
+        .position_first(|c| !T::__all_in_unit(c))
+        .map(|b| b * BLOCK + data[b * BLOCK..].iter().position(|&v| !ok(v)).unwrap_or(0));
     match bad {
         None => Ok(()),
         Some(i) => Err(Error::ValueOutOfRange {
@@ -139,15 +139,6 @@ impl Broadcast {
                 shape: shape.to_vec(),
                 allowed,
             })
-        }
-    }
-
-    #[inline]
-    pub(crate) fn at(self, i: usize) -> usize {
-        match self {
-            Broadcast::Full => i,
-            Broadcast::Last(d) => i % d,
-            Broadcast::Scalar => 0,
         }
     }
 }
@@ -268,20 +259,6 @@ pub(crate) fn log_sigmoid1<T: Float>(x: T) -> T {
     min - ln_1p((-abs(x)).exp())
 }
 
-/// `(log σ(x), σ(x))` from one `e^{−|x|}`: bit for bit [`log_sigmoid1`] and [`sigmoid1`]
-/// (both evaluate `e^{−|x|}`: `e^{−x}` for `x ≥ 0`, `e^x` below).
-#[inline]
-pub(crate) fn log_sigmoid_and_sigmoid<T: Float>(x: T) -> (T, T) {
-    let e = (-abs(x)).exp();
-    let min = if x < T::ZERO { x } else { T::ZERO };
-    let s = if x >= T::ZERO {
-        T::ONE / (T::ONE + e)
-    } else {
-        e / (T::ONE + e)
-    };
-    (min - ln_1p(e), s)
-}
-
 /// Elements per block of the elementwise losses: blocks are the unit of parallel
 /// work and of the batch sum, so their boundaries depend only on the element count.
 pub(crate) const BLOCK: usize = 1 << 14;
@@ -294,33 +271,107 @@ fn blocks<T>(buf: Option<&mut [T]>, numel: usize) -> Vec<Option<&mut [T]>> {
     }
 }
 
-/// Runs `block(start, loss, grad_a, grad_b)` over the fixed blocks of `numel`
-/// elements on rayon's threads, each given its own piece of every buffer (each
-/// buffer `numel` long, or absent), and merges the blocks' sums in block order: the
-/// result does not depend on the thread count.
-pub(crate) fn par_blocks<T, F>(
-    numel: usize,
-    loss: Option<&mut [T]>,
-    grad_a: Option<&mut [T]>,
-    grad_b: Option<&mut [T]>,
-    block: F,
-) -> CompensatedSum
-where
-    T: Float,
-    F: Fn(usize, Option<&mut [T]>, Option<&mut [T]>, Option<&mut [T]>) -> CompensatedSum + Sync,
-{
-    use rayon::prelude::*;
-    let parts: Vec<CompensatedSum> = blocks(loss, numel)
-        .into_par_iter()
-        .zip(blocks(grad_a, numel))
-        .zip(blocks(grad_b, numel))
-        .enumerate()
-        .map(|(b, ((l, ga), gb))| block(b * BLOCK, l, ga, gb))
-        .collect();
-    parts
-        .into_iter()
-        .fold(CompensatedSum::default(), |mut total, part| {
-            total.merge(part);
-            total
-        })
+/// A gradient output of an elementwise loss: its buffer, upstream gradient and
+/// accumulate flag, as [`grad_parts`] returns them.
+pub(crate) type GradParts<'g, T> = (Option<&'g mut [T]>, Option<&'g [T]>, bool);
+
+/// An elementwise loss over every element: `a` and `b` (`numel` each), the weights
+/// with their broadcast, the reduction. Runs the kernels ([`Float::__pointwise`]) over
+/// the fixed blocks of [`BLOCK`] elements on rayon's threads and merges the blocks'
+/// sums in block order, so the result does not depend on the thread count; writes
+/// the reduced loss (or the elementwise losses for `none`) into `loss_out`.
+pub(crate) struct Pointwise<'a, T> {
+    pub op: PointOp,
+    pub a: &'a [T],
+    pub b: &'a [T],
+    pub w: Option<(&'a [T], Broadcast)>,
+    pub pw: Option<(&'a [T], Broadcast)>,
+    pub red: Reduce,
+}
+
+impl<T: Float> Pointwise<'_, T> {
+    pub(crate) fn run(self, loss_out: &mut [T], ga: GradParts<'_, T>, gb: GradParts<'_, T>) {
+        use rayon::prelude::*;
+        let numel = self.a.len();
+        let (ga, go_a, acc_a) = ga;
+        let (gb, go_b, acc_b) = gb;
+        let (uni_a, uni_b) = (self.red.uniform(go_a), self.red.uniform(go_b));
+        let red = self.red;
+        let loss_none = if red.none { Some(&mut *loss_out) } else { None };
+        let parts: Vec<PointOut> = blocks(loss_none, numel)
+            .into_par_iter()
+            .zip(blocks(ga, numel))
+            .zip(blocks(gb, numel))
+            .enumerate()
+            .map(|(blk, ((loss, ga), gb))| {
+                let (i0, end) = (blk * BLOCK, ((blk + 1) * BLOCK).min(numel));
+                let (mut w_tile, mut pw_tile) = (Vec::new(), Vec::new());
+                T::__pointwise(PointCall {
+                    op: self.op,
+                    a: &self.a[i0..end],
+                    b: &self.b[i0..end],
+                    w: self.w.map(|(w, bc)| src_of(w, bc, i0, end, &mut w_tile)),
+                    pw: self
+                        .pw
+                        .map(|(pw, bc)| src_of(pw, bc, i0, end, &mut pw_tile)),
+                    loss,
+                    ga: point_grad(ga, uni_a, go_a, acc_a, i0..end),
+                    gb: point_grad(gb, uni_b, go_b, acc_b, i0..end),
+                })
+            })
+            .collect();
+        let total = parts
+            .into_iter()
+            .fold(CompensatedSum::default(), |mut total, part| {
+                total.merge(part.sum);
+                total
+            });
+        red.finish(loss_out, total);
+    }
+}
+
+/// A block's gradient operand: its buffer and the upstream scale of elements
+/// `range` (the reduction's one scale, or `grad_output`'s elements for `none`).
+fn point_grad<'g, T: Float>(
+    buf: Option<&'g mut [T]>,
+    uniform: Option<T>,
+    grad_output: Option<&'g [T]>,
+    accumulate: bool,
+    range: core::ops::Range<usize>,
+) -> Option<PointGrad<'g, T>> {
+    buf.map(|buf| PointGrad {
+        buf,
+        scale: match (uniform, grad_output) {
+            (Some(s), _) => Src::One(s),
+            (None, Some(go)) => Src::Each(&go[range]),
+            (None, None) => Src::One(T::ONE),
+        },
+        accumulate,
+    })
+}
+
+/// Elements `i0..end` of a broadcast vector as a kernel operand: a slice of it, its
+/// one value, or (last-dim broadcast) its values tiled into `tile`.
+fn src_of<'t, T: Float>(
+    v: &'t [T],
+    bc: Broadcast,
+    i0: usize,
+    end: usize,
+    tile: &'t mut Vec<T>,
+) -> Src<'t, T> {
+    match bc {
+        Broadcast::Full => Src::Each(&v[i0..end]),
+        Broadcast::Scalar => Src::One(v[0]),
+        Broadcast::Last(1) => Src::One(v[0]),
+        Broadcast::Last(d) => {
+            tile.clear();
+            let mut j = i0 % d;
+            while tile.len() < end - i0 {
+                let take = (d - j).min(end - i0 - tile.len());
+                tile.extend_from_slice(&v[j..j + take]);
+                j = 0;
+            }
+            Src::Each(tile)
+        }
+    }
 }
