@@ -5,7 +5,7 @@
 //! that runs it. The driver in [`crate::par`] splits the batch into jobs.
 
 use super::dispatch::Job;
-use super::lanes::{self, LaneCoef};
+use super::lanes::{self, LaneCoef, LaneConsts, LaneStats};
 use super::row::{
     self, shift, Coef, GradConsts, Identity, NoCoef, Ones, Partial, Probs, SoftCap, Weights, Xform,
 };
@@ -56,7 +56,7 @@ impl Scale<'_> {
 }
 
 /// Row loss without its z term, the z term, and the gradient constants, from the
-/// row's statistics.
+/// row's statistics: [`finish_v`] on one lane.
 #[inline]
 pub(crate) fn finish(
     p: Partial,
@@ -65,48 +65,91 @@ pub(crate) fn finish(
     scale_ce: f32,
     scale_z: f32,
 ) -> (f32, f32, GradConsts) {
-    let ms = shift(p.m);
-    let ln_s = p.s.ln();
-    let (zt, zg) = if k.z != 0.0 {
-        let lse = ms + ln_s;
-        (k.z * lse * lse, scale_z * 2.0 * k.z * lse)
-    } else {
-        (0.0, 0.0)
+    let stats = LaneStats {
+        m: p.m,
+        s: p.s,
+        l: p.l,
+        a: p.a,
     };
-    match t {
-        RowTarget::Index { w_y, x_y } => {
-            let keep = 1.0 - k.eps;
-            let nll = ln_s - (x_y - ms);
-            let mut loss = keep * w_y * nll;
-            let b = scale_ce * keep * w_y;
+    let index = match t {
+        RowTarget::Index { w_y, x_y } => Some((w_y, x_y)),
+        RowTarget::Probs => None,
+    };
+    let (loss, zt, c) = finish_v(Scalar, &stats, index, k, scale_ce, scale_z);
+    (
+        loss,
+        zt,
+        GradConsts {
+            alpha: c.alpha,
+            beta: c.beta,
+            b: c.b,
+        },
+    )
+}
+
+/// [`finish`] on `LANES` rows at once: row losses without their z terms, the z
+/// terms, and the gradient constants. `index` is `(w_y, x̃_y)` for class-index
+/// targets, `None` for probability rows (their coefficients are in `p.l`, `p.a`).
+/// Lanes of ignored rows compute values the caller discards.
+#[inline(always)]
+pub(crate) fn finish_v<S: Simd>(
+    s: S,
+    p: &LaneStats<S::V>,
+    index: Option<(S::V, S::V)>,
+    k: &CeConsts,
+    scale_ce: S::V,
+    scale_z: S::V,
+) -> (S::V, S::V, LaneConsts<S::V>) {
+    let zero = s.splat(0.0);
+    let ms = s.neg_inf_to(p.m, zero);
+    let ln_s = s.ln(p.s);
+    let (zt, zg) = if k.z != 0.0 {
+        let lse = s.add(ms, ln_s);
+        let z = s.splat(k.z);
+        (
+            s.mul(s.mul(z, lse), lse),
+            s.mul(s.mul(s.mul(scale_z, s.splat(2.0)), z), lse),
+        )
+    } else {
+        (zero, zero)
+    };
+    // a·ln S − l: the smoothing (or probability-target) part of the loss.
+    let spread = |s: S| s.sub(s.mul(p.a, ln_s), p.l);
+    match index {
+        Some((w_y, x_y)) => {
+            let keep = s.splat(1.0 - k.eps);
+            let nll = s.sub(ln_s, s.sub(x_y, ms));
+            let mut loss = s.mul(s.mul(keep, w_y), nll);
+            let b = s.mul(s.mul(scale_ce, keep), w_y);
             let mut alpha = b;
-            let mut beta = 0.0;
+            let mut beta = zero;
             if k.eps > 0.0 {
-                let e = k.eps / k.classes;
-                loss += e * (p.a * ln_s - p.l);
-                alpha += scale_ce * e * p.a;
-                beta = scale_ce * e;
+                let e = s.splat(k.eps / k.classes);
+                loss = s.add(loss, s.mul(e, spread(s)));
+                alpha = s.add(alpha, s.mul(s.mul(scale_ce, e), p.a));
+                beta = s.mul(scale_ce, e);
             }
-            let consts = GradConsts {
-                alpha: (alpha + zg) / p.s,
+            let consts = LaneConsts {
+                alpha: s.div(s.add(alpha, zg), p.s),
                 beta,
                 b,
             };
             (loss, zt, consts)
         }
-        RowTarget::Probs => {
-            let consts = GradConsts {
-                alpha: (scale_ce * p.a + zg) / p.s,
+        None => {
+            let consts = LaneConsts {
+                alpha: s.div(s.add(s.mul(scale_ce, p.a), zg), p.s),
                 beta: scale_ce,
-                b: 0.0,
+                b: zero,
             };
-            (p.a * ln_s - p.l, zt, consts)
+            (spread(s), zt, consts)
         }
     }
 }
 
 /// The exact gradient at the target class, written after the vector pass:
-/// `prior + (α·exp(x̃_y − shift) − β·a_y − b)·dx̃_y/dx_y`.
+/// `prior + (α·exp(x̃_y − shift) − β·a_y − b)·dx̃_y/dx_y`: [`target_grad_v`] on one
+/// lane.
 #[inline]
 pub(crate) fn target_grad<X: Xform>(
     xf: X,
@@ -116,9 +159,31 @@ pub(crate) fn target_grad<X: Xform>(
     k: GradConsts,
     prior: f32,
 ) -> f32 {
-    let (xt, d) = xf.apply_d(Scalar, x_y_raw);
-    let v = k.alpha * (xt - ms).exp() - k.beta * a_y - k.b;
-    prior + if X::CHAINED { v * d } else { v }
+    let c = LaneConsts {
+        alpha: k.alpha,
+        beta: k.beta,
+        b: k.b,
+    };
+    target_grad_v(Scalar, xf, x_y_raw, a_y, ms, &c, prior)
+}
+
+/// [`target_grad`] on `LANES` rows at once.
+#[inline(always)]
+pub(crate) fn target_grad_v<S: Simd, X: Xform>(
+    s: S,
+    xf: X,
+    x_y_raw: S::V,
+    a_y: S::V,
+    ms: S::V,
+    k: &LaneConsts<S::V>,
+    prior: S::V,
+) -> S::V {
+    let (xt, d) = xf.apply_d(s, x_y_raw);
+    let v = s.sub(
+        s.sub(s.mul(k.alpha, s.exp(s.sub(xt, ms))), s.mul(k.beta, a_y)),
+        k.b,
+    );
+    s.add(prior, if X::CHAINED { s.mul(v, d) } else { v })
 }
 
 /// One block of a cross-entropy call.
@@ -540,58 +605,79 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         } else {
             LaneCoef::None
         };
-        let mut parts = [Partial::EMPTY; 16];
         // SAFETY: the caller's pointers cover C classes at `stride` for `LANES` lanes.
-        unsafe { lanes::lane_stats(s, x, stride, c, coef, xf, &mut parts) };
-        let mut consts = [GradConsts::default(); 16];
+        let stats = unsafe { lanes::lane_stats(s, x, stride, c, coef, xf) };
+        // Per lane: the upstream scales, and the target class with its weight and
+        // raw logit (ignored rows stay inactive).
+        let mut scale_ce = [0.0f32; 16];
+        let mut scale_z = [0.0f32; 16];
         let mut active = [0.0f32; 16];
-        let mut fix = [None; 16];
-        let mut total = CompensatedSum::default();
-        let mut ztotal = CompensatedSum::default();
-        let (mut unit, mut zunit) = (0.0f64, 0.0f64);
+        let mut w_y = [0.0f32; 16];
+        let mut x_y = [0.0f32; 16];
+        let mut a_y = [0.0f32; 16];
+        let mut class = [None; 16];
         for l in 0..lanes {
             let r = rows[l];
-            let (scale_ce, scale_z) = self.scale.at(r);
-            let target = if probs {
-                Some(RowTarget::Probs)
-            } else {
-                self.class_of(self.row0 + r).map(|y| {
-                    // SAFETY: y < C, so the element lies in the unit.
-                    let raw = unsafe { Scalar.load(x.add(y * stride + l)) };
-                    fix[l] = Some((y, raw));
-                    RowTarget::Index {
-                        w_y: self.weight.map_or(1.0, |w| w[y]),
-                        x_y: xf.apply(Scalar, raw),
-                    }
-                })
-            };
-            let (loss, zt) = match target {
-                None => (0.0, 0.0),
-                Some(target) => {
-                    active[l] = 1.0;
-                    let (loss, zt, k) = finish(parts[l], target, &self.consts, scale_ce, scale_z);
-                    consts[l] = k;
-                    (loss, zt)
-                }
-            };
-            if !self.loss_out.is_null() {
-                // SAFETY: r < the block's row count.
-                unsafe { *self.loss_out.add(r) = loss + zt };
+            (scale_ce[l], scale_z[l]) = self.scale.at(r);
+            if probs {
+                active[l] = 1.0;
+            } else if let Some(y) = self.class_of(self.row0 + r) {
+                active[l] = 1.0;
+                class[l] = Some(y);
+                // SAFETY: y < C, so the element lies in the unit.
+                x_y[l] = unsafe { Scalar.load(x.add(y * stride + l)) };
+                w_y[l] = self.weight.map_or(1.0, |w| w[y]);
+                a_y[l] = match coef {
+                    LaneCoef::Ones => 1.0,
+                    // SAFETY: y < C weights.
+                    LaneCoef::Weights(w) => unsafe { *w.add(y) },
+                    _ => 0.0,
+                };
             }
-            // One compensated add per unit: the unit's few rows sum exactly enough in f64.
-            unit += loss as f64;
-            zunit += zt as f64;
         }
+        let vec = |v: &[f32; 16]| s.vector_of(&v[..lanes]);
+        let on = s.ne_zero(vec(&active));
+        let x_y = vec(&x_y);
+        let index = (!probs).then(|| (vec(&w_y), xf.apply(s, x_y)));
+        let (loss, zt, consts) = finish_v(
+            s,
+            &stats,
+            index,
+            &self.consts,
+            vec(&scale_ce),
+            vec(&scale_z),
+        );
+        let zero = s.splat(0.0);
+        let (loss, zt) = (s.select(on, loss, zero), s.select(on, zt, zero));
+        let (mut loss_l, mut zt_l, mut row_l) = ([0.0f32; 16], [0.0f32; 16], [0.0f32; 16]);
+        s.write_lanes(loss, &mut loss_l);
+        s.write_lanes(zt, &mut zt_l);
+        s.write_lanes(s.add(loss, zt), &mut row_l);
+        // One compensated add per unit: the unit's few rows sum exactly enough in f64.
+        let (mut unit, mut zunit) = (0.0f64, 0.0f64);
+        for l in 0..lanes {
+            if !self.loss_out.is_null() {
+                // SAFETY: rows[l] < the block's row count.
+                unsafe { *self.loss_out.add(rows[l]) = row_l[l] };
+            }
+            unit += loss_l[l] as f64;
+            zunit += zt_l[l] as f64;
+        }
+        let mut total = CompensatedSum::default();
+        let mut ztotal = CompensatedSum::default();
         total.add(unit);
         ztotal.add(zunit);
         if !at.g.is_null() {
+            let ms = s.neg_inf_to(stats.m, zero);
             // SAFETY: as for x; g may alias x, and every target element was read above.
             unsafe {
                 let g = at.g;
                 let mut prior = [0.0f32; 16];
-                for l in 0..lanes {
-                    if let (Some((y, _)), true) = (fix[l], self.accumulate) {
-                        prior[l] = (*g.add(y * stride + l)).to_f32();
+                if self.accumulate {
+                    for l in 0..lanes {
+                        if let Some(y) = class[l] {
+                            prior[l] = (*g.add(y * stride + l)).to_f32();
+                        }
                     }
                 }
                 lanes::lane_grad(
@@ -602,20 +688,19 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     c,
                     coef,
                     xf,
-                    &parts,
+                    ms,
                     &consts,
-                    &active,
+                    on,
                     self.accumulate,
                 );
-                for l in 0..lanes {
-                    if let Some((y, x_y)) = fix[l] {
-                        let a_y = match coef {
-                            LaneCoef::Ones => 1.0,
-                            LaneCoef::Weights(w) => *w.add(y),
-                            _ => 0.0,
-                        };
-                        let v = target_grad(xf, x_y, a_y, shift(parts[l].m), consts[l], prior[l]);
-                        *g.add(y * stride + l) = TG::from_f32(v);
+                if !probs {
+                    let v = target_grad_v(s, xf, x_y, vec(&a_y), ms, &consts, vec(&prior));
+                    let mut v_l = [0.0f32; 16];
+                    s.write_lanes(v, &mut v_l);
+                    for l in 0..lanes {
+                        if let Some(y) = class[l] {
+                            *g.add(y * stride + l) = TG::from_f32(v_l[l]);
+                        }
                     }
                 }
             }

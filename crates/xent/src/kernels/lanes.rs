@@ -5,8 +5,31 @@
 //! kernels walk the classes at stride `inner` and never gather. Rows left over at
 //! the end of `inner` run the same code on [`super::simd::Scalar`] (one lane).
 
-use super::row::{shift, GradConsts, Partial, Xform};
+use super::row::Xform;
 use super::simd::{Simd, Store32};
+
+/// The statistics of `LANES` rows, one per lane (the lane form of
+/// [`super::row::Partial`]).
+#[derive(Clone, Copy)]
+pub(crate) struct LaneStats<V> {
+    /// Max of the (transformed) logits.
+    pub m: V,
+    /// `Σ exp(x − shift(m))`.
+    pub s: V,
+    /// `Σ a_c·(x_c − shift(m))`.
+    pub l: V,
+    /// `Σ a_c`.
+    pub a: V,
+}
+
+/// The gradient constants of `LANES` rows (the lane form of
+/// [`super::row::GradConsts`]).
+#[derive(Clone, Copy)]
+pub(crate) struct LaneConsts<V> {
+    pub alpha: V,
+    pub beta: V,
+    pub b: V,
+}
 
 /// Per-class coefficients of the linear terms, as in [`super::row::Coef`], for lanes.
 #[derive(Clone, Copy)]
@@ -50,7 +73,7 @@ impl<E: Store32> LaneCoef<E> {
     }
 }
 
-/// Statistics of `LANES` rows of `c` classes at stride `stride`, one [`Partial`] per lane.
+/// Statistics of `LANES` rows of `c` classes at stride `stride`, one per lane.
 ///
 /// # Safety
 /// `x + k·stride` readable for `LANES` elements for every class `k < c`.
@@ -62,8 +85,7 @@ pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
     c: usize,
     coef: LaneCoef<E>,
     xf: X,
-    out: &mut [Partial],
-) {
+) -> LaneStats<S::V> {
     // SAFETY: every load is at a class k < c.
     unsafe {
         let mut m = s.splat(f32::NEG_INFINITY);
@@ -83,23 +105,18 @@ pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
                 av = s.add(av, a);
             }
         }
-        let mut lanes = [[0.0f32; 16]; 4];
-        for (v, dst) in [m, sv, lv, av].into_iter().zip(lanes.iter_mut()) {
-            s.write_lanes(v, dst);
-        }
-        for (l, p) in out.iter_mut().enumerate().take(S::LANES) {
-            *p = Partial {
-                m: lanes[0][l],
-                s: lanes[1][l],
-                l: lanes[2][l],
-                a: lanes[3][l],
-            };
+        LaneStats {
+            m,
+            s: sv,
+            l: lv,
+            a: av,
         }
     }
 }
 
-/// Writes (or adds) the gradient of `LANES` rows; lanes whose `active` is 0 get 0
-/// (or keep their value when accumulating).
+/// Writes (or adds) the gradient of `LANES` rows from their shifts `msv` and
+/// constants; lanes not `on` (a [`Simd::ne_zero`] mask) get 0 (or keep their value
+/// when accumulating).
 ///
 /// # Safety
 /// As [`lane_stats`], and `g + k·stride` writable for `LANES` elements (may alias `x`).
@@ -112,22 +129,12 @@ pub(crate) unsafe fn lane_grad<S: Simd, E: Store32, G: Store32, X: Xform>(
     c: usize,
     coef: LaneCoef<E>,
     xf: X,
-    partials: &[Partial],
-    consts: &[GradConsts],
-    active: &[f32],
+    msv: S::V,
+    consts: &LaneConsts<S::V>,
+    on: S::V,
     accumulate: bool,
 ) {
-    let pick = |f: &dyn Fn(usize) -> f32| {
-        let mut buf = [0.0f32; 16];
-        for (l, b) in buf.iter_mut().enumerate().take(S::LANES) {
-            *b = f(l);
-        }
-        s.vector_of(&buf[..S::LANES])
-    };
-    let msv = pick(&|l| shift(partials[l].m));
-    let alpha = pick(&|l| consts[l].alpha);
-    let beta = pick(&|l| consts[l].beta);
-    let on = s.ne_zero(pick(&|l| active[l]));
+    let (alpha, beta) = (consts.alpha, consts.beta);
     let has_coef = coef.active();
     // SAFETY: every access is at a class k < c.
     unsafe {
@@ -175,12 +182,11 @@ pub(crate) unsafe fn lane_softmax<S: Simd, E: Store32, O: Store32>(
         for k in 0..c {
             sv = s.add(sv, s.exp_small(s.sub(s.load(x.add(k * stride)), msv)));
         }
-        let mut buf = [0.0f32; 16];
-        s.write_lanes(sv, &mut buf);
-        for b in buf.iter_mut().take(S::LANES) {
-            *b = if log { b.ln() } else { 1.0 / *b };
-        }
-        let kv = s.vector_of(&buf[..S::LANES]);
+        let kv = if log {
+            s.ln(sv)
+        } else {
+            s.div(s.splat(1.0), sv)
+        };
         for k in 0..c {
             let d = s.sub(s.load(x.add(k * stride)), msv);
             let v = if log {

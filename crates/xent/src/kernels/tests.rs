@@ -47,7 +47,14 @@ impl Job for MapJob<'_> {
 /// `func` over `x` (padded to whole vectors) on `isa`.
 fn map(isa: Isa, func: Func, x: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
-    dispatch(isa, MapJob { x, out: &mut out, func });
+    dispatch(
+        isa,
+        MapJob {
+            x,
+            out: &mut out,
+            func,
+        },
+    );
     out
 }
 
@@ -163,10 +170,20 @@ fn positive_range() -> Vec<f32> {
 #[test]
 fn vector_ln_error_bound() {
     let mut x = positive_range();
-    let specials = [0.0, -0.0, f32::INFINITY, -1.0, f32::NEG_INFINITY, f32::NAN, 1e-40];
+    let specials = [
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        -1.0,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        1e-40,
+    ];
     // Each special value alone among normal lanes, then all together.
     for &sp in &specials {
-        x.extend([3.0, 0.25, sp, 7.5, 1.0, 2.0, 9.0, 0.1, 5.0, 1e-3, 1e3, 6.0, 0.7, 1.5, 4.0, 8.0]);
+        x.extend([
+            3.0, 0.25, sp, 7.5, 1.0, 2.0, 9.0, 0.1, 5.0, 1e-3, 1e3, 6.0, 0.7, 1.5, 4.0, 8.0,
+        ]);
     }
     x.extend(specials);
     x.resize(x.len().next_multiple_of(16), 1.0);
@@ -183,7 +200,11 @@ fn vector_ln_error_bound() {
             } else {
                 let want = (xi as f64).ln();
                 // ln 1 = 0 exactly; elsewhere relative error in ulps of the result.
-                let err = if want == 0.0 { got.abs() as f64 } else { ulps(got, want) };
+                let err = if want == 0.0 {
+                    got.abs() as f64
+                } else {
+                    ulps(got, want)
+                };
                 worst = worst.max(err);
             }
         }
@@ -196,9 +217,22 @@ fn vector_ln_error_bound() {
 /// where `1 + a` rounds to 1, included), `−1 → −inf`, `inf → inf`, NaN below −1.
 #[test]
 fn vector_ln_1p_error_bound() {
-    let mut x: Vec<f32> = positive_range().iter().flat_map(|&v| [v, -v.min(1.0)]).collect();
+    let mut x: Vec<f32> = positive_range()
+        .iter()
+        .flat_map(|&v| [v, -v.min(1.0)])
+        .collect();
     x.extend(grid(-1.0, 1.0, 200_001));
-    x.extend([-1.0, f32::INFINITY, -2.0, f32::NAN, 0.0, -0.0, 1e-30, -1e-30, 5.9604645e-8]);
+    x.extend([
+        -1.0,
+        f32::INFINITY,
+        -2.0,
+        f32::NAN,
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        5.9604645e-8,
+    ]);
     x.resize(x.len().next_multiple_of(16), 0.0);
     for isa in Isa::available() {
         let out = map(isa, Func::Ln1p, &x);
@@ -481,7 +515,10 @@ fn pointwise_kernels_match_f64() {
                     PointOp::BceLogits => (40.0 * uniform() - 20.0, uniform()),
                     PointOp::Kl { log_target } => {
                         let t = [0.0, uniform()][i % 2];
-                        (-5.0 * uniform(), if log_target { -5.0 * uniform() } else { t })
+                        (
+                            -5.0 * uniform(),
+                            if log_target { -5.0 * uniform() } else { t },
+                        )
                     }
                 })
                 .unzip();
