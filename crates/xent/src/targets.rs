@@ -66,6 +66,42 @@ impl ClassIndices<'_> {
     }
 }
 
+/// Runs `$body` with `$s` bound to the typed slice of a [`ClassIndices`], so that a
+/// loop over it is compiled once per integer type instead of matching per element.
+macro_rules! with_slice {
+    ($idx:expr, $s:ident => $body:expr) => {
+        match $idx {
+            ClassIndices::I8($s) => $body,
+            ClassIndices::I16($s) => $body,
+            ClassIndices::I32($s) => $body,
+            ClassIndices::I64($s) => $body,
+            ClassIndices::U8($s) => $body,
+            ClassIndices::U16($s) => $body,
+            ClassIndices::U32($s) => $body,
+            ClassIndices::U64($s) => $body,
+            ClassIndices::Usize($s) => $body,
+        }
+    };
+}
+
+impl ClassIndices<'_> {
+    /// The first position whose target is neither `ignore_index` nor in
+    /// `0..classes`.
+    pub(crate) fn first_invalid(&self, classes: usize, ignore_index: i64) -> Option<usize> {
+        let (classes, ignore) = (classes as i128, ignore_index as i128);
+        with_slice!(self, s => s.iter().position(|&t| {
+            let t = t as i128;
+            t != ignore && !(0..classes).contains(&t)
+        }))
+    }
+
+    /// How many targets are not `ignore_index`.
+    pub(crate) fn count_kept(&self, ignore_index: i64) -> usize {
+        let ignore = ignore_index as i128;
+        with_slice!(self, s => s.iter().filter(|&&t| t as i128 != ignore).count())
+    }
+}
+
 macro_rules! indices_from {
     ($($t:ty => $v:ident),*) => {$(
         impl<'a> From<&'a [$t]> for ClassIndices<'a> {

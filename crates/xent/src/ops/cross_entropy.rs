@@ -279,11 +279,16 @@ impl Denominators {
         ignore_index: i64,
         weight: Option<&[A]>,
     ) -> Self {
+        let Some(weight) = weight else {
+            // Unweighted, D = |M|: a count (the sum of ones is exact anyway).
+            let m = idx.count_kept(ignore_index) as f64;
+            return Denominators { loss: m, z: m };
+        };
         let mut d = CompensatedSum::default();
         let mut m = 0usize;
         for r in 0..rows {
             if let Some(y) = target_class(idx, r, ignore_index) {
-                d.add(weight.map_or(1.0, |w| w[y].to_f64()));
+                d.add(weight[y].to_f64());
                 m += 1;
             }
         }

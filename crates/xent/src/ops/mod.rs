@@ -219,18 +219,14 @@ pub(crate) fn check_indices(
             }
         });
     }
-    let classes = layout.classes() as i128;
-    for r in 0..target.len() {
-        let t = target.get(r);
-        if t != ignore_index as i128 && !(0..classes).contains(&t) {
-            return Err(Error::TargetOutOfBounds {
-                target: t,
-                index: layout.row_index(r),
-                classes: layout.classes(),
-            });
-        }
+    match target.first_invalid(layout.classes(), ignore_index) {
+        None => Ok(()),
+        Some(r) => Err(Error::TargetOutOfBounds {
+            target: target.get(r),
+            index: layout.row_index(r),
+            classes: layout.classes(),
+        }),
     }
-    Ok(())
 }
 
 /// The class of row `r`, or `None` when the row is ignored (targets already checked).
