@@ -605,10 +605,9 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         } else {
             LaneCoef::None
         };
-        // SAFETY: the caller's pointers cover C classes at `stride` for `LANES` lanes.
-        let stats = unsafe { lanes::lane_stats(s, x, stride, c, coef, xf) };
         // Per lane: the upstream scales, and the target class with its weight and
-        // raw logit (ignored rows stay inactive).
+        // raw logit (ignored rows stay inactive). Read before the statistics pass,
+        // which may store into a gradient that aliases the logits.
         let mut scale_ce = [0.0f32; 16];
         let mut scale_z = [0.0f32; 16];
         let mut active = [0.0f32; 16];
@@ -635,6 +634,17 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 };
             }
         }
+        // Without soft-capping, an overwritten f32 gradient receives exp(x̃ − shift)
+        // from the statistics pass, and the gradient pass only scales it.
+        let store = !X::CHAINED && TG::IS_F32 && !self.accumulate && !at.g.is_null();
+        let e_out = if store {
+            at.g as *mut f32
+        } else {
+            core::ptr::null_mut()
+        };
+        // SAFETY: the caller's pointers cover C classes at `stride` for `LANES` lanes;
+        // `TG` is f32 when `e_out` is not null.
+        let stats = unsafe { lanes::lane_stats(s, x, stride, c, coef, xf, e_out) };
         let vec = |v: &[f32; 16]| s.vector_of(&v[..lanes]);
         let on = s.ne_zero(vec(&active));
         let x_y = vec(&x_y);
@@ -692,6 +702,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     &consts,
                     on,
                     self.accumulate,
+                    store,
                 );
                 if !probs {
                     let v = target_grad_v(s, xf, x_y, vec(&a_y), ms, &consts, vec(&prior));

@@ -76,7 +76,9 @@ impl<E: Store32> LaneCoef<E> {
 /// Statistics of `LANES` rows of `c` classes at stride `stride`, one per lane.
 ///
 /// # Safety
-/// `x + k·stride` readable for `LANES` elements for every class `k < c`.
+/// `x + k·stride` readable for `LANES` elements for every class `k < c`; a non-null
+/// `e_out + k·stride` writable for `LANES` f32 (it may alias `x`: each class is read
+/// before it is written).
 #[inline(always)]
 pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
     s: S,
@@ -85,6 +87,7 @@ pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
     c: usize,
     coef: LaneCoef<E>,
     xf: X,
+    e_out: *mut f32,
 ) -> LaneStats<S::V> {
     // SAFETY: every load is at a class k < c.
     unsafe {
@@ -98,7 +101,12 @@ pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
         let active = coef.active();
         for k in 0..c {
             let d = s.sub(xf.apply(s, s.load(x.add(k * stride))), msv);
-            sv = s.add(sv, s.exp_small(d));
+            let e = s.exp_small(d);
+            sv = s.add(sv, e);
+            if !e_out.is_null() {
+                // Stored for the gradient pass (`lane_grad` with `stored`).
+                s.store(e_out.add(k * stride), e);
+            }
             if active {
                 let a = coef.at(s, k, stride);
                 lv = s.fma(a, d, lv);
@@ -116,10 +124,12 @@ pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
 
 /// Writes (or adds) the gradient of `LANES` rows from their shifts `msv` and
 /// constants; lanes not `on` (a [`Simd::ne_zero`] mask) get 0 (or keep their value
-/// when accumulating).
+/// when accumulating). With `stored`, `g` already holds `exp(x̃ − shift)` from
+/// [`lane_stats`] (an f32 `g`, overwritten, no chain factor) and `x` is not read.
 ///
 /// # Safety
-/// As [`lane_stats`], and `g + k·stride` writable for `LANES` elements (may alias `x`).
+/// As [`lane_stats`], and `g + k·stride` writable for `LANES` elements (may alias `x`);
+/// with `stored`, `G` is f32.
 #[inline(always)]
 pub(crate) unsafe fn lane_grad<S: Simd, E: Store32, G: Store32, X: Xform>(
     s: S,
@@ -133,14 +143,20 @@ pub(crate) unsafe fn lane_grad<S: Simd, E: Store32, G: Store32, X: Xform>(
     consts: &LaneConsts<S::V>,
     on: S::V,
     accumulate: bool,
+    stored: bool,
 ) {
     let (alpha, beta) = (consts.alpha, consts.beta);
     let has_coef = coef.active();
     // SAFETY: every access is at a class k < c.
     unsafe {
         for k in 0..c {
-            let (xt, d) = xf.apply_d(s, s.load(x.add(k * stride)));
-            let mut v = s.mul(alpha, s.exp_small(s.sub(xt, msv)));
+            let (e, d) = if stored {
+                (s.load(g.add(k * stride) as *const f32), s.splat(1.0))
+            } else {
+                let (xt, d) = xf.apply_d(s, s.load(x.add(k * stride)));
+                (s.exp_small(s.sub(xt, msv)), d)
+            };
+            let mut v = s.mul(alpha, e);
             if has_coef {
                 v = s.sub(v, s.mul(beta, coef.at(s, k, stride)));
             }
