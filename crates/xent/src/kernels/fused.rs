@@ -510,7 +510,9 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let zero = E::from_f32(0.0);
         let mut xt = [zero; 16 * SMALL_C];
         let mut tt = [zero; 16 * SMALL_C];
-        let mut gt = [G::from_f32(0.0); 16 * SMALL_C];
+        // The gradient tile is f32 whatever G is (one rounding on the way out), so
+        // that the statistics pass can store its exps there.
+        let mut gt = [0.0f32; 16 * SMALL_C];
         let mut rows = [0usize; 16];
         let has_g = !self.g.is_null();
         let probs = !self.t.is_null();
@@ -530,7 +532,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                                 tt[k * lanes + l] = *self.t.add(src);
                             }
                             if has_g && self.accumulate {
-                                gt[k * lanes + l] = *self.g.add(src);
+                                gt[k * lanes + l] = (*self.g.add(src)).to_f32();
                             }
                         }
                     }
@@ -552,7 +554,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     if has_g {
                         for l in 0..lanes {
                             for k in 0..c {
-                                *self.g.add((r0 + l) * c + k) = gt[k * lanes + l];
+                                *self.g.add((r0 + l) * c + k) = G::from_f32(gt[k * lanes + l]);
                             }
                         }
                     }
