@@ -10,10 +10,12 @@
 use crate::element::Element;
 use crate::kernels::dispatch::{dispatch, Isa};
 use crate::kernels::fused::{
-    finish, scratch_len, target_grad, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob, RowTarget,
-    Scale,
+    finish, scratch_len, target_grad, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob, PieceStep,
+    RowTarget, Scale,
 };
-use crate::kernels::row::{shift, GradConsts, Identity, Partial, Probs, SoftCap, Xform, CHUNK};
+use crate::kernels::row::{
+    shift, Identity, Partial, Probs, SoftCap, Xform, CHUNK, MAX_STORED_CHUNKS,
+};
 use crate::kernels::scalar;
 use crate::kernels::simd::{Scalar, Simd, Store32};
 use crate::reduce::CompensatedSum;
@@ -29,6 +31,7 @@ const _: () = assert!(LONG_ROW <= crate::kernels::row::MAX_STORED_CHUNKS * CHUNK
 
 /// Classes per piece of a long row.
 const PIECE: usize = 32 * CHUNK;
+const _: () = assert!(PIECE <= MAX_STORED_CHUNKS * CHUNK);
 
 thread_local! {
     /// Each pool thread's kernel scratch, kept across calls: O(threads · C) memory.
@@ -368,7 +371,7 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
             Some(RowTarget::Probs)
         };
         let shared = Shared(coef);
-        let piece = |k: usize, grad: Option<(f32, GradConsts, bool)>| {
+        let piece = |k: usize, step: PieceStep<G>| {
             let start = k * PIECE;
             PieceJob::<E, G> {
                 x: x.at(start) as *const E,
@@ -376,9 +379,12 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
                 // SAFETY: start < C.
                 coef: unsafe { shared.get().offset(start) },
                 cap,
-                grad: grad.map(|(ms, k, acc)| (gr.at(start), ms, k, acc)),
+                step,
             }
         };
+        // Without soft-capping, an overwritten f32 gradient receives each chunk's
+        // exps in the statistics pass; the gradient pass only rescales them.
+        let store = cap.is_none() && G::IS_F32 && !call.accumulate && !gr.0.is_null();
         let (loss, zt) = match target {
             None => {
                 if !gr.0.is_null() && !call.accumulate {
@@ -390,27 +396,49 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
                 (0.0, 0.0)
             }
             Some(target) => {
-                let partials: Vec<Partial> = (0..pieces)
+                // The target's logit and prior gradient, read before any pass writes
+                // (the gradient may be the logits, in place).
+                let fix = (!gr.0.is_null())
+                    .then(|| {
+                        class.map(|y| {
+                            // SAFETY: y < C.
+                            unsafe {
+                                let prior = if call.accumulate {
+                                    (*gr.at(y)).to_f32()
+                                } else {
+                                    0.0
+                                };
+                                (y, Scalar.load(x.at(y) as *const E), prior)
+                            }
+                        })
+                    })
+                    .flatten();
+                let stats: Vec<(Partial, [f32; MAX_STORED_CHUNKS])> = (0..pieces)
                     .into_par_iter()
-                    .map(|k| dispatch(isa, piece(k, None)))
+                    .map(|k| {
+                        let step = if store {
+                            // `G::IS_F32` makes the cast exact.
+                            PieceStep::StatsStore(gr.at(k * PIECE) as *mut f32)
+                        } else {
+                            PieceStep::Stats
+                        };
+                        dispatch(isa, piece(k, step))
+                    })
                     .collect();
-                let p = partials.into_iter().fold(Partial::EMPTY, Partial::merge);
+                let p = stats
+                    .iter()
+                    .map(|s| s.0)
+                    .fold(Partial::EMPTY, Partial::merge);
                 let (loss, zt, k) = finish(p, target, &consts, scale_ce, scale_z);
                 if !gr.0.is_null() {
                     let ms = shift(p.m);
-                    let fix = class.map(|y| {
-                        // SAFETY: y < C.
-                        unsafe {
-                            let prior = if call.accumulate {
-                                (*gr.at(y)).to_f32()
-                            } else {
-                                0.0
-                            };
-                            (y, Scalar.load(x.at(y) as *const E), prior)
-                        }
-                    });
                     (0..pieces).into_par_iter().for_each(|j| {
-                        dispatch(isa, piece(j, Some((ms, k, call.accumulate))));
+                        let step = if store {
+                            PieceStep::Rescale(gr.at(j * PIECE) as *mut f32, stats[j].1, ms, k)
+                        } else {
+                            PieceStep::Grad(gr.at(j * PIECE), ms, k, call.accumulate)
+                        };
+                        dispatch(isa, piece(j, step));
                     });
                     if let Some((y, x_y, prior)) = fix {
                         // SAFETY: y < C.

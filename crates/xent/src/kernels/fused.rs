@@ -946,20 +946,40 @@ impl<E: Store32> AnyCoef<E> {
     }
 }
 
-/// A piece of one long row (a run of chunks), for rows split across threads.
+/// What a [`PieceJob`] does with its piece.
+// One short-lived value per piece of ≥ 64 Ki classes: the chunk maxima travel by
+// value rather than by a borrow across the rayon closure.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy)]
+pub(crate) enum PieceStep<G> {
+    /// The statistics only.
+    Stats,
+    /// The statistics, storing each chunk's `exp(x − shift(m_chunk))` into this f32
+    /// gradient (no soft-capping) for [`PieceStep::Rescale`].
+    StatsStore(*mut f32),
+    /// The gradient from the logits: `(g, shift, constants, accumulate)`.
+    Grad(*mut G, f32, GradConsts, bool),
+    /// The gradient from the stored exps (in the f32 `g`, overwritten): `(g, the
+    /// piece's chunk maxima, shift, constants)`.
+    Rescale(*mut f32, [f32; row::MAX_STORED_CHUNKS], f32, GradConsts),
+}
+
+/// A piece of one long row (a run of at most `MAX_STORED_CHUNKS` chunks), for rows
+/// split across threads.
 pub(crate) struct PieceJob<E, G> {
     pub x: *const E,
     pub n: usize,
     pub coef: AnyCoef<E>,
     pub cap: Option<f32>,
-    /// `None`: statistics; `Some`: write the gradient with these constants.
-    pub grad: Option<(*mut G, f32, GradConsts, bool)>,
+    pub step: PieceStep<G>,
 }
 
 impl<E: Store32, G: Store32> Job for PieceJob<E, G> {
-    type Out = Partial;
+    /// The piece's statistics (empty for the gradient steps) and, for
+    /// [`PieceStep::StatsStore`], its chunk maxima.
+    type Out = (Partial, [f32; row::MAX_STORED_CHUNKS]);
     #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> Partial {
+    fn run<S: Simd>(self, s: S) -> Self::Out {
         match self.cap {
             None => self.with(s, Identity),
             Some(cap) => self.with(s, SoftCap { cap }),
@@ -969,7 +989,7 @@ impl<E: Store32, G: Store32> Job for PieceJob<E, G> {
 
 impl<E: Store32, G: Store32> PieceJob<E, G> {
     #[inline(always)]
-    fn with<S: Simd, X: Xform>(&self, s: S, xf: X) -> Partial {
+    fn with<S: Simd, X: Xform>(&self, s: S, xf: X) -> (Partial, [f32; row::MAX_STORED_CHUNKS]) {
         match self.coef {
             AnyCoef::None => self.go(s, xf, NoCoef),
             AnyCoef::Ones => self.go(s, xf, Ones),
@@ -979,16 +999,31 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
     }
 
     #[inline(always)]
-    fn go<S: Simd, X: Xform, C: Coef>(&self, s: S, xf: X, coef: C) -> Partial {
-        // SAFETY: the driver hands a piece of n elements of the row (x, g, coefficients).
-        unsafe {
-            match self.grad {
-                None => row::row_stats(s, self.x, self.n, coef, xf),
-                Some((g, ms, k, acc)) => {
+    fn go<S: Simd, X: Xform, C: Coef>(
+        &self,
+        s: S,
+        xf: X,
+        coef: C,
+    ) -> (Partial, [f32; row::MAX_STORED_CHUNKS]) {
+        let mut chunk_max = [0.0f32; row::MAX_STORED_CHUNKS];
+        // SAFETY: the driver hands a piece of n ≤ MAX_STORED_CHUNKS·CHUNK elements of
+        // the row (x, g, coefficients); a stored-exp gradient is f32 and overwritten.
+        let p = unsafe {
+            match self.step {
+                PieceStep::Stats => row::row_stats(s, self.x, self.n, coef, xf),
+                PieceStep::StatsStore(e) => {
+                    row::row_stats_store(s, self.x, e, self.n, coef, xf, &mut chunk_max)
+                }
+                PieceStep::Grad(g, ms, k, acc) => {
                     row::row_grad(s, self.x, g, self.n, coef, xf, ms, k, acc);
                     Partial::EMPTY
                 }
+                PieceStep::Rescale(g, maxima, ms, k) => {
+                    row::row_rescale(s, g, g, self.n, coef, &maxima, ms, k, false);
+                    Partial::EMPTY
+                }
             }
-        }
+        };
+        (p, chunk_max)
     }
 }
