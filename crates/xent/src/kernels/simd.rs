@@ -95,8 +95,6 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     fn reduce_add(self, a: Self::V) -> f32;
     /// Max of the lanes.
     fn reduce_max(self, a: Self::V) -> f32;
-    /// Lane `i` of `a`.
-    fn lane(self, a: Self::V, i: usize) -> f32;
     /// All lanes of `a` into the first `LANES` entries of `out`.
     fn write_lanes(self, a: Self::V, out: &mut [f32; 16]);
     /// A vector from `LANES` values.
@@ -279,50 +277,6 @@ impl Store32 for f16 {
     }
 }
 
-// Cephes expf constants.
-// Inputs are clamped to [EXP_LO, EXP_INF_ABOVE]; below EXP_LO the result is 0 (the
-// true value is < 1.1e-38), above EXP_INF_ABOVE it is inf. n = round(x·log2 e) then
-// lies in [-126, 128]; 2^128 is formed as 2·2^127.
-const EXP_HI: f32 = 88.722_84;
-const EXP_LO: f32 = -87.5;
-const EXP_INF_ABOVE: f32 = 88.722_84;
-const LOG2E: f32 = core::f32::consts::LOG2_E;
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-const EXP_P: [f32; 6] = [
-    1.987_569_1e-4,
-    1.398_199_9e-3,
-    8.333_452e-3,
-    4.166_579_6e-2,
-    1.666_666_5e-1,
-    5e-1,
-];
-// Cephes logf: x = m·2^e with m in [√½, √2), ln x = e·ln 2 + ln m, ln(1 + f) for
-// f = m − 1 as f − f²/2 + f³·P(f) with a degree-8 P.
-const SQRT_HALF: f32 = core::f32::consts::FRAC_1_SQRT_2;
-const LN_P: [f32; 9] = [
-    7.037_683_6e-2,
-    -1.151_461e-1,
-    1.167_699_9e-1,
-    -1.242_014_1e-1,
-    1.424_932_3e-1,
-    -1.666_805_8e-1,
-    2.000_071_4e-1,
-    -2.499_999_4e-1,
-    0.333_333_3,
-];
-/// Subnormal inputs of `ln` are scaled by 2^23 into the normal range first.
-const TWO_POW_23: f32 = 8_388_608.0;
-// Cephes tanhf: odd polynomial below 0.625, `1 − 2/(e^{2|x|} + 1)` above.
-const TANH_SMALL: f32 = 0.625;
-const TANH_P: [f32; 5] = [
-    -5.704_988_7e-3,
-    2.063_909e-2,
-    -5.373_971_6e-2,
-    1.333_144_2e-1,
-    -3.333_328e-1,
-];
-
 /// One lane: plain `f32` arithmetic and libm's `exp`; the oracle of the vector paths.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Scalar;
@@ -413,10 +367,6 @@ impl Simd for Scalar {
         a
     }
     #[inline(always)]
-    fn lane(self, a: f32, _i: usize) -> f32 {
-        a
-    }
-    #[inline(always)]
     fn write_lanes(self, a: f32, out: &mut [f32; 16]) {
         out[0] = a;
     }
@@ -497,6 +447,78 @@ mod x86 {
     use super::*;
     use core::arch::x86_64::*;
 
+    // Cephes expf constants.
+    // Inputs are clamped to [EXP_LO, EXP_INF_ABOVE]; below EXP_LO the result is 0 (the
+    // true value is < 1.1e-38), above EXP_INF_ABOVE it is inf. n = round(x·log2 e) then
+    // lies in [-126, 128]; 2^128 is formed as 2·2^127.
+    const EXP_HI: f32 = 88.722_84;
+    const EXP_LO: f32 = -87.5;
+    const EXP_INF_ABOVE: f32 = 88.722_84;
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const EXP_P: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        5e-1,
+    ];
+    // Cephes logf: x = m·2^e with m in [√½, √2), ln x = e·ln 2 + ln m, ln(1 + f) for
+    // f = m − 1 as f − f²/2 + f³·P(f) with a degree-8 P.
+    const SQRT_HALF: f32 = core::f32::consts::FRAC_1_SQRT_2;
+    const LN_P: [f32; 9] = [
+        7.037_683_6e-2,
+        -1.151_461e-1,
+        1.167_699_9e-1,
+        -1.242_014_1e-1,
+        1.424_932_3e-1,
+        -1.666_805_8e-1,
+        2.000_071_4e-1,
+        -2.499_999_4e-1,
+        0.333_333_3,
+    ];
+    /// Subnormal inputs of `ln` are scaled by 2^23 into the normal range first.
+    const TWO_POW_23: f32 = 8_388_608.0;
+    // Cephes tanhf: odd polynomial below 0.625, `1 − 2/(e^{2|x|} + 1)` above.
+    const TANH_SMALL: f32 = 0.625;
+    const TANH_P: [f32; 5] = [
+        -5.704_988_7e-3,
+        2.063_909e-2,
+        -5.373_971_6e-2,
+        1.333_144_2e-1,
+        -3.333_328e-1,
+    ];
+
+    /// `ln(1 + a)` from a vector `ln`: `u = 1 + a` rounds, and `a·ln(u)/(u − 1)` corrects
+    /// for the rounding (Goldberg, "What every computer scientist should know about
+    /// floating-point arithmetic", thm. 4); `a` itself where `u` rounds to 1, `inf` at
+    /// `a = inf`. The error is a few ulp of `ln`'s (bound asserted in `kernels::tests`).
+    #[inline(always)]
+    fn ln_1p_of<S: Simd>(s: S, a: S::V) -> S::V {
+        let one = s.splat(1.0);
+        let u = s.add(one, a);
+        let r = s.mul(s.ln(u), s.div(a, s.sub(u, one)));
+        let r = s.select(s.eq(u, one), a, r);
+        s.select(s.eq(a, s.splat(f32::INFINITY)), a, r)
+    }
+
+    /// Lane sums added pairwise in a fixed order (lane count a power of two).
+    #[inline(always)]
+    fn sum_lanes(v: &[f64]) -> f64 {
+        let mut buf = [0.0f64; 16];
+        buf[..v.len()].copy_from_slice(v);
+        let mut n = v.len();
+        while n > 1 {
+            n /= 2;
+            for i in 0..n {
+                buf[i] += buf[i + n];
+            }
+        }
+        buf[0]
+    }
+
     /// AVX2 + FMA + F16C, 8 lanes. Only constructed after runtime detection.
     #[derive(Debug, Clone, Copy)]
     pub(crate) struct Avx2(());
@@ -554,6 +576,15 @@ mod x86 {
                 let y = _mm256_fnmadd_ps(_mm256_set1_ps(0.5), z, y);
                 _mm256_fmadd_ps(e, _mm256_set1_ps(LN2_HI), _mm256_add_ps(f, y))
             }
+        }
+
+        /// Lane `i` of `a`.
+        #[inline(always)]
+        fn lane(self, a: __m256, i: usize) -> f32 {
+            let mut out = [0.0f32; 8];
+            // SAFETY: AVX proven by the token; `out` holds 8 floats.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), a) };
+            out[i]
         }
 
         /// `Some` when the running CPU has AVX2, FMA and F16C.
@@ -700,13 +731,6 @@ mod x86 {
                 m = Scalar.max(m, self.lane(a, i));
             }
             m
-        }
-        #[inline(always)]
-        fn lane(self, a: __m256, i: usize) -> f32 {
-            let mut out = [0.0f32; 8];
-            // SAFETY: AVX proven by the token; `out` holds 8 floats.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), a) };
-            out[i]
         }
         #[inline(always)]
         fn write_lanes(self, a: __m256, out: &mut [f32; 16]) {
@@ -879,6 +903,15 @@ mod x86 {
             }
         }
 
+        /// Lane `i` of `a`.
+        #[inline(always)]
+        fn lane(self, a: __m512, i: usize) -> f32 {
+            let mut out = [0.0f32; 16];
+            // SAFETY: AVX-512F proven by the token; `out` holds 16 floats.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), a) };
+            out[i]
+        }
+
         /// `Some` when the running CPU has AVX-512F (and AVX2/FMA/F16C).
         pub(crate) fn detect() -> Option<Self> {
             (is_x86_feature_detected!("avx512f") && Avx2::detect().is_some()).then_some(Avx512(()))
@@ -1027,13 +1060,6 @@ mod x86 {
             m
         }
         #[inline(always)]
-        fn lane(self, a: __m512, i: usize) -> f32 {
-            let mut out = [0.0f32; 16];
-            // SAFETY: AVX-512F proven by the token; `out` holds 16 floats.
-            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), a) };
-            out[i]
-        }
-        #[inline(always)]
         fn write_lanes(self, a: __m512, out: &mut [f32; 16]) {
             // SAFETY: AVX-512F proven by the token; `out` holds 16 floats.
             unsafe { _mm512_storeu_ps(out.as_mut_ptr(), a) };
@@ -1166,32 +1192,4 @@ mod x86 {
         // SAFETY: only called from `Avx512` methods, which prove AVX-512F.
         unsafe { _mm512_castsi512_ps(_mm512_maskz_set1_epi32(m, -1)) }
     }
-}
-
-/// `ln(1 + a)` from a vector `ln`: `u = 1 + a` rounds, and `a·ln(u)/(u − 1)` corrects
-/// for the rounding (Goldberg, "What every computer scientist should know about
-/// floating-point arithmetic", thm. 4); `a` itself where `u` rounds to 1, `inf` at
-/// `a = inf`. The error is a few ulp of `ln`'s (bound asserted in `kernels::tests`).
-#[inline(always)]
-fn ln_1p_of<S: Simd>(s: S, a: S::V) -> S::V {
-    let one = s.splat(1.0);
-    let u = s.add(one, a);
-    let r = s.mul(s.ln(u), s.div(a, s.sub(u, one)));
-    let r = s.select(s.eq(u, one), a, r);
-    s.select(s.eq(a, s.splat(f32::INFINITY)), a, r)
-}
-
-/// Lane sums added pairwise in a fixed order (lane count a power of two).
-#[inline(always)]
-fn sum_lanes(v: &[f64]) -> f64 {
-    let mut buf = [0.0f64; 16];
-    buf[..v.len()].copy_from_slice(v);
-    let mut n = v.len();
-    while n > 1 {
-        n /= 2;
-        for i in 0..n {
-            buf[i] += buf[i + n];
-        }
-    }
-    buf[0]
 }
