@@ -87,7 +87,7 @@ impl<T> Ptr<T> {
     pub fn null() -> Self {
         Ptr(core::ptr::null_mut())
     }
-    fn at(self, k: usize) -> *mut T {
+    pub(crate) fn at(self, k: usize) -> *mut T {
         if self.0.is_null() {
             self.0
         } else {

@@ -1,6 +1,7 @@
 //! Linear cross-entropy: PyTorch goldens (`fixtures/torch/linear/*.json`) in `f32` and
-//! `f64`, independence from the scratch budget (many row blocks against one), and the
-//! error of a long `f32` accumulation of `dW` and `db` against an `f64` reference.
+//! `f64`, independence from the scratch budget (many row blocks against one) and from
+//! the thread count (bit for bit), and the error of a long `f32` accumulation of `dW`
+//! and `db` against an `f64` reference.
 //!
 //! The fixtures and the script that writes them (`fixtures/torch/make_linear_goldens.py`,
 //! which needs PyTorch and is never run by CI) are committed together; regenerate with
@@ -398,6 +399,66 @@ fn scratch_budget_does_not_change_the_result() {
             compare(&mut fails, &what("db"), db, &to64(db0), tol, n, 0.0);
             assert!(fails.is_empty(), "{fails}");
         }
+    }
+}
+
+/// Loss and gradients are bit-for-bit the same on 1, 2, 3 and 8 threads: the GEMMs'
+/// tasks (classes of the logits, columns of `dh`, rows of `dW`) depend only on the
+/// shape and each output element is summed by one task. The shape makes every split
+/// ragged: two row blocks (128 + 12), two logit tasks, two `dh` tasks, three `dW` tasks.
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let (n, d, v) = (140, 260, 1100);
+    let mut rng = Rng(5);
+    let case = Case {
+        name: "threads".to_string(),
+        n,
+        d,
+        v,
+        hidden: rng.vec(n * d, 1.0),
+        linear_weight: rng.vec(v * d, 0.2),
+        linear_bias: Some(rng.vec(v, 0.5)),
+        target: (0..n).map(|_| (rng.next() % v as u64) as i64).collect(),
+        weight: None,
+        ignore_index: -100,
+        label_smoothing: 0.1,
+        reduction: Reduction::Mean,
+        grad_output: vec![1.0],
+        loss: vec![0.0],
+        grad_hidden: Vec::new(),
+        grad_linear_weight: Vec::new(),
+        grad_linear_bias: None,
+    };
+    fn bits<T: Float>(out: &Out<T>) -> Vec<u64> {
+        let db = out.db.as_deref().unwrap_or(&[]);
+        [&out.loss[..], &out.dh, &out.dw, db]
+            .into_iter()
+            .flatten()
+            .map(|x| x.to_f64().to_bits())
+            .collect()
+    }
+    fn on<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+    let one32 = on(1, || {
+        bits(&run_case::<f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap())
+    });
+    let one64 = on(1, || {
+        bits(&run_case::<f64>(&case, DEFAULT_SCRATCH_BYTES).unwrap())
+    });
+    for threads in [2, 3, 8] {
+        let got = on(threads, || {
+            bits(&run_case::<f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap())
+        });
+        assert!(got == one32, "f32: {threads} threads differ from 1");
+        let got = on(threads, || {
+            bits(&run_case::<f64>(&case, DEFAULT_SCRATCH_BYTES).unwrap())
+        });
+        assert!(got == one64, "f64: {threads} threads differ from 1");
     }
 }
 

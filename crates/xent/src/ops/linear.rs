@@ -8,6 +8,13 @@
 //! `dh_block = G·W`, `dW += Gᵀ·h_block`, plus `db += Σ_rows G`. The mean's
 //! denominator `D = Σ_{n∈M} w_{y_n}` is summed over all rows before the first block, so
 //! the block size never changes the result beyond the rounding of the GEMM sums.
+//!
+//! Each GEMM is split into independent tasks on rayon's pool — a range of classes of
+//! the logits, a range of columns of `dh`, a range of rows of `dW` — and every task is
+//! one single-threaded `gemm` call. The ranges depend only on the shape, and each output
+//! element is summed by one call in one order, so the results do not depend on the
+//! number of threads; the pool balances the tasks, so a core taken by another process
+//! slows one task rather than stalling a GEMM split in fixed halves.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -18,7 +25,7 @@ use crate::float::Float;
 use crate::layout::Layout;
 use crate::ops::cross_entropy::{block_inplace, check_options, Denominators};
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
-use crate::par::CallScale;
+use crate::par::{CallScale, Ptr};
 use crate::reduce::CompensatedSum;
 use crate::targets::ClassIndices;
 use crate::targets::Targets;
@@ -31,20 +38,28 @@ use crate::targets::Targets;
 /// ```
 pub const DEFAULT_SCRATCH_BYTES: usize = 64 << 20;
 
-/// The most rows a block takes, whatever the budget: the three GEMMs already run at
-/// full speed with 128 rows (`dW += Gᵀ·h_block` has `2·128` flops per byte of `dW` it
-/// streams), so more rows would only add memory. With it the scratch stays at
-/// `128·V` logits, 3% of the whole logits for `N = 4096`.
+/// The most rows a block takes, whatever the budget: the three GEMMs already run
+/// close to full speed with 128 rows (`dW += Gᵀ·h_block` has `2·128` flops per byte of
+/// `dW` it streams), so more rows would mostly add memory. With it the scratch stays
+/// at `128·V` logits, 3% of the whole logits for `N = 4096`.
 const MAX_BLOCK_ROWS: usize = 128;
 
-/// The `dW` GEMM runs over this many classes at a time: `gemm` packs a whole operand
-/// panel of `classes × B` values per call, and unchunked that panel (tens of MiB for a
-/// large vocabulary) would be the largest scratch of all.
-const DW_CLASS_CHUNK: usize = 512;
+/// Classes per task of the logits GEMM. `gemm` wants its destination column-major and
+/// packs (transposes, element by element) whichever operand is not: with the block's
+/// logits row-major, that was all of `W` for every block, a third of the GEMM's time.
+/// A task instead computes `h_block·W_cᵀ` column-major into its own `rows × 1024`
+/// scratch — `W_c` is then read in place and only `h_block` is packed, once per task —
+/// and transposes it into the logits rows.
+const X_CLASS_CHUNK: usize = 1024;
 
-/// Below this many multiply-adds a GEMM runs on the calling thread: splitting it
-/// costs more than it saves.
-const PARALLEL_GEMM_MIN_WORK: usize = 1 << 20;
+/// Columns of `dh_block = G·W` per task: each task packs its own columns of `W`, so
+/// `W` is packed once per block (a GEMM split across threads by `gemm` itself packed it
+/// once per thread).
+const DH_COL_CHUNK: usize = 256;
+
+/// Classes (rows of `dW`) per task of `dW += Gᵀ·h_block`: enough work per task, and
+/// `gemm`'s packed panel of `classes × B` values stays small.
+const DW_CLASS_CHUNK: usize = 512;
 
 /// The operands of [`linear_cross_entropy`], in PyTorch's names: `hidden` `h` of shape
 /// `(N, D)`, `linear_weight` `W` of shape `(V, D)` (one row per class, as
@@ -102,10 +117,11 @@ impl<'a, T: Float> LinearInputs<'a, T> {
 /// `weight`, `ignore_index`, `label_smoothing`, `reduction`) plus the scratch budget.
 ///
 /// `scratch_bytes` (default [`DEFAULT_SCRATCH_BYTES`]) bounds the memory the driver
-/// adds for a block of logits and one row of work space per thread; it sets the
-/// row-block size `B = budget / (V·size_of::<T>()) − threads`, at least 1 and at most
-/// 128: the GEMMs gain nothing from more rows, so a larger budget is not spent. With
-/// 128 rows the scratch is 3% of the unfused form's `N × V` logits for `N = 4096`.
+/// adds for a block of `B` rows of logits and, per thread, one row of work space and a
+/// `B × min(V, 1024)` tile of logits: `B·V + threads·(V + B·min(V, 1024))` elements of
+/// `T`. `B` is the most rows that fit, at least 1 and at most 128: the GEMMs gain
+/// little from more rows, so a larger budget is not spent. With 128 rows the scratch
+/// is 3–4% of the unfused form's `N × V` logits for `N = 4096`.
 ///
 /// ```
 /// use xent::{LinearCrossEntropyOptions, Reduction};
@@ -371,8 +387,8 @@ pub fn linear_cross_entropy_with_grad<'t, T: Float>(
 /// it asks for times its upstream gradient, overwriting or accumulating.
 ///
 /// Memory: besides the caller's buffers, one block of `B` rows of logits plus one
-/// row per thread (see [`LinearCrossEntropyOptions`]), and the GEMM's packing
-/// buffers. `dW` and `db` are accumulated over the row blocks in `T` (`f32` for `f32`
+/// row and one `B × 1024` tile per thread (see [`LinearCrossEntropyOptions`]), and the
+/// GEMM's packing buffers. `dW` and `db` are accumulated over the row blocks in `T` (`f32` for `f32`
 /// inputs, never lower).
 ///
 /// Everything is validated before anything is written: on error the buffers are
@@ -481,15 +497,14 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
         let h_block = &inputs.hidden[r0 * d..(r0 + rows) * d];
         let x = &mut logits[..rows * v];
 
-        // x = h_block·Wᵀ (+ b)
-        if let Some(b) = inputs.linear_bias {
-            for row in x.chunks_exact_mut(v) {
-                row.copy_from_slice(b);
-            }
-        }
-        let wt = Strided::new(inputs.linear_weight, 1, d);
-        let hb = Strided::new(h_block, d, 1);
-        matmul(rows, v, d, x, v, inputs.linear_bias.is_some(), hb, wt);
+        logits_into(
+            h_block,
+            rows,
+            inputs.linear_weight,
+            inputs.linear_bias,
+            (d, v),
+            x,
+        );
 
         // The block through the library's fused kernel; G overwrites the logits.
         block_targets.clear();
@@ -517,21 +532,11 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
 
         let g = &logits[..rows * v];
         if let Some(dh) = dh.as_deref_mut() {
-            // dh_block = G·W
             let dh_block = &mut dh[r0 * d..(r0 + rows) * d];
-            let gs = Strided::new(g, v, 1);
-            let w = Strided::new(inputs.linear_weight, d, 1);
-            matmul(rows, d, v, dh_block, d, accumulate, gs, w);
+            hidden_grad_into(g, rows, inputs.linear_weight, (d, v), accumulate, dh_block);
         }
         if let Some(dw) = dw.as_deref_mut() {
-            // dW += Gᵀ·h_block, a chunk of classes at a time
-            let hb = Strided::new(h_block, d, 1);
-            for (c, dw) in dw.chunks_mut(DW_CLASS_CHUNK * d.max(1)).enumerate() {
-                let c0 = c * DW_CLASS_CHUNK;
-                let classes = DW_CLASS_CHUNK.min(v - c0);
-                let gt = Strided::new(&g[c0..], 1, v);
-                matmul(classes, d, rows, dw, d, true, gt, hb);
-            }
+            weight_grad_add(g, h_block, rows, (d, v), dw);
         }
         if let Some(db) = db.as_deref_mut() {
             column_sums_into(g, v, db);
@@ -616,14 +621,16 @@ fn loss_shape(n: usize, reduction: Reduction) -> Vec<usize> {
     }
 }
 
-/// Rows per block: what the budget holds after one work row per thread, at most
+/// Rows per block `B`: the most with `B·V + threads·(V + B·tile)` elements within the
+/// budget (a work row and a logits tile of `B × tile` per thread), at most
 /// [`MAX_BLOCK_ROWS`], at least 1.
 fn block_rows(n: usize, v: usize, threads: usize, elem: usize, scratch_bytes: usize) -> usize {
-    let row_bytes = v.max(1).saturating_mul(elem);
-    let rows = scratch_bytes / row_bytes;
-    rows.saturating_sub(threads)
-        .clamp(1, MAX_BLOCK_ROWS)
-        .min(n.max(1))
+    let v = v.max(1);
+    let tile = X_CLASS_CHUNK.min(v);
+    let budget = scratch_bytes / elem.max(1);
+    let per_row = v.saturating_add(threads.saturating_mul(tile));
+    let rows = budget.saturating_sub(threads.saturating_mul(v)) / per_row;
+    rows.clamp(1, MAX_BLOCK_ROWS).min(n.max(1))
 }
 
 /// `db += Σ_rows G`, split over column ranges so that every column is summed in row
@@ -640,6 +647,115 @@ fn column_sums_into<T: Float>(g: &[T], v: usize, db: &mut [T]) {
             }
         }
     });
+}
+
+/// `x = h_block·Wᵀ (+ b)`, `rows × V` row-major, in tasks of [`X_CLASS_CHUNK`]
+/// classes: each computes its classes column-major in a scratch of its own (where
+/// `gemm` reads `W` unpacked) and transposes them into `x`.
+fn logits_into<T: Float>(
+    h_block: &[T],
+    rows: usize,
+    w: &[T],
+    bias: Option<&[T]>,
+    (d, v): (usize, usize),
+    x: &mut [T],
+) {
+    assert!(x.len() == rows * v && h_block.len() == rows * d && w.len() == v * d);
+    let out = Ptr(x.as_mut_ptr());
+    let chunk = X_CLASS_CHUNK.min(v);
+    (0..v.div_ceil(chunk.max(1))).into_par_iter().for_each_init(
+        || vec![T::ZERO; rows * chunk],
+        |scratch, c| {
+            let c0 = c * chunk;
+            let classes = chunk.min(v - c0);
+            let tile = &mut scratch[..rows * classes];
+            // tile (rows × classes, column-major) = h_block · W[c0..c0 + classes]ᵀ
+            let hb = Strided::new(h_block, d, 1);
+            let wt = Strided::new(&w[c0 * d..(c0 + classes) * d], 1, d);
+            matmul(rows, classes, d, tile, (1, rows), false, hb, wt);
+            let b = bias.map(|b| &b[c0..c0 + classes]);
+            // SAFETY: `x` holds `rows × v` elements and this task writes only its columns
+            // `c0..c0 + classes` of each row; the tasks' column ranges are disjoint and
+            // `x` stays mutably borrowed for the whole loop.
+            unsafe { scatter_transposed(tile, rows, classes, b, out.at(c0), v) };
+        },
+    );
+}
+
+/// `dst[r·ld + c] = tile[c·rows + r] (+ b[c])` for `r < rows`, `c < classes`: a
+/// column-major tile into `classes` columns of row-major rows. Eight rows at a time,
+/// so that each column read is contiguous and each written line is filled by eight
+/// consecutive columns.
+///
+/// # Safety
+/// `dst` must be valid for writes at `r·ld + c` for every `r < rows`, `c < classes`,
+/// and nothing else may access those elements meanwhile.
+unsafe fn scatter_transposed<T: Float>(
+    tile: &[T],
+    rows: usize,
+    classes: usize,
+    bias: Option<&[T]>,
+    dst: *mut T,
+    ld: usize,
+) {
+    const R: usize = 8;
+    for r0 in (0..rows).step_by(R) {
+        let rn = R.min(rows - r0);
+        for c in 0..classes {
+            let b = bias.map_or(T::ZERO, |b| b[c]);
+            let col = &tile[c * rows + r0..c * rows + r0 + rn];
+            for (i, &t) in col.iter().enumerate() {
+                // SAFETY: `r0 + i < rows` and `c < classes` (the caller's contract).
+                unsafe { *dst.add((r0 + i) * ld + c) = t + b };
+            }
+        }
+    }
+}
+
+/// `dh_block (=|+=) G·W`, in tasks of [`DH_COL_CHUNK`] columns.
+fn hidden_grad_into<T: Float>(
+    g: &[T],
+    rows: usize,
+    w: &[T],
+    (d, v): (usize, usize),
+    accumulate: bool,
+    dh_block: &mut [T],
+) {
+    assert!(g.len() == rows * v && w.len() == v * d && dh_block.len() == rows * d);
+    let out = Ptr(dh_block.as_mut_ptr());
+    let gs = Strided::new(g, v, 1);
+    (0..d.div_ceil(DH_COL_CHUNK)).into_par_iter().for_each(|c| {
+        let c0 = c * DH_COL_CHUNK;
+        let cols = DH_COL_CHUNK.min(d - c0);
+        let wc = Strided::new(&w[c0..], d, 1);
+        // SAFETY: `dh_block` holds `rows × d` elements; this task's view starts at column
+        // `c0` and spans `cols ≤ d − c0` columns of each of the `rows` rows (stride `d`),
+        // disjoint from every other task's columns, and `dh_block` stays mutably
+        // borrowed for the whole loop.
+        unsafe { matmul_raw((rows, cols, v), out.at(c0), (d, 1), accumulate, gs, wc) };
+    });
+}
+
+/// `dW += Gᵀ·h_block`, in tasks of [`DW_CLASS_CHUNK`] rows of `dW`.
+fn weight_grad_add<T: Float>(
+    g: &[T],
+    h_block: &[T],
+    rows: usize,
+    (d, v): (usize, usize),
+    dw: &mut [T],
+) {
+    if d == 0 {
+        return;
+    }
+    let hb = Strided::new(h_block, d, 1);
+    dw.par_chunks_mut(DW_CLASS_CHUNK * d)
+        .enumerate()
+        .for_each(|(c, dw)| {
+            let c0 = c * DW_CLASS_CHUNK;
+            let classes = dw.len() / d;
+            let gt = Strided::new(&g[c0..], 1, v);
+            matmul(classes, d, rows, dw, (d, 1), true, gt, hb);
+        });
 }
 
 /// A read-only matrix view: element `(i, j)` at `data[i·row_stride + j·col_stride]`.
@@ -666,15 +782,37 @@ impl<'a, T> Strided<'a, T> {
     }
 }
 
-/// `dst (m×n, row-major with row stride dst_rs) = [dst +] lhs (m×k) · rhs (k×n)` with
-/// `gemm`, multithreaded on rayon's pool when the product is large.
+/// `dst (m×n, element (i, j) at i·rs + j·cs) = [dst +] lhs (m×k) · rhs (k×n)`, one
+/// single-threaded `gemm` call.
 #[allow(clippy::too_many_arguments)]
 fn matmul<T: Float>(
     m: usize,
     n: usize,
     k: usize,
     dst: &mut [T],
-    dst_rs: usize,
+    (rs, cs): (usize, usize),
+    accumulate: bool,
+    lhs: Strided<'_, T>,
+    rhs: Strided<'_, T>,
+) {
+    let holds = Strided::new(&*dst, rs, cs).holds(m, n);
+    assert!(holds, "matmul destination out of bounds");
+    // SAFETY: `dst` holds every element of the `m × n` view (checked above) and is
+    // borrowed mutably, so nothing else touches it.
+    unsafe { matmul_raw((m, n, k), dst.as_mut_ptr(), (rs, cs), accumulate, lhs, rhs) }
+}
+
+/// [`matmul`] through a raw destination pointer, for tasks that write disjoint parts
+/// of one buffer.
+///
+/// # Safety
+/// `dst` must be valid for reads and writes at `i·rs + j·cs` for every `i < m`,
+/// `j < n`, those elements must not overlap each other (`rs`, `cs` describe a proper
+/// matrix) nor the operands, and nothing else may access them during the call.
+unsafe fn matmul_raw<T: Float>(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut T,
+    (rs, cs): (usize, usize),
     accumulate: bool,
     lhs: Strided<'_, T>,
     rhs: Strided<'_, T>,
@@ -683,36 +821,32 @@ fn matmul<T: Float>(
         return;
     }
     assert!(
-        (m - 1) * dst_rs + n <= dst.len()
-            && n <= dst_rs.max(1)
-            && lhs.holds(m, k)
-            && rhs.holds(k, n),
+        lhs.holds(m, k) && rhs.holds(k, n),
         "matmul operands out of bounds"
     );
     if k == 0 {
         if !accumulate {
-            for row in dst.chunks_mut(dst_rs.max(1)).take(m) {
-                row[..n].fill(T::ZERO);
+            for i in 0..m {
+                for j in 0..n {
+                    // SAFETY: `(i, j)` lies in the destination (the caller's contract).
+                    unsafe { *dst.add(i * rs + j * cs) = T::ZERO };
+                }
             }
         }
         return;
     }
-    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_GEMM_MIN_WORK {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
-    };
-    // SAFETY: the assert above keeps every element the GEMM reads or writes inside its
-    // slice; `dst` is borrowed mutably, so it aliases neither operand; `T` is f32 or f64
-    // (the sealed `Float`), which `gemm` supports.
+    // SAFETY: the assert above keeps every element the GEMM reads inside the operands'
+    // slices; the caller guarantees the destination's elements are valid, exclusive
+    // and apart from the operands; `T` is f32 or f64 (the sealed `Float`), which `gemm`
+    // supports.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
+            dst,
+            cs as isize,
+            rs as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
@@ -725,7 +859,7 @@ fn matmul<T: Float>(
             false,
             false,
             false,
-            parallelism,
+            Parallelism::None,
         );
     }
 }
