@@ -38,11 +38,13 @@ use crate::targets::Targets;
 /// ```
 pub const DEFAULT_SCRATCH_BYTES: usize = 64 << 20;
 
-/// The most rows a block takes, whatever the budget: the three GEMMs already run
-/// close to full speed with 128 rows (`dW += Gᵀ·h_block` has `2·128` flops per byte of
-/// `dW` it streams), so more rows would mostly add memory. With it the scratch stays
-/// at `128·V` logits, 3% of the whole logits for `N = 4096`.
-const MAX_BLOCK_ROWS: usize = 128;
+/// The most rows a block takes, whatever the budget: the three GEMMs run close to
+/// full speed with ~100 rows (`dW += Gᵀ·h_block` has `2·B` flops per byte of `dW` it
+/// streams), so more rows would mostly add memory. With 96 the whole added memory
+/// (the `96·V` logits, the per-thread tiles, `gemm`'s packing buffers) measured 3.8%
+/// of the unfused logits for `N = 4096, D = 1024, V = 32000` (128 rows: 5.6%, above
+/// the 5% the linear cross-entropy issue allows).
+const MAX_BLOCK_ROWS: usize = 96;
 
 /// Classes per task of the logits GEMM. `gemm` wants its destination column-major and
 /// packs (transposes, element by element) whichever operand is not: with the block's
@@ -119,9 +121,9 @@ impl<'a, T: Float> LinearInputs<'a, T> {
 /// `scratch_bytes` (default [`DEFAULT_SCRATCH_BYTES`]) bounds the memory the driver
 /// adds for a block of `B` rows of logits and, per thread, one row of work space and a
 /// `B × min(V, 1024)` tile of logits: `B·V + threads·(V + B·min(V, 1024))` elements of
-/// `T`. `B` is the most rows that fit, at least 1 and at most 128: the GEMMs gain
-/// little from more rows, so a larger budget is not spent. With 128 rows the scratch
-/// is 3–4% of the unfused form's `N × V` logits for `N = 4096`.
+/// `T`. `B` is the most rows that fit, at least 1 and at most 96: the GEMMs gain
+/// little from more rows, so a larger budget is not spent. With 96 rows the scratch
+/// is about 4% of the unfused form's `N × V` logits for `N = 4096`.
 ///
 /// ```
 /// use xent::{LinearCrossEntropyOptions, Reduction};
