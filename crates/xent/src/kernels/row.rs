@@ -13,6 +13,9 @@
 
 use super::simd::{Scalar, Simd, Store32};
 
+/// Bytes per cache line, the prefetch granularity.
+const CACHE_LINE: usize = 64;
+
 /// Classes per chunk: 8 KiB of f32, so that pass B reads the chunk from L1.
 pub(crate) const CHUNK: usize = 2048;
 
@@ -279,8 +282,27 @@ pub(crate) unsafe fn chunk_stats_store<
         let msv = s.splat(ms);
         let zero = s.splat(0.0);
         let (mut s0, mut s1, mut l0, mut l1, mut a0, mut a1) = (zero, zero, zero, zero, zero, zero);
+        // Pass B works from L1; meanwhile the next `n` elements (the next chunk, or
+        // the next row) are prefetched so that pass A does not wait for memory, and
+        // with `STORE` so are the lines of `g` that the next chunk stores into (their
+        // read for ownership would stall the stores otherwise).
+        let (x_ahead, g_ahead) = (
+            x.wrapping_add(n) as *const u8,
+            g.wrapping_add(n) as *const u8,
+        );
+        let (x_step, g_step) = (size_of::<E>(), size_of::<G>());
         let mut i = 0;
         while i + 2 * lanes <= body {
+            let mut b = 0;
+            while b < 2 * lanes * x_step {
+                s.prefetch(x_ahead.wrapping_add(i * x_step + b));
+                b += CACHE_LINE;
+            }
+            let mut b = 0;
+            while STORE && b < 2 * lanes * g_step {
+                s.prefetch(g_ahead.wrapping_add(i * g_step + b));
+                b += CACHE_LINE;
+            }
             let d0 = s.sub(xf.apply(s, s.load(x.add(i))), msv);
             let d1 = s.sub(xf.apply(s, s.load(x.add(i + lanes))), msv);
             let (e0, e1) = (s.exp_small(d0), s.exp_small(d1));

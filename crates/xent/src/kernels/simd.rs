@@ -72,6 +72,10 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// # Safety
     /// `p` writable for `LANES` elements.
     unsafe fn store<E: Store32>(self, p: *mut E, v: Self::V);
+    /// Hints that the cache line at `p` will be used soon (into the first-level
+    /// cache). Any address is allowed: a prefetch never faults. Nothing on
+    /// [`Scalar`].
+    fn prefetch<T>(self, p: *const T);
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
     fn sub(self, a: Self::V, b: Self::V) -> Self::V;
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
@@ -298,6 +302,8 @@ impl Simd for Scalar {
         // SAFETY: the caller guarantees one writable element.
         unsafe { *p = E::from_f32(v) }
     }
+    #[inline(always)]
+    fn prefetch<T>(self, _p: *const T) {}
     #[inline(always)]
     fn add(self, a: f32, b: f32) -> f32 {
         a + b
@@ -615,6 +621,12 @@ mod x86 {
         unsafe fn store<E: Store32>(self, p: *mut E, v: __m256) {
             // SAFETY: as `load`.
             unsafe { E::store_avx2(p, v) }
+        }
+        #[inline(always)]
+        fn prefetch<T>(self, p: *const T) {
+            // SAFETY: SSE is part of x86-64; a prefetch never faults, whatever the
+            // address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
         }
         #[inline(always)]
         fn add(self, a: __m256, b: __m256) -> __m256 {
@@ -936,6 +948,12 @@ mod x86 {
         unsafe fn store<E: Store32>(self, p: *mut E, v: __m512) {
             // SAFETY: as `load`.
             unsafe { E::store_avx512(p, v) }
+        }
+        #[inline(always)]
+        fn prefetch<T>(self, p: *const T) {
+            // SAFETY: SSE is part of x86-64; a prefetch never faults, whatever the
+            // address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
         }
         #[inline(always)]
         fn add(self, a: __m512, b: __m512) -> __m512 {
