@@ -95,6 +95,19 @@ impl ClassIndices<'_> {
         }))
     }
 
+    /// The classes of targets `start..start + out.len()` into `out`, `usize::MAX`
+    /// for `ignore_index` (the targets are validated: every other one is a class).
+    #[inline]
+    pub(crate) fn classes_into(&self, start: usize, ignore_index: i64, out: &mut [usize]) {
+        let (ignore, n) = (ignore_index as i128, out.len());
+        with_slice!(self, s => {
+            for (o, &t) in out.iter_mut().zip(&s[start..start + n]) {
+                let t = t as i128;
+                *o = if t == ignore { usize::MAX } else { t as usize };
+            }
+        })
+    }
+
     /// How many targets are not `ignore_index`.
     pub(crate) fn count_kept(&self, ignore_index: i64) -> usize {
         let ignore = ignore_index as i128;

@@ -392,7 +392,6 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let (c, inner) = (self.classes, self.inner);
         let tw = tile_lanes(c);
         let (probs, has_g) = (!self.t.is_null(), !self.g.is_null());
-        let mut rows = [0usize; 16];
         // SAFETY: the scratch holds scratch_len(C, inner) = 3·C·tw f32; every copy
         // stays within row n's classes and lanes i0..i0 + w of the block.
         unsafe {
@@ -420,9 +419,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     while j < w {
                         let full = j + S::LANES <= w;
                         let lanes = if full { S::LANES } else { 1 };
-                        for (l, r) in rows.iter_mut().enumerate().take(lanes) {
-                            *r = n * inner + i0 + j + l;
-                        }
+                        let r0 = n * inner + i0 + j;
                         let at = LaneAt::<f32, f32> {
                             x: xt.add(j),
                             t: if probs { tt.add(j) } else { core::ptr::null() },
@@ -434,9 +431,9 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                             stride: w,
                         };
                         let (a, b) = if full {
-                            self.lane_unit(s, xf, at, &rows[..lanes])
+                            self.lane_unit(s, xf, at, r0)
                         } else {
-                            self.lane_unit(Scalar, xf, at, &rows[..1])
+                            self.lane_unit(Scalar, xf, at, r0)
                         };
                         total.merge(a);
                         ztotal.merge(b);
@@ -466,15 +463,12 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let mut total = CompensatedSum::default();
         let mut ztotal = CompensatedSum::default();
         let (c, inner) = (self.classes, self.inner);
-        let mut rows = [0usize; 16];
         for n in 0..self.outer {
             let mut i = 0;
             while i < inner {
                 let full = i + S::LANES <= inner;
                 let lanes = if full { S::LANES } else { 1 };
-                for (l, r) in rows.iter_mut().enumerate().take(lanes) {
-                    *r = n * inner + i + l;
-                }
+                let r0 = n * inner + i;
                 let base = n * c * inner + i;
                 // SAFETY: base + k·inner + l for k < C, l < lanes lies in the block.
                 let at = unsafe {
@@ -486,9 +480,9 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     }
                 };
                 let (a, b) = if full {
-                    self.lane_unit(s, xf, at, &rows[..lanes])
+                    self.lane_unit(s, xf, at, r0)
                 } else {
-                    self.lane_unit(Scalar, xf, at, &rows[..1])
+                    self.lane_unit(Scalar, xf, at, r0)
                 };
                 total.merge(a);
                 ztotal.merge(b);
@@ -499,41 +493,39 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     }
 
     /// Short contiguous rows (`C ≤ SMALL_C`), `LANES` rows at a time: each group is
-    /// transposed into a class-major tile so that the lane kernels vectorize across
-    /// rows, and the gradient tile is copied back.
+    /// transposed into class-major f32 tiles so that the lane kernels vectorize
+    /// across rows, and the gradient tile is transposed back.
     #[inline(always)]
     fn small_rows<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
         let mut total = CompensatedSum::default();
         let mut ztotal = CompensatedSum::default();
         let c = self.classes;
         let lanes = S::LANES;
-        let zero = E::from_f32(0.0);
-        let mut xt = [zero; 16 * SMALL_C];
-        let mut tt = [zero; 16 * SMALL_C];
-        // The gradient tile is f32 whatever G is (one rounding on the way out), so
-        // that the statistics pass can store its exps there.
+        // f32 tiles whatever E and G are: widened once on the way in, rounded once
+        // on the way out, and the statistics pass can store its exps in `gt`.
+        let mut xt = [0.0f32; 16 * SMALL_C];
+        let mut tt = [0.0f32; 16 * SMALL_C];
         let mut gt = [0.0f32; 16 * SMALL_C];
-        let mut rows = [0usize; 16];
         let has_g = !self.g.is_null();
         let probs = !self.t.is_null();
         let mut r0 = 0;
         while r0 < self.outer {
             let full = r0 + lanes <= self.outer;
             let (a, b) = if full {
-                // SAFETY: rows r0..r0 + lanes of C elements lie in the
-                // block; tiles hold lanes·C ≤ 16·SMALL_C elements.
+                // SAFETY: rows r0..r0 + lanes of C elements lie in the block; the
+                // tiles hold lanes·C ≤ 16·SMALL_C f32.
                 unsafe {
-                    for l in 0..lanes {
-                        rows[l] = r0 + l;
-                        for k in 0..c {
-                            let src = (r0 + l) * c + k;
-                            xt[k * lanes + l] = *self.x.add(src);
-                            if probs {
-                                tt[k * lanes + l] = *self.t.add(src);
-                            }
-                            if has_g && self.accumulate {
-                                gt[k * lanes + l] = (*self.g.add(src)).to_f32();
-                            }
+                    let base = r0 * c;
+                    for k in 0..c {
+                        let at = xt.as_mut_ptr().add(k * lanes);
+                        s.store(at, gather_rows(s, self.x.add(base + k), c));
+                        if probs {
+                            let at = tt.as_mut_ptr().add(k * lanes);
+                            s.store(at, gather_rows(s, self.t.add(base + k), c));
+                        }
+                        if has_g && self.accumulate {
+                            let at = gt.as_mut_ptr().add(k * lanes);
+                            s.store(at, gather_rows(s, self.g.add(base + k), c));
                         }
                     }
                     let at = LaneAt {
@@ -550,18 +542,16 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         },
                         stride: lanes,
                     };
-                    let sums = self.lane_unit(s, xf, at, &rows[..lanes]);
+                    let sums = self.lane_unit(s, xf, at, r0);
                     if has_g {
-                        for l in 0..lanes {
-                            for k in 0..c {
-                                *self.g.add((r0 + l) * c + k) = G::from_f32(gt[k * lanes + l]);
-                            }
+                        for k in 0..c {
+                            let v = s.load(gt.as_ptr().add(k * lanes));
+                            scatter_rows(s, v, self.g.add(base + k), c);
                         }
                     }
                     sums
                 }
             } else {
-                rows[0] = r0;
                 // SAFETY: row r0 of C contiguous elements lies in the block.
                 let at = unsafe {
                     LaneAt {
@@ -571,7 +561,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         stride: 1,
                     }
                 };
-                self.lane_unit(Scalar, xf, at, &rows[..1])
+                self.lane_unit(Scalar, xf, at, r0)
             };
             total.merge(a);
             ztotal.merge(b);
@@ -581,14 +571,14 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     }
 
     /// `LANES` rows whose class `k` of lane `l` is at `k·stride + l` from `at`'s
-    /// pointers; `rows[l]` is the lane's row index within the block.
+    /// pointers; lane `l` is row `r0 + l` of the block.
     #[inline(always)]
     fn lane_unit<S: Simd, X: Xform, TE: Store32, TG: Store32>(
         &self,
         s: S,
         xf: X,
         at: LaneAt<TE, TG>,
-        rows: &[usize],
+        r0: usize,
     ) -> BlockSums {
         let (c, stride) = (self.classes, at.stride);
         let lanes = S::LANES;
@@ -610,32 +600,39 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         // Per lane: the upstream scales, and the target class with its weight and
         // raw logit (ignored rows stay inactive). Read before the statistics pass,
         // which may store into a gradient that aliases the logits.
-        let mut scale_ce = [0.0f32; 16];
-        let mut scale_z = [0.0f32; 16];
+        let (scale_ce, scale_z) = match self.scale {
+            Scale::Uniform { ce, z } => (s.splat(ce), s.splat(z)),
+            Scale::PerRow(go) => {
+                let v = s.vector_of(&go[r0..r0 + lanes]);
+                (v, v)
+            }
+        };
         let mut active = [0.0f32; 16];
         let mut w_y = [0.0f32; 16];
         let mut x_y = [0.0f32; 16];
-        let mut a_y = [0.0f32; 16];
-        let mut class = [None; 16];
+        // usize::MAX: no target class (ignored, or probability targets).
+        let mut class = [usize::MAX; 16];
+        if probs {
+            active[..lanes].fill(1.0);
+        } else if let Some((idx, ignore)) = self.idx {
+            idx.classes_into(self.row0 + r0, ignore, &mut class[..lanes]);
+        }
         for l in 0..lanes {
-            let r = rows[l];
-            (scale_ce[l], scale_z[l]) = self.scale.at(r);
-            if probs {
+            let y = class[l];
+            if y != usize::MAX {
                 active[l] = 1.0;
-            } else if let Some(y) = self.class_of(self.row0 + r) {
-                active[l] = 1.0;
-                class[l] = Some(y);
-                // SAFETY: y < C, so the element lies in the unit.
+                // SAFETY: y < C (validated targets), so the element lies in the unit.
                 x_y[l] = unsafe { Scalar.load(x.add(y * stride + l)) };
                 w_y[l] = self.weight.map_or(1.0, |w| w[y]);
-                a_y[l] = match coef {
-                    LaneCoef::Ones => 1.0,
-                    // SAFETY: y < C weights.
-                    LaneCoef::Weights(w) => unsafe { *w.add(y) },
-                    _ => 0.0,
-                };
             }
         }
+        // The target's coefficient of the linear terms (lanes without a target are
+        // never written with it).
+        let a_y = match coef {
+            LaneCoef::Ones => s.splat(1.0),
+            LaneCoef::Weights(_) => s.vector_of(&w_y[..lanes]),
+            _ => s.splat(0.0),
+        };
         // Without soft-capping, an overwritten f32 gradient receives exp(x̃ − shift)
         // from the statistics pass, and the gradient pass only scales it.
         let store = !X::CHAINED && TG::IS_F32 && !self.accumulate && !at.g.is_null();
@@ -651,27 +648,19 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let on = s.ne_zero(vec(&active));
         let x_y = vec(&x_y);
         let index = (!probs).then(|| (vec(&w_y), xf.apply(s, x_y)));
-        let (loss, zt, consts) = finish_v(
-            s,
-            &stats,
-            index,
-            &self.consts,
-            vec(&scale_ce),
-            vec(&scale_z),
-        );
+        let (loss, zt, consts) = finish_v(s, &stats, index, &self.consts, scale_ce, scale_z);
         let zero = s.splat(0.0);
         let (loss, zt) = (s.select(on, loss, zero), s.select(on, zt, zero));
-        let (mut loss_l, mut zt_l, mut row_l) = ([0.0f32; 16], [0.0f32; 16], [0.0f32; 16]);
+        let (mut loss_l, mut zt_l) = ([0.0f32; 16], [0.0f32; 16]);
         s.write_lanes(loss, &mut loss_l);
         s.write_lanes(zt, &mut zt_l);
-        s.write_lanes(s.add(loss, zt), &mut row_l);
+        if !self.loss_out.is_null() {
+            // SAFETY: rows r0..r0 + LANES lie in the block, which has a loss each.
+            unsafe { s.store(self.loss_out.add(r0), s.add(loss, zt)) };
+        }
         // One compensated add per unit: the unit's few rows sum exactly enough in f64.
         let (mut unit, mut zunit) = (0.0f64, 0.0f64);
         for l in 0..lanes {
-            if !self.loss_out.is_null() {
-                // SAFETY: rows[l] < the block's row count.
-                unsafe { *self.loss_out.add(rows[l]) = row_l[l] };
-            }
             unit += loss_l[l] as f64;
             zunit += zt_l[l] as f64;
         }
@@ -687,7 +676,8 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 let mut prior = [0.0f32; 16];
                 if self.accumulate {
                     for l in 0..lanes {
-                        if let Some(y) = class[l] {
+                        let y = class[l];
+                        if y != usize::MAX {
                             prior[l] = (*g.add(y * stride + l)).to_f32();
                         }
                     }
@@ -707,11 +697,12 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     store,
                 );
                 if !probs {
-                    let v = target_grad_v(s, xf, x_y, vec(&a_y), ms, &consts, vec(&prior));
+                    let v = target_grad_v(s, xf, x_y, a_y, ms, &consts, vec(&prior));
                     let mut v_l = [0.0f32; 16];
                     s.write_lanes(v, &mut v_l);
                     for l in 0..lanes {
-                        if let Some(y) = class[l] {
+                        let y = class[l];
+                        if y != usize::MAX {
                             *g.add(y * stride + l) = TG::from_f32(v_l[l]);
                         }
                     }
@@ -744,6 +735,42 @@ unsafe fn copy_convert<S: Simd, A: Store32, B: Store32>(
         }
         for j in body..n {
             *dst.add(j) = B::from_f32((*src.add(j)).to_f32());
+        }
+    }
+}
+
+/// The elements `p[l·stride]` of `LANES` rows, as one vector: copied one by one
+/// (an unrolled loop) into a small array of `E`, then widened as a vector.
+///
+/// # Safety
+/// `p + l·stride` readable for every lane `l < LANES`.
+#[inline(always)]
+unsafe fn gather_rows<S: Simd, E: Store32>(s: S, p: *const E, stride: usize) -> S::V {
+    let mut buf = [core::mem::MaybeUninit::<E>::uninit(); 16];
+    // SAFETY: the caller guarantees the LANES ≤ 16 reads; the array is written in
+    // full before it is read as LANES elements.
+    unsafe {
+        for (l, b) in buf.iter_mut().enumerate().take(S::LANES) {
+            b.write(*p.add(l * stride));
+        }
+        s.load(buf.as_ptr() as *const E)
+    }
+}
+
+/// The inverse of [`gather_rows`]: lane `l` of `v`, rounded to `E` as a vector,
+/// goes to `p[l·stride]`.
+///
+/// # Safety
+/// `p + l·stride` writable for every lane `l < LANES`.
+#[inline(always)]
+unsafe fn scatter_rows<S: Simd, E: Store32>(s: S, v: S::V, p: *mut E, stride: usize) {
+    let mut buf = [core::mem::MaybeUninit::<E>::uninit(); 16];
+    // SAFETY: the vector store initializes LANES elements, which are the ones read;
+    // the caller guarantees the writes.
+    unsafe {
+        s.store(buf.as_mut_ptr() as *mut E, v);
+        for (l, b) in buf.iter().enumerate().take(S::LANES) {
+            *p.add(l * stride) = b.assume_init();
         }
     }
 }

@@ -89,29 +89,68 @@ pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
     xf: X,
     e_out: *mut f32,
 ) -> LaneStats<S::V> {
+    // The options are fixed for the call: one loop per combination, without
+    // branches inside.
+    // SAFETY: forwarded.
+    unsafe {
+        match (e_out.is_null(), coef.active()) {
+            (true, false) => {
+                lane_stats_with::<S, E, X, false, false>(s, x, stride, c, coef, xf, e_out)
+            }
+            (false, false) => {
+                lane_stats_with::<S, E, X, true, false>(s, x, stride, c, coef, xf, e_out)
+            }
+            (true, true) => {
+                lane_stats_with::<S, E, X, false, true>(s, x, stride, c, coef, xf, e_out)
+            }
+            (false, true) => {
+                lane_stats_with::<S, E, X, true, true>(s, x, stride, c, coef, xf, e_out)
+            }
+        }
+    }
+}
+
+/// [`lane_stats`] for a known `STORE` (`e_out` not null) and `ACTIVE` (linear terms).
+///
+/// # Safety
+/// As [`lane_stats`].
+#[inline(always)]
+unsafe fn lane_stats_with<S: Simd, E: Store32, X: Xform, const STORE: bool, const ACTIVE: bool>(
+    s: S,
+    x: *const E,
+    stride: usize,
+    c: usize,
+    coef: LaneCoef<E>,
+    xf: X,
+    e_out: *mut f32,
+) -> LaneStats<S::V> {
     // SAFETY: every load is at a class k < c.
     unsafe {
         let mut m = s.splat(f32::NEG_INFINITY);
-        for k in 0..c {
-            m = s.max(m, xf.apply(s, s.load(x.add(k * stride))));
+        let mut p = x;
+        for _ in 0..c {
+            m = s.max(m, xf.apply(s, s.load(p)));
+            p = p.wrapping_add(stride);
         }
         let msv = s.neg_inf_to(m, s.splat(0.0));
         let zero = s.splat(0.0);
         let (mut sv, mut lv, mut av) = (zero, zero, zero);
-        let active = coef.active();
+        let (mut p, mut e_p) = (x, e_out);
         for k in 0..c {
-            let d = s.sub(xf.apply(s, s.load(x.add(k * stride))), msv);
+            let d = s.sub(xf.apply(s, s.load(p)), msv);
             let e = s.exp_small(d);
             sv = s.add(sv, e);
-            if !e_out.is_null() {
+            if STORE {
                 // Stored for the gradient pass (`lane_grad` with `stored`).
-                s.store(e_out.add(k * stride), e);
+                s.store(e_p, e);
             }
-            if active {
+            if ACTIVE {
                 let a = coef.at(s, k, stride);
                 lv = s.fma(a, d, lv);
                 av = s.add(av, a);
             }
+            p = p.wrapping_add(stride);
+            e_p = e_p.wrapping_add(stride);
         }
         LaneStats {
             m,
@@ -145,31 +184,87 @@ pub(crate) unsafe fn lane_grad<S: Simd, E: Store32, G: Store32, X: Xform>(
     accumulate: bool,
     stored: bool,
 ) {
+    // One loop per combination of the call's options (`stored` excludes
+    // `accumulate`).
+    // SAFETY: forwarded.
+    unsafe {
+        match (stored, accumulate, coef.active()) {
+            (true, _, false) => lane_grad_with::<S, E, G, X, true, false, false>(
+                s, x, g, stride, c, coef, xf, msv, consts, on,
+            ),
+            (true, _, true) => lane_grad_with::<S, E, G, X, true, false, true>(
+                s, x, g, stride, c, coef, xf, msv, consts, on,
+            ),
+            (false, false, false) => lane_grad_with::<S, E, G, X, false, false, false>(
+                s, x, g, stride, c, coef, xf, msv, consts, on,
+            ),
+            (false, false, true) => lane_grad_with::<S, E, G, X, false, false, true>(
+                s, x, g, stride, c, coef, xf, msv, consts, on,
+            ),
+            (false, true, false) => lane_grad_with::<S, E, G, X, false, true, false>(
+                s, x, g, stride, c, coef, xf, msv, consts, on,
+            ),
+            (false, true, true) => lane_grad_with::<S, E, G, X, false, true, true>(
+                s, x, g, stride, c, coef, xf, msv, consts, on,
+            ),
+        }
+    }
+}
+
+/// [`lane_grad`] for known `STORED`, `ACCUMULATE` and `ACTIVE` (linear terms).
+///
+/// # Safety
+/// As [`lane_grad`].
+#[inline(always)]
+unsafe fn lane_grad_with<
+    S: Simd,
+    E: Store32,
+    G: Store32,
+    X: Xform,
+    const STORED: bool,
+    const ACCUMULATE: bool,
+    const ACTIVE: bool,
+>(
+    s: S,
+    x: *const E,
+    g: *mut G,
+    stride: usize,
+    c: usize,
+    coef: LaneCoef<E>,
+    xf: X,
+    msv: S::V,
+    consts: &LaneConsts<S::V>,
+    on: S::V,
+) {
     let (alpha, beta) = (consts.alpha, consts.beta);
-    let has_coef = coef.active();
     // SAFETY: every access is at a class k < c.
     unsafe {
+        let (mut xp, mut gp) = (x, g);
         for k in 0..c {
-            let (e, d) = if stored {
-                (s.load(g.add(k * stride) as *const f32), s.splat(1.0))
+            let (e, d) = if STORED {
+                (s.load(gp as *const f32), s.splat(1.0))
             } else {
-                let (xt, d) = xf.apply_d(s, s.load(x.add(k * stride)));
+                let (xt, d) = xf.apply_d(s, s.load(xp));
                 (s.exp_small(s.sub(xt, msv)), d)
             };
             let mut v = s.mul(alpha, e);
-            if has_coef {
+            if ACTIVE {
                 v = s.sub(v, s.mul(beta, coef.at(s, k, stride)));
             }
             if X::CHAINED {
                 v = s.mul(v, d);
             }
-            let old = if accumulate {
-                s.load(g.add(k * stride))
+            let v = if ACCUMULATE {
+                let old = s.load(gp);
+                s.select(on, s.add(v, old), old)
             } else {
-                s.splat(0.0)
+                // `v + 0` as in the accumulating form (a −0 becomes +0).
+                let zero = s.splat(0.0);
+                s.select(on, s.add(v, zero), zero)
             };
-            let v = s.select(on, s.add(v, old), old);
-            s.store(g.add(k * stride), v);
+            s.store(gp, v);
+            xp = xp.wrapping_add(stride);
+            gp = gp.wrapping_add(stride);
         }
     }
 }
