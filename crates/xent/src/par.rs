@@ -329,6 +329,31 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
     isa: Isa,
 ) -> (f64, f64) {
     let c = call.classes;
+    let cap = call.cap.map(|c| c as f32);
+    // Without soft-capping, each chunk's exps are stored by the statistics pass and
+    // the gradient pass only rescales them: in the gradient itself when it is f32
+    // and overwritten, else in a scratch row of C f32 (kept by this thread).
+    let store = cap.is_none() && !g.0.is_null();
+    let in_grad = G::IS_F32 && !call.accumulate;
+    let scratch_len = if store && !in_grad { c } else { 0 };
+    with_scratch(scratch_len, |scratch| {
+        let scratch = Ptr(scratch);
+        long_rows_with::<E, G>(call, g, consts, isa, store, in_grad, scratch)
+    })
+}
+
+/// [`ce_long_rows`] with its stored-exp choice made: `store` (exps are kept) in the
+/// gradient (`in_grad`) or in `scratch` (C f32).
+fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
+    call: &CeCall<'_, E>,
+    g: Ptr<G>,
+    consts: CeConsts,
+    isa: Isa,
+    store: bool,
+    in_grad: bool,
+    scratch: Ptr<f32>,
+) -> (f64, f64) {
+    let c = call.classes;
     let w = call.weight.map(|w| w.as_ptr());
     let cap = call.cap.map(|c| c as f32);
     let mut total = CompensatedSum::default();
@@ -382,9 +407,13 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
                 step,
             }
         };
-        // Without soft-capping, an overwritten f32 gradient receives each chunk's
-        // exps in the statistics pass; the gradient pass only rescales them.
-        let store = cap.is_none() && G::IS_F32 && !call.accumulate && !gr.0.is_null();
+        // Where the exps go: the row's gradient (`G::IS_F32` makes the cast exact)
+        // or the scratch row.
+        let e_row = if in_grad {
+            Ptr(gr.0 as *mut f32)
+        } else {
+            scratch
+        };
         let (loss, zt) = match target {
             None => {
                 if !gr.0.is_null() && !call.accumulate {
@@ -417,8 +446,7 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
                     .into_par_iter()
                     .map(|k| {
                         let step = if store {
-                            // `G::IS_F32` makes the cast exact.
-                            PieceStep::StatsStore(gr.at(k * PIECE) as *mut f32)
+                            PieceStep::StatsStore(e_row.at(k * PIECE))
                         } else {
                             PieceStep::Stats
                         };
@@ -434,7 +462,14 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
                     let ms = shift(p.m);
                     (0..pieces).into_par_iter().for_each(|j| {
                         let step = if store {
-                            PieceStep::Rescale(gr.at(j * PIECE) as *mut f32, stats[j].1, ms, k)
+                            PieceStep::Rescale(
+                                e_row.at(j * PIECE) as *const f32,
+                                gr.at(j * PIECE),
+                                stats[j].1,
+                                ms,
+                                k,
+                                call.accumulate,
+                            )
                         } else {
                             PieceStep::Grad(gr.at(j * PIECE), ms, k, call.accumulate)
                         };

@@ -334,41 +334,58 @@ fn elementwise_losses_do_not_depend_on_the_thread_count() {
     }
 }
 
-/// bf16 K-dim logits (through the f32 tiles) agree with f64 on the same rounded
-/// values, loss and gradient, with and without accumulation.
+/// bf16 logits agree with f64 on the same rounded values, loss and gradient, with
+/// and without accumulation: K-dim logits (through the f32 tiles) and a long row
+/// split across threads (its exps stored in a scratch row, as the gradient is not
+/// an overwritten f32 buffer).
 #[test]
-fn half_precision_kdim_matches_f64() {
+fn half_precision_kdim_and_long_rows_match_f64() {
     let mut rng = Rng::new(15);
-    let shape = [3usize, 21, 40];
-    let len: usize = shape.iter().product();
-    let x64 = rng.logits(len, 3.0);
-    let xb: Vec<bf16> = x64.iter().map(|&v| bf16::from_f64(v)).collect();
-    let exact: Vec<f64> = xb.iter().map(|v| v.to_f64()).collect();
-    let y: Vec<i64> = (0..3 * 40)
-        .map(|r| {
-            if r % 9 == 4 {
-                -100
-            } else {
-                rng.below(21) as i64
-            }
-        })
-        .collect();
-    let o64 = CrossEntropyOptions::<f64>::default().label_smoothing(0.1);
-    let (want, gwant) = cross_entropy_with_grad(&exact, &shape, &y[..], &o64).unwrap();
-    let o32 = CrossEntropyOptions::<f32>::default().label_smoothing(0.1);
-    let mut g32 = vec![0.5f32; len];
-    let mut loss = [0.0f32];
-    let out = GradOut::new_acc(&mut g32).mode(xent::GradMode::Accumulate);
-    cross_entropy_into(&xb, &shape, &y[..], &o32, &mut loss, Some(out)).unwrap();
-    let w = want.item().unwrap();
-    Tol::f32_rows(21).check("bf16 K-dim loss", loss[0] as f64, w, w.abs());
-    let got: Vec<f64> = g32.iter().map(|&v| v as f64 - 0.5).collect();
-    Tol::f32_rows(21).check_all("bf16 K-dim accumulated grad", &got, &gwant);
-    let (_, gb) = cross_entropy_with_grad(&xb, &shape, &y[..], &o32).unwrap();
-    for (i, (h, f)) in gb.iter().zip(&gwant).enumerate() {
-        assert!(
-            (h.to_f64() - f).abs() <= f.abs() / 128.0 + 1e-6,
-            "bf16 grad[{i}]: {h} vs {f}"
-        );
+    for shape in [vec![3usize, 21, 40], vec![1, 200_000]] {
+        let len: usize = shape.iter().product();
+        let c = shape[1];
+        let rows = len / c;
+        let x64 = rng.logits(len, 3.0);
+        let xb: Vec<bf16> = x64.iter().map(|&v| bf16::from_f64(v)).collect();
+        let exact: Vec<f64> = xb.iter().map(|v| v.to_f64()).collect();
+        let y: Vec<i64> = (0..rows)
+            .map(|r| {
+                if r % 9 == 4 {
+                    -100
+                } else {
+                    rng.below(c) as i64
+                }
+            })
+            .collect();
+        let o64 = CrossEntropyOptions::<f64>::default().label_smoothing(0.1);
+        let (want, gwant) = cross_entropy_with_grad(&exact, &shape, &y[..], &o64).unwrap();
+        let o32 = CrossEntropyOptions::<f32>::default().label_smoothing(0.1);
+        let mut g32 = vec![0.5f32; len];
+        let mut loss = [0.0f32];
+        let out = GradOut::new_acc(&mut g32).mode(xent::GradMode::Accumulate);
+        cross_entropy_into(&xb, &shape, &y[..], &o32, &mut loss, Some(out)).unwrap();
+        let w = want.item().unwrap();
+        let tol = Tol::f32_rows(c);
+        tol.check(&format!("bf16 {shape:?} loss"), loss[0] as f64, w, w.abs());
+        let got: Vec<f64> = g32.iter().map(|&v| v as f64 - 0.5).collect();
+        tol.check_all(&format!("bf16 {shape:?} accumulated grad"), &got, &gwant);
+        // Accumulating into a bf16 gradient: one rounding of prior + gradient.
+        let mut gacc = vec![bf16::from_f32(0.25); len];
+        let out = GradOut::new(&mut gacc).mode(xent::GradMode::Accumulate);
+        cross_entropy_into(&xb, &shape, &y[..], &o32, &mut loss, Some(out)).unwrap();
+        for (i, (h, f)) in gacc.iter().zip(&gwant).enumerate() {
+            let want = 0.25 + f;
+            assert!(
+                (h.to_f64() - want).abs() <= want.abs() / 128.0 + 1e-6,
+                "bf16 {shape:?} accumulated bf16 grad[{i}]: {h} vs {want}"
+            );
+        }
+        let (_, gb) = cross_entropy_with_grad(&xb, &shape, &y[..], &o32).unwrap();
+        for (i, (h, f)) in gb.iter().zip(&gwant).enumerate() {
+            assert!(
+                (h.to_f64() - f).abs() <= f.abs() / 128.0 + 1e-6,
+                "bf16 {shape:?} grad[{i}]: {h} vs {f}"
+            );
+        }
     }
 }

@@ -982,13 +982,21 @@ pub(crate) enum PieceStep<G> {
     /// The statistics only.
     Stats,
     /// The statistics, storing each chunk's `exp(x − shift(m_chunk))` into this f32
-    /// gradient (no soft-capping) for [`PieceStep::Rescale`].
+    /// buffer (the gradient itself when it is f32 and overwritten, else a scratch
+    /// row; no soft-capping) for [`PieceStep::Rescale`].
     StatsStore(*mut f32),
     /// The gradient from the logits: `(g, shift, constants, accumulate)`.
     Grad(*mut G, f32, GradConsts, bool),
-    /// The gradient from the stored exps (in the f32 `g`, overwritten): `(g, the
-    /// piece's chunk maxima, shift, constants)`.
-    Rescale(*mut f32, [f32; row::MAX_STORED_CHUNKS], f32, GradConsts),
+    /// The gradient from the stored exps: `(e, g, the piece's chunk maxima, shift,
+    /// constants, accumulate)`; `e` may be `g` (f32, overwritten).
+    Rescale(
+        *const f32,
+        *mut G,
+        [f32; row::MAX_STORED_CHUNKS],
+        f32,
+        GradConsts,
+        bool,
+    ),
 }
 
 /// A piece of one long row (a run of at most `MAX_STORED_CHUNKS` chunks), for rows
@@ -1034,7 +1042,8 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
     ) -> (Partial, [f32; row::MAX_STORED_CHUNKS]) {
         let mut chunk_max = [0.0f32; row::MAX_STORED_CHUNKS];
         // SAFETY: the driver hands a piece of n ≤ MAX_STORED_CHUNKS·CHUNK elements of
-        // the row (x, g, coefficients); a stored-exp gradient is f32 and overwritten.
+        // the row (x, g, stored exps, coefficients); stored exps are f32, and `e`
+        // equals `g` only for an f32 gradient that is overwritten.
         let p = unsafe {
             match self.step {
                 PieceStep::Stats => row::row_stats(s, self.x, self.n, coef, xf),
@@ -1045,8 +1054,8 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
                     row::row_grad(s, self.x, g, self.n, coef, xf, ms, k, acc);
                     Partial::EMPTY
                 }
-                PieceStep::Rescale(g, maxima, ms, k) => {
-                    row::row_rescale(s, g, g, self.n, coef, &maxima, ms, k, false);
+                PieceStep::Rescale(e, g, maxima, ms, k, acc) => {
+                    row::row_rescale(s, e, g, self.n, coef, &maxima, ms, k, acc);
                     Partial::EMPTY
                 }
             }
