@@ -444,21 +444,23 @@ fn results_do_not_depend_on_the_thread_count() {
             .unwrap()
             .install(f)
     }
-    let one32 = on(1, || {
-        bits(&run_case::<f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap())
-    });
-    let one64 = on(1, || {
-        bits(&run_case::<f64>(&case, DEFAULT_SCRATCH_BYTES).unwrap())
-    });
-    for threads in [2, 3, 8] {
-        let got = on(threads, || {
-            bits(&run_case::<f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap())
-        });
-        assert!(got == one32, "f32: {threads} threads differ from 1");
-        let got = on(threads, || {
-            bits(&run_case::<f64>(&case, DEFAULT_SCRATCH_BYTES).unwrap())
-        });
-        assert!(got == one64, "f64: {threads} threads differ from 1");
+    // The default budget, and one that binds (48 rows for f32, 16 for f64), where a
+    // block size that counted per-thread scratch would change with the thread count.
+    for budget in [DEFAULT_SCRATCH_BYTES, 50 * (v + d) * 4] {
+        let one32 = on(1, || bits(&run_case::<f32>(&case, budget).unwrap()));
+        let one64 = on(1, || bits(&run_case::<f64>(&case, budget).unwrap()));
+        for threads in [2, 3, 8] {
+            let got = on(threads, || bits(&run_case::<f32>(&case, budget).unwrap()));
+            assert!(
+                got == one32,
+                "f32, budget {budget}: {threads} threads differ from 1"
+            );
+            let got = on(threads, || bits(&run_case::<f64>(&case, budget).unwrap()));
+            assert!(
+                got == one64,
+                "f64, budget {budget}: {threads} threads differ from 1"
+            );
+        }
     }
 }
 

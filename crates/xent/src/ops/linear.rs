@@ -38,21 +38,33 @@ use crate::targets::Targets;
 /// ```
 pub const DEFAULT_SCRATCH_BYTES: usize = 64 << 20;
 
-/// The most rows a block takes, whatever the budget: the three GEMMs run close to
-/// full speed with ~100 rows (`dW += Gᵀ·h_block` has `2·B` flops per byte of `dW` it
-/// streams), so more rows would mostly add memory. With 96 the whole added memory
-/// (the `96·V` logits, the per-thread tiles, `gemm`'s packing buffers) measured 3.8%
-/// of the unfused logits for `N = 4096, D = 1024, V = 32000` (128 rows: 5.6%, above
-/// the 5% the linear cross-entropy issue allows).
-const MAX_BLOCK_ROWS: usize = 96;
+/// The most rows a block takes, whatever the budget. Each block reads `W` twice and
+/// reads and writes `dW` once (`2·B` flops per byte of `dW`), so more rows mean less
+/// memory traffic, but a larger block of logits. For `N = 4096, D = 1024, V = 32000`
+/// (f32, 2 threads) the call's peak added memory measured 18.7 MiB, 3.7% of the
+/// unfused form's `N × V` logits, with 128 rows: the 15.6 MiB block of logits, 0.5 MiB
+/// of per-thread tiles, 0.5 MiB of column-major `h_block`, 0.5 MiB of `gemm`'s
+/// per-thread packing buffers, 0.3 MiB of the fused kernel's per-thread work rows and
+/// about 1 MiB of code paged in. 160 rows measured 4.5% and ran no faster (6.7 s
+/// against 6.3 s); for `V = 128256`, 128 rows are 3.3%.
+const MAX_BLOCK_ROWS: usize = 128;
 
 /// Classes per task of the logits GEMM. `gemm` wants its destination column-major and
 /// packs (transposes, element by element) whichever operand is not: with the block's
 /// logits row-major, that was all of `W` for every block, a third of the GEMM's time.
-/// A task instead computes `h_block·W_cᵀ` column-major into its own `rows × 1024`
-/// scratch — `W_c` is then read in place and only `h_block` is packed, once per task —
-/// and transposes it into the logits rows.
-const X_CLASS_CHUNK: usize = 1024;
+/// A task instead computes `h_block·W_cᵀ` column-major into its thread's `B × 512`
+/// tile — `W_c` is then read in place and only `h_block` is packed, once per task —
+/// and transposes it into the logits rows. 512 rather than 1024 halves the tiles
+/// (`threads · B · 512` elements) for one more packing of `h_block` per 512 classes
+/// (`B·D` copies against `2·B·D·512` flops).
+const X_CLASS_CHUNK: usize = 512;
+
+/// The rows of the logits GEMM are padded to a multiple of this. `gemm` allocates a
+/// buffer per call to pack the whole left operand at once when it is not column-major
+/// or its row count is not a multiple of the SIMD width (at most 16 elements), and
+/// otherwise packs it piece by piece into a per-thread buffer that it keeps; so
+/// `h_block` goes in column-major (copied, `B·D` elements per block) and padded.
+const LHS_ROW_ALIGN: usize = 16;
 
 /// Columns of `dh_block = G·W` per task: each task packs its own columns of `W`, so
 /// `W` is packed once per block (a GEMM split across threads by `gemm` itself packed it
@@ -60,8 +72,14 @@ const X_CLASS_CHUNK: usize = 1024;
 const DH_COL_CHUNK: usize = 256;
 
 /// Classes (rows of `dW`) per task of `dW += Gᵀ·h_block`: enough work per task, and
-/// `gemm`'s packed panel of `classes × B` values stays small.
+/// the task's copy of `classes × B` values of `G` fits in the logits tile's scratch.
 const DW_CLASS_CHUNK: usize = 512;
+const _: () = assert!(DW_CLASS_CHUNK <= X_CLASS_CHUNK);
+
+/// Columns of `dW` per `gemm` call of a `dW` task: `gemm` packs (in a new allocation)
+/// a right operand that is contiguous along `k` when the output has more than
+/// `128·MR` rows in its column-major view (`MR` ≥ 4 on x86-64), here `dW`'s columns.
+const DW_COL_CHUNK: usize = 512;
 
 /// The operands of [`linear_cross_entropy`], in PyTorch's names: `hidden` `h` of shape
 /// `(N, D)`, `linear_weight` `W` of shape `(V, D)` (one row per class, as
@@ -118,12 +136,16 @@ impl<'a, T: Float> LinearInputs<'a, T> {
 /// Options of [`linear_cross_entropy`]: every [`CrossEntropyOptions`] (class
 /// `weight`, `ignore_index`, `label_smoothing`, `reduction`) plus the scratch budget.
 ///
-/// `scratch_bytes` (default [`DEFAULT_SCRATCH_BYTES`]) bounds the memory the driver
-/// adds for a block of `B` rows of logits and, per thread, one row of work space and a
-/// `B × min(V, 1024)` tile of logits: `B·V + threads·(V + B·min(V, 1024))` elements of
-/// `T`. `B` is the most rows that fit, at least 1 and at most 96: the GEMMs gain
-/// little from more rows, so a larger budget is not spent. With 96 rows the scratch
-/// is about 4% of the unfused form's `N × V` logits for `N = 4096`.
+/// `scratch_bytes` (default [`DEFAULT_SCRATCH_BYTES`]) bounds the block the driver
+/// works on: `B` rows of logits and the same rows of `h` (copied column-major for the
+/// GEMM), `B·(V + D)` elements of `T`. `B` is the most rows that fit, at least 1 and
+/// at most 128 (a multiple of 16 once it is 16 or more); it depends on the shape
+/// and the budget only, never on the thread count, so that results do not either.
+/// Each thread of the pool adds a tile of `B × min(V, 512)` elements, the fused
+/// kernel's work row (`V` f32) and `gemm`'s packing buffer (about the L2 cache's
+/// size, allocated once per thread and kept). With 128 rows and 2 threads, for
+/// `N = 4096, D = 1024, V = 32000` the whole added memory measured 3.7% of the unfused
+/// form's `N × V` logits.
 ///
 /// ```
 /// use xent::{LinearCrossEntropyOptions, Reduction};
@@ -142,7 +164,8 @@ impl<'a, T: Float> LinearInputs<'a, T> {
 pub struct LinearCrossEntropyOptions<'a, T> {
     /// The cross-entropy options applied to the logits `h·Wᵀ + b`.
     pub cross_entropy: CrossEntropyOptions<'a, T>,
-    /// Upper bound of the scratch memory in bytes (default 64 MiB).
+    /// Memory budget of a block in bytes (default 64 MiB); per-thread scratch comes on
+    /// top.
     pub scratch_bytes: usize,
 }
 
@@ -485,9 +508,12 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
     let dens = Denominators::of_indices(&target, n, ce.ignore_index, ce.weight);
     let uniform = dens.uniform_scale(reduction, scalar_upstream(grad_output, reduction));
 
-    let threads = rayon::current_num_threads().max(1);
-    let block = block_rows(n, v, threads, std::mem::size_of::<T>(), opts.scratch_bytes);
+    let block = block_rows(n, (d, v), std::mem::size_of::<T>(), opts.scratch_bytes);
     let mut logits = vec![T::ZERO; block * v];
+    let mut ht = vec![T::ZERO; lhs_ld(block) * d];
+    // Every scratch a task needs, made here rather than on the pool's threads.
+    let threads = rayon::current_num_threads().max(1);
+    let tiles = ThreadScratch::new(threads, lhs_ld(block) * X_CLASS_CHUNK.min(v));
     let mut row_loss = vec![T::ZERO; block];
     let mut total = CompensatedSum::default();
     let mut ztotal = CompensatedSum::default();
@@ -499,13 +525,16 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
         let h_block = &inputs.hidden[r0 * d..(r0 + rows) * d];
         let x = &mut logits[..rows * v];
 
+        let ld = lhs_ld(rows);
+        transpose_into(h_block, (rows, d), d, &mut ht[..ld * d], ld);
         logits_into(
-            h_block,
-            rows,
+            &ht[..ld * d],
+            (rows, ld),
             inputs.linear_weight,
             inputs.linear_bias,
             (d, v),
             x,
+            &tiles,
         );
 
         // The block through the library's fused kernel; G overwrites the logits.
@@ -538,7 +567,7 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
             hidden_grad_into(g, rows, inputs.linear_weight, (d, v), accumulate, dh_block);
         }
         if let Some(dw) = dw.as_deref_mut() {
-            weight_grad_add(g, h_block, rows, (d, v), dw);
+            weight_grad_add(g, h_block, rows, (d, v), dw, &tiles);
         }
         if let Some(db) = db.as_deref_mut() {
             column_sums_into(g, v, db);
@@ -623,16 +652,20 @@ fn loss_shape(n: usize, reduction: Reduction) -> Vec<usize> {
     }
 }
 
-/// Rows per block `B`: the most with `B·V + threads·(V + B·tile)` elements within the
-/// budget (a work row and a logits tile of `B × tile` per thread), at most
-/// [`MAX_BLOCK_ROWS`], at least 1.
-fn block_rows(n: usize, v: usize, threads: usize, elem: usize, scratch_bytes: usize) -> usize {
-    let v = v.max(1);
-    let tile = X_CLASS_CHUNK.min(v);
-    let budget = scratch_bytes / elem.max(1);
-    let per_row = v.saturating_add(threads.saturating_mul(tile));
-    let rows = budget.saturating_sub(threads.saturating_mul(v)) / per_row;
-    rows.clamp(1, MAX_BLOCK_ROWS).min(n.max(1))
+/// Rows per block `B`: the most with `B·(V + D)` elements (the block's logits and its
+/// hidden states, column-major) within the budget, at most [`MAX_BLOCK_ROWS`], at least
+/// 1, and a multiple of [`LHS_ROW_ALIGN`] when that many fit. The thread count does
+/// not enter: the block size changes the rounding of `dW` and `db`, and results must
+/// not depend on the thread count.
+fn block_rows(n: usize, (d, v): (usize, usize), elem: usize, scratch_bytes: usize) -> usize {
+    let per_row = v.saturating_add(d).max(1);
+    let rows = (scratch_bytes / elem.max(1) / per_row).clamp(1, MAX_BLOCK_ROWS);
+    let rows = if rows >= LHS_ROW_ALIGN {
+        rows / LHS_ROW_ALIGN * LHS_ROW_ALIGN
+    } else {
+        rows
+    };
+    rows.min(n.max(1))
 }
 
 /// `db += Σ_rows G`, split over column ranges so that every column is summed in row
@@ -652,39 +685,86 @@ fn column_sums_into<T: Float>(g: &[T], v: usize, db: &mut [T]) {
 }
 
 /// `x = h_block·Wᵀ (+ b)`, `rows × V` row-major, in tasks of [`X_CLASS_CHUNK`]
-/// classes: each computes its classes column-major in a scratch of its own (where
-/// `gemm` reads `W` unpacked) and transposes them into `x`.
+/// classes: each computes its classes column-major in a tile of its thread (where
+/// `gemm` reads `W` unpacked) and transposes them into `x`. `h_block` comes
+/// column-major in `ht`, `ld` (a multiple of [`LHS_ROW_ALIGN`]) rows apart, so that
+/// `gemm` packs it into its per-thread buffer rather than allocating one per call.
+#[allow(clippy::too_many_arguments)]
 fn logits_into<T: Float>(
-    h_block: &[T],
-    rows: usize,
+    ht: &[T],
+    (rows, ld): (usize, usize),
     w: &[T],
     bias: Option<&[T]>,
     (d, v): (usize, usize),
     x: &mut [T],
+    tiles: &ThreadScratch<T>,
 ) {
-    assert!(x.len() == rows * v && h_block.len() == rows * d && w.len() == v * d);
+    assert!(x.len() == rows * v && ht.len() == ld * d && rows <= ld && w.len() == v * d);
     let out = Ptr(x.as_mut_ptr());
     let chunk = X_CLASS_CHUNK.min(v);
-    (0..v.div_ceil(chunk.max(1))).into_par_iter().for_each_init(
-        || vec![T::ZERO; rows * chunk],
-        |scratch, c| {
+    (0..v.div_ceil(chunk.max(1))).into_par_iter().for_each(|c| {
+        tiles.with(|scratch| {
             let c0 = c * chunk;
             let classes = chunk.min(v - c0);
-            let tile = &mut scratch[..rows * classes];
-            // tile (rows × classes, column-major) = h_block · W[c0..c0 + classes]ᵀ
-            let hb = Strided::new(h_block, d, 1);
+            let tile = &mut scratch[..ld * classes];
+            // tile (ld × classes, column-major) = h_block · W[c0..c0 + classes]ᵀ; the
+            // rows past `rows` are padding, computed and dropped.
+            let hb = Strided::new(ht, 1, ld);
             let wt = Strided::new(&w[c0 * d..(c0 + classes) * d], 1, d);
-            matmul(rows, classes, d, tile, (1, rows), false, hb, wt);
+            matmul(ld, classes, d, tile, (1, ld), false, hb, wt);
             let b = bias.map(|b| &b[c0..c0 + classes]);
             // SAFETY: `x` holds `rows × v` elements and this task writes only its columns
             // `c0..c0 + classes` of each row; the tasks' column ranges are disjoint and
             // `x` stays mutably borrowed for the whole loop.
-            unsafe { scatter_transposed(tile, rows, classes, b, out.at(c0), v) };
-        },
-    );
+            unsafe { scatter_transposed(tile, (rows, ld), classes, b, out.at(c0), v) };
+        })
+    });
 }
 
-/// `dst[r·ld + c] = tile[c·rows + r] (+ b[c])` for `r < rows`, `c < classes`: a
+/// The rows of the logits GEMM for a block of `rows` rows: padded to a multiple of
+/// [`LHS_ROW_ALIGN`], except below it (where padding costs more arithmetic than the
+/// small allocation it saves).
+fn lhs_ld(rows: usize) -> usize {
+    if rows >= LHS_ROW_ALIGN {
+        rows.next_multiple_of(LHS_ROW_ALIGN)
+    } else {
+        rows
+    }
+}
+
+/// `dst[k·ld + r] = src[r·src_ld + k]` for `r < rows`, `k < cols`, and zero for
+/// `rows ≤ r < ld`: `rows × cols` of a row-major matrix, column-major.
+fn transpose_into<T: Float>(
+    src: &[T],
+    (rows, src_ld): (usize, usize),
+    cols: usize,
+    dst: &mut [T],
+    ld: usize,
+) {
+    // Eight rows at a time: eight read streams, each written line filled by eight rows.
+    const R: usize = 8;
+    assert!(rows <= ld && dst.len() >= cols * ld);
+    let row = |r: usize| &src[r * src_ld..r * src_ld + cols];
+    let full = rows / R * R;
+    for r0 in (0..full).step_by(R) {
+        let src: [&[T]; R] = std::array::from_fn(|i| row(r0 + i));
+        for (k, col) in dst.chunks_exact_mut(ld).take(cols).enumerate() {
+            for (x, s) in col[r0..r0 + R].iter_mut().zip(src) {
+                *x = s[k];
+            }
+        }
+    }
+    for r in full..rows {
+        for (x, &s) in dst[r..].iter_mut().step_by(ld).zip(row(r)) {
+            *x = s;
+        }
+    }
+    for col in dst.chunks_exact_mut(ld).take(cols) {
+        col[rows..].fill(T::ZERO);
+    }
+}
+
+/// `dst[r·ld + c] = tile[c·tile_ld + r] (+ b[c])` for `r < rows`, `c < classes`: a
 /// column-major tile into `classes` columns of row-major rows. Eight rows at a time,
 /// so that each column read is contiguous and each written line is filled by eight
 /// consecutive columns.
@@ -694,7 +774,7 @@ fn logits_into<T: Float>(
 /// and nothing else may access those elements meanwhile.
 unsafe fn scatter_transposed<T: Float>(
     tile: &[T],
-    rows: usize,
+    (rows, tile_ld): (usize, usize),
     classes: usize,
     bias: Option<&[T]>,
     dst: *mut T,
@@ -705,7 +785,7 @@ unsafe fn scatter_transposed<T: Float>(
         let rn = R.min(rows - r0);
         for c in 0..classes {
             let b = bias.map_or(T::ZERO, |b| b[c]);
-            let col = &tile[c * rows + r0..c * rows + r0 + rn];
+            let col = &tile[c * tile_ld + r0..c * tile_ld + r0 + rn];
             for (i, &t) in col.iter().enumerate() {
                 // SAFETY: `r0 + i < rows` and `c < classes` (the caller's contract).
                 unsafe { *dst.add((r0 + i) * ld + c) = t + b };
@@ -738,26 +818,67 @@ fn hidden_grad_into<T: Float>(
     });
 }
 
-/// `dW += Gᵀ·h_block`, in tasks of [`DW_CLASS_CHUNK`] rows of `dW`.
+/// `dW += Gᵀ·h_block`, in tasks of [`DW_CLASS_CHUNK`] rows of `dW`. A task copies its
+/// classes of `G` column-major into its thread's scratch (`classes × rows` elements),
+/// which `gemm` then reads in place: with `G`'s rows `V` apart, it packed them into a
+/// new allocation per call. Its calls cover [`DW_COL_CHUNK`] columns of `dW` each, few
+/// enough that `gemm` never packs the copy again.
 fn weight_grad_add<T: Float>(
     g: &[T],
     h_block: &[T],
     rows: usize,
     (d, v): (usize, usize),
     dw: &mut [T],
+    scratch: &ThreadScratch<T>,
 ) {
     if d == 0 {
         return;
     }
-    let hb = Strided::new(h_block, d, 1);
     dw.par_chunks_mut(DW_CLASS_CHUNK * d)
         .enumerate()
         .for_each(|(c, dw)| {
-            let c0 = c * DW_CLASS_CHUNK;
-            let classes = dw.len() / d;
-            let gt = Strided::new(&g[c0..], 1, v);
-            matmul(classes, d, rows, dw, (d, 1), true, gt, hb);
+            scratch.with(|gt| {
+                let c0 = c * DW_CLASS_CHUNK;
+                let classes = dw.len() / d;
+                let gt = &mut gt[..classes * rows];
+                transpose_into(&g[c0..], (rows, v), classes, gt, rows);
+                let gt = Strided::new(&*gt, rows, 1);
+                for d0 in (0..d).step_by(DW_COL_CHUNK) {
+                    let cols = DW_COL_CHUNK.min(d - d0);
+                    let hc = Strided::new(&h_block[d0..], d, 1);
+                    matmul(classes, cols, rows, &mut dw[d0..], (d, 1), true, gt, hc);
+                }
+            })
         });
+}
+
+/// One scratch buffer per thread of the pool that runs the call, allocated up front by
+/// the calling thread: tasks that allocated their own on a pool thread left glibc's
+/// per-thread arenas holding several MiB of freed memory.
+struct ThreadScratch<T> {
+    bufs: Vec<std::sync::Mutex<Vec<T>>>,
+    len: usize,
+}
+
+impl<T: Float> ThreadScratch<T> {
+    fn new(threads: usize, len: usize) -> Self {
+        ThreadScratch {
+            bufs: (0..threads)
+                .map(|_| std::sync::Mutex::new(vec![T::ZERO; len]))
+                .collect(),
+            len,
+        }
+    }
+    /// Runs `f` on this thread's buffer; on a thread outside the pool, or if the buffer
+    /// is taken (a task never runs inside another on one thread: the tasks do not call
+    /// into rayon), on a new one.
+    fn with<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> R {
+        let slot = rayon::current_thread_index().and_then(|i| self.bufs.get(i));
+        match slot.and_then(|m| m.try_lock().ok()) {
+            Some(mut buf) => f(&mut buf),
+            None => f(&mut vec![T::ZERO; self.len]),
+        }
+    }
 }
 
 /// A read-only matrix view: element `(i, j)` at `data[i·row_stride + j·col_stride]`.
