@@ -14,7 +14,10 @@
 //! `kernels::tests::vector_exp_error_bound` (the measured value is printed there);
 //! smaller results have absolute error < 1.2e-38 and `x < −87.5` gives 0, so
 //! `exp(−inf) = 0` exactly; `exp(x > 88.72) = inf`; NaN propagates. The kernels only
-//! take `exp` of `x − max ≤ 0`. Tested against `f64` over `[−104, 88.7]` in
+//! take `exp` of `x − max ≤ 0`, through `exp_small`: the same polynomial with `n`
+//! rounded by adding 1.5·2²³ (whose sum's bits give `2^n` directly) and no clamp
+//! (lanes below −87.5 are set to 0 at the end); 3 fewer instructions, same bound
+//! (`vector_exp_small_error_bound`). Tested against `f64` over `[−104, 88.7]` in
 //! `kernels::tests`.
 //!
 //! ## Vector `ln` and `ln_1p`
@@ -463,6 +466,10 @@ mod x86 {
     const LOG2E: f32 = core::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
+    // `exp_small` rounds x·log2 e by adding 1.5·2²³: the sum's bits are then those of
+    // the constant plus n (|n| < 2²²), so 2^n comes from them without a conversion.
+    const EXP_MAGIC: f32 = 12_582_912.0;
+    const EXP_MAGIC_BITS: i32 = 0x4B40_0000;
     const EXP_P: [f32; 6] = [
         1.987_569_1e-4,
         1.398_199_9e-3,
@@ -696,8 +703,24 @@ mod x86 {
         fn exp_small(self, x: __m256) -> __m256 {
             // SAFETY: AVX2/FMA proven by the token.
             unsafe {
-                let (y, ni) = self.exp_parts(x);
-                let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(ni, _mm256_set1_epi32(127)));
+                // As `exp_parts`, but n = round(x·log2 e) through EXP_MAGIC and no
+                // clamp: lanes below EXP_LO (−inf included) are replaced by 0 at the
+                // end, whatever the arithmetic made of them; NaN stays NaN.
+                let magic = _mm256_set1_ps(EXP_MAGIC);
+                let t = _mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), magic);
+                let n = _mm256_sub_ps(t, magic);
+                let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+                let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+                let mut y = _mm256_set1_ps(EXP_P[0]);
+                for &c in &EXP_P[1..] {
+                    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
+                }
+                let r2 = _mm256_mul_ps(r, r);
+                y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+                let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+                    _mm256_castps_si256(t),
+                    _mm256_set1_epi32(127 - EXP_MAGIC_BITS),
+                ));
                 let y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
                 let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(EXP_LO));
                 _mm256_blendv_ps(y, _mm256_setzero_ps(), tiny)
@@ -1029,8 +1052,22 @@ mod x86 {
         fn exp_small(self, x: __m512) -> __m512 {
             // SAFETY: AVX-512F proven by the token.
             unsafe {
-                let (y, ni) = self.exp_parts(x);
-                let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(ni, _mm512_set1_epi32(127)));
+                // As the AVX2 `exp_small`.
+                let magic = _mm512_set1_ps(EXP_MAGIC);
+                let t = _mm512_fmadd_ps(x, _mm512_set1_ps(LOG2E), magic);
+                let n = _mm512_sub_ps(t, magic);
+                let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+                let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+                let mut y = _mm512_set1_ps(EXP_P[0]);
+                for &c in &EXP_P[1..] {
+                    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
+                }
+                let r2 = _mm512_mul_ps(r, r);
+                y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+                let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+                    _mm512_castps_si512(t),
+                    _mm512_set1_epi32(127 - EXP_MAGIC_BITS),
+                ));
                 let y = _mm512_mul_ps(y, _mm512_castsi512_ps(e));
                 let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_set1_ps(EXP_LO));
                 _mm512_mask_blend_ps(tiny, y, _mm512_setzero_ps())

@@ -12,6 +12,7 @@ use crate::targets::ClassIndices;
 #[derive(Clone, Copy)]
 enum Func {
     Exp,
+    ExpSmall,
     Tanh,
     Ln,
     Ln1p,
@@ -34,6 +35,7 @@ impl Job for MapJob<'_> {
                 let v = s.load(self.x.as_ptr().add(i));
                 let r = match self.func {
                     Func::Exp => s.exp(v),
+                    Func::ExpSmall => s.exp_small(v),
                     Func::Tanh => s.tanh(v),
                     Func::Ln => s.ln(v),
                     Func::Ln1p => s.ln_1p(v),
@@ -128,6 +130,34 @@ fn vector_exp_error_bound() {
         );
         println!("{}: max exp error {worst:.2} ulp", isa.name());
         assert!(worst <= 2.0, "{isa:?}: exp error {worst} ulp");
+    }
+}
+
+/// `exp_small`, the kernels' `exp` of `x − max`, on its domain `x ≤ 88.37`: the same
+/// 2-ulp bound as `exp`, 0 below −87.5 and at −inf, NaN for NaN.
+#[test]
+fn vector_exp_small_error_bound() {
+    let mut x = grid(-104.0, 88.37, 400_003);
+    x.extend([f32::NEG_INFINITY, f32::NAN, 0.0, -0.0, -87.0, -87.5, -1e30]);
+    x.resize(x.len().next_multiple_of(16), 0.0);
+    for isa in Isa::available() {
+        let out = map(isa, Func::ExpSmall, &x);
+        let mut worst = 0.0f64;
+        for (&xi, &got) in x.iter().zip(&out) {
+            let want = (xi as f64).exp();
+            if xi.is_nan() {
+                assert!(got.is_nan(), "{isa:?}: exp_small(NaN) = {got}");
+            } else if want >= f32::MIN_POSITIVE as f64 {
+                worst = worst.max(ulps(got, want));
+            } else {
+                assert!(
+                    got >= 0.0 && (got as f64 - want).abs() < f32::MIN_POSITIVE as f64,
+                    "{isa:?}: exp_small({xi}) = {got}"
+                );
+            }
+        }
+        println!("{}: max exp_small error {worst:.2} ulp", isa.name());
+        assert!(worst <= 2.0, "{isa:?}: exp_small error {worst} ulp");
     }
 }
 
