@@ -537,6 +537,20 @@ mod x86 {
     pub(crate) struct Avx2(());
 
     impl Avx2 {
+        /// `e^r` for `r` in `[−ln2/2, ln2/2]`: Cephes' polynomial.
+        #[inline(always)]
+        fn exp_poly(self, r: __m256) -> __m256 {
+            // SAFETY: AVX2/FMA proven by the token.
+            unsafe {
+                let mut y = _mm256_set1_ps(EXP_P[0]);
+                for &c in &EXP_P[1..] {
+                    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
+                }
+                let r2 = _mm256_mul_ps(r, r);
+                _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)))
+            }
+        }
+
         /// `(e^r, n)` with `x = n·ln 2 + r`, for `x` clamped below at EXP_LO (NaN kept).
         #[inline(always)]
         fn exp_parts(self, x: __m256) -> (__m256, __m256i) {
@@ -549,13 +563,7 @@ mod x86 {
                 );
                 let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), xc);
                 let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-                let mut y = _mm256_set1_ps(EXP_P[0]);
-                for &c in &EXP_P[1..] {
-                    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
-                }
-                let r2 = _mm256_mul_ps(r, r);
-                y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
-                (y, _mm256_cvtps_epi32(n))
+                (self.exp_poly(r), _mm256_cvtps_epi32(n))
             }
         }
 
@@ -711,12 +719,7 @@ mod x86 {
                 let n = _mm256_sub_ps(t, magic);
                 let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
                 let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-                let mut y = _mm256_set1_ps(EXP_P[0]);
-                for &c in &EXP_P[1..] {
-                    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
-                }
-                let r2 = _mm256_mul_ps(r, r);
-                y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+                let y = self.exp_poly(r);
                 let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
                     _mm256_castps_si256(t),
                     _mm256_set1_epi32(127 - EXP_MAGIC_BITS),
@@ -889,6 +892,20 @@ mod x86 {
     pub(crate) struct Avx512(());
 
     impl Avx512 {
+        /// `e^r` for `r` in `[−ln2/2, ln2/2]`: Cephes' polynomial.
+        #[inline(always)]
+        fn exp_poly(self, r: __m512) -> __m512 {
+            // SAFETY: AVX-512F proven by the token.
+            unsafe {
+                let mut y = _mm512_set1_ps(EXP_P[0]);
+                for &c in &EXP_P[1..] {
+                    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
+                }
+                let r2 = _mm512_mul_ps(r, r);
+                _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)))
+            }
+        }
+
         /// `(e^r, n)` with `x = n·ln 2 + r`, for `x` clamped below at EXP_LO (NaN kept).
         #[inline(always)]
         fn exp_parts(self, x: __m512) -> (__m512, __m512i) {
@@ -900,13 +917,7 @@ mod x86 {
                 );
                 let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), xc);
                 let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-                let mut y = _mm512_set1_ps(EXP_P[0]);
-                for &c in &EXP_P[1..] {
-                    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
-                }
-                let r2 = _mm512_mul_ps(r, r);
-                y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
-                (y, _mm512_cvtps_epi32(n))
+                (self.exp_poly(r), _mm512_cvtps_epi32(n))
             }
         }
 
@@ -1058,12 +1069,7 @@ mod x86 {
                 let n = _mm512_sub_ps(t, magic);
                 let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
                 let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-                let mut y = _mm512_set1_ps(EXP_P[0]);
-                for &c in &EXP_P[1..] {
-                    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
-                }
-                let r2 = _mm512_mul_ps(r, r);
-                y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+                let y = self.exp_poly(r);
                 let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(
                     _mm512_castps_si512(t),
                     _mm512_set1_epi32(127 - EXP_MAGIC_BITS),
