@@ -337,8 +337,20 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         let store = !X::CHAINED && !e_buf.is_null();
                         let mut chunk_max = [0.0f32; row::MAX_STORED_CHUNKS];
                         let p = match g {
-                            Some(_) if store => {
-                                row::row_stats_store(s, x, e_buf, c, coef, xf, &mut chunk_max)
+                            Some(g) if store => {
+                                // Exps in the scratch: prefetch the gradient's lines.
+                                let grad = (e_buf as *const u8 != g as *const u8)
+                                    .then_some((g as *const u8, size_of::<G>()));
+                                row::row_stats_store(
+                                    s,
+                                    x,
+                                    e_buf,
+                                    c,
+                                    coef,
+                                    xf,
+                                    &mut chunk_max,
+                                    grad,
+                                )
                             }
                             _ => row::row_stats(s, x, c, coef, xf),
                         };
@@ -1048,7 +1060,7 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
             match self.step {
                 PieceStep::Stats => row::row_stats(s, self.x, self.n, coef, xf),
                 PieceStep::StatsStore(e) => {
-                    row::row_stats_store(s, self.x, e, self.n, coef, xf, &mut chunk_max)
+                    row::row_stats_store(s, self.x, e, self.n, coef, xf, &mut chunk_max, None)
                 }
                 PieceStep::Grad(g, ms, k, acc) => {
                     row::row_grad(s, self.x, g, self.n, coef, xf, ms, k, acc);

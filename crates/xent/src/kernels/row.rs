@@ -234,15 +234,28 @@ pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
     xf: X,
 ) -> Partial {
     // SAFETY: forwarded; no store.
-    unsafe { chunk_stats_store::<S, E, f32, C, X, false>(s, x, core::ptr::null_mut(), n, coef, xf) }
+    unsafe {
+        chunk_stats_store::<S, E, f32, C, X, false>(
+            s,
+            x,
+            core::ptr::null_mut(),
+            n,
+            coef,
+            xf,
+            (core::ptr::null(), 0),
+        )
+    }
 }
 
 /// [`chunk_stats`] that also stores `e = exp(x − shift(m))` into `g` when `STORE`
-/// (the gradient pass then rescales `e` instead of recomputing `exp`).
+/// (the gradient pass then rescales `e` instead of recomputing `exp`). With `STORE`,
+/// pass B also prefetches the `n` elements of `ahead.1` bytes at `ahead.0`: the
+/// gradient lines that are written next (see [`row_stats_store`]).
 ///
 /// # Safety
 /// As [`chunk_stats`], and `g` writable for `n` elements when `STORE` (may alias `x`:
-/// each element is read before it is written).
+/// each element is read before it is written). `ahead` may point anywhere (a
+/// prefetch never faults).
 #[inline(always)]
 pub(crate) unsafe fn chunk_stats_store<
     S: Simd,
@@ -258,6 +271,7 @@ pub(crate) unsafe fn chunk_stats_store<
     n: usize,
     coef: C,
     xf: X,
+    ahead: (*const u8, usize),
 ) -> Partial {
     let lanes = S::LANES;
     let body = n - n % lanes;
@@ -284,13 +298,11 @@ pub(crate) unsafe fn chunk_stats_store<
         let (mut s0, mut s1, mut l0, mut l1, mut a0, mut a1) = (zero, zero, zero, zero, zero, zero);
         // Pass B works from L1; meanwhile the next `n` elements (the next chunk, or
         // the next row) are prefetched so that pass A does not wait for memory, and
-        // with `STORE` so are the lines of `g` that the next chunk stores into (their
-        // read for ownership would stall the stores otherwise).
-        let (x_ahead, g_ahead) = (
-            x.wrapping_add(n) as *const u8,
-            g.wrapping_add(n) as *const u8,
-        );
-        let (x_step, g_step) = (size_of::<E>(), size_of::<G>());
+        // with `STORE` so are the gradient lines written next (their read for
+        // ownership would stall the stores otherwise).
+        let x_ahead = x.wrapping_add(n) as *const u8;
+        let (g_ahead, g_step) = ahead;
+        let x_step = size_of::<E>();
         let mut i = 0;
         while i + 2 * lanes <= body {
             let mut b = 0;
@@ -387,9 +399,15 @@ pub(crate) const MAX_STORED_CHUNKS: usize = 64;
 /// [`row_stats`] that stores each chunk's `exp(x − shift(m_chunk))` into `g` and its
 /// max into `chunk_max`, for [`row_rescale`].
 ///
+/// `grad` is the gradient (its address and bytes per element) when the row's
+/// gradient pass follows and writes elsewhere than `g`: each chunk's pass B then
+/// prefetches that chunk's gradient lines. Without it, pass B prefetches the lines of
+/// `g` that the next chunk stores into.
+///
 /// # Safety
 /// As [`row_stats`]; `g` writable for `n` f32 (may alias `x`);
 /// `n ≤ MAX_STORED_CHUNKS·CHUNK`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform>(
     s: S,
@@ -399,12 +417,17 @@ pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform>(
     coef: C,
     xf: X,
     chunk_max: &mut [f32; MAX_STORED_CHUNKS],
+    grad: Option<(*const u8, usize)>,
 ) -> Partial {
     let mut p = Partial::EMPTY;
     let mut c0 = 0;
     let mut k = 0;
     while c0 < n {
         let len = CHUNK.min(n - c0);
+        let ahead = match grad {
+            Some((p, step)) => (p.wrapping_add(c0 * step), step),
+            None => (g.wrapping_add(c0 + len) as *const u8, size_of::<f32>()),
+        };
         // SAFETY: [c0, c0 + len) lies within the row.
         let q = unsafe {
             chunk_stats_store::<S, E, f32, C, X, true>(
@@ -414,6 +437,7 @@ pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform>(
                 len,
                 coef.offset(c0),
                 xf,
+                ahead,
             )
         };
         chunk_max[k] = q.m;
