@@ -341,16 +341,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                                 // Exps in the scratch: prefetch the gradient's lines.
                                 let grad = (e_buf as *const u8 != g as *const u8)
                                     .then_some((g as *const u8, size_of::<G>()));
-                                row::row_stats_store(
-                                    s,
-                                    x,
-                                    e_buf,
-                                    c,
-                                    coef,
-                                    xf,
-                                    &mut chunk_max,
-                                    grad,
-                                )
+                                row::row_stats_store(s, x, e_buf, c, coef, xf, &mut chunk_max, grad)
                             }
                             _ => row::row_stats(s, x, c, coef, xf),
                         };

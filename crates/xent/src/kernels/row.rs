@@ -467,8 +467,9 @@ pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
     k: GradConsts,
     accumulate: bool,
 ) {
+    /// One vector (or, on [`Scalar`], one element) of the gradient.
     #[inline(always)]
-    unsafe fn one<S: Simd, G: Store32, C: Coef>(
+    unsafe fn value<S: Simd, G: Store32, C: Coef, const ACC: bool>(
         s: S,
         e: *const f32,
         g: *mut G,
@@ -476,25 +477,57 @@ pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
         coef: &C,
         alpha: S::V,
         beta: S::V,
-        accumulate: bool,
-    ) {
+    ) -> S::V {
         // SAFETY: the caller keeps i + LANES within the row.
         unsafe {
             let mut v = s.mul(alpha, s.load(e.add(i)));
             if C::ACTIVE {
                 v = s.sub(v, s.mul(beta, coef.load(s, i)));
             }
-            if accumulate {
+            if ACC {
                 v = s.add(v, s.load(g.add(i)));
             }
-            s.store(g.add(i), v);
+            v
+        }
+    }
+    /// The `len` elements of one chunk; two vectors per store where the type packs
+    /// them together (bf16, f16).
+    #[inline(always)]
+    unsafe fn chunk<S: Simd, G: Store32, C: Coef, const ACC: bool>(
+        s: S,
+        (e, g, len): (*const f32, *mut G, usize),
+        coef: &C,
+        alpha: f32,
+        beta: f32,
+    ) {
+        let (av, bv) = (s.splat(alpha), s.splat(beta));
+        let lanes = S::LANES;
+        let body = len - len % lanes;
+        // SAFETY: indices stay below len (the caller's chunk).
+        unsafe {
+            let mut i = 0;
+            // f32 stores one vector at a time (the compiler unrolls that loop itself).
+            while !G::IS_F32 && i + 2 * lanes <= body {
+                let v0 = value::<S, G, C, ACC>(s, e, g, i, coef, av, bv);
+                let v1 = value::<S, G, C, ACC>(s, e, g, i + lanes, coef, av, bv);
+                s.store2(g.add(i), v0, v1);
+                i += 2 * lanes;
+            }
+            while i < body {
+                s.store(g.add(i), value::<S, G, C, ACC>(s, e, g, i, coef, av, bv));
+                i += lanes;
+            }
+            for j in body..len {
+                let v = value::<Scalar, G, C, ACC>(Scalar, e, g, j, coef, alpha, beta);
+                Scalar.store(g.add(j), v);
+            }
         }
     }
     let mut c0 = 0;
-    let mut chunk = 0;
+    let mut k_chunk = 0;
     while c0 < n {
         let len = CHUNK.min(n - c0);
-        let m = chunk_max[chunk];
+        let m = chunk_max[k_chunk];
         // An all −inf chunk stored zeros: any finite factor keeps them 0.
         let f = if m == f32::NEG_INFINITY {
             0.0
@@ -502,22 +535,18 @@ pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
             (shift(m) - ms).exp()
         };
         let alpha = k.alpha * f;
-        let (av, bv) = (s.splat(alpha), s.splat(k.beta));
-        let body = len - len % S::LANES;
-        // SAFETY: indices stay below len within [c0, c0 + len).
+        // SAFETY: [c0, c0 + len) lies within the row.
         unsafe {
-            let (e, g, coef) = (e.add(c0), g.add(c0), coef.offset(c0));
-            let mut i = 0;
-            while i < body {
-                one(s, e, g, i, &coef, av, bv, accumulate);
-                i += S::LANES;
-            }
-            for j in body..len {
-                one(Scalar, e, g, j, &coef, alpha, k.beta, accumulate);
+            let part = (e.add(c0), g.add(c0), len);
+            let coef = coef.offset(c0);
+            if accumulate {
+                chunk::<S, G, C, true>(s, part, &coef, alpha, k.beta);
+            } else {
+                chunk::<S, G, C, false>(s, part, &coef, alpha, k.beta);
             }
         }
         c0 += len;
-        chunk += 1;
+        k_chunk += 1;
     }
 }
 

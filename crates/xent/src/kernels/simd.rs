@@ -50,6 +50,21 @@ pub(crate) trait Store32: Copy + Send + Sync + 'static {
     unsafe fn store_avx2(p: *mut Self, v: core::arch::x86_64::__m256);
     #[cfg(target_arch = "x86_64")]
     /// # Safety
+    /// AVX2 and F16C available; `p` writable for 16 elements.
+    #[inline(always)]
+    unsafe fn store2_avx2(
+        p: *mut Self,
+        a: core::arch::x86_64::__m256,
+        b: core::arch::x86_64::__m256,
+    ) {
+        // SAFETY: the caller's contract covers both halves.
+        unsafe {
+            Self::store_avx2(p, a);
+            Self::store_avx2(p.add(8), b);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    /// # Safety
     /// AVX-512F available; `p` readable for 16 elements.
     unsafe fn load_avx512(p: *const Self) -> core::arch::x86_64::__m512;
     #[cfg(target_arch = "x86_64")]
@@ -75,6 +90,19 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// # Safety
     /// `p` writable for `LANES` elements.
     unsafe fn store<E: Store32>(self, p: *mut E, v: Self::V);
+    /// Stores `a` then `b`: `2·LANES` elements (packed together where the type
+    /// allows, bf16 on AVX2).
+    ///
+    /// # Safety
+    /// `p` writable for `2·LANES` elements.
+    #[inline(always)]
+    unsafe fn store2<E: Store32>(self, p: *mut E, a: Self::V, b: Self::V) {
+        // SAFETY: the caller guarantees 2·LANES writable elements.
+        unsafe {
+            self.store(p, a);
+            self.store(p.add(Self::LANES), b);
+        }
+    }
     /// Hints that the cache line at `p` will be used soon (into the first-level
     /// cache). Any address is allowed: a prefetch never faults. Nothing on
     /// [`Scalar`].
@@ -172,6 +200,28 @@ impl Store32 for f32 {
     }
 }
 
+/// Each lane of `v` rounded to bf16 (to nearest even, as `bf16::from_f32`: add
+/// 0x7FFF + lsb, keep the high half; NaN stays a quiet NaN), in the low 16 bits of
+/// its 32-bit lane.
+///
+/// # Safety
+/// AVX2 available.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn bf16_bits_avx2(v: core::arch::x86_64::__m256) -> core::arch::x86_64::__m256i {
+    use core::arch::x86_64::*;
+    // SAFETY: AVX2 available (the caller's contract).
+    unsafe {
+        let bits = _mm256_castps_si256(v);
+        let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
+        let rounded = _mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7FFF)), lsb);
+        let hi = _mm256_srli_epi32::<16>(rounded);
+        let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+        let qnan = _mm256_or_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(0x40));
+        _mm256_blendv_epi8(hi, qnan, nan)
+    }
+}
+
 impl Store32 for bf16 {
     #[inline(always)]
     fn to_f32(self) -> f32 {
@@ -196,19 +246,28 @@ impl Store32 for bf16 {
     #[inline(always)]
     unsafe fn store_avx2(p: *mut Self, v: core::arch::x86_64::__m256) {
         use core::arch::x86_64::*;
-        // SAFETY: AVX2 available; 16 writable bytes. Round to nearest even as
-        // `bf16::from_f32`: add 0x7FFF + lsb, keep the high half; NaN stays a quiet NaN.
+        // SAFETY: AVX2 available; 16 writable bytes.
         unsafe {
-            let bits = _mm256_castps_si256(v);
-            let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
-            let rounded = _mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7FFF)), lsb);
-            let hi = _mm256_srli_epi32::<16>(rounded);
-            let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
-            let qnan = _mm256_or_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(0x40));
-            let hi = _mm256_blendv_epi8(hi, qnan, nan);
+            let hi = bf16_bits_avx2(v);
             let packed = _mm256_packus_epi32(hi, hi);
             let ordered = _mm256_permute4x64_epi64::<0b1000>(packed);
             _mm_storeu_si128(p as *mut __m128i, _mm256_castsi256_si128(ordered));
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn store2_avx2(
+        p: *mut Self,
+        a: core::arch::x86_64::__m256,
+        b: core::arch::x86_64::__m256,
+    ) {
+        use core::arch::x86_64::*;
+        // SAFETY: AVX2 available; 32 writable bytes. The pack interleaves the 128-bit
+        // halves (a0..3 b0..3 a4..7 b4..7); the permute puts them in order.
+        unsafe {
+            let packed = _mm256_packus_epi32(bf16_bits_avx2(a), bf16_bits_avx2(b));
+            let ordered = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
+            _mm256_storeu_si256(p as *mut __m256i, ordered);
         }
     }
     #[cfg(target_arch = "x86_64")]
@@ -638,6 +697,11 @@ mod x86 {
         unsafe fn store<E: Store32>(self, p: *mut E, v: __m256) {
             // SAFETY: as `load`.
             unsafe { E::store_avx2(p, v) }
+        }
+        #[inline(always)]
+        unsafe fn store2<E: Store32>(self, p: *mut E, a: __m256, b: __m256) {
+            // SAFETY: as `load`, for 16 elements.
+            unsafe { E::store2_avx2(p, a, b) }
         }
         #[inline(always)]
         fn prefetch<T>(self, p: *const T) {
