@@ -61,20 +61,29 @@ fn map(isa: Isa, func: Func, x: &[f32]) -> Vec<f32> {
 }
 
 /// Round-trips a slice through one instruction set's load and store of `E`.
+/// Loads `x` and stores it into `out` as `E`: one vector per store, or with `pairs`
+/// two vectors per [`Simd::store2`].
 struct RoundTrip<'a, E> {
     x: &'a [f32],
     out: &'a mut [E],
+    pairs: bool,
 }
 
 impl<E: Store32> Job for RoundTrip<'_, E> {
     type Out = ();
     fn run<S: Simd>(self, s: S) {
-        let n = self.x.len() - self.x.len() % S::LANES;
-        for i in (0..n).step_by(S::LANES) {
-            // SAFETY: i + LANES ≤ len of both slices.
+        let step = if self.pairs { 2 * S::LANES } else { S::LANES };
+        let n = self.x.len() - self.x.len() % step;
+        for i in (0..n).step_by(step) {
+            // SAFETY: i + step ≤ len of both slices.
             unsafe {
                 let v = s.load(self.x.as_ptr().add(i));
-                s.store(self.out.as_mut_ptr().add(i), v);
+                if self.pairs {
+                    let w = s.load(self.x.as_ptr().add(i + S::LANES));
+                    s.store2(self.out.as_mut_ptr().add(i), v, w);
+                } else {
+                    s.store(self.out.as_mut_ptr().add(i), v);
+                }
             }
         }
     }
@@ -285,8 +294,9 @@ fn vector_ln_1p_error_bound() {
     }
 }
 
-/// bf16 and f16 loads and stores match `half`'s conversions (round to nearest even,
-/// NaN stays NaN, infinities and subnormals kept).
+/// bf16 and f16 loads and stores, one vector or two packed together per store,
+/// match `half`'s conversions (round to nearest even, NaN stays NaN, infinities and
+/// subnormals kept).
 #[test]
 fn half_precision_round_trips_match_half() {
     let mut x: Vec<f32> = grid(-70000.0, 70000.0, 20_011);
@@ -299,19 +309,36 @@ fn half_precision_round_trips_match_half() {
         1.0 + 3.0 / 256.0,
         1e-40,
     ]);
-    x.resize(x.len().next_multiple_of(16), 0.5);
-    for isa in Isa::available() {
+    x.resize(x.len().next_multiple_of(32), 0.5);
+    for (isa, pairs) in Isa::available()
+        .into_iter()
+        .flat_map(|i| [(i, false), (i, true)])
+    {
         let mut b = vec![bf16::ZERO; x.len()];
-        dispatch(isa, RoundTrip { x: &x, out: &mut b });
+        dispatch(
+            isa,
+            RoundTrip {
+                x: &x,
+                out: &mut b,
+                pairs,
+            },
+        );
         let mut h = vec![f16::ZERO; x.len()];
-        dispatch(isa, RoundTrip { x: &x, out: &mut h });
+        dispatch(
+            isa,
+            RoundTrip {
+                x: &x,
+                out: &mut h,
+                pairs,
+            },
+        );
         for (i, &v) in x.iter().enumerate() {
             let (wb, wh) = (bf16::from_f32(v), f16::from_f32(v));
             if v.is_nan() {
-                assert!(b[i].is_nan() && h[i].is_nan(), "{isa:?}: NaN");
+                assert!(b[i].is_nan() && h[i].is_nan(), "{isa:?} {pairs}: NaN");
             } else {
-                assert_eq!(b[i].to_bits(), wb.to_bits(), "{isa:?}: bf16 of {v}");
-                assert_eq!(h[i].to_bits(), wh.to_bits(), "{isa:?}: f16 of {v}");
+                assert_eq!(b[i].to_bits(), wb.to_bits(), "{isa:?} {pairs}: bf16 of {v}");
+                assert_eq!(h[i].to_bits(), wh.to_bits(), "{isa:?} {pairs}: f16 of {v}");
             }
         }
     }
