@@ -490,8 +490,8 @@ pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
             v
         }
     }
-    /// The `len` elements of one chunk; two vectors per store where the type packs
-    /// them together (bf16, f16).
+    /// The `len` elements of one chunk; for bf16 and f16, two vectors per
+    /// [`Simd::store2`] (bf16 packs them into one store).
     #[inline(always)]
     unsafe fn chunk<S: Simd, G: Store32, C: Coef, const ACC: bool>(
         s: S,
