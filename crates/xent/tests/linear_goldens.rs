@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use xent::{
-    linear_cross_entropy, linear_cross_entropy_into, linear_cross_entropy_with_grad,
-    CrossEntropyOptions, Error, Float, GradMode, LinearCrossEntropyOptions, LinearGradOut,
+    bf16, f16, linear_cross_entropy, linear_cross_entropy_into, linear_cross_entropy_with_grad,
+    CrossEntropyOptions, Element, Error, Float, GradMode, LinearCrossEntropyOptions, LinearGradOut,
     LinearInputs, Reduction, DEFAULT_SCRATCH_BYTES,
 };
 
@@ -478,11 +478,31 @@ fn results_do_not_depend_on_the_thread_count() {
 /// which a bf16 accumulator could not meet.
 #[test]
 fn long_accumulation_of_dw_and_db_stays_f32_accurate() {
+    long_accumulation::<f32>();
+}
+
+/// The same with bf16 and f16 inputs: `h`, `W` and `b` in half precision, the loss and
+/// every gradient (hence `dW`, `db`) accumulated and returned in `f32`. The reference
+/// uses the half-precision values exactly.
+#[test]
+fn half_precision_inputs_accumulate_dw_and_db_in_f32() {
+    long_accumulation::<bf16>();
+    long_accumulation::<f16>();
+}
+
+/// [`long_accumulation_of_dw_and_db_stays_f32_accurate`] for inputs of type `E`.
+fn long_accumulation<E: Element<Acc = f32>>() {
     let (n, d, v) = (4096, 8, 48);
     let mut rng = Rng(11);
-    let h = rng.vec(n * d, 1.0);
-    let w = rng.vec(v * d, 0.5);
-    let b = rng.vec(v, 0.5);
+    // Values representable in E, so that the f64 reference sees the inputs exactly.
+    let exact = |x: Vec<f64>| -> Vec<f64> {
+        x.into_iter()
+            .map(|v| E::from_acc(v as f32).to_acc() as f64)
+            .collect()
+    };
+    let h = exact(rng.vec(n * d, 1.0));
+    let w = exact(rng.vec(v * d, 0.5));
+    let b = exact(rng.vec(v, 0.5));
     let y: Vec<i64> = (0..n).map(|_| (rng.next() % v as u64) as i64).collect();
 
     // f64 reference: G = (softmax(x) − onehot(y)) / N (mean, no options).
@@ -507,10 +527,11 @@ fn long_accumulation_of_dw_and_db_stays_f32_accurate() {
         }
     }
 
-    let (h32, w32, b32) = (cast::<f32>(&h), cast::<f32>(&w), cast::<f32>(&b));
+    let input = |x: &[f64]| -> Vec<E> { x.iter().map(|&v| E::from_acc(v as f32)).collect() };
+    let (he, we, be) = (input(&h), input(&w), input(&b));
     let opts = LinearCrossEntropyOptions::default().scratch_bytes(0);
     let (_, grads) = linear_cross_entropy_with_grad(
-        LinearInputs::new(&h32, [n, d], &w32, [v, d]).linear_bias(&b32),
+        LinearInputs::new(&he, [n, d], &we, [v, d]).linear_bias(&be),
         &y[..],
         &opts,
     )
@@ -530,14 +551,135 @@ fn long_accumulation_of_dw_and_db_stays_f32_accurate() {
         let rigorous = n as f64 * u * scale;
         assert!(
             err <= rigorous,
-            "{what}: error {err:.3e} > N·u·scale = {rigorous:.3e}"
+            "{} {what}: error {err:.3e} > N·u·scale = {rigorous:.3e}",
+            E::NAME
         );
         assert!(
             err <= bf16_ulp / 16.0 * scale,
-            "{what}: error {err:.3e} is not below bf16 resolution {:.3e}",
+            "{} {what}: error {err:.3e} is not below bf16 resolution {:.3e}",
+            E::NAME,
             bf16_ulp / 16.0 * scale
         );
     }
+}
+
+/// bf16 and f16 inputs give what `f32` inputs holding the same values give (the
+/// half-precision path widens `W` tile by tile and sums `dh` per class chunk, so the
+/// rounding may differ), and the same bits on 1 and 3 threads. Options, a bias, two
+/// ragged row blocks and ragged GEMM tasks.
+#[test]
+fn half_precision_inputs_match_f32_inputs_with_the_same_values() {
+    let (n, d, v) = (140, 260, 1100);
+    for name in ["bf16", "f16"] {
+        let mut rng = Rng(23);
+        let round = |x: Vec<f64>| -> Vec<f64> {
+            x.into_iter()
+                .map(|v| match name {
+                    "bf16" => bf16::from_f64(v).to_f64(),
+                    _ => f16::from_f64(v).to_f64(),
+                })
+                .collect()
+        };
+        let case = Case {
+            name: name.to_string(),
+            n,
+            d,
+            v,
+            hidden: round(rng.vec(n * d, 1.0)),
+            linear_weight: round(rng.vec(v * d, 0.2)),
+            linear_bias: Some(round(rng.vec(v, 0.5))),
+            target: (0..n).map(|_| (rng.next() % v as u64) as i64).collect(),
+            weight: Some(rng.vec(v, 1.0).into_iter().map(|w| 1.0 + w.abs()).collect()),
+            ignore_index: 3,
+            label_smoothing: 0.1,
+            reduction: Reduction::Mean,
+            grad_output: vec![1.0],
+            loss: vec![0.0],
+            grad_hidden: Vec::new(),
+            grad_linear_weight: Vec::new(),
+            grad_linear_bias: None,
+        };
+        let want = run_case::<f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap();
+        let got = match name {
+            "bf16" => run_case_half::<bf16>(&case),
+            _ => run_case_half::<f16>(&case),
+        };
+        let db = (got.db.as_deref().unwrap(), want.db.as_deref().unwrap());
+        for (what, g, w) in [
+            ("loss", &got.loss[..], &want.loss[..]),
+            ("dh", &got.dh, &want.dh),
+            ("dW", &got.dw, &want.dw),
+            ("db", db.0, db.1),
+        ] {
+            let scale = w.iter().fold(1e-3f64, |m, &x| m.max((x as f64).abs()));
+            for (i, (&a, &b)) in g.iter().zip(w).enumerate() {
+                assert!(
+                    (a as f64 - b as f64).abs() <= 1e-5 * scale,
+                    "{name} {what}[{i}]: {a} vs f32 inputs {b}"
+                );
+            }
+        }
+        let bits = |o: &Out<f32>| -> Vec<u32> {
+            [&o.loss[..], &o.dh, &o.dw, o.db.as_deref().unwrap()]
+                .into_iter()
+                .flatten()
+                .map(|x| x.to_bits())
+                .collect()
+        };
+        let three = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap()
+            .install(|| match name {
+                "bf16" => run_case_half::<bf16>(&case),
+                _ => run_case_half::<f16>(&case),
+            });
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| match name {
+                "bf16" => run_case_half::<bf16>(&case),
+                _ => run_case_half::<f16>(&case),
+            });
+        assert!(
+            bits(&three) == bits(&one),
+            "{name}: 3 threads differ from 1"
+        );
+    }
+}
+
+/// [`run_case`] with `h`, `W`, `b` in `E` (bf16, f16), everything else in `f32`.
+fn run_case_half<E: Element<Acc = f32>>(c: &Case) -> Out<f32> {
+    let half = |x: &[f64]| -> Vec<E> { x.iter().map(|&v| E::from_acc(v as f32)).collect() };
+    let (h, w) = (half(&c.hidden), half(&c.linear_weight));
+    let b = c.linear_bias.as_deref().map(half);
+    let cw = c.weight.as_deref().map(cast::<f32>);
+    let go = cast::<f32>(&c.grad_output);
+    let mut inputs = LinearInputs::new(&h, [c.n, c.d], &w, [c.v, c.d]);
+    if let Some(b) = &b {
+        inputs = inputs.linear_bias(b);
+    }
+    let mut opts = LinearCrossEntropyOptions::default()
+        .ignore_index(c.ignore_index)
+        .label_smoothing(c.label_smoothing)
+        .reduction(c.reduction);
+    if let Some(cw) = &cw {
+        opts = opts.weight(cw);
+    }
+    let mut loss = vec![0.0f32; c.loss.len()];
+    let mut dh = vec![7.0f32; c.n * c.d];
+    let mut dw = vec![7.0f32; c.v * c.d];
+    let mut db = b.as_ref().map(|_| vec![7.0f32; c.v]);
+    let mut grad = LinearGradOut::new()
+        .hidden(&mut dh)
+        .linear_weight(&mut dw)
+        .grad_output(&go);
+    if let Some(db) = db.as_mut() {
+        grad = grad.linear_bias(db);
+    }
+    linear_cross_entropy_into(inputs, &c.target[..], &opts, &mut loss, Some(grad)).unwrap();
+    Out { loss, dh, dw, db }
 }
 
 // ---------------------------------------------------------------------------------
@@ -594,7 +736,7 @@ fn errors_name_the_bad_values() {
         linear_cross_entropy(inputs, &[0u8, 1, 2, 0][..], &opts.label_smoothing(-0.5)).unwrap_err();
     assert!(matches!(err, Error::LabelSmoothing { .. }));
     let err = linear_cross_entropy(
-        LinearInputs::new(&[], [0, 2], &[], [0, 2]),
+        LinearInputs::new(&[0f32; 0], [0, 2], &[], [0, 2]),
         &[0i64; 0][..],
         &opts,
     );

@@ -20,6 +20,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::{check_len, scalar_upstream, target_class, Loss};
+use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layout::Layout;
@@ -109,7 +110,7 @@ pub struct LinearInputs<'a, T> {
     pub linear_bias: Option<&'a [T]>,
 }
 
-impl<'a, T: Float> LinearInputs<'a, T> {
+impl<'a, T: Element> LinearInputs<'a, T> {
     /// Hidden states and classifier weight with their shapes, no bias. Shapes are
     /// checked when the loss runs.
     pub fn new(
@@ -324,6 +325,11 @@ pub struct LinearGrads<T> {
 /// `mean` divides `Σ_n l_n` by `D = Σ_{n∈M} w_{y_n}`, summed over all rows. z-loss
 /// and soft-capping apply to the logits as in [`cross_entropy`](crate::cross_entropy).
 ///
+/// `h`, `W` and `b` are `f32`, `f64`, [`bf16`](crate::bf16) or [`f16`](crate::f16);
+/// the logits, the loss and every gradient are in the accumulation type (`f32` for the
+/// half-precision inputs), so `dW` and `db` are summed over the row blocks in `f32`,
+/// never in bf16. Options (class weights, upstream gradient) are in that type too.
+///
 /// # Errors
 /// [`Error::OperandShape`] when an operand's length does not match its shape,
 /// [`Error::DimMismatch`] when `h` and `W` disagree on `D`, the bias is not `V` long or
@@ -342,13 +348,26 @@ pub struct LinearGrads<T> {
 /// assert!((loss.item().unwrap() - want).abs() < 1e-6);
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn linear_cross_entropy<'t, T: Float>(
-    inputs: LinearInputs<'_, T>,
+///
+/// bf16 inputs, `f32` loss:
+///
+/// ```
+/// use xent::{bf16, linear_cross_entropy, LinearCrossEntropyOptions, LinearInputs};
+/// let h = [1.0f32, 0.0, 0.0, 1.0].map(bf16::from_f32);
+/// let w = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0].map(bf16::from_f32);
+/// let loss = linear_cross_entropy(LinearInputs::new(&h, [2, 2], &w, [3, 2]), &[2i64, 1][..],
+///     &LinearCrossEntropyOptions::default())?;
+/// let want: f32 = (2.0f32 * 1f32.exp() + 1.0).ln() - 1.0;
+/// assert!((loss.item().unwrap() - want).abs() < 1e-6);
+/// # Ok::<(), xent::Error>(())
+/// ```
+pub fn linear_cross_entropy<'t, E: Element>(
+    inputs: LinearInputs<'_, E>,
     target: impl Into<ClassIndices<'t>>,
-    opts: &LinearCrossEntropyOptions<'_, T>,
-) -> Result<Loss<T>> {
+    opts: &LinearCrossEntropyOptions<'_, E::Acc>,
+) -> Result<Loss<E::Acc>> {
     let (n, _, _) = check_inputs(&inputs)?;
-    let mut out = vec![T::ZERO; loss_len(n, opts.cross_entropy.reduction)];
+    let mut out = vec![E::Acc::ZERO; loss_len(n, opts.cross_entropy.reduction)];
     let z = linear_cross_entropy_into(inputs, target, opts, &mut out, None)?;
     Ok(Loss::with_z(
         out,
@@ -383,17 +402,19 @@ pub fn linear_cross_entropy<'t, T: Float>(
 /// assert!((grads.linear_bias.unwrap()[0] - (p0 - 1.0)).abs() < 1e-12);
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn linear_cross_entropy_with_grad<'t, T: Float>(
-    inputs: LinearInputs<'_, T>,
+#[allow(clippy::type_complexity)]
+pub fn linear_cross_entropy_with_grad<'t, E: Element>(
+    inputs: LinearInputs<'_, E>,
     target: impl Into<ClassIndices<'t>>,
-    opts: &LinearCrossEntropyOptions<'_, T>,
-) -> Result<(Loss<T>, LinearGrads<T>)> {
+    opts: &LinearCrossEntropyOptions<'_, E::Acc>,
+) -> Result<(Loss<E::Acc>, LinearGrads<E::Acc>)> {
     let (n, d, v) = check_inputs(&inputs)?;
     let reduction = opts.cross_entropy.reduction;
-    let mut out = vec![T::ZERO; loss_len(n, reduction)];
-    let mut dh = vec![T::ZERO; n * d];
-    let mut dw = vec![T::ZERO; v * d];
-    let mut db = inputs.linear_bias.map(|_| vec![T::ZERO; v]);
+    let zero = E::Acc::ZERO;
+    let mut out = vec![zero; loss_len(n, reduction)];
+    let mut dh = vec![zero; n * d];
+    let mut dw = vec![zero; v * d];
+    let mut db = inputs.linear_bias.map(|_| vec![zero; v]);
     let mut grad = LinearGradOut::new().hidden(&mut dh).linear_weight(&mut dw);
     if let Some(db) = db.as_mut() {
         grad = grad.linear_bias(db);
@@ -413,8 +434,9 @@ pub fn linear_cross_entropy_with_grad<'t, T: Float>(
 ///
 /// Memory: besides the caller's buffers, one block of `B` rows of logits plus one
 /// row and one `B × 1024` tile per thread (see [`LinearCrossEntropyOptions`]), and the
-/// GEMM's packing buffers. `dW` and `db` are accumulated over the row blocks in `T` (`f32` for `f32`
-/// inputs, never lower).
+/// GEMM's packing buffers; for bf16/f16 inputs also one widened `512 × D` tile of `W`
+/// per thread and the widened bias. `dW` and `db` are accumulated over the row blocks
+/// in the accumulation type (`f32` for `f32`, bf16 and f16 inputs, never lower).
 ///
 /// Everything is validated before anything is written: on error the buffers are
 /// untouched.
@@ -441,13 +463,13 @@ pub fn linear_cross_entropy_with_grad<'t, T: Float>(
 /// assert!((dh[0] - 0.5 * (p[0] + p[2] - 1.0)).abs() < 1e-6);
 /// # Ok::<(), xent::Error>(())
 /// ```
-pub fn linear_cross_entropy_into<'t, T: Float>(
-    inputs: LinearInputs<'_, T>,
+pub fn linear_cross_entropy_into<'t, E: Element>(
+    inputs: LinearInputs<'_, E>,
     target: impl Into<ClassIndices<'t>>,
-    opts: &LinearCrossEntropyOptions<'_, T>,
-    loss_out: &mut [T],
-    grad: Option<LinearGradOut<'_, T>>,
-) -> Result<Option<T>> {
+    opts: &LinearCrossEntropyOptions<'_, E::Acc>,
+    loss_out: &mut [E::Acc],
+    grad: Option<LinearGradOut<'_, E::Acc>>,
+) -> Result<Option<E::Acc>> {
     let target = target.into();
     let (n, d, v) = check_inputs(&inputs)?;
     let ce = &opts.cross_entropy;
@@ -463,7 +485,7 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
     }
     // The logits' layout, for the checks shared with cross_entropy (no logits exist).
     let layout = Layout::new(&[n, v], n * v)?;
-    check_options::<T>(ce, &layout, &Targets::Indices(target))?;
+    check_options::<E::Acc>(ce, &layout, &Targets::Indices(target))?;
     check_len("loss_out", loss_out.len(), loss_len(n, reduction))?;
     if let Some(g) = &grad {
         if let Some(dh) = &g.hidden {
@@ -499,7 +521,7 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
     // dW and db are sums over the blocks; dh is written block by block.
     if !accumulate {
         for g in [dw.as_deref_mut(), db.as_deref_mut()].into_iter().flatten() {
-            g.fill(T::ZERO);
+            g.fill(E::Acc::ZERO);
         }
     }
 
@@ -508,13 +530,17 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
     let dens = Denominators::of_indices(&target, n, ce.ignore_index, ce.weight);
     let uniform = dens.uniform_scale(reduction, scalar_upstream(grad_output, reduction));
 
-    let block = block_rows(n, (d, v), std::mem::size_of::<T>(), opts.scratch_bytes);
-    let mut logits = vec![T::ZERO; block * v];
-    let mut ht = vec![T::ZERO; lhs_ld(block) * d];
+    let block = block_rows(n, (d, v), std::mem::size_of::<E::Acc>(), opts.scratch_bytes);
+    let mut logits = vec![E::Acc::ZERO; block * v];
+    let mut ht = vec![E::Acc::ZERO; lhs_ld(block) * d];
     // Every scratch a task needs, made here rather than on the pool's threads.
     let threads = rayon::current_num_threads().max(1);
     let tiles = ThreadScratch::new(threads, lhs_ld(block) * X_CLASS_CHUNK.min(v));
-    let mut row_loss = vec![T::ZERO; block];
+    // Half-precision inputs: W is widened a tile at a time (never all of it), the bias
+    // once.
+    let weight = Widened::new(inputs.linear_weight, threads, X_CLASS_CHUNK.min(v) * d);
+    let bias = inputs.linear_bias.map(|b| widen(b));
+    let mut row_loss = vec![E::Acc::ZERO; block];
     let mut total = CompensatedSum::default();
     let mut ztotal = CompensatedSum::default();
     let mut block_targets = Vec::with_capacity(block);
@@ -530,8 +556,8 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
         logits_into(
             &ht[..ld * d],
             (rows, ld),
-            inputs.linear_weight,
-            inputs.linear_bias,
+            &weight,
+            bias.as_deref(),
             (d, v),
             x,
             &tiles,
@@ -564,10 +590,15 @@ pub fn linear_cross_entropy_into<'t, T: Float>(
         let g = &logits[..rows * v];
         if let Some(dh) = dh.as_deref_mut() {
             let dh_block = &mut dh[r0 * d..(r0 + rows) * d];
-            hidden_grad_into(g, rows, inputs.linear_weight, (d, v), accumulate, dh_block);
+            hidden_grad_into(g, rows, &weight, (d, v), accumulate, dh_block);
         }
         if let Some(dw) = dw.as_deref_mut() {
-            weight_grad_add(g, h_block, rows, (d, v), dw, &tiles);
+            // h_block itself, or its widened column-major copy.
+            let hb = match as_acc(h_block) {
+                Some(h) => Strided::new(h, d, 1),
+                None => Strided::new(&ht[..ld * d], 1, ld),
+            };
+            weight_grad_add(g, hb, rows, (d, v), dw, &tiles);
         }
         if let Some(db) = db.as_deref_mut() {
             column_sums_into(g, v, db);
@@ -686,20 +717,21 @@ fn column_sums_into<T: Float>(g: &[T], v: usize, db: &mut [T]) {
 
 /// `x = h_block·Wᵀ (+ b)`, `rows × V` row-major, in tasks of [`X_CLASS_CHUNK`]
 /// classes: each computes its classes column-major in a tile of its thread (where
-/// `gemm` reads `W` unpacked) and transposes them into `x`. `h_block` comes
-/// column-major in `ht`, `ld` (a multiple of [`LHS_ROW_ALIGN`]) rows apart, so that
-/// `gemm` packs it into its per-thread buffer rather than allocating one per call.
+/// `gemm` reads `W` unpacked, or its widened copy) and transposes them into `x`.
+/// `h_block` comes column-major in `ht`, `ld` (a multiple of [`LHS_ROW_ALIGN`]) rows
+/// apart, so that `gemm` packs it into its per-thread buffer rather than allocating one
+/// per call.
 #[allow(clippy::too_many_arguments)]
-fn logits_into<T: Float>(
-    ht: &[T],
+fn logits_into<E: Element>(
+    ht: &[E::Acc],
     (rows, ld): (usize, usize),
-    w: &[T],
-    bias: Option<&[T]>,
+    w: &Widened<'_, E>,
+    bias: Option<&[E::Acc]>,
     (d, v): (usize, usize),
-    x: &mut [T],
-    tiles: &ThreadScratch<T>,
+    x: &mut [E::Acc],
+    tiles: &ThreadScratch<E::Acc>,
 ) {
-    assert!(x.len() == rows * v && ht.len() == ld * d && rows <= ld && w.len() == v * d);
+    assert!(x.len() == rows * v && ht.len() == ld * d && rows <= ld && w.w.len() == v * d);
     let out = Ptr(x.as_mut_ptr());
     let chunk = X_CLASS_CHUNK.min(v);
     (0..v.div_ceil(chunk.max(1))).into_par_iter().for_each(|c| {
@@ -710,8 +742,10 @@ fn logits_into<T: Float>(
             // tile (ld × classes, column-major) = h_block · W[c0..c0 + classes]ᵀ; the
             // rows past `rows` are padding, computed and dropped.
             let hb = Strided::new(ht, 1, ld);
-            let wt = Strided::new(&w[c0 * d..(c0 + classes) * d], 1, d);
-            matmul(ld, classes, d, tile, (1, ld), false, hb, wt);
+            w.rows(c0, classes, d, |wr| {
+                let wt = Strided::new(wr, 1, d);
+                matmul(ld, classes, d, tile, (1, ld), false, hb, wt);
+            });
             let b = bias.map(|b| &b[c0..c0 + classes]);
             // SAFETY: `x` holds `rows × v` elements and this task writes only its columns
             // `c0..c0 + classes` of each row; the tasks' column ranges are disjoint and
@@ -733,12 +767,13 @@ fn lhs_ld(rows: usize) -> usize {
 }
 
 /// `dst[k·ld + r] = src[r·src_ld + k]` for `r < rows`, `k < cols`, and zero for
-/// `rows ≤ r < ld`: `rows × cols` of a row-major matrix, column-major.
-fn transpose_into<T: Float>(
-    src: &[T],
+/// `rows ≤ r < ld`: `rows × cols` of a row-major matrix, column-major (and widened to
+/// the accumulation type).
+fn transpose_into<S: Element>(
+    src: &[S],
     (rows, src_ld): (usize, usize),
     cols: usize,
-    dst: &mut [T],
+    dst: &mut [S::Acc],
     ld: usize,
 ) {
     // Eight rows at a time: eight read streams, each written line filled by eight rows.
@@ -747,20 +782,20 @@ fn transpose_into<T: Float>(
     let row = |r: usize| &src[r * src_ld..r * src_ld + cols];
     let full = rows / R * R;
     for r0 in (0..full).step_by(R) {
-        let src: [&[T]; R] = std::array::from_fn(|i| row(r0 + i));
+        let src: [&[S]; R] = std::array::from_fn(|i| row(r0 + i));
         for (k, col) in dst.chunks_exact_mut(ld).take(cols).enumerate() {
             for (x, s) in col[r0..r0 + R].iter_mut().zip(src) {
-                *x = s[k];
+                *x = s[k].to_acc();
             }
         }
     }
     for r in full..rows {
         for (x, &s) in dst[r..].iter_mut().step_by(ld).zip(row(r)) {
-            *x = s;
+            *x = s.to_acc();
         }
     }
     for col in dst.chunks_exact_mut(ld).take(cols) {
-        col[rows..].fill(T::ZERO);
+        col[rows..].fill(S::Acc::ZERO);
     }
 }
 
@@ -794,38 +829,69 @@ unsafe fn scatter_transposed<T: Float>(
     }
 }
 
-/// `dh_block (=|+=) G·W`, in tasks of [`DH_COL_CHUNK`] columns.
-fn hidden_grad_into<T: Float>(
-    g: &[T],
+/// `dh_block (=|+=) G·W`, in tasks of [`DH_COL_CHUNK`] columns. With `W` in the
+/// accumulation type a task is one GEMM over all `V` classes; otherwise it widens
+/// [`X_CLASS_CHUNK`] classes of its columns at a time and accumulates one GEMM per
+/// chunk, in class order.
+fn hidden_grad_into<E: Element>(
+    g: &[E::Acc],
     rows: usize,
-    w: &[T],
+    w: &Widened<'_, E>,
     (d, v): (usize, usize),
     accumulate: bool,
-    dh_block: &mut [T],
+    dh_block: &mut [E::Acc],
 ) {
-    assert!(g.len() == rows * v && w.len() == v * d && dh_block.len() == rows * d);
+    assert!(g.len() == rows * v && w.w.len() == v * d && dh_block.len() == rows * d);
     let out = Ptr(dh_block.as_mut_ptr());
-    let gs = Strided::new(g, v, 1);
     (0..d.div_ceil(DH_COL_CHUNK)).into_par_iter().for_each(|c| {
         let c0 = c * DH_COL_CHUNK;
         let cols = DH_COL_CHUNK.min(d - c0);
-        let wc = Strided::new(&w[c0..], d, 1);
-        // SAFETY: `dh_block` holds `rows × d` elements; this task's view starts at column
-        // `c0` and spans `cols ≤ d − c0` columns of each of the `rows` rows (stride `d`),
-        // disjoint from every other task's columns, and `dh_block` stays mutably
-        // borrowed for the whole loop.
-        unsafe { matmul_raw((rows, cols, v), out.at(c0), (d, 1), accumulate, gs, wc) };
+        if let Some(ws) = w.same {
+            let wc = Strided::new(&ws[c0..], d, 1);
+            let gs = Strided::new(g, v, 1);
+            // SAFETY: `dh_block` holds `rows × d` elements; this task's view starts at
+            // column `c0` and spans `cols ≤ d − c0` columns of each of the `rows` rows
+            // (stride `d`), disjoint from every other task's columns, and `dh_block`
+            // stays mutably borrowed for the whole loop.
+            unsafe { matmul_raw((rows, cols, v), out.at(c0), (d, 1), accumulate, gs, wc) };
+            return;
+        }
+        w.scratch.with(|buf| {
+            for k0 in (0..v).step_by(X_CLASS_CHUNK) {
+                let k = X_CLASS_CHUNK.min(v - k0);
+                let wc = &mut buf[..k * cols];
+                for (dst, src) in wc.chunks_exact_mut(cols).zip(w.w[k0 * d..].chunks(d)) {
+                    for (x, y) in dst.iter_mut().zip(&src[c0..c0 + cols]) {
+                        *x = y.to_acc();
+                    }
+                }
+                let gs = Strided::new(&g[k0..], v, 1);
+                let wc = Strided::new(&*wc, cols, 1);
+                // SAFETY: as above; the chunks run one after the other in this task.
+                unsafe {
+                    matmul_raw(
+                        (rows, cols, k),
+                        out.at(c0),
+                        (d, 1),
+                        accumulate || k0 > 0,
+                        gs,
+                        wc,
+                    )
+                };
+            }
+        })
     });
 }
 
-/// `dW += Gᵀ·h_block`, in tasks of [`DW_CLASS_CHUNK`] rows of `dW`. A task copies its
+/// `dW += Gᵀ·h_block` (`h` a `rows × d` view in the accumulation type), in tasks of
+/// [`DW_CLASS_CHUNK`] rows of `dW`. A task copies its
 /// classes of `G` column-major into its thread's scratch (`classes × rows` elements),
 /// which `gemm` then reads in place: with `G`'s rows `V` apart, it packed them into a
 /// new allocation per call. Its calls cover [`DW_COL_CHUNK`] columns of `dW` each, few
 /// enough that `gemm` never packs the copy again.
 fn weight_grad_add<T: Float>(
     g: &[T],
-    h_block: &[T],
+    h: Strided<'_, T>,
     rows: usize,
     (d, v): (usize, usize),
     dw: &mut [T],
@@ -845,7 +911,7 @@ fn weight_grad_add<T: Float>(
                 let gt = Strided::new(&*gt, rows, 1);
                 for d0 in (0..d).step_by(DW_COL_CHUNK) {
                     let cols = DW_COL_CHUNK.min(d - d0);
-                    let hc = Strided::new(&h_block[d0..], d, 1);
+                    let hc = h.cols_from(d0);
                     matmul(classes, cols, rows, &mut dw[d0..], (d, 1), true, gt, hc);
                 }
             })
@@ -902,6 +968,71 @@ impl<'a, T> Strided<'a, T> {
         rows == 0
             || cols == 0
             || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
+    }
+    /// The view from column `col0` on.
+    fn cols_from(&self, col0: usize) -> Self {
+        Strided::new(
+            &self.data[col0 * self.col_stride..],
+            self.row_stride,
+            self.col_stride,
+        )
+    }
+}
+
+/// `s` as a slice of its accumulation type when that is its own type (f32, f64).
+fn as_acc<E: Element>(s: &[E]) -> Option<&[E::Acc]> {
+    (std::any::TypeId::of::<E>() == std::any::TypeId::of::<E::Acc>()).then(|| {
+        // SAFETY: `E` and `E::Acc` are the same type (equal `TypeId`s), so the cast
+        // reinterprets nothing: same pointer, length, layout and lifetime.
+        unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<E::Acc>(), s.len()) }
+    })
+}
+
+/// `s` in its accumulation type: borrowed when that is its own type, widened otherwise.
+fn widen<E: Element>(s: &[E]) -> std::borrow::Cow<'_, [E::Acc]> {
+    match as_acc(s) {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(s.iter().map(|v| v.to_acc()).collect()),
+    }
+}
+
+/// The classifier weight as the GEMMs read it: the caller's `W` when it is already in
+/// the accumulation type, else widened a tile at a time into a per-thread scratch
+/// (made here, by the calling thread), so that no widened copy of `W` is ever whole.
+struct Widened<'a, E: Element> {
+    w: &'a [E],
+    same: Option<&'a [E::Acc]>,
+    scratch: ThreadScratch<E::Acc>,
+}
+
+impl<'a, E: Element> Widened<'a, E> {
+    /// `tile` elements of scratch per thread, when `w` needs widening.
+    fn new(w: &'a [E], threads: usize, tile: usize) -> Self {
+        let same = as_acc(w);
+        let (threads, tile) = if same.is_some() {
+            (0, 0)
+        } else {
+            (threads, tile)
+        };
+        Widened {
+            w,
+            same,
+            scratch: ThreadScratch::new(threads, tile),
+        }
+    }
+    /// Runs `f` on rows `r0..r0 + rows` of `W` (`d` columns each), in the accumulation
+    /// type.
+    fn rows<R>(&self, r0: usize, rows: usize, d: usize, f: impl FnOnce(&[E::Acc]) -> R) -> R {
+        match self.same {
+            Some(w) => f(&w[r0 * d..(r0 + rows) * d]),
+            None => self.scratch.with(|buf| {
+                let dst = &mut buf[..rows * d];
+                for (x, y) in dst.iter_mut().zip(&self.w[r0 * d..(r0 + rows) * d]) {
+                    *x = y.to_acc();
+                }
+                f(dst)
+            }),
+        }
     }
 }
 
