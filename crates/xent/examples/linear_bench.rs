@@ -2,7 +2,7 @@
 //! and reports the median time and the peak RSS above inputs + gradients.
 //!
 //! ```text
-//! cargo run --release -p xent --example linear_bench -- [N] [D] [V] [reps] [scratch MiB] [f32|f64]
+//! cargo run --release -p xent --example linear_bench -- [N] [D] [V] [reps] [scratch MiB] [f32|f64|bf16]
 //! ```
 //!
 //! Defaults: N = 4096, D = 1024, V = 32000, 3 repetitions, the default scratch budget,
@@ -20,8 +20,8 @@
 use std::time::Instant;
 
 use xent::{
-    linear_cross_entropy_into, Float, LinearCrossEntropyOptions, LinearGradOut, LinearInputs,
-    DEFAULT_SCRATCH_BYTES,
+    bf16, linear_cross_entropy_into, Element, Float, LinearCrossEntropyOptions, LinearGradOut,
+    LinearInputs, DEFAULT_SCRATCH_BYTES,
 };
 
 fn status_kib(key: &str) -> u64 {
@@ -41,26 +41,28 @@ fn cpu_stall_s() -> Option<f64> {
 }
 
 /// xorshift64*: uniform in [-scale, scale), fast enough for 10⁸ values.
-fn fill<T: Float>(buf: &mut [T], seed: u64, scale: f64) {
+fn fill<E: Element>(buf: &mut [E], seed: u64, scale: f64) {
     let mut s = seed | 1;
     for x in buf {
         s ^= s >> 12;
         s ^= s << 25;
         s ^= s >> 27;
         let u = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
-        *x = T::from_f64((2.0 * u - 1.0) * scale);
+        *x = E::from_acc(E::Acc::from_f64((2.0 * u - 1.0) * scale));
     }
 }
 
-fn run<T: Float>(n: usize, d: usize, v: usize, reps: usize, scratch: usize) {
-    let mut h = vec![T::ZERO; n * d];
-    let mut w = vec![T::ZERO; v * d];
+fn run<E: Element>(n: usize, d: usize, v: usize, reps: usize, scratch: usize) {
+    let zero = E::from_acc(E::Acc::ZERO);
+    let mut h = vec![zero; n * d];
+    let mut w = vec![zero; v * d];
     fill(&mut h, 1, 1.0);
     fill(&mut w, 2, 0.05);
     let y: Vec<i64> = (0..n).map(|i| ((i * 7919) % v) as i64).collect();
-    let mut dh = vec![T::ONE; n * d];
-    let mut dw = vec![T::ONE; v * d];
-    let mut loss = [T::ZERO];
+    // Gradients (and the loss) in the accumulation type: f32 for bf16/f16 inputs.
+    let mut dh = vec![E::Acc::ONE; n * d];
+    let mut dw = vec![E::Acc::ONE; v * d];
+    let mut loss = [E::Acc::ZERO];
     let base_kib = status_kib("VmRSS:");
     let opts = LinearCrossEntropyOptions::default().scratch_bytes(scratch);
     let mut times = Vec::new();
@@ -89,13 +91,14 @@ fn run<T: Float>(n: usize, d: usize, v: usize, reps: usize, scratch: usize) {
     quiet.sort_by(|a, b| a.total_cmp(b));
     let peak_kib = status_kib("VmHWM:");
     let mib = |kib: u64| kib as f64 / 1024.0;
-    let elem = std::mem::size_of::<T>() as f64;
+    // The logits as the unfused form would hold them: in the input's dtype.
+    let elem = std::mem::size_of::<E>() as f64;
     let logits_mib = (n * v) as f64 * elem / (1 << 20) as f64;
     let extra = mib(peak_kib.saturating_sub(base_kib));
     println!(
         "linear_cross_entropy {} N={n} D={d} V={v} scratch={} MiB threads={}: \
          median {:.3} s (min {:.3}, {} reps; quiet {}: median {}), loss {:.6}",
-        T::NAME,
+        E::NAME,
         scratch >> 20,
         rayon::current_num_threads(),
         times[times.len() / 2],
@@ -105,7 +108,7 @@ fn run<T: Float>(n: usize, d: usize, v: usize, reps: usize, scratch: usize) {
         quiet
             .get(quiet.len() / 2)
             .map_or("-".to_string(), |t| format!("{t:.3} s")),
-        loss[0],
+        loss[0].to_f64(),
     );
     println!(
         "  peak RSS {:.1} MiB; inputs+grads resident {:.1} MiB; extra {:.1} MiB = {:.2}% of \
@@ -132,6 +135,7 @@ fn main() {
         .unwrap_or(DEFAULT_SCRATCH_BYTES);
     match args.get(5).map(String::as_str) {
         Some("f64") => run::<f64>(n, d, v, reps, scratch),
+        Some("bf16") => run::<bf16>(n, d, v, reps, scratch),
         _ => run::<f32>(n, d, v, reps, scratch),
     }
 }

@@ -50,6 +50,12 @@ pub const DEFAULT_SCRATCH_BYTES: usize = 64 << 20;
 /// against 6.3 s); for `V = 128256`, 128 rows are 3.3%.
 const MAX_BLOCK_ROWS: usize = 128;
 
+/// Classes of a half-precision `W` widened to `f32` at a time (per thread): 1 MiB for
+/// `D = 1024`. With it, and blocks of at most `MAX_BLOCK_ROWS / 2` rows (the block's
+/// logits are `f32`, twice the inputs' width), bf16 inputs add the same fraction of
+/// their own (bf16) logits as `f32` inputs do.
+const WIDEN_CLASSES: usize = 256;
+
 /// Classes per task of the logits GEMM. `gemm` wants its destination column-major and
 /// packs (transposes, element by element) whichever operand is not: with the block's
 /// logits row-major, that was all of `W` for every block, a third of the GEMM's time.
@@ -530,7 +536,9 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
     let dens = Denominators::of_indices(&target, n, ce.ignore_index, ce.weight);
     let uniform = dens.uniform_scale(reduction, scalar_upstream(grad_output, reduction));
 
-    let block = block_rows(n, (d, v), std::mem::size_of::<E::Acc>(), opts.scratch_bytes);
+    let (elem, acc) = (std::mem::size_of::<E>(), std::mem::size_of::<E::Acc>());
+    let max_rows = MAX_BLOCK_ROWS * elem / acc;
+    let block = block_rows(n, (d, v), acc, opts.scratch_bytes, max_rows);
     let mut logits = vec![E::Acc::ZERO; block * v];
     let mut ht = vec![E::Acc::ZERO; lhs_ld(block) * d];
     // Every scratch a task needs, made here rather than on the pool's threads.
@@ -538,7 +546,7 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
     let tiles = ThreadScratch::new(threads, lhs_ld(block) * X_CLASS_CHUNK.min(v));
     // Half-precision inputs: W is widened a tile at a time (never all of it), the bias
     // once.
-    let weight = Widened::new(inputs.linear_weight, threads, X_CLASS_CHUNK.min(v) * d);
+    let weight = Widened::new(inputs.linear_weight, threads, WIDEN_CLASSES.min(v) * d);
     let bias = inputs.linear_bias.map(|b| widen(b));
     let mut row_loss = vec![E::Acc::ZERO; block];
     let mut total = CompensatedSum::default();
@@ -684,13 +692,19 @@ fn loss_shape(n: usize, reduction: Reduction) -> Vec<usize> {
 }
 
 /// Rows per block `B`: the most with `B·(V + D)` elements (the block's logits and its
-/// hidden states, column-major) within the budget, at most [`MAX_BLOCK_ROWS`], at least
+/// hidden states, column-major) within the budget, at most `max_rows` ([`MAX_BLOCK_ROWS`] scaled by the inputs' width over the logits'), at least
 /// 1, and a multiple of [`LHS_ROW_ALIGN`] when that many fit. The thread count does
 /// not enter: the block size changes the rounding of `dW` and `db`, and results must
 /// not depend on the thread count.
-fn block_rows(n: usize, (d, v): (usize, usize), elem: usize, scratch_bytes: usize) -> usize {
+fn block_rows(
+    n: usize,
+    (d, v): (usize, usize),
+    elem: usize,
+    scratch_bytes: usize,
+    max_rows: usize,
+) -> usize {
     let per_row = v.saturating_add(d).max(1);
-    let rows = (scratch_bytes / elem.max(1) / per_row).clamp(1, MAX_BLOCK_ROWS);
+    let rows = (scratch_bytes / elem.max(1) / per_row).clamp(1, max_rows.max(1));
     let rows = if rows >= LHS_ROW_ALIGN {
         rows / LHS_ROW_ALIGN * LHS_ROW_ALIGN
     } else {
@@ -742,10 +756,20 @@ fn logits_into<E: Element>(
             // tile (ld × classes, column-major) = h_block · W[c0..c0 + classes]ᵀ; the
             // rows past `rows` are padding, computed and dropped.
             let hb = Strided::new(ht, 1, ld);
-            w.rows(c0, classes, d, |wr| {
-                let wt = Strided::new(wr, 1, d);
-                matmul(ld, classes, d, tile, (1, ld), false, hb, wt);
-            });
+            // One GEMM, or one per WIDEN_CLASSES classes of a widened W.
+            let step = if w.same.is_some() {
+                classes
+            } else {
+                WIDEN_CLASSES
+            };
+            for s0 in (0..classes).step_by(step.max(1)) {
+                let sc = step.min(classes - s0);
+                w.rows(c0 + s0, sc, d, |wr| {
+                    let wt = Strided::new(wr, 1, d);
+                    let sub = &mut tile[s0 * ld..(s0 + sc) * ld];
+                    matmul(ld, sc, d, sub, (1, ld), false, hb, wt);
+                });
+            }
             let b = bias.map(|b| &b[c0..c0 + classes]);
             // SAFETY: `x` holds `rows × v` elements and this task writes only its columns
             // `c0..c0 + classes` of each row; the tasks' column ranges are disjoint and
@@ -831,7 +855,7 @@ unsafe fn scatter_transposed<T: Float>(
 
 /// `dh_block (=|+=) G·W`, in tasks of [`DH_COL_CHUNK`] columns. With `W` in the
 /// accumulation type a task is one GEMM over all `V` classes; otherwise it widens
-/// [`X_CLASS_CHUNK`] classes of its columns at a time and accumulates one GEMM per
+/// [`WIDEN_CLASSES`] classes of its columns at a time and accumulates one GEMM per
 /// chunk, in class order.
 fn hidden_grad_into<E: Element>(
     g: &[E::Acc],
@@ -857,8 +881,8 @@ fn hidden_grad_into<E: Element>(
             return;
         }
         w.scratch.with(|buf| {
-            for k0 in (0..v).step_by(X_CLASS_CHUNK) {
-                let k = X_CLASS_CHUNK.min(v - k0);
+            for k0 in (0..v).step_by(WIDEN_CLASSES) {
+                let k = WIDEN_CLASSES.min(v - k0);
                 let wc = &mut buf[..k * cols];
                 for (dst, src) in wc.chunks_exact_mut(cols).zip(w.w[k0 * d..].chunks(d)) {
                     for (x, y) in dst.iter_mut().zip(&src[c0..c0 + cols]) {
