@@ -164,9 +164,15 @@ struct Out<T> {
     db: Option<Vec<T>>,
 }
 
-fn run_case<T: Float>(c: &Case, scratch_bytes: usize) -> Result<Out<T>, Error> {
-    let (h, w) = (cast::<T>(&c.hidden), cast::<T>(&c.linear_weight));
-    let b = c.linear_bias.as_deref().map(cast::<T>);
+/// Runs a case with `h`, `W`, `b` in `E` (rounded from the case's values) and the
+/// options, loss and gradients in `E`'s accumulation type `T`.
+fn run_case<E: Element<Acc = T>, T: Float>(
+    c: &Case,
+    scratch_bytes: usize,
+) -> Result<Out<T>, Error> {
+    let input = |v: &[f64]| -> Vec<E> { v.iter().map(|&x| E::from_acc(T::from_f64(x))).collect() };
+    let (h, w) = (input(&c.hidden), input(&c.linear_weight));
+    let b = c.linear_bias.as_deref().map(input);
     let cw = c.weight.as_deref().map(cast::<T>);
     let go = cast::<T>(&c.grad_output);
     let mut inputs = LinearInputs::new(&h, [c.n, c.d], &w, [c.v, c.d]);
@@ -246,7 +252,7 @@ fn check_goldens<T: Float>(scratch_bytes: usize) {
     for c in &cases {
         let what = |s: &str| format!("{} {} scratch={scratch_bytes}: {s}", c.name, T::NAME);
         let k = c.d + c.v + c.n;
-        let out = match run_case::<T>(c, scratch_bytes) {
+        let out = match run_case::<T, T>(c, scratch_bytes) {
             Ok(o) => o,
             Err(e) => {
                 let _ = writeln!(fails, "{}", what(&format!("error {e}")));
@@ -360,7 +366,7 @@ fn scratch_budget_does_not_change_the_result() {
         let budgets = [0, 10 * row, 40 * row, usize::MAX];
         let runs: Vec<Out<f32>> = budgets
             .iter()
-            .map(|&s| run_case::<f32>(&case, s).unwrap())
+            .map(|&s| run_case::<f32, f32>(&case, s).unwrap())
             .collect();
         let base = &runs[budgets.len() - 1];
         let tol = GemmTolerance::F32;
@@ -447,15 +453,19 @@ fn results_do_not_depend_on_the_thread_count() {
     // The default budget, and one that binds (48 rows for f32, 16 for f64), where a
     // block size that counted per-thread scratch would change with the thread count.
     for budget in [DEFAULT_SCRATCH_BYTES, 50 * (v + d) * 4] {
-        let one32 = on(1, || bits(&run_case::<f32>(&case, budget).unwrap()));
-        let one64 = on(1, || bits(&run_case::<f64>(&case, budget).unwrap()));
+        let one32 = on(1, || bits(&run_case::<f32, f32>(&case, budget).unwrap()));
+        let one64 = on(1, || bits(&run_case::<f64, f64>(&case, budget).unwrap()));
         for threads in [2, 3, 8] {
-            let got = on(threads, || bits(&run_case::<f32>(&case, budget).unwrap()));
+            let got = on(threads, || {
+                bits(&run_case::<f32, f32>(&case, budget).unwrap())
+            });
             assert!(
                 got == one32,
                 "f32, budget {budget}: {threads} threads differ from 1"
             );
-            let got = on(threads, || bits(&run_case::<f64>(&case, budget).unwrap()));
+            let got = on(threads, || {
+                bits(&run_case::<f64, f64>(&case, budget).unwrap())
+            });
             assert!(
                 got == one64,
                 "f64, budget {budget}: {threads} threads differ from 1"
@@ -599,10 +609,10 @@ fn half_precision_inputs_match_f32_inputs_with_the_same_values() {
             grad_linear_weight: Vec::new(),
             grad_linear_bias: None,
         };
-        let want = run_case::<f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap();
+        let want = run_case::<f32, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap();
         let got = match name {
-            "bf16" => run_case_half::<bf16>(&case),
-            _ => run_case_half::<f16>(&case),
+            "bf16" => run_case::<bf16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
+            _ => run_case::<f16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
         };
         let db = (got.db.as_deref().unwrap(), want.db.as_deref().unwrap());
         for (what, g, w) in [
@@ -631,55 +641,22 @@ fn half_precision_inputs_match_f32_inputs_with_the_same_values() {
             .build()
             .unwrap()
             .install(|| match name {
-                "bf16" => run_case_half::<bf16>(&case),
-                _ => run_case_half::<f16>(&case),
+                "bf16" => run_case::<bf16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
+                _ => run_case::<f16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
             });
         let one = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()
             .unwrap()
             .install(|| match name {
-                "bf16" => run_case_half::<bf16>(&case),
-                _ => run_case_half::<f16>(&case),
+                "bf16" => run_case::<bf16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
+                _ => run_case::<f16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
             });
         assert!(
             bits(&three) == bits(&one),
             "{name}: 3 threads differ from 1"
         );
     }
-}
-
-/// [`run_case`] with `h`, `W`, `b` in `E` (bf16, f16), everything else in `f32`.
-fn run_case_half<E: Element<Acc = f32>>(c: &Case) -> Out<f32> {
-    let half = |x: &[f64]| -> Vec<E> { x.iter().map(|&v| E::from_acc(v as f32)).collect() };
-    let (h, w) = (half(&c.hidden), half(&c.linear_weight));
-    let b = c.linear_bias.as_deref().map(half);
-    let cw = c.weight.as_deref().map(cast::<f32>);
-    let go = cast::<f32>(&c.grad_output);
-    let mut inputs = LinearInputs::new(&h, [c.n, c.d], &w, [c.v, c.d]);
-    if let Some(b) = &b {
-        inputs = inputs.linear_bias(b);
-    }
-    let mut opts = LinearCrossEntropyOptions::default()
-        .ignore_index(c.ignore_index)
-        .label_smoothing(c.label_smoothing)
-        .reduction(c.reduction);
-    if let Some(cw) = &cw {
-        opts = opts.weight(cw);
-    }
-    let mut loss = vec![0.0f32; c.loss.len()];
-    let mut dh = vec![7.0f32; c.n * c.d];
-    let mut dw = vec![7.0f32; c.v * c.d];
-    let mut db = b.as_ref().map(|_| vec![7.0f32; c.v]);
-    let mut grad = LinearGradOut::new()
-        .hidden(&mut dh)
-        .linear_weight(&mut dw)
-        .grad_output(&go);
-    if let Some(db) = db.as_mut() {
-        grad = grad.linear_bias(db);
-    }
-    linear_cross_entropy_into(inputs, &c.target[..], &opts, &mut loss, Some(grad)).unwrap();
-    Out { loss, dh, dw, db }
 }
 
 // ---------------------------------------------------------------------------------

@@ -598,7 +598,7 @@ mod x86 {
     pub(crate) struct Avx2(());
 
     impl Avx2 {
-        /// `e^r` for `r` in `[−ln2/2, ln2/2]`: Cephes' polynomial.
+        /// `e^r` for `r` in `[−ln2/2, ln2/2]`: `1 + r + r²·P(r)` with `P` = [`EXP_P`].
         #[inline(always)]
         fn exp_poly(self, r: __m256) -> __m256 {
             // SAFETY: AVX2/FMA proven by the token.
@@ -958,7 +958,7 @@ mod x86 {
     pub(crate) struct Avx512(());
 
     impl Avx512 {
-        /// `e^r` for `r` in `[−ln2/2, ln2/2]`: Cephes' polynomial.
+        /// `e^r` for `r` in `[−ln2/2, ln2/2]`: `1 + r + r²·P(r)` with `P` = [`EXP_P`].
         #[inline(always)]
         fn exp_poly(self, r: __m512) -> __m512 {
             // SAFETY: AVX-512F proven by the token.
