@@ -440,8 +440,8 @@ pub fn linear_cross_entropy_with_grad<'t, E: Element>(
 ///
 /// Memory: besides the caller's buffers, one block of `B` rows of logits plus one
 /// row and one `B × 1024` tile per thread (see [`LinearCrossEntropyOptions`]), and the
-/// GEMM's packing buffers; for bf16/f16 inputs also one widened `512 × D` tile of `W`
-/// per thread and the widened bias. `dW` and `db` are accumulated over the row blocks
+/// GEMM's packing buffers; for bf16/f16 inputs also one widened `256 × D` tile of `W`
+/// per thread and the widened bias, with blocks of at most 64 rows. `dW` and `db` are accumulated over the row blocks
 /// in the accumulation type (`f32` for `f32`, bf16 and f16 inputs, never lower).
 ///
 /// Everything is validated before anything is written: on error the buffers are
@@ -692,8 +692,9 @@ fn loss_shape(n: usize, reduction: Reduction) -> Vec<usize> {
 }
 
 /// Rows per block `B`: the most with `B·(V + D)` elements (the block's logits and its
-/// hidden states, column-major) within the budget, at most `max_rows` ([`MAX_BLOCK_ROWS`] scaled by the inputs' width over the logits'), at least
-/// 1, and a multiple of [`LHS_ROW_ALIGN`] when that many fit. The thread count does
+/// hidden states, column-major) within the budget, at most `max_rows`
+/// ([`MAX_BLOCK_ROWS`] scaled by the inputs' width over the logits'), at least 1, and
+/// a multiple of [`LHS_ROW_ALIGN`] when that many fit. The thread count does
 /// not enter: the block size changes the rounding of `dW` and `db`, and results must
 /// not depend on the thread count.
 fn block_rows(
