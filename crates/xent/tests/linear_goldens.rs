@@ -408,6 +408,25 @@ fn scratch_budget_does_not_change_the_result() {
     }
 }
 
+/// Every output's bits, for comparisons across thread counts.
+fn bits<T: Float>(out: &Out<T>) -> Vec<u64> {
+    let db = out.db.as_deref().unwrap_or(&[]);
+    [&out.loss[..], &out.dh, &out.dw, db]
+        .into_iter()
+        .flatten()
+        .map(|x| x.to_f64().to_bits())
+        .collect()
+}
+
+/// Runs `f` on a pool of `threads` threads.
+fn on<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
 /// Loss and gradients are bit-for-bit the same on 1, 2, 3 and 8 threads: the GEMMs'
 /// tasks (classes of the logits, columns of `dh`, rows of `dW`) depend only on the
 /// shape and each output element is summed by one task. The shape makes every split
@@ -435,21 +454,6 @@ fn results_do_not_depend_on_the_thread_count() {
         grad_linear_weight: Vec::new(),
         grad_linear_bias: None,
     };
-    fn bits<T: Float>(out: &Out<T>) -> Vec<u64> {
-        let db = out.db.as_deref().unwrap_or(&[]);
-        [&out.loss[..], &out.dh, &out.dw, db]
-            .into_iter()
-            .flatten()
-            .map(|x| x.to_f64().to_bits())
-            .collect()
-    }
-    fn on<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(f)
-    }
     // The default budget, and one that binds (48 rows for f32, 16 for f64), where a
     // block size that counted per-thread scratch would change with the thread count.
     for budget in [DEFAULT_SCRATCH_BYTES, 50 * (v + d) * 4] {
@@ -610,10 +614,11 @@ fn half_precision_inputs_match_f32_inputs_with_the_same_values() {
             grad_linear_bias: None,
         };
         let want = run_case::<f32, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap();
-        let got = match name {
+        let half = || match name {
             "bf16" => run_case::<bf16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
             _ => run_case::<f16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
         };
+        let got = half();
         let db = (got.db.as_deref().unwrap(), want.db.as_deref().unwrap());
         for (what, g, w) in [
             ("loss", &got.loss[..], &want.loss[..]),
@@ -629,31 +634,8 @@ fn half_precision_inputs_match_f32_inputs_with_the_same_values() {
                 );
             }
         }
-        let bits = |o: &Out<f32>| -> Vec<u32> {
-            [&o.loss[..], &o.dh, &o.dw, o.db.as_deref().unwrap()]
-                .into_iter()
-                .flatten()
-                .map(|x| x.to_bits())
-                .collect()
-        };
-        let three = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap()
-            .install(|| match name {
-                "bf16" => run_case::<bf16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
-                _ => run_case::<f16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
-            });
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap()
-            .install(|| match name {
-                "bf16" => run_case::<bf16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
-                _ => run_case::<f16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
-            });
         assert!(
-            bits(&three) == bits(&one),
+            bits(&on(3, half)) == bits(&on(1, half)),
             "{name}: 3 threads differ from 1"
         );
     }
