@@ -390,8 +390,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         if self.scratch.is_null() {
             return self.lanes_direct(s, xf);
         }
-        let mut total = CompensatedSum::default();
-        let mut ztotal = CompensatedSum::default();
+        let mut sums = UnitSums::new(s, self.consts.z != 0.0);
         let (c, inner) = (self.classes, self.inner);
         let tw = tile_lanes(c);
         let (probs, has_g) = (!self.t.is_null(), !self.g.is_null());
@@ -433,13 +432,11 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                             },
                             stride: w,
                         };
-                        let (a, b) = if full {
-                            self.lane_unit(s, xf, at, r0)
+                        if full {
+                            sums.add(s, self.lane_unit(s, xf, at, r0));
                         } else {
-                            self.lane_unit(Scalar, xf, at, r0)
-                        };
-                        total.merge(a);
-                        ztotal.merge(b);
+                            sums.add_one(self.lane_unit(Scalar, xf, at, r0));
+                        }
                         j += lanes;
                     }
                     if has_g {
@@ -456,15 +453,14 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 }
             }
         }
-        (total, ztotal)
+        sums.finish(s)
     }
 
     /// K-dim rows (`inner > 1`) in place, `LANES` neighbouring rows at a time (when
     /// no scratch was given).
     #[inline(always)]
     fn lanes_direct<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
-        let mut total = CompensatedSum::default();
-        let mut ztotal = CompensatedSum::default();
+        let mut sums = UnitSums::new(s, self.consts.z != 0.0);
         let (c, inner) = (self.classes, self.inner);
         for n in 0..self.outer {
             let mut i = 0;
@@ -482,17 +478,15 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         stride: inner,
                     }
                 };
-                let (a, b) = if full {
-                    self.lane_unit(s, xf, at, r0)
+                if full {
+                    sums.add(s, self.lane_unit(s, xf, at, r0));
                 } else {
-                    self.lane_unit(Scalar, xf, at, r0)
-                };
-                total.merge(a);
-                ztotal.merge(b);
+                    sums.add_one(self.lane_unit(Scalar, xf, at, r0));
+                }
                 i += lanes;
             }
         }
-        (total, ztotal)
+        sums.finish(s)
     }
 
     /// Short contiguous rows (`C ≤ SMALL_C`), `LANES` rows at a time: each group is
@@ -500,8 +494,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// across rows, and the gradient tile is transposed back.
     #[inline(always)]
     fn small_rows<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
-        let mut total = CompensatedSum::default();
-        let mut ztotal = CompensatedSum::default();
+        let mut sums = UnitSums::new(s, self.consts.z != 0.0);
         let c = self.classes;
         let lanes = S::LANES;
         // f32 tiles whatever E and G are: widened once on the way in, rounded once
@@ -514,22 +507,17 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let mut r0 = 0;
         while r0 < self.outer {
             let full = r0 + lanes <= self.outer;
-            let (a, b) = if full {
+            if full {
                 // SAFETY: rows r0..r0 + lanes of C elements lie in the block; the
                 // tiles hold lanes·C ≤ 16·SMALL_C f32.
                 unsafe {
                     let base = r0 * c;
-                    for k in 0..c {
-                        let at = xt.as_mut_ptr().add(k * lanes);
-                        s.store(at, gather_rows(s, self.x.add(base + k), c));
-                        if probs {
-                            let at = tt.as_mut_ptr().add(k * lanes);
-                            s.store(at, gather_rows(s, self.t.add(base + k), c));
-                        }
-                        if has_g && self.accumulate {
-                            let at = gt.as_mut_ptr().add(k * lanes);
-                            s.store(at, gather_rows(s, self.g.add(base + k), c));
-                        }
+                    s.rows_to_tile(self.x.add(base), c, c, xt.as_mut_ptr());
+                    if probs {
+                        s.rows_to_tile(self.t.add(base), c, c, tt.as_mut_ptr());
+                    }
+                    if has_g && self.accumulate {
+                        s.rows_to_tile(self.g.add(base), c, c, gt.as_mut_ptr());
                     }
                     let at = LaneAt {
                         x: xt.as_ptr(),
@@ -545,14 +533,10 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         },
                         stride: lanes,
                     };
-                    let sums = self.lane_unit(s, xf, at, r0);
+                    sums.add(s, self.lane_unit(s, xf, at, r0));
                     if has_g {
-                        for k in 0..c {
-                            let v = s.load(gt.as_ptr().add(k * lanes));
-                            scatter_rows(s, v, self.g.add(base + k), c);
-                        }
+                        s.tile_to_rows(gt.as_ptr(), self.g.add(base), c, c);
                     }
-                    sums
                 }
             } else {
                 // SAFETY: row r0 of C contiguous elements lies in the block.
@@ -564,17 +548,16 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         stride: 1,
                     }
                 };
-                self.lane_unit(Scalar, xf, at, r0)
-            };
-            total.merge(a);
-            ztotal.merge(b);
+                sums.add_one(self.lane_unit(Scalar, xf, at, r0));
+            }
             r0 += if full { lanes } else { 1 };
         }
-        (total, ztotal)
+        sums.finish(s)
     }
 
     /// `LANES` rows whose class `k` of lane `l` is at `k·stride + l` from `at`'s
-    /// pointers; lane `l` is row `r0 + l` of the block.
+    /// pointers; lane `l` is row `r0 + l` of the block. Returns the rows' losses
+    /// without their z terms, and the z terms, zero in ignored lanes.
     #[inline(always)]
     fn lane_unit<S: Simd, X: Xform, TE: Store32, TG: Store32>(
         &self,
@@ -582,7 +565,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         xf: X,
         at: LaneAt<TE, TG>,
         r0: usize,
-    ) -> BlockSums {
+    ) -> (S::V, S::V) {
         let (c, stride) = (self.classes, at.stride);
         let lanes = S::LANES;
         let probs = !self.t.is_null();
@@ -654,23 +637,10 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let (loss, zt, consts) = finish_v(s, &stats, index, &self.consts, scale_ce, scale_z);
         let zero = s.splat(0.0);
         let (loss, zt) = (s.select(on, loss, zero), s.select(on, zt, zero));
-        let (mut loss_l, mut zt_l) = ([0.0f32; 16], [0.0f32; 16]);
-        s.write_lanes(loss, &mut loss_l);
-        s.write_lanes(zt, &mut zt_l);
         if !self.loss_out.is_null() {
             // SAFETY: rows r0..r0 + LANES lie in the block, which has a loss each.
             unsafe { s.store(self.loss_out.add(r0), s.add(loss, zt)) };
         }
-        // One compensated add per unit: the unit's few rows sum exactly enough in f64.
-        let (mut unit, mut zunit) = (0.0f64, 0.0f64);
-        for l in 0..lanes {
-            unit += loss_l[l] as f64;
-            zunit += zt_l[l] as f64;
-        }
-        let mut total = CompensatedSum::default();
-        let mut ztotal = CompensatedSum::default();
-        total.add(unit);
-        ztotal.add(zunit);
         if !at.g.is_null() {
             let ms = s.neg_inf_to(stats.m, zero);
             // SAFETY: as for x; g may alias x, and every target element was read above.
@@ -712,6 +682,55 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 }
             }
         }
+        (loss, zt)
+    }
+}
+
+/// The loss sums of a block's lane units: `f64` lane sums of the whole units, and
+/// plain `f64` sums of the one-lane units at the block's ends; one order for a
+/// given block, whatever the thread count.
+struct UnitSums<S: Simd> {
+    loss: S::D,
+    z: S::D,
+    loss_one: f64,
+    z_one: f64,
+    /// Whether the z terms are summed (they are all zero otherwise).
+    with_z: bool,
+}
+
+impl<S: Simd> UnitSums<S> {
+    #[inline(always)]
+    fn new(s: S, with_z: bool) -> Self {
+        UnitSums {
+            loss: s.d_zero(),
+            z: s.d_zero(),
+            loss_one: 0.0,
+            z_one: 0.0,
+            with_z,
+        }
+    }
+    /// A unit's losses and z terms (zero in inactive lanes).
+    #[inline(always)]
+    fn add(&mut self, s: S, (loss, z): (S::V, S::V)) {
+        self.loss = s.d_add(self.loss, loss);
+        if self.with_z {
+            self.z = s.d_add(self.z, z);
+        }
+    }
+    /// A one-lane unit's loss and z term.
+    #[inline(always)]
+    fn add_one(&mut self, (loss, z): (f32, f32)) {
+        self.loss_one += loss as f64;
+        self.z_one += z as f64;
+    }
+    #[inline(always)]
+    fn finish(self, s: S) -> BlockSums {
+        let mut total = CompensatedSum::default();
+        let mut ztotal = CompensatedSum::default();
+        total.add(s.d_sum(self.loss) + self.loss_one);
+        if self.with_z {
+            ztotal.add(s.d_sum(self.z) + self.z_one);
+        }
         (total, ztotal)
     }
 }
@@ -738,42 +757,6 @@ unsafe fn copy_convert<S: Simd, A: Store32, B: Store32>(
         }
         for j in body..n {
             *dst.add(j) = B::from_f32((*src.add(j)).to_f32());
-        }
-    }
-}
-
-/// The elements `p[l·stride]` of `LANES` rows, as one vector: copied one by one
-/// (an unrolled loop) into a small array of `E`, then widened as a vector.
-///
-/// # Safety
-/// `p + l·stride` readable for every lane `l < LANES`.
-#[inline(always)]
-unsafe fn gather_rows<S: Simd, E: Store32>(s: S, p: *const E, stride: usize) -> S::V {
-    let mut buf = [core::mem::MaybeUninit::<E>::uninit(); 16];
-    // SAFETY: the caller guarantees the LANES ≤ 16 reads; the array is written in
-    // full before it is read as LANES elements.
-    unsafe {
-        for (l, b) in buf.iter_mut().enumerate().take(S::LANES) {
-            b.write(*p.add(l * stride));
-        }
-        s.load(buf.as_ptr() as *const E)
-    }
-}
-
-/// The inverse of [`gather_rows`]: lane `l` of `v`, rounded to `E` as a vector,
-/// goes to `p[l·stride]`.
-///
-/// # Safety
-/// `p + l·stride` writable for every lane `l < LANES`.
-#[inline(always)]
-unsafe fn scatter_rows<S: Simd, E: Store32>(s: S, v: S::V, p: *mut E, stride: usize) {
-    let mut buf = [core::mem::MaybeUninit::<E>::uninit(); 16];
-    // SAFETY: the vector store initializes LANES elements, which are the ones read;
-    // the caller guarantees the writes.
-    unsafe {
-        s.store(buf.as_mut_ptr() as *mut E, v);
-        for (l, b) in buf.iter().enumerate().take(S::LANES) {
-            *p.add(l * stride) = b.assume_init();
         }
     }
 }

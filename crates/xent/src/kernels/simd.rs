@@ -103,6 +103,29 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
             self.store(p.add(Self::LANES), b);
         }
     }
+    /// `LANES` rows of `c` classes into a class-major f32 tile: class `k` of row
+    /// `l` (at `p + l·stride + k`) goes to `tile[k·LANES + l]`. Element by element
+    /// here; [`Avx2`] transposes 8 × 8 blocks in registers.
+    ///
+    /// # Safety
+    /// `p + l·stride + k` readable for `l < LANES`, `k < c`; `tile` writable for
+    /// `c·LANES` f32 and not overlapping the rows.
+    #[inline(always)]
+    unsafe fn rows_to_tile<E: Store32>(self, p: *const E, stride: usize, c: usize, tile: *mut f32) {
+        // SAFETY: forwarded.
+        unsafe { rows_to_tile_each(Self::LANES, p, stride, c, tile) }
+    }
+    /// The inverse of [`Simd::rows_to_tile`]: `tile[k·LANES + l]`, rounded to `E`,
+    /// goes to `p + l·stride + k`.
+    ///
+    /// # Safety
+    /// `p + l·stride + k` writable for `l < LANES`, `k < c`; `tile` readable for
+    /// `c·LANES` f32 and not overlapping the rows.
+    #[inline(always)]
+    unsafe fn tile_to_rows<E: Store32>(self, tile: *const f32, p: *mut E, stride: usize, c: usize) {
+        // SAFETY: forwarded.
+        unsafe { tile_to_rows_each(Self::LANES, tile, p, stride, c) }
+    }
     /// Hints that the cache line at `p` will be used soon (into the first-level
     /// cache). Any address is allowed: a prefetch never faults. Nothing on
     /// [`Scalar`].
@@ -162,6 +185,50 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     fn d_add(self, acc: Self::D, v: Self::V) -> Self::D;
     /// The lane sums added in a fixed order.
     fn d_sum(self, acc: Self::D) -> f64;
+}
+
+/// [`Simd::rows_to_tile`] element by element, for `lanes` rows.
+///
+/// # Safety
+/// As [`Simd::rows_to_tile`] with `LANES = lanes`.
+#[inline(always)]
+unsafe fn rows_to_tile_each<E: Store32>(
+    lanes: usize,
+    p: *const E,
+    stride: usize,
+    c: usize,
+    tile: *mut f32,
+) {
+    // SAFETY: the caller guarantees every access.
+    unsafe {
+        for l in 0..lanes {
+            for k in 0..c {
+                *tile.add(k * lanes + l) = (*p.add(l * stride + k)).to_f32();
+            }
+        }
+    }
+}
+
+/// [`Simd::tile_to_rows`] element by element, for `lanes` rows.
+///
+/// # Safety
+/// As [`Simd::tile_to_rows`] with `LANES = lanes`.
+#[inline(always)]
+unsafe fn tile_to_rows_each<E: Store32>(
+    lanes: usize,
+    tile: *const f32,
+    p: *mut E,
+    stride: usize,
+    c: usize,
+) {
+    // SAFETY: the caller guarantees every access.
+    unsafe {
+        for l in 0..lanes {
+            for k in 0..c {
+                *p.add(l * stride + k) = E::from_f32(*tile.add(k * lanes + l));
+            }
+        }
+    }
 }
 
 impl Store32 for f32 {
@@ -660,6 +727,42 @@ mod x86 {
             }
         }
 
+        /// The 8 × 8 transpose: lane `j` of output `i` is lane `i` of input `j`.
+        #[inline(always)]
+        fn transpose8(self, r: [__m256; 8]) -> [__m256; 8] {
+            // SAFETY: AVX proven by the token.
+            unsafe {
+                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                // Within each 128-bit half: rows 0–3 (u0–u3) and 4–7 (u4–u7) of
+                // columns 0–3 (low half) and 4–7 (high half).
+                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                [
+                    _mm256_permute2f128_ps::<0x20>(u0, u4),
+                    _mm256_permute2f128_ps::<0x20>(u1, u5),
+                    _mm256_permute2f128_ps::<0x20>(u2, u6),
+                    _mm256_permute2f128_ps::<0x20>(u3, u7),
+                    _mm256_permute2f128_ps::<0x31>(u0, u4),
+                    _mm256_permute2f128_ps::<0x31>(u1, u5),
+                    _mm256_permute2f128_ps::<0x31>(u2, u6),
+                    _mm256_permute2f128_ps::<0x31>(u3, u7),
+                ]
+            }
+        }
+
         /// Lane `i` of `a`.
         #[inline(always)]
         fn lane(self, a: __m256, i: usize) -> f32 {
@@ -709,6 +812,61 @@ mod x86 {
             // address.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
         }
+        /// Rows of at least 8 classes go through 8 × 8 transposes of windows that
+        /// start at classes 0, 8, 16, … and, for the last, at `c − 8` (overlapping
+        /// the one before rather than reading past the row).
+        #[inline(always)]
+        unsafe fn rows_to_tile<E: Store32>(
+            self,
+            p: *const E,
+            stride: usize,
+            c: usize,
+            tile: *mut f32,
+        ) {
+            // SAFETY: the caller guarantees rows of c elements and a tile of 8·c f32;
+            // every window lies in classes w..w + 8 ≤ c.
+            unsafe {
+                if c < 8 {
+                    return rows_to_tile_each(8, p, stride, c, tile);
+                }
+                let mut k0 = 0;
+                while k0 < c {
+                    let w = k0.min(c - 8);
+                    let r = core::array::from_fn(|l| E::load_avx2(p.add(l * stride + w)));
+                    for (j, v) in self.transpose8(r).into_iter().enumerate() {
+                        _mm256_storeu_ps(tile.add((w + j) * 8), v);
+                    }
+                    k0 += 8;
+                }
+            }
+        }
+        /// The windows of [`Simd::rows_to_tile`] in the other direction (an overlap
+        /// writes the same values twice).
+        #[inline(always)]
+        unsafe fn tile_to_rows<E: Store32>(
+            self,
+            tile: *const f32,
+            p: *mut E,
+            stride: usize,
+            c: usize,
+        ) {
+            // SAFETY: as rows_to_tile.
+            unsafe {
+                if c < 8 {
+                    return tile_to_rows_each(8, tile, p, stride, c);
+                }
+                let mut k0 = 0;
+                while k0 < c {
+                    let w = k0.min(c - 8);
+                    let t = core::array::from_fn(|j| _mm256_loadu_ps(tile.add((w + j) * 8)));
+                    for (l, v) in self.transpose8(t).into_iter().enumerate() {
+                        E::store_avx2(p.add(l * stride + w), v);
+                    }
+                    k0 += 8;
+                }
+            }
+        }
+
         #[inline(always)]
         fn add(self, a: __m256, b: __m256) -> __m256 {
             // SAFETY: AVX proven by the token.

@@ -344,6 +344,84 @@ fn half_precision_round_trips_match_half() {
     }
 }
 
+/// `rows_to_tile` then `tile_to_rows` with one instruction set: the tile, and the
+/// rows written back (every element of `out` in the `LANES` rows of `c` classes
+/// starting at `row0`, and nothing else).
+struct TileTrip<'a, E> {
+    x: &'a [E],
+    out: &'a mut [E],
+    c: usize,
+    row0: usize,
+    tile: &'a mut Vec<f32>,
+}
+
+impl<E: Store32> Job for TileTrip<'_, E> {
+    /// The lane count.
+    type Out = usize;
+    fn run<S: Simd>(self, s: S) -> usize {
+        self.tile.clear();
+        self.tile.resize(S::LANES * self.c, f32::NAN);
+        let at = self.row0 * self.c;
+        assert!(at + S::LANES * self.c <= self.x.len().min(self.out.len()));
+        // SAFETY: LANES rows of c elements from `at` lie in both slices (asserted),
+        // and the tile holds LANES·c f32.
+        unsafe {
+            let (x, out) = (self.x.as_ptr().add(at), self.out.as_mut_ptr().add(at));
+            s.rows_to_tile(x, self.c, self.c, self.tile.as_mut_ptr());
+            s.tile_to_rows(self.tile.as_ptr(), out, self.c, self.c);
+        }
+        S::LANES
+    }
+}
+
+fn tile_trip_is_exact<E: Store32 + PartialEq + core::fmt::Debug>(isa: Isa, x: &[E]) {
+    for c in 1..=32 {
+        for row0 in [0, 1, 3] {
+            let mut out = vec![E::from_f32(-7.0); x.len()];
+            let mut tile = Vec::new();
+            let job = TileTrip {
+                x,
+                out: &mut out,
+                c,
+                row0,
+                tile: &mut tile,
+            };
+            let lanes = dispatch(isa, job);
+            for l in 0..lanes {
+                for k in 0..c {
+                    let want = x[(row0 + l) * c + k].to_f32();
+                    assert_eq!(tile[k * lanes + l], want, "{isa:?} c {c} tile ({k}, {l})");
+                }
+            }
+            let (lo, hi) = (row0 * c, (row0 + lanes) * c);
+            for (i, (&o, &v)) in out.iter().zip(x).enumerate() {
+                let want = if (lo..hi).contains(&i) {
+                    v
+                } else {
+                    E::from_f32(-7.0)
+                };
+                assert_eq!(o, want, "{isa:?} c {c} row0 {row0} element {i}");
+            }
+        }
+    }
+}
+
+/// Short rows go through class-major tiles (8 × 8 register transposes on AVX2):
+/// every class of every row lands at its place and comes back unchanged, for
+/// every row length up to `SMALL_C` and f32, bf16 and f16 rows.
+#[test]
+fn short_row_tiles_round_trip() {
+    let n = 20 * 32;
+    let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 40.0).collect();
+    let b: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+    let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+    for isa in Isa::available() {
+        tile_trip_is_exact(isa, &x);
+        tile_trip_is_exact(isa, &b);
+        tile_trip_is_exact(isa, &h);
+    }
+}
+
 /// A seeded random problem for the job tests.
 struct Problem {
     x: Vec<f32>,
@@ -467,6 +545,13 @@ fn every_isa_matches_the_scalar_twin() {
         (1, 3, 16),
         (4, 1, 1),
         (2, 11, 3),
+        // Short rows through the transposed tiles: whole units and tails, rows of
+        // fewer than 8 classes, exactly 8, one window and a half, and SMALL_C.
+        (19, 10, 1),
+        (9, 5, 1),
+        (17, 8, 1),
+        (16, 13, 1),
+        (33, 32, 1),
     ];
     for isa in Isa::available() {
         for (si, &shape) in shapes.iter().enumerate() {
