@@ -180,7 +180,11 @@ pub(crate) fn target_grad_v<S: Simd, X: Xform>(
 ) -> S::V {
     let (xt, d) = xf.apply_d(s, x_y_raw);
     let v = s.sub(
-        s.sub(s.mul(k.alpha, s.exp(s.sub(xt, ms))), s.mul(k.beta, a_y)),
+        // x̃_y ≤ max: `exp_small`'s domain (NaN stays NaN).
+        s.sub(
+            s.mul(k.alpha, s.exp_small(s.sub(xt, ms))),
+            s.mul(k.beta, a_y),
+        ),
         k.b,
     );
     s.add(prior, if X::CHAINED { s.mul(v, d) } else { v })
