@@ -3,7 +3,7 @@
 //! dispatch fails if the best path of this CPU did not run.
 
 use super::dispatch::{dispatch, Isa, Job};
-use super::fused::{CeConsts, CeJob, Scale};
+use super::fused::{CeConsts, CeJob, Scale, SMALL_C};
 use super::simd::{Simd, Store32};
 use crate::element::{bf16, f16};
 use crate::targets::ClassIndices;
@@ -375,7 +375,7 @@ impl<E: Store32> Job for TileTrip<'_, E> {
 }
 
 fn tile_trip_is_exact<E: Store32 + PartialEq + core::fmt::Debug>(isa: Isa, x: &[E]) {
-    for c in 1..=32 {
+    for c in 1..=SMALL_C {
         for row0 in [0, 1, 3] {
             let mut out = vec![E::from_f32(-7.0); x.len()];
             let mut tile = Vec::new();
@@ -411,7 +411,7 @@ fn tile_trip_is_exact<E: Store32 + PartialEq + core::fmt::Debug>(isa: Isa, x: &[
 /// every row length up to `SMALL_C` and f32, bf16 and f16 rows.
 #[test]
 fn short_row_tiles_round_trip() {
-    let n = 20 * 32;
+    let n = 20 * SMALL_C;
     let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 40.0).collect();
     let b: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
     let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
