@@ -545,6 +545,9 @@ fn every_isa_matches_the_scalar_twin() {
         (1, 3, 16),
         (4, 1, 1),
         (2, 11, 3),
+        // K-dim rows over several tiles (128 lanes for 300 classes, a padded class
+        // stride) and a last, partial tile with a one-lane tail.
+        (1, 300, 300),
         // Short rows through the transposed tiles: whole units and tails, rows of
         // fewer than 8 classes, exactly 8, one window and a half, and SMALL_C.
         (19, 10, 1),
