@@ -11,7 +11,7 @@ use crate::element::Element;
 use crate::kernels::dispatch::{dispatch, Isa};
 use crate::kernels::fused::{
     finish, scratch_len, target_grad, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob, PieceStep,
-    RowTarget, Scale,
+    RowTarget, Scale, STREAM_BYTES,
 };
 use crate::kernels::row::{
     shift, Identity, Partial, Probs, SoftCap, Xform, CHUNK, MAX_STORED_CHUNKS,
@@ -286,6 +286,7 @@ fn ce_simd<E: Element<Acc = f32> + Store32, G: Store32>(
     if inner == 1 && c >= LONG_ROW {
         return ce_long_rows::<E, G>(call, g, consts, isa);
     }
+    let stream = outer * c * inner * core::mem::size_of::<G>() >= STREAM_BYTES;
     let sums = blocks((outer, c, inner), |n0, n1| {
         let (off, row0) = (n0 * c * inner, n0 * inner);
         let rows = (n1 - n0) * inner;
@@ -312,6 +313,7 @@ fn ce_simd<E: Element<Acc = f32> + Store32, G: Store32>(
             scale,
             loss_out: call.loss_out.at(row0),
             scratch: core::ptr::null_mut(),
+            stream,
         };
         with_scratch(scratch_len(c, inner), |scratch| {
             dispatch(isa, CeJob { scratch, ..job })

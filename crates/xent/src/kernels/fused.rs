@@ -215,7 +215,18 @@ pub(crate) struct CeJob<'a, E, G> {
     /// The driver's per-thread scratch of [`scratch_len`] f32 (or null): the stored
     /// `exp` of a row, or the K-dim tiles.
     pub scratch: *mut f32,
+    /// Whether the gradient is too large to stay in cache: K-dim tiles then go back
+    /// to it with streaming stores, which skip reading its lines first.
+    pub stream: bool,
 }
+
+/// Gradients of at least this many bytes are written past the caches where a kernel
+/// can (see [`CeJob::stream`]); the L3 caches of the machines we measure hold 32 MiB.
+pub(crate) const STREAM_BYTES: usize = 16 << 20;
+
+/// Tiles whose class rows are at least this many lanes go back with streaming
+/// stores when [`CeJob::stream`] is set (shorter runs would leave lines partly written).
+const STREAM_LANES: usize = 256;
 
 /// Lanes per K-dim tile: class-major tiles of at most `C × 2048` lanes and about
 /// 160 KiB keep the passes in L2 (and a lane unit's classes in L1) even where `inner`
@@ -245,6 +256,53 @@ pub(crate) fn scratch_len(classes: usize, inner: usize) -> usize {
         classes
     } else {
         0
+    }
+}
+
+/// A cursor over the cache lines of a K-dim tile still in memory (`c` classes of
+/// `w` elements at stride `stride` from `p`), prefetched into L2 a few lines per step
+/// so that the whole tile is covered in `steps` steps.
+struct Ahead<E> {
+    p: *const E,
+    stride: usize,
+    c: usize,
+    /// Lines per class (one more than `w` elements fill, for a row that starts
+    /// within a line).
+    lines: usize,
+    per_step: usize,
+    k: usize,
+    line: usize,
+}
+
+impl<E> Ahead<E> {
+    fn new(p: *const E, stride: usize, c: usize, w: usize, steps: usize) -> Self {
+        let lines = (w * core::mem::size_of::<E>()).div_ceil(64) + 1;
+        Ahead {
+            p,
+            stride,
+            c,
+            lines,
+            per_step: (c * lines).div_ceil(steps.max(1)),
+            k: 0,
+            line: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn step<S: Simd>(&mut self, s: S) {
+        for _ in 0..self.per_step {
+            if self.k >= self.c {
+                return;
+            }
+            // A prefetch never faults; the address is only computed.
+            let row = self.p.wrapping_add(self.k * self.stride) as *const u8;
+            s.prefetch_l2(row.wrapping_add(64 * self.line));
+            self.line += 1;
+            if self.line == self.lines {
+                self.line = 0;
+                self.k += 1;
+            }
+        }
     }
 }
 
@@ -410,6 +468,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let (c, inner) = (self.classes, self.inner);
         let tw = tile_lanes(c);
         let ts = tile_stride(tw);
+        let streaming = self.stream && tw >= STREAM_LANES;
         let (probs, has_g) = (!self.t.is_null(), !self.g.is_null());
         // SAFETY: the scratch holds scratch_len(C, inner) = 3·C·ts f32; every copy
         // stays within row n's classes and lanes i0..i0 + w of the block.
@@ -434,8 +493,23 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                             copy_convert(s, self.g.add(src), gt.add(k * ts), w);
                         }
                     }
+                    // The next tile's logits are fetched into L2 while this one
+                    // computes, a few lines per unit, so that its copy finds them there.
+                    let next = if i0 + w < inner {
+                        Some((base + w, tw.min(inner - i0 - w)))
+                    } else if n + 1 < self.outer {
+                        Some(((n + 1) * c * inner, tw.min(inner)))
+                    } else {
+                        None
+                    };
+                    let mut ahead = next.map(|(b, nw)| {
+                        Ahead::new(self.x.wrapping_add(b), inner, c, nw, w.div_ceil(S::LANES))
+                    });
                     let mut j = 0;
                     while j < w {
+                        if let Some(a) = ahead.as_mut() {
+                            a.step(s);
+                        }
                         let full = j + S::LANES <= w;
                         let lanes = if full { S::LANES } else { 1 };
                         let r0 = n * inner + i0 + j;
@@ -458,17 +532,21 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     }
                     if has_g {
                         for k in 0..c {
-                            copy_convert(
-                                s,
-                                gt.add(k * ts) as *const f32,
-                                self.g.add(base + k * inner),
-                                w,
-                            );
+                            let (src, dst) =
+                                (gt.add(k * ts) as *const f32, self.g.add(base + k * inner));
+                            if streaming {
+                                copy_out_streaming(s, src, dst, w);
+                            } else {
+                                copy_convert(s, src, dst, w);
+                            }
                         }
                     }
                     i0 += w;
                 }
             }
+        }
+        if streaming {
+            s.stream_fence();
         }
         sums.finish(s)
     }
@@ -758,7 +836,7 @@ impl<S: Simd> UnitSums<S> {
 /// # Safety
 /// `src` readable and `dst` writable for `n` elements; they do not overlap.
 #[inline(always)]
-unsafe fn copy_convert<S: Simd, A: Store32, B: Store32>(
+pub(super) unsafe fn copy_convert<S: Simd, A: Store32, B: Store32>(
     s: S,
     src: *const A,
     dst: *mut B,
@@ -774,6 +852,36 @@ unsafe fn copy_convert<S: Simd, A: Store32, B: Store32>(
         }
         for j in body..n {
             *dst.add(j) = B::from_f32((*src.add(j)).to_f32());
+        }
+    }
+}
+
+/// [`copy_convert`] from an f32 tile with streaming stores ([`Simd::stream`]) where
+/// `dst` is aligned to a vector; the elements before the first such boundary and
+/// after the last whole vector are stored one by one.
+///
+/// # Safety
+/// As [`copy_convert`].
+#[inline(always)]
+pub(super) unsafe fn copy_out_streaming<S: Simd, B: Store32>(
+    s: S,
+    src: *const f32,
+    dst: *mut B,
+    n: usize,
+) {
+    let align = S::LANES * core::mem::size_of::<B>();
+    let head = (dst.align_offset(align)).min(n);
+    let body = head + (n - head) / S::LANES * S::LANES;
+    // SAFETY: every index is below n; from `head` on, dst + j is aligned to a vector
+    // and j + LANES ≤ body ≤ n.
+    unsafe {
+        for j in (0..head).chain(body..n) {
+            *dst.add(j) = B::from_f32(*src.add(j));
+        }
+        let mut j = head;
+        while j < body {
+            s.stream(dst.add(j), s.load(src.add(j)));
+            j += S::LANES;
         }
     }
 }

@@ -64,6 +64,13 @@ pub(crate) trait Store32: Copy + Send + Sync + 'static {
         }
     }
     #[cfg(target_arch = "x86_64")]
+    /// [`Store32::store_avx2`] past the caches (a non-temporal store).
+    ///
+    /// # Safety
+    /// AVX2 and F16C available; `p` writable for 8 elements and aligned to them
+    /// (`8 · size_of::<Self>()` bytes).
+    unsafe fn stream_avx2(p: *mut Self, v: core::arch::x86_64::__m256);
+    #[cfg(target_arch = "x86_64")]
     /// # Safety
     /// AVX-512F available; `p` readable for 16 elements.
     unsafe fn load_avx512(p: *const Self) -> core::arch::x86_64::__m512;
@@ -103,6 +110,23 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
             self.store(p.add(Self::LANES), b);
         }
     }
+    /// [`Simd::store`] past the caches where the instruction set has such stores (a
+    /// non-temporal store, for output not read again soon); a plain store otherwise.
+    /// A thread's streaming stores are ordered before its later stores only after
+    /// [`Simd::stream_fence`].
+    ///
+    /// # Safety
+    /// `p` writable for `LANES` elements and aligned to them (`LANES · size_of::<E>()`
+    /// bytes).
+    #[inline(always)]
+    unsafe fn stream<E: Store32>(self, p: *mut E, v: Self::V) {
+        // SAFETY: forwarded.
+        unsafe { self.store(p, v) }
+    }
+    /// Orders the streaming stores before this thread's later stores (and so before
+    /// whatever hands the output to another thread).
+    #[inline(always)]
+    fn stream_fence(self) {}
     /// `LANES` rows of `c` classes into a class-major f32 tile: class `k` of row
     /// `l` (at `p + l·stride + k`) goes to `tile[k·LANES + l]`. Element by element
     /// here; [`Avx2`] transposes 8 × 8 blocks in registers.
@@ -130,6 +154,10 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// cache). Any address is allowed: a prefetch never faults. Nothing on
     /// [`Scalar`].
     fn prefetch<T>(self, p: *const T);
+    /// [`Simd::prefetch`] into the second-level cache only (for data needed after
+    /// more than the first-level cache holds). Nothing by default.
+    #[inline(always)]
+    fn prefetch_l2<T>(self, _p: *const T) {}
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
     fn sub(self, a: Self::V, b: Self::V) -> Self::V;
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
@@ -255,6 +283,13 @@ impl Store32 for f32 {
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
+    unsafe fn stream_avx2(p: *mut Self, v: core::arch::x86_64::__m256) {
+        // SAFETY: the caller guarantees AVX and 8 writable floats at a 32-byte
+        // boundary.
+        unsafe { core::arch::x86_64::_mm256_stream_ps(p, v) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
     unsafe fn load_avx512(p: *const Self) -> core::arch::x86_64::__m512 {
         // SAFETY: the caller guarantees AVX-512F and 16 readable floats.
         unsafe { core::arch::x86_64::_mm512_loadu_ps(p) }
@@ -319,6 +354,18 @@ impl Store32 for bf16 {
             let packed = _mm256_packus_epi32(hi, hi);
             let ordered = _mm256_permute4x64_epi64::<0b1000>(packed);
             _mm_storeu_si128(p as *mut __m128i, _mm256_castsi256_si128(ordered));
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn stream_avx2(p: *mut Self, v: core::arch::x86_64::__m256) {
+        use core::arch::x86_64::*;
+        // SAFETY: AVX2 available; 16 writable bytes at a 16-byte boundary.
+        unsafe {
+            let hi = bf16_bits_avx2(v);
+            let packed = _mm256_packus_epi32(hi, hi);
+            let ordered = _mm256_permute4x64_epi64::<0b1000>(packed);
+            _mm_stream_si128(p as *mut __m128i, _mm256_castsi256_si128(ordered));
         }
     }
     #[cfg(target_arch = "x86_64")]
@@ -389,6 +436,16 @@ impl Store32 for f16 {
         unsafe {
             let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
             _mm_storeu_si128(p as *mut __m128i, h);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn stream_avx2(p: *mut Self, v: core::arch::x86_64::__m256) {
+        use core::arch::x86_64::*;
+        // SAFETY: F16C available; 16 writable bytes at a 16-byte boundary.
+        unsafe {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            _mm_stream_si128(p as *mut __m128i, h);
         }
     }
     #[cfg(target_arch = "x86_64")]
@@ -807,10 +864,25 @@ mod x86 {
             unsafe { E::store2_avx2(p, a, b) }
         }
         #[inline(always)]
+        unsafe fn stream<E: Store32>(self, p: *mut E, v: __m256) {
+            // SAFETY: as `load`, and the caller guarantees the alignment.
+            unsafe { E::stream_avx2(p, v) }
+        }
+        #[inline(always)]
+        fn stream_fence(self) {
+            // SAFETY: SSE is part of x86-64.
+            unsafe { _mm_sfence() }
+        }
+        #[inline(always)]
         fn prefetch<T>(self, p: *const T) {
             // SAFETY: SSE is part of x86-64; a prefetch never faults, whatever the
             // address.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+        }
+        #[inline(always)]
+        fn prefetch_l2<T>(self, p: *const T) {
+            // SAFETY: as `prefetch`.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(p as *const i8) }
         }
         /// Rows of at least 8 classes go through 8 × 8 transposes of windows that
         /// start at classes 0, 8, 16, … and, for the last, at `c − 8` (overlapping
@@ -1209,6 +1281,11 @@ mod x86 {
             // SAFETY: SSE is part of x86-64; a prefetch never faults, whatever the
             // address.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+        }
+        #[inline(always)]
+        fn prefetch_l2<T>(self, p: *const T) {
+            // SAFETY: as `prefetch`.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(p as *const i8) }
         }
         #[inline(always)]
         fn add(self, a: __m512, b: __m512) -> __m512 {

@@ -3,7 +3,7 @@
 //! dispatch fails if the best path of this CPU did not run.
 
 use super::dispatch::{dispatch, Isa, Job};
-use super::fused::{CeConsts, CeJob, Scale, SMALL_C};
+use super::fused::{copy_convert, copy_out_streaming, CeConsts, CeJob, Scale, SMALL_C};
 use super::simd::{Simd, Store32};
 use crate::element::{bf16, f16};
 use crate::targets::ClassIndices;
@@ -422,6 +422,78 @@ fn short_row_tiles_round_trip() {
     }
 }
 
+/// Copies an f32 row into `out[at..at + n]` with streaming stores.
+struct StreamOut<'a, E> {
+    src: &'a [f32],
+    out: &'a mut [E],
+    at: usize,
+    streaming: bool,
+}
+
+impl<E: Store32> Job for StreamOut<'_, E> {
+    type Out = ();
+    fn run<S: Simd>(self, s: S) {
+        let n = self.src.len();
+        assert!(self.at + n <= self.out.len());
+        // SAFETY: the source has n elements and the output n from `at` (checked).
+        unsafe {
+            let dst = self.out.as_mut_ptr().add(self.at);
+            if self.streaming {
+                copy_out_streaming(s, self.src.as_ptr(), dst, n);
+                s.stream_fence();
+            } else {
+                copy_convert(s, self.src.as_ptr(), dst, n);
+            }
+        }
+    }
+}
+
+fn stream_out_is_a_copy<E: Store32 + PartialEq + core::fmt::Debug>(isa: Isa) {
+    let src: Vec<f32> = (0..100).map(|i| i as f32 * 0.75 - 30.0).collect();
+    for n in [0, 1, 7, 8, 9, 16, 31, 33, 64, 100] {
+        for at in 0..17 {
+            let mut streamed = vec![E::from_f32(-5.0); 140];
+            let mut plain = vec![E::from_f32(-5.0); 140];
+            let (src, at) = (&src[..n], at);
+            dispatch(
+                isa,
+                StreamOut {
+                    src,
+                    out: &mut streamed,
+                    at,
+                    streaming: true,
+                },
+            );
+            dispatch(
+                isa,
+                StreamOut {
+                    src,
+                    out: &mut plain,
+                    at,
+                    streaming: false,
+                },
+            );
+            assert_eq!(streamed, plain, "{isa:?} n {n} at {at}");
+            for (i, v) in streamed.iter().enumerate() {
+                if !(at..at + n).contains(&i) {
+                    assert_eq!(*v, E::from_f32(-5.0), "{isa:?} n {n} at {at}: element {i}");
+                }
+            }
+        }
+    }
+}
+
+/// Streaming stores (K-dim tiles going back to a large gradient) write what plain
+/// stores write, at every alignment of the destination, and nothing outside it.
+#[test]
+fn streaming_copy_out_matches_plain_stores() {
+    for isa in Isa::available() {
+        stream_out_is_a_copy::<f32>(isa);
+        stream_out_is_a_copy::<bf16>(isa);
+        stream_out_is_a_copy::<f16>(isa);
+    }
+}
+
 /// A seeded random problem for the job tests.
 struct Problem {
     x: Vec<f32>,
@@ -510,6 +582,8 @@ fn run_ce(
         } else {
             scratch.as_mut_ptr()
         },
+        // With the tiles, wide ones go back with streaming stores.
+        stream: with_scratch,
     };
     let (a, b) = dispatch(isa, job);
     (a.value(), b.value(), losses, g)
@@ -548,6 +622,10 @@ fn every_isa_matches_the_scalar_twin() {
         // K-dim rows over several tiles (128 lanes for 300 classes, a padded class
         // stride) and a last, partial tile with a one-lane tail.
         (1, 300, 300),
+        // Tiles wide enough for streaming stores, at offsets of every alignment,
+        // over one tile and over two.
+        (2, 7, 301),
+        (1, 3, 2500),
         // Short rows through the transposed tiles: whole units and tails, rows of
         // fewer than 8 classes, exactly 8, one window and a half, and SMALL_C.
         (19, 10, 1),
