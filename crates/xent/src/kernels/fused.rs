@@ -262,46 +262,48 @@ pub(crate) fn scratch_len(classes: usize, inner: usize) -> usize {
 /// A cursor over the cache lines of a K-dim tile still in memory (`c` classes of
 /// `w` elements at stride `stride` from `p`), prefetched into L2 a few lines per step
 /// so that the whole tile is covered in `steps` steps.
-struct Ahead<E> {
-    p: *const E,
+struct Ahead {
+    /// The next line to fetch, and the end of its class row.
+    at: *const u8,
+    end: *const u8,
+    /// Bytes between classes, and classes left after the current one.
     stride: usize,
-    c: usize,
-    /// Lines per class (one more than `w` elements fill, for a row that starts
-    /// within a line).
-    lines: usize,
+    left: usize,
+    /// Bytes of one class row (one line more than `w` elements fill, for a row that
+    /// starts within a line).
+    row: usize,
     per_step: usize,
-    k: usize,
-    line: usize,
 }
 
-impl<E> Ahead<E> {
-    fn new(p: *const E, stride: usize, c: usize, w: usize, steps: usize) -> Self {
-        let lines = (w * core::mem::size_of::<E>()).div_ceil(64) + 1;
+impl Ahead {
+    fn new<E>(p: *const E, stride: usize, c: usize, w: usize, steps: usize) -> Self {
+        let size = core::mem::size_of::<E>();
+        let row = 64 * ((w * size).div_ceil(64) + 1);
+        let at = p as *const u8;
         Ahead {
-            p,
-            stride,
-            c,
-            lines,
-            per_step: (c * lines).div_ceil(steps.max(1)),
-            k: 0,
-            line: 0,
+            at,
+            end: at.wrapping_add(row),
+            stride: stride * size,
+            left: c.saturating_sub(1),
+            row,
+            per_step: (c * row / 64).div_ceil(steps.max(1)),
         }
     }
 
     #[inline(always)]
     fn step<S: Simd>(&mut self, s: S) {
+        // A prefetch never faults; the addresses are only computed (wrapping).
         for _ in 0..self.per_step {
-            if self.k >= self.c {
-                return;
+            if self.at >= self.end {
+                if self.left == 0 {
+                    return;
+                }
+                self.left -= 1;
+                self.at = self.end.wrapping_sub(self.row).wrapping_add(self.stride);
+                self.end = self.at.wrapping_add(self.row);
             }
-            // A prefetch never faults; the address is only computed.
-            let row = self.p.wrapping_add(self.k * self.stride) as *const u8;
-            s.prefetch_l2(row.wrapping_add(64 * self.line));
-            self.line += 1;
-            if self.line == self.lines {
-                self.line = 0;
-                self.k += 1;
-            }
+            s.prefetch_l2(self.at);
+            self.at = self.at.wrapping_add(64);
         }
     }
 }
