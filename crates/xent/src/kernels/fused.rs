@@ -228,8 +228,8 @@ pub(crate) const STREAM_BYTES: usize = 16 << 20;
 /// stores when [`CeJob::stream`] is set (shorter runs would leave lines partly written).
 const STREAM_LANES: usize = 256;
 
-/// Lanes per K-dim tile: class-major tiles of at most `C × 2048` lanes and about
-/// 160 KiB keep the passes in L2 (and a lane unit's classes in L1) even where `inner`
+/// Lanes per K-dim tile: class-major tiles of `C` classes × at most 2048 lanes, about
+/// 160 KiB, keep the passes in L2 (and a lane unit's classes in L1) even where `inner`
 /// makes the classes alias in the cache (a 64 KiB stride puts every class of a row in
 /// the same L1 and L2 set); wide tiles read each class in long runs, which the
 /// hardware prefetchers follow (96-lane tiles made the K-dim benchmark ~15 % slower).
