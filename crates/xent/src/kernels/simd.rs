@@ -324,6 +324,23 @@ unsafe fn bf16_bits_avx2(v: core::arch::x86_64::__m256) -> core::arch::x86_64::_
     }
 }
 
+/// The 8 lanes of `v` rounded to bf16 (as [`bf16_bits_avx2`]), packed in order into
+/// 128 bits.
+///
+/// # Safety
+/// AVX2 available.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn bf16_packed_avx2(v: core::arch::x86_64::__m256) -> core::arch::x86_64::__m128i {
+    use core::arch::x86_64::*;
+    // SAFETY: AVX2 available (the caller's contract).
+    unsafe {
+        let hi = bf16_bits_avx2(v);
+        let packed = _mm256_packus_epi32(hi, hi);
+        _mm256_castsi256_si128(_mm256_permute4x64_epi64::<0b1000>(packed))
+    }
+}
+
 impl Store32 for bf16 {
     #[inline(always)]
     fn to_f32(self) -> f32 {
@@ -349,24 +366,14 @@ impl Store32 for bf16 {
     unsafe fn store_avx2(p: *mut Self, v: core::arch::x86_64::__m256) {
         use core::arch::x86_64::*;
         // SAFETY: AVX2 available; 16 writable bytes.
-        unsafe {
-            let hi = bf16_bits_avx2(v);
-            let packed = _mm256_packus_epi32(hi, hi);
-            let ordered = _mm256_permute4x64_epi64::<0b1000>(packed);
-            _mm_storeu_si128(p as *mut __m128i, _mm256_castsi256_si128(ordered));
-        }
+        unsafe { _mm_storeu_si128(p as *mut __m128i, bf16_packed_avx2(v)) }
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn stream_avx2(p: *mut Self, v: core::arch::x86_64::__m256) {
         use core::arch::x86_64::*;
         // SAFETY: AVX2 available; 16 writable bytes at a 16-byte boundary.
-        unsafe {
-            let hi = bf16_bits_avx2(v);
-            let packed = _mm256_packus_epi32(hi, hi);
-            let ordered = _mm256_permute4x64_epi64::<0b1000>(packed);
-            _mm_stream_si128(p as *mut __m128i, _mm256_castsi256_si128(ordered));
-        }
+        unsafe { _mm_stream_si128(p as *mut __m128i, bf16_packed_avx2(v)) }
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
