@@ -620,7 +620,8 @@ fn every_isa_matches_the_scalar_twin() {
         (4, 1, 1),
         (2, 11, 3),
         // K-dim rows over several tiles (128 lanes for 300 classes, a padded class
-        // stride) and a last, partial tile with a one-lane tail.
+        // stride) and a last, partial tile of 44 lanes (five units, four one-lane
+        // rows).
         (1, 300, 300),
         // Tiles wide enough for streaming stores, at offsets of every alignment,
         // over one tile and over two.
