@@ -228,17 +228,21 @@ pub(crate) const STREAM_BYTES: usize = 16 << 20;
 /// stores when [`CeJob::stream`] is set (shorter runs would leave lines partly written).
 const STREAM_LANES: usize = 256;
 
-/// Lanes per K-dim tile: class-major tiles of `C` classes × at most 2048 lanes, about
-/// 160 KiB, keep the passes in L2 (and a lane unit's classes in L1) even where `inner`
-/// makes the classes alias in the cache (a 64 KiB stride puts every class of a row in
-/// the same L1 and L2 set); wide tiles read each class in long runs, which the
-/// hardware prefetchers follow (96-lane tiles made the K-dim benchmark ~15 % slower).
-fn tile_lanes(classes: usize) -> usize {
+/// Lanes per K-dim tile: class-major tiles of `C` classes × at most 2048 lanes. A lane
+/// unit walks its classes at the tile's stride, which keeps its working set (a line
+/// per class) in L1 even where `inner` makes the classes alias in the cache (a 64 KiB
+/// stride puts every class of a row in the same L1 and L2 set). The tile itself is
+/// sized for long runs per class, which the hardware prefetchers and the memory
+/// follow, rather than for L2: 96-lane tiles made the K-dim benchmark (C = 21) ~15 %
+/// slower than 2048-lane ones, and with 40 Ki-element tiles (within L2) C = 150, 300
+/// and 1000 were 1.3–1.5× slower than with the 160 Ki-element tiles used now (about
+/// 1100, 540 and 160 lanes; see BENCHMARKS.md, session 13).
+pub(super) fn tile_lanes(classes: usize) -> usize {
     ((TILE_ELEMS / classes.max(1)) / 16 * 16).clamp(16, 2048)
 }
 
-/// The f32 elements of a K-dim tile, within [`tile_lanes`]' clamp.
-const TILE_ELEMS: usize = 40 * 1024;
+/// The f32 elements of a K-dim tile (640 KiB), within [`tile_lanes`]' clamp.
+const TILE_ELEMS: usize = 160 * 1024;
 
 /// The distance between a K-dim tile's classes, in f32: at least `tw`, and an odd
 /// number of 64-byte lines so that the classes of a lane fall in different L1 sets.

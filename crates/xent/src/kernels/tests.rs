@@ -619,10 +619,10 @@ fn every_isa_matches_the_scalar_twin() {
         (1, 3, 16),
         (4, 1, 1),
         (2, 11, 3),
-        // K-dim rows over several tiles (128 lanes for 300 classes, a padded class
+        // K-dim rows over several tiles (544 lanes for 300 classes, a padded class
         // stride) and a last, partial tile of 44 lanes (five units, four one-lane
         // rows).
-        (1, 300, 300),
+        (1, 300, 2 * 544 + 44),
         // Tiles wide enough for streaming stores, at offsets of every alignment,
         // over one tile and over two.
         (2, 7, 301),
@@ -635,6 +635,8 @@ fn every_isa_matches_the_scalar_twin() {
         (16, 13, 1),
         (33, 32, 1),
     ];
+    // The K-dim shape above spans three tiles only with 544-lane tiles.
+    assert_eq!(super::fused::tile_lanes(300), 544);
     for isa in Isa::available() {
         for (si, &shape) in shapes.iter().enumerate() {
             let p = problem(shape.0, shape.1, shape.2, si as u64);
