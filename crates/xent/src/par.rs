@@ -10,8 +10,8 @@
 use crate::element::Element;
 use crate::kernels::dispatch::{dispatch, Isa};
 use crate::kernels::fused::{
-    finish, scratch_len, target_grad, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob, PieceStep,
-    RowTarget, Scale, STREAM_BYTES,
+    finish, run_ce_block, scratch_len, target_grad, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob,
+    PieceStep, RowTarget, Scale, STREAM_BYTES,
 };
 use crate::kernels::row::{
     shift, Identity, Partial, Probs, SoftCap, Xform, CHUNK, MAX_STORED_CHUNKS,
@@ -316,7 +316,7 @@ fn ce_simd<E: Element<Acc = f32> + Store32, G: Store32>(
             stream,
         };
         with_scratch(scratch_len(c, inner), |scratch| {
-            dispatch(isa, CeJob { scratch, ..job })
+            run_ce_block(isa, CeJob { scratch, ..job })
         })
     });
     fold(sums)

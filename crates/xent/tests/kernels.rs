@@ -156,11 +156,17 @@ fn half_precision_logits_accumulate_in_f32() {
 }
 
 /// In-place mode overwrites the logits with exactly the gradient the two-buffer call
-/// writes, for f32 and bf16, class indices and probabilities, and K-dim layouts.
+/// writes, for f32 and bf16, class indices and probabilities, and K-dim layouts (of
+/// few classes, through the lane tiles, and of many, gathered into rows).
 #[test]
 fn inplace_equals_the_two_buffer_gradient() {
     let mut rng = Rng::new(13);
-    for shape in [vec![33usize, 1000], vec![3, 5, 40], vec![2, 200_000]] {
+    for shape in [
+        vec![33usize, 1000],
+        vec![3, 5, 40],
+        vec![2, 5203, 19],
+        vec![2, 200_000],
+    ] {
         let len: usize = shape.iter().product();
         let c = shape[1];
         let rows = len / c;
@@ -206,6 +212,86 @@ fn inplace_equals_the_two_buffer_gradient() {
         cross_entropy_inplace(&mut buf, &shape, &y[..], &opts, &mut [0.0f32], None).unwrap();
         assert!(buf == g, "bf16 {shape:?}");
     }
+}
+
+/// K-dim rows of many classes (gathered into contiguous rows for the row kernels)
+/// give the gradient bits and row losses of the same rows laid out contiguously, in
+/// f32 and bf16, with and without probability targets.
+#[test]
+fn kdim_rows_of_many_classes_equal_the_same_rows_contiguous() {
+    let mut rng = Rng::new(15);
+    let (n, c, inner) = (2usize, 5203usize, 19usize);
+    let rows = n * inner;
+    let x: Vec<f32> = rng
+        .logits(n * c * inner, 3.0)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    let t: Vec<f32> = (0..n * c * inner)
+        .map(|_| rng.uniform() as f32 / c as f32)
+        .collect();
+    let y: Vec<i64> = (0..rows)
+        .map(|r| {
+            if r % 5 == 2 {
+                -100
+            } else {
+                rng.below(c) as i64
+            }
+        })
+        .collect();
+    // (n, c, inner) → (n·inner, c): row (b, i) is x[b, :, i].
+    let to_rows = |v: &[f32]| -> Vec<f32> {
+        let mut out = vec![0.0f32; v.len()];
+        for b in 0..n {
+            for k in 0..c {
+                for i in 0..inner {
+                    out[(b * inner + i) * c + k] = v[(b * c + k) * inner + i];
+                }
+            }
+        }
+        out
+    };
+    let (xr, tr) = (to_rows(&x), to_rows(&t));
+    let opts = CrossEntropyOptions::default()
+        .label_smoothing(0.1)
+        .reduction(Reduction::None);
+    let kdim = [n, c, inner];
+    for probs in [false, true] {
+        let (tk, trow): (Targets<'_, f32>, Targets<'_, f32>) = if probs {
+            ((&t[..]).into(), (&tr[..]).into())
+        } else {
+            ((&y[..]).into(), (&y[..]).into())
+        };
+        let (lk, gk) = cross_entropy_with_grad(&x, &kdim, tk, &opts).unwrap();
+        let (lr, gr) = cross_entropy_with_grad(&xr, &[rows, c], trow, &opts).unwrap();
+        let (lk, lr) = (lk.values(), lr.values());
+        assert!(
+            lk.iter().zip(lr).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "probs {probs}: losses"
+        );
+        assert!(to_rows(&gk)
+            .iter()
+            .zip(&gr)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+    let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+    let xbr: Vec<bf16> = to_rows(&xb.iter().map(|v| v.to_f32()).collect::<Vec<_>>())
+        .into_iter()
+        .map(bf16::from_f32)
+        .collect();
+    let (lk, gk) = cross_entropy_with_grad(&xb, &kdim, &y[..], &opts).unwrap();
+    let (lr, gr) = cross_entropy_with_grad(&xbr, &[rows, c], &y[..], &opts).unwrap();
+    assert!(lk
+        .values()
+        .iter()
+        .zip(lr.values())
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    let gk: Vec<f32> = gk.iter().map(|v| v.to_f32()).collect();
+    let gr: Vec<f32> = gr.iter().map(|v| v.to_f32()).collect();
+    assert!(to_rows(&gk)
+        .iter()
+        .zip(&gr)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
 }
 
 /// z-loss and soft-capping: the SIMD f32 kernels agree with the portable f64 kernels

@@ -4,7 +4,7 @@
 //! [`super::dispatch::dispatch`] so that its body is compiled for the instruction set
 //! that runs it. The driver in [`crate::par`] splits the batch into jobs.
 
-use super::dispatch::Job;
+use super::dispatch::{dispatch, Isa, Job};
 use super::lanes::{self, LaneCoef, LaneConsts, LaneStats};
 use super::row::{
     self, shift, Coef, GradConsts, Identity, NoCoef, Ones, Partial, Probs, SoftCap, Weights, Xform,
@@ -251,10 +251,29 @@ fn tile_stride(tw: usize) -> usize {
     16 * (lines | 1)
 }
 
+/// Whether K-dim rows of this many classes are gathered into contiguous rows for the
+/// row kernels ([`CeJob::kdim_rows`]) rather than run through the lane tiles: above
+/// `TILE_ELEMS / 32` classes the tiles are down to their 16 lanes, a line per class,
+/// and a lane unit's three walks over all C lines no longer stay in cache (C = 8192
+/// and 32000 took 1.8–1.9× as long through the tiles; C = 2048, with 80-lane
+/// tiles, 1.3× as long through the rows). Rows of [`crate::par::LONG_ROW`] classes or
+/// more stay on the tiles (the row kernels' stored-exp pass keeps one max per chunk,
+/// for shorter rows only).
+pub(crate) fn kdim_as_rows(classes: usize) -> bool {
+    classes > TILE_ELEMS / 32 && classes < row::MAX_STORED_CHUNKS * row::CHUNK
+}
+
+/// K-dim rows gathered into contiguous ones go [`KDIM_GROUP`] lanes at a time: a
+/// whole 64-byte line of f32 logits per class.
+const KDIM_GROUP: usize = 16;
+
 /// The f32 scratch a block of this shape needs: a row's stored `exp` for contiguous
-/// rows, or three K-dim tiles (logits, targets, gradient).
+/// rows, three K-dim tiles (logits, targets, gradient), or for K-dim rows gathered
+/// into contiguous ones three groups of [`KDIM_GROUP`] rows and a row's stored `exp`.
 pub(crate) fn scratch_len(classes: usize, inner: usize) -> usize {
-    if inner > 1 {
+    if inner > 1 && kdim_as_rows(classes) {
+        (3 * KDIM_GROUP + 1) * classes
+    } else if inner > 1 {
         3 * classes * tile_stride(tile_lanes(classes))
     } else if classes > SMALL_C {
         classes
@@ -312,6 +331,33 @@ impl Ahead {
     }
 }
 
+/// A block of K-dim rows of many classes ([`kdim_as_rows`]) as a job of its own:
+/// [`CeJob::kdim_rows`], dispatched on its own rather than from within a
+/// [`CeJob`], so that its stack frame (large in unoptimized builds, where nothing
+/// shares stack slots) is never added to a `CeJob`'s.
+pub(crate) struct KdimRowsJob<'a, E, G>(pub CeJob<'a, E, G>);
+
+impl<E: Store32, G: Store32> Job for KdimRowsJob<'_, E, G> {
+    type Out = BlockSums;
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> BlockSums {
+        match self.0.cap {
+            None => self.0.kdim_rows(s, Identity),
+            Some(cap) => self.0.kdim_rows(s, SoftCap { cap }),
+        }
+    }
+}
+
+/// Runs a cross-entropy block on `isa`: K-dim rows of many classes with a scratch
+/// through [`KdimRowsJob`], everything else through [`CeJob`].
+pub(crate) fn run_ce_block<E: Store32, G: Store32>(isa: Isa, job: CeJob<'_, E, G>) -> BlockSums {
+    if job.inner > 1 && kdim_as_rows(job.classes) && !job.scratch.is_null() {
+        dispatch(isa, KdimRowsJob(job))
+    } else {
+        dispatch(isa, job)
+    }
+}
+
 /// Sums of a block: (loss without z terms, z terms), over rows in order.
 pub(crate) type BlockSums = (CompensatedSum, CompensatedSum);
 
@@ -336,14 +382,21 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
 
     #[inline(always)]
     fn with_xform<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
-        let w = self.weight.map(|w| w.as_ptr());
-        let smoothing = self.consts.eps > 0.0;
         if self.inner > 1 {
             return self.lanes(s, xf);
         }
         if self.classes <= SMALL_C && S::LANES > 1 {
             return self.small_rows(s, xf);
         }
+        self.rows_any(s, xf)
+    }
+
+    /// Contiguous rows (`inner == 1`) through the row kernels, with the coefficients
+    /// of the call's options.
+    #[inline(always)]
+    fn rows_any<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
+        let w = self.weight.map(|w| w.as_ptr());
+        let smoothing = self.consts.eps > 0.0;
         if !self.t.is_null() {
             let keep = 1.0 - self.consts.eps;
             let spread = self.consts.eps / self.consts.classes;
@@ -555,6 +608,74 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
             s.stream_fence();
         }
         sums.finish(s)
+    }
+
+    /// K-dim rows (`inner > 1`) of many classes ([`kdim_as_rows`]), [`KDIM_GROUP`]
+    /// neighbouring rows at a time: gathered into contiguous f32 rows in the scratch
+    /// (`LANES × LANES` transposes; the logits, and the targets or a prior gradient),
+    /// run through the row kernels as a block of contiguous rows, and the gradient
+    /// rows scattered back.
+    #[inline(always)]
+    fn kdim_rows<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
+        let (c, inner) = (self.classes, self.inner);
+        let (probs, has_g) = (!self.t.is_null(), !self.g.is_null());
+        let mut total = CompensatedSum::default();
+        let mut ztotal = CompensatedSum::default();
+        // SAFETY: the scratch holds scratch_len(C, inner) = (3·KDIM_GROUP + 1)·C f32:
+        // three groups of rows and one row; every gather and scatter stays within row
+        // n's classes and lanes i0..i0 + w of the block.
+        unsafe {
+            let (xr, tr, gr) = (
+                self.scratch,
+                self.scratch.add(KDIM_GROUP * c),
+                self.scratch.add(2 * KDIM_GROUP * c),
+            );
+            let es = self.scratch.add(3 * KDIM_GROUP * c);
+            for n in 0..self.outer {
+                let mut i0 = 0;
+                while i0 < inner {
+                    let w = KDIM_GROUP.min(inner - i0);
+                    let base = n * c * inner + i0;
+                    gather_rows(s, self.x.add(base), inner, c, xr, w);
+                    if probs {
+                        gather_rows(s, self.t.add(base), inner, c, tr, w);
+                    }
+                    if has_g && self.accumulate {
+                        gather_rows(s, self.g.add(base), inner, c, gr, w);
+                    }
+                    let r0 = n * inner + i0;
+                    let job = CeJob::<f32, f32> {
+                        x: xr,
+                        g: if has_g { gr } else { core::ptr::null_mut() },
+                        accumulate: self.accumulate,
+                        t: if probs { tr } else { core::ptr::null() },
+                        idx: self.idx,
+                        row0: self.row0 + r0,
+                        outer: w,
+                        classes: c,
+                        inner: 1,
+                        weight: self.weight,
+                        consts: self.consts,
+                        cap: self.cap,
+                        scale: match self.scale {
+                            Scale::PerRow(go) => Scale::PerRow(&go[r0..r0 + w]),
+                            uniform => uniform,
+                        },
+                        loss_out: offset_or_null(self.loss_out, r0),
+                        scratch: es,
+                        stream: false,
+                    };
+                    let (a, b) = job.rows_any(s, xf);
+                    total.merge(a);
+                    ztotal.merge(b);
+                    if has_g {
+                        scatter_rows(s, gr, self.g.add(base), inner, c, w);
+                    }
+                    i0 += w;
+                }
+            }
+        }
+        (total, ztotal)
     }
 
     /// K-dim rows (`inner > 1`) in place, `LANES` neighbouring rows at a time (when
@@ -888,6 +1009,80 @@ pub(super) unsafe fn copy_out_streaming<S: Simd, B: Store32>(
         while j < body {
             s.stream(dst.add(j), s.load(src.add(j)));
             j += S::LANES;
+        }
+    }
+}
+
+/// `w` K-dim rows into contiguous f32 rows: class `k` of lane `l` (at
+/// `src + k·stride + l`) goes to `dst[l·c + k]`. A whole group (`w = KDIM_GROUP`, a
+/// multiple of `LANES`, and `c ≥ LANES`) goes through `LANES × LANES` transposes of
+/// class windows starting at 0, LANES, … and, for the last, at `c − LANES`
+/// (overlapping the one before); a partial group element by element.
+///
+/// # Safety
+/// `src + k·stride` readable for `w` elements, `k < c`; `dst` writable for `w·c` f32.
+#[inline(always)]
+unsafe fn gather_rows<S: Simd, A: Store32>(
+    s: S,
+    src: *const A,
+    stride: usize,
+    c: usize,
+    dst: *mut f32,
+    w: usize,
+) {
+    // SAFETY: every window covers classes k..k + LANES ≤ c and lanes l0..l0 + LANES
+    // ≤ w; the element loop stays below (c, w).
+    unsafe {
+        if w == KDIM_GROUP && c >= S::LANES {
+            let mut k0 = 0;
+            while k0 < c {
+                let k = k0.min(c - S::LANES);
+                for l0 in (0..KDIM_GROUP).step_by(S::LANES) {
+                    s.transpose_block(src.add(k * stride + l0), stride, dst.add(l0 * c + k), c);
+                }
+                k0 += S::LANES;
+            }
+        } else {
+            for l in 0..w {
+                for k in 0..c {
+                    *dst.add(l * c + k) = (*src.add(k * stride + l)).to_f32();
+                }
+            }
+        }
+    }
+}
+
+/// The inverse of [`gather_rows`]: `src[l·c + k]`, rounded to `B`, goes to
+/// `dst + k·stride + l` (an overlapping window writes the same values twice).
+///
+/// # Safety
+/// `src` readable for `w·c` f32; `dst + k·stride` writable for `w` elements, `k < c`.
+#[inline(always)]
+unsafe fn scatter_rows<S: Simd, B: Store32>(
+    s: S,
+    src: *const f32,
+    dst: *mut B,
+    stride: usize,
+    c: usize,
+    w: usize,
+) {
+    // SAFETY: as gather_rows.
+    unsafe {
+        if w == KDIM_GROUP && c >= S::LANES {
+            let mut k0 = 0;
+            while k0 < c {
+                let k = k0.min(c - S::LANES);
+                for l0 in (0..KDIM_GROUP).step_by(S::LANES) {
+                    s.transpose_block(src.add(l0 * c + k), c, dst.add(k * stride + l0), stride);
+                }
+                k0 += S::LANES;
+            }
+        } else {
+            for l in 0..w {
+                for k in 0..c {
+                    *dst.add(k * stride + l) = B::from_f32(*src.add(l * c + k));
+                }
+            }
         }
     }
 }

@@ -150,6 +150,24 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
         // SAFETY: forwarded.
         unsafe { tile_to_rows_each(Self::LANES, tile, p, stride, c) }
     }
+    /// One `LANES × LANES` block transposed and converted: `src[i·src_stride + j]`
+    /// goes to `dst[j·dst_stride + i]` for `i, j < LANES`. Element by element here;
+    /// [`Avx2`] transposes in registers.
+    ///
+    /// # Safety
+    /// `src + i·src_stride` readable and `dst + j·dst_stride` writable for `LANES`
+    /// elements each, `i, j < LANES`; the two do not overlap.
+    #[inline(always)]
+    unsafe fn transpose_block<A: Store32, B: Store32>(
+        self,
+        src: *const A,
+        src_stride: usize,
+        dst: *mut B,
+        dst_stride: usize,
+    ) {
+        // SAFETY: forwarded.
+        unsafe { transpose_each(Self::LANES, src, src_stride, dst, dst_stride) }
+    }
     /// Hints that the cache line at `p` will be used soon (into the first-level
     /// cache). Any address is allowed: a prefetch never faults. Nothing on
     /// [`Scalar`].
@@ -213,6 +231,28 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     fn d_add(self, acc: Self::D, v: Self::V) -> Self::D;
     /// The lane sums added in a fixed order.
     fn d_sum(self, acc: Self::D) -> f64;
+}
+
+/// [`Simd::transpose_block`] element by element, for `lanes × lanes`.
+///
+/// # Safety
+/// As [`Simd::transpose_block`] with `LANES = lanes`.
+#[inline(always)]
+unsafe fn transpose_each<A: Store32, B: Store32>(
+    lanes: usize,
+    src: *const A,
+    src_stride: usize,
+    dst: *mut B,
+    dst_stride: usize,
+) {
+    // SAFETY: the caller guarantees every access.
+    unsafe {
+        for i in 0..lanes {
+            for j in 0..lanes {
+                *dst.add(j * dst_stride + i) = B::from_f32((*src.add(i * src_stride + j)).to_f32());
+            }
+        }
+    }
 }
 
 /// [`Simd::rows_to_tile`] element by element, for `lanes` rows.
@@ -916,6 +956,23 @@ mod x86 {
                         _mm256_storeu_ps(tile.add((w + j) * 8), v);
                     }
                     k0 += 8;
+                }
+            }
+        }
+        #[inline(always)]
+        unsafe fn transpose_block<A: Store32, B: Store32>(
+            self,
+            src: *const A,
+            src_stride: usize,
+            dst: *mut B,
+            dst_stride: usize,
+        ) {
+            // SAFETY: the caller guarantees 8 readable rows of 8 at src and 8
+            // writable rows of 8 at dst.
+            unsafe {
+                let r = core::array::from_fn(|i| A::load_avx2(src.add(i * src_stride)));
+                for (j, v) in self.transpose8(r).into_iter().enumerate() {
+                    B::store_avx2(dst.add(j * dst_stride), v);
                 }
             }
         }

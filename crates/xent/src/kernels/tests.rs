@@ -548,7 +548,7 @@ fn run_ce(
     let mut g: Vec<f32> = (0..p.x.len()).map(|i| (i % 7) as f32 * 0.25).collect();
     let mut losses = vec![0.0f32; outer * inner];
     // Without scratch: the direct K-dim path and the recomputing gradient pass; with
-    // it: tiles and the stored exp.
+    // it: tiles (or K-dim rows gathered into contiguous ones) and the stored exp.
     let mut scratch = if with_scratch {
         vec![0.0f32; super::fused::scratch_len(c, inner)]
     } else {
@@ -585,7 +585,7 @@ fn run_ce(
         // With the tiles, wide ones go back with streaming stores.
         stream: with_scratch,
     };
-    let (a, b) = dispatch(isa, job);
+    let (a, b) = super::fused::run_ce_block(isa, job);
     (a.value(), b.value(), losses, g)
 }
 
@@ -619,10 +619,14 @@ fn every_isa_matches_the_scalar_twin() {
         (1, 3, 16),
         (4, 1, 1),
         (2, 11, 3),
-        // K-dim rows over several tiles (544 lanes for 300 classes, a padded class
+        // K-dim rows over several tiles (816 lanes for 200 classes, a padded class
         // stride) and a last, partial tile of 44 lanes (five units, four one-lane
         // rows).
-        (1, 300, 2 * 544 + 44),
+        (1, 200, 2 * 816 + 44),
+        // K-dim rows of many classes, gathered into contiguous rows: a whole group of
+        // 16 lanes and a partial one of 3, and 5203 classes, whose last transpose
+        // window overlaps the one before.
+        (2, 5203, 19),
         // Tiles wide enough for streaming stores, at offsets of every alignment,
         // over one tile and over two.
         (2, 7, 301),
@@ -635,8 +639,14 @@ fn every_isa_matches_the_scalar_twin() {
         (16, 13, 1),
         (33, 32, 1),
     ];
-    // The K-dim shape above spans three tiles only with 544-lane tiles.
-    assert_eq!(super::fused::tile_lanes(300), 544);
+    // The K-dim shapes above take the tiles (three of them with 816-lane tiles) and
+    // the gathered rows.
+    assert_eq!(super::fused::tile_lanes(200), 816);
+    assert!(!super::fused::kdim_as_rows(200) && super::fused::kdim_as_rows(5203));
+    assert!(!super::fused::kdim_as_rows(5120) && super::fused::kdim_as_rows(5121));
+    // Rows the row kernels' stored-exp pass cannot hold stay on the tiles.
+    assert!(super::fused::kdim_as_rows(crate::par::LONG_ROW - 1));
+    assert!(!super::fused::kdim_as_rows(crate::par::LONG_ROW));
     for isa in Isa::available() {
         for (si, &shape) in shapes.iter().enumerate() {
             let p = problem(shape.0, shape.1, shape.2, si as u64);
@@ -656,6 +666,13 @@ fn every_isa_matches_the_scalar_twin() {
                             "{isa:?} {shape:?} probs {probs} w {weighted} eps {eps} z {z} \
                              cap {cap:?} acc {acc} scratch {sc}"
                         );
+                        // The twin runs without scratch (the direct lane kernels),
+                        // except for K-dim rows gathered into contiguous ones: their
+                        // twin gathers too (the lane kernels sum thousands of classes
+                        // in another order; `kdim_rows_of_many_classes_equal_the_same_
+                        // rows_contiguous` in tests/kernels.rs checks them bit for
+                        // bit against the row kernels).
+                        let twin_sc = sc && shape.2 > 1 && super::fused::kdim_as_rows(shape.1);
                         let want = run_ce(
                             Isa::Scalar,
                             &p,
@@ -666,7 +683,7 @@ fn every_isa_matches_the_scalar_twin() {
                             z,
                             cap,
                             acc,
-                            false,
+                            twin_sc,
                         );
                         let got = run_ce(isa, &p, shape, probs, weighted, eps, z, cap, acc, sc);
                         close(&format!("{what} losses"), &got.2, &want.2);
