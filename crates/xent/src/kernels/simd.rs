@@ -137,7 +137,7 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     #[inline(always)]
     unsafe fn rows_to_tile<E: Store32>(self, p: *const E, stride: usize, c: usize, tile: *mut f32) {
         // SAFETY: forwarded.
-        unsafe { rows_to_tile_each(Self::LANES, p, stride, c, tile) }
+        unsafe { transpose_each(p, stride, tile, Self::LANES, (Self::LANES, c)) }
     }
     /// The inverse of [`Simd::rows_to_tile`]: `tile[k·LANES + l]`, rounded to `E`,
     /// goes to `p + l·stride + k`.
@@ -148,7 +148,7 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     #[inline(always)]
     unsafe fn tile_to_rows<E: Store32>(self, tile: *const f32, p: *mut E, stride: usize, c: usize) {
         // SAFETY: forwarded.
-        unsafe { tile_to_rows_each(Self::LANES, tile, p, stride, c) }
+        unsafe { transpose_each(tile, Self::LANES, p, stride, (c, Self::LANES)) }
     }
     /// One `LANES × LANES` block transposed and converted: `src[i·src_stride + j]`
     /// goes to `dst[j·dst_stride + i]` for `i, j < LANES`. Element by element here;
@@ -166,7 +166,7 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
         dst_stride: usize,
     ) {
         // SAFETY: forwarded.
-        unsafe { transpose_each(Self::LANES, src, src_stride, dst, dst_stride) }
+        unsafe { transpose_each(src, src_stride, dst, dst_stride, (Self::LANES, Self::LANES)) }
     }
     /// Hints that the cache line at `p` will be used soon (into the first-level
     /// cache). Any address is allowed: a prefetch never faults. Nothing on
@@ -233,67 +233,26 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     fn d_sum(self, acc: Self::D) -> f64;
 }
 
-/// [`Simd::transpose_block`] element by element, for `lanes × lanes`.
+/// A `rows × cols` matrix transposed element by element, converting:
+/// `src[i·src_stride + j]` goes to `dst[j·dst_stride + i]` (the element-wise form of
+/// [`Simd::transpose_block`], [`Simd::rows_to_tile`] and [`Simd::tile_to_rows`]).
 ///
 /// # Safety
-/// As [`Simd::transpose_block`] with `LANES = lanes`.
+/// `src + i·src_stride` readable for `cols` elements, `i < rows`; `dst +
+/// j·dst_stride` writable for `rows` elements, `j < cols`; the two do not overlap.
 #[inline(always)]
-unsafe fn transpose_each<A: Store32, B: Store32>(
-    lanes: usize,
+pub(crate) unsafe fn transpose_each<A: Store32, B: Store32>(
     src: *const A,
     src_stride: usize,
     dst: *mut B,
     dst_stride: usize,
+    (rows, cols): (usize, usize),
 ) {
     // SAFETY: the caller guarantees every access.
     unsafe {
-        for i in 0..lanes {
-            for j in 0..lanes {
+        for i in 0..rows {
+            for j in 0..cols {
                 *dst.add(j * dst_stride + i) = B::from_f32((*src.add(i * src_stride + j)).to_f32());
-            }
-        }
-    }
-}
-
-/// [`Simd::rows_to_tile`] element by element, for `lanes` rows.
-///
-/// # Safety
-/// As [`Simd::rows_to_tile`] with `LANES = lanes`.
-#[inline(always)]
-unsafe fn rows_to_tile_each<E: Store32>(
-    lanes: usize,
-    p: *const E,
-    stride: usize,
-    c: usize,
-    tile: *mut f32,
-) {
-    // SAFETY: the caller guarantees every access.
-    unsafe {
-        for l in 0..lanes {
-            for k in 0..c {
-                *tile.add(k * lanes + l) = (*p.add(l * stride + k)).to_f32();
-            }
-        }
-    }
-}
-
-/// [`Simd::tile_to_rows`] element by element, for `lanes` rows.
-///
-/// # Safety
-/// As [`Simd::tile_to_rows`] with `LANES = lanes`.
-#[inline(always)]
-unsafe fn tile_to_rows_each<E: Store32>(
-    lanes: usize,
-    tile: *const f32,
-    p: *mut E,
-    stride: usize,
-    c: usize,
-) {
-    // SAFETY: the caller guarantees every access.
-    unsafe {
-        for l in 0..lanes {
-            for k in 0..c {
-                *p.add(l * stride + k) = E::from_f32(*tile.add(k * lanes + l));
             }
         }
     }
@@ -946,7 +905,7 @@ mod x86 {
             // every window lies in classes w..w + 8 ≤ c.
             unsafe {
                 if c < 8 {
-                    return rows_to_tile_each(8, p, stride, c, tile);
+                    return transpose_each(p, stride, tile, 8, (8, c));
                 }
                 let mut k0 = 0;
                 while k0 < c {
@@ -989,7 +948,7 @@ mod x86 {
             // SAFETY: as rows_to_tile.
             unsafe {
                 if c < 8 {
-                    return tile_to_rows_each(8, tile, p, stride, c);
+                    return transpose_each(tile, 8, p, stride, (c, 8));
                 }
                 let mut k0 = 0;
                 while k0 < c {
