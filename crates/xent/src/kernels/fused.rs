@@ -9,7 +9,7 @@ use super::lanes::{self, LaneCoef, LaneConsts, LaneStats};
 use super::row::{
     self, shift, Coef, GradConsts, Identity, NoCoef, Ones, Partial, Probs, SoftCap, Weights, Xform,
 };
-use super::simd::{transpose_each, Scalar, Simd, Store32};
+use super::simd::{Scalar, Simd, Store32};
 use crate::reduce::CompensatedSum;
 use crate::targets::ClassIndices;
 
@@ -636,12 +636,12 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 while i0 < inner {
                     let w = KDIM_GROUP.min(inner - i0);
                     let base = n * c * inner + i0;
-                    transpose(s, self.x.add(base), inner, xr, c, (c, w));
+                    gather_rows(s, self.x.add(base), inner, c, xr, w);
                     if probs {
-                        transpose(s, self.t.add(base), inner, tr, c, (c, w));
+                        gather_rows(s, self.t.add(base), inner, c, tr, w);
                     }
                     if has_g && self.accumulate {
-                        transpose(s, self.g.add(base), inner, gr, c, (c, w));
+                        gather_rows(s, self.g.add(base), inner, c, gr, w);
                     }
                     let r0 = n * inner + i0;
                     let job = CeJob::<f32, f32> {
@@ -669,7 +669,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     total.merge(a);
                     ztotal.merge(b);
                     if has_g {
-                        transpose(s, gr as *const f32, c, self.g.add(base), inner, (w, c));
+                        scatter_rows(s, gr, self.g.add(base), inner, c, w);
                     }
                     i0 += w;
                 }
@@ -1013,47 +1013,76 @@ pub(super) unsafe fn copy_out_streaming<S: Simd, B: Store32>(
     }
 }
 
-/// A `rows × cols` matrix transposed, converting: `src[i·src_stride + j]` goes to
-/// `dst[j·dst_stride + i]`. K-dim rows are gathered into contiguous ones as the
-/// transpose of `C × w` (classes × lanes, at the K-dim stride) and scattered back as
-/// the transpose of `w × C`. Through `LANES × LANES` blocks at offsets 0, LANES, …
-/// and, for the last, `n − LANES` in each dimension (overlapping the block before,
-/// which writes the same values twice), where both dimensions hold a block; element
-/// by element otherwise.
+/// `w` K-dim rows into contiguous f32 rows: class `k` of lane `l` (at
+/// `src + k·stride + l`) goes to `dst[l·c + k]`. A whole group (`w = KDIM_GROUP`, a
+/// multiple of `LANES`, and `c ≥ LANES`) goes through `LANES × LANES` transposes of
+/// class windows starting at 0, LANES, … and, for the last, at `c − LANES`
+/// (overlapping the one before); a partial group element by element.
 ///
 /// # Safety
-/// As [`super::simd::transpose_each`].
+/// `src + k·stride` readable for `w` elements, `k < c`; `dst` writable for `w·c` f32.
 #[inline(always)]
-unsafe fn transpose<S: Simd, A: Store32, B: Store32>(
+unsafe fn gather_rows<S: Simd, A: Store32>(
     s: S,
     src: *const A,
-    src_stride: usize,
-    dst: *mut B,
-    dst_stride: usize,
-    (rows, cols): (usize, usize),
+    stride: usize,
+    c: usize,
+    dst: *mut f32,
+    w: usize,
 ) {
-    let lanes = S::LANES;
-    // SAFETY: every block covers rows i..i + LANES ≤ rows and columns j..j + LANES ≤
-    // cols; the element-wise form stays within (rows, cols).
+    // SAFETY: every window covers classes k..k + LANES ≤ c and lanes l0..l0 + LANES
+    // ≤ w; the element loop stays below (c, w).
     unsafe {
-        if rows < lanes || cols < lanes {
-            return transpose_each(src, src_stride, dst, dst_stride, (rows, cols));
-        }
-        let mut i0 = 0;
-        while i0 < rows {
-            let i = i0.min(rows - lanes);
-            let mut j0 = 0;
-            while j0 < cols {
-                let j = j0.min(cols - lanes);
-                s.transpose_block(
-                    src.add(i * src_stride + j),
-                    src_stride,
-                    dst.add(j * dst_stride + i),
-                    dst_stride,
-                );
-                j0 += lanes;
+        if w == KDIM_GROUP && c >= S::LANES {
+            let mut k0 = 0;
+            while k0 < c {
+                let k = k0.min(c - S::LANES);
+                for l0 in (0..KDIM_GROUP).step_by(S::LANES) {
+                    s.transpose_block(src.add(k * stride + l0), stride, dst.add(l0 * c + k), c);
+                }
+                k0 += S::LANES;
             }
-            i0 += lanes;
+        } else {
+            for l in 0..w {
+                for k in 0..c {
+                    *dst.add(l * c + k) = (*src.add(k * stride + l)).to_f32();
+                }
+            }
+        }
+    }
+}
+
+/// The inverse of [`gather_rows`]: `src[l·c + k]`, rounded to `B`, goes to
+/// `dst + k·stride + l` (an overlapping window writes the same values twice).
+///
+/// # Safety
+/// `src` readable for `w·c` f32; `dst + k·stride` writable for `w` elements, `k < c`.
+#[inline(always)]
+unsafe fn scatter_rows<S: Simd, B: Store32>(
+    s: S,
+    src: *const f32,
+    dst: *mut B,
+    stride: usize,
+    c: usize,
+    w: usize,
+) {
+    // SAFETY: as gather_rows.
+    unsafe {
+        if w == KDIM_GROUP && c >= S::LANES {
+            let mut k0 = 0;
+            while k0 < c {
+                let k = k0.min(c - S::LANES);
+                for l0 in (0..KDIM_GROUP).step_by(S::LANES) {
+                    s.transpose_block(src.add(l0 * c + k), c, dst.add(k * stride + l0), stride);
+                }
+                k0 += S::LANES;
+            }
+        } else {
+            for l in 0..w {
+                for k in 0..c {
+                    *dst.add(k * stride + l) = B::from_f32(*src.add(l * c + k));
+                }
+            }
         }
     }
 }
