@@ -254,9 +254,10 @@ fn tile_stride(tw: usize) -> usize {
 /// Whether K-dim rows of this many classes are gathered into contiguous rows for the
 /// row kernels ([`CeJob::kdim_rows`]) rather than run through the lane tiles: above
 /// `TILE_ELEMS / 32` classes the tiles are down to their 16 lanes, a line per class,
-/// and a lane unit's three walks over all C lines no longer stay in cache (C = 8192
-/// and 32000 took 1.8–1.9× as long through the tiles; C = 2048, with 80-lane
-/// tiles, 1.3× as long through the rows). Rows of [`crate::par::LONG_ROW`] classes or
+/// and a lane unit's three walks over all C lines no longer stay in cache (against
+/// a first gather of 8 rows at a time, C = 8192 and 32000 took 1.8–1.9× as long
+/// through the tiles, and C = 2048, with 80-lane tiles, 1.3× as long through the
+/// rows; see BENCHMARKS.md, session 13). Rows of [`crate::par::LONG_ROW`] classes or
 /// more stay on the tiles (the row kernels' stored-exp pass keeps one max per chunk,
 /// for shorter rows only).
 pub(crate) fn kdim_as_rows(classes: usize) -> bool {
