@@ -235,7 +235,7 @@ const STREAM_LANES: usize = 256;
 /// sized for long runs per class, which the hardware prefetchers and the memory
 /// follow, rather than for L2: 96-lane tiles made the K-dim benchmark (C = 21) ~15 %
 /// slower than 2048-lane ones, and with 40 Ki-element tiles (within L2) C = 150, 300
-/// and 1000 were 1.3–1.5× slower than with the 160 Ki-element tiles used now (about
+/// and 1000 were 1.2–1.7× slower than with the 160 Ki-element tiles used now (about
 /// 1100, 540 and 160 lanes; see BENCHMARKS.md, session 13).
 pub(super) fn tile_lanes(classes: usize) -> usize {
     ((TILE_ELEMS / classes.max(1)) / 16 * 16).clamp(16, 2048)
