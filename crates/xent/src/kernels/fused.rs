@@ -9,7 +9,7 @@ use super::lanes::{self, LaneCoef, LaneConsts, LaneStats};
 use super::row::{
     self, shift, Coef, GradConsts, Identity, NoCoef, Ones, Partial, Probs, SoftCap, Weights, Xform,
 };
-use super::simd::{Scalar, Simd, Store32};
+use super::simd::{transpose_each, Scalar, Simd, Store32};
 use crate::reduce::CompensatedSum;
 use crate::targets::ClassIndices;
 
@@ -1018,7 +1018,7 @@ pub(super) unsafe fn copy_out_streaming<S: Simd, B: Store32>(
 /// `src + k·stride + l`) goes to `dst[l·c + k]`. A whole group (`w = KDIM_GROUP`, a
 /// multiple of `LANES`, and `c ≥ LANES`) goes through `LANES × LANES` transposes of
 /// class windows starting at 0, LANES, … and, for the last, at `c − LANES`
-/// (overlapping the one before); a partial group element by element.
+/// (overlapping the one before); a partial group element by element ([`transpose_each`]).
 ///
 /// # Safety
 /// `src + k·stride` readable for `w` elements, `k < c`; `dst` writable for `w·c` f32.
@@ -1032,7 +1032,7 @@ unsafe fn gather_rows<S: Simd, A: Store32>(
     w: usize,
 ) {
     // SAFETY: every window covers classes k..k + LANES ≤ c and lanes l0..l0 + LANES
-    // ≤ w; the element loop stays below (c, w).
+    // ≤ w; the element-wise transpose stays below (c, w).
     unsafe {
         if w == KDIM_GROUP && c >= S::LANES {
             let mut k0 = 0;
@@ -1044,11 +1044,7 @@ unsafe fn gather_rows<S: Simd, A: Store32>(
                 k0 += S::LANES;
             }
         } else {
-            for l in 0..w {
-                for k in 0..c {
-                    *dst.add(l * c + k) = (*src.add(k * stride + l)).to_f32();
-                }
-            }
+            transpose_each(src, stride, dst, c, (c, w));
         }
     }
 }
@@ -1079,11 +1075,7 @@ unsafe fn scatter_rows<S: Simd, B: Store32>(
                 k0 += S::LANES;
             }
         } else {
-            for l in 0..w {
-                for k in 0..c {
-                    *dst.add(k * stride + l) = B::from_f32(*src.add(l * c + k));
-                }
-            }
+            transpose_each(src, c, dst, stride, (w, c));
         }
     }
 }
