@@ -1,8 +1,8 @@
 //! Runtime instruction-set dispatch: one binary runs AVX-512, AVX2+FMA or scalar code,
 //! chosen on the machine it runs on.
 
-use super::simd::{Scalar, Simd};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use super::simd::{Kernel, Scalar, Simd};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// An instruction set the f32 kernels (f32, bf16 and f16 data) are compiled for.
 /// `f64` data always runs the portable kernels.
@@ -22,7 +22,23 @@ pub enum Isa {
     Avx512,
 }
 
-static RUNS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+/// Kernel calls per instruction set, counted in this crate's unit tests only (so
+/// that a test can prove the path it meant to test ran; nothing is counted in a
+/// library build).
+#[cfg(test)]
+static RUNS: [std::sync::atomic::AtomicU64; 3] = [
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+];
+
+#[inline(always)]
+fn count_run(isa: Isa) {
+    #[cfg(test)]
+    RUNS[isa.index()].fetch_add(1, Ordering::Relaxed);
+    #[cfg(not(test))]
+    let _ = isa;
+}
 /// 0: none forced; 1 + index otherwise.
 static FORCED: AtomicU8 = AtomicU8::new(0);
 
@@ -99,9 +115,9 @@ impl Isa {
         Ok(())
     }
 
-    /// How many kernel calls have run on this instruction set in this process, so
-    /// that tests can prove the path they meant to test ran.
-    pub fn runs(self) -> u64 {
+    /// How many kernel calls have run on this instruction set in this process.
+    #[cfg(test)]
+    pub(crate) fn runs(self) -> u64 {
         RUNS[self.index()].load(Ordering::Relaxed)
     }
 }
@@ -120,45 +136,26 @@ impl core::str::FromStr for Isa {
     }
 }
 
-/// A kernel call, generic over the instruction set (pulp's `WithSimd`).
-pub(crate) trait Job {
-    type Out;
-    fn run<S: Simd>(self, s: S) -> Self::Out;
-}
-
-/// Runs `job` on `isa`, falling back to scalar if the CPU lacks it.
-pub(crate) fn dispatch<J: Job>(isa: Isa, job: J) -> J::Out {
+/// Runs `kernel` on `isa` (through [`Simd::vectorize`]), falling back to scalar
+/// code where the CPU lacks `isa`.
+pub(crate) fn dispatch<K: Kernel>(isa: Isa, kernel: K) -> K::Out {
     #[cfg(target_arch = "x86_64")]
     {
         use super::simd::{Avx2, Avx512};
         if isa == Isa::Avx512 {
             if let Some(s) = Avx512::detect() {
-                RUNS[2].fetch_add(1, Ordering::Relaxed);
-                // SAFETY: the token proves AVX-512F, AVX2, FMA and F16C are present.
-                return unsafe { run_avx512(s, job) };
+                count_run(Isa::Avx512);
+                return s.vectorize(kernel);
             }
         }
         if isa == Isa::Avx2 || isa == Isa::Avx512 {
             if let Some(s) = Avx2::detect() {
-                RUNS[1].fetch_add(1, Ordering::Relaxed);
-                // SAFETY: the token proves AVX2, FMA and F16C are present.
-                return unsafe { run_avx2(s, job) };
+                count_run(Isa::Avx2);
+                return s.vectorize(kernel);
             }
         }
     }
     let _ = isa;
-    RUNS[0].fetch_add(1, Ordering::Relaxed);
-    job.run(Scalar)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn run_avx2<J: Job>(s: super::simd::Avx2, job: J) -> J::Out {
-    job.run(s)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn run_avx512<J: Job>(s: super::simd::Avx512, job: J) -> J::Out {
-    job.run(s)
+    count_run(Isa::Scalar);
+    Scalar.vectorize(kernel)
 }

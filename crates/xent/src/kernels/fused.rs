@@ -4,12 +4,12 @@
 //! [`super::dispatch::dispatch`] so that its body is compiled for the instruction set
 //! that runs it. The driver in [`crate::par`] splits the batch into jobs.
 
-use super::dispatch::{dispatch, Isa, Job};
+use super::dispatch::{dispatch, Isa};
 use super::lanes::{self, LaneCoef, LaneConsts, LaneStats};
 use super::row::{
     self, shift, Coef, GradConsts, Identity, NoCoef, Ones, Partial, Probs, SoftCap, Weights, Xform,
 };
-use super::simd::{transpose_each, Scalar, Simd, Store32};
+use super::simd::{transpose_each, Kernel, Scalar, Simd, SimdKernel, Store32};
 use crate::reduce::CompensatedSum;
 use crate::targets::ClassIndices;
 
@@ -332,37 +332,15 @@ impl Ahead {
     }
 }
 
-/// A block of K-dim rows of many classes ([`kdim_as_rows`]) as a job of its own:
-/// [`CeJob::kdim_rows`], dispatched on its own rather than from within a
-/// [`CeJob`], so that its stack frame (large in unoptimized builds, where nothing
-/// shares stack slots) is never added to a `CeJob`'s.
-pub(crate) struct KdimRowsJob<'a, E, G>(pub CeJob<'a, E, G>);
-
-impl<E: Store32, G: Store32> Job for KdimRowsJob<'_, E, G> {
-    type Out = BlockSums;
-    #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> BlockSums {
-        match self.0.cap {
-            None => self.0.kdim_rows(s, Identity),
-            Some(cap) => self.0.kdim_rows(s, SoftCap { cap }),
-        }
-    }
-}
-
-/// Runs a cross-entropy block on `isa`: K-dim rows of many classes with a scratch
-/// through [`KdimRowsJob`], everything else through [`CeJob`].
+/// Runs a cross-entropy block on `isa`.
 pub(crate) fn run_ce_block<E: Store32, G: Store32>(isa: Isa, job: CeJob<'_, E, G>) -> BlockSums {
-    if job.inner > 1 && kdim_as_rows(job.classes) && !job.scratch.is_null() {
-        dispatch(isa, KdimRowsJob(job))
-    } else {
-        dispatch(isa, job)
-    }
+    dispatch(isa, job)
 }
 
 /// Sums of a block: (loss without z terms, z terms), over rows in order.
 pub(crate) type BlockSums = (CompensatedSum, CompensatedSum);
 
-impl<E: Store32, G: Store32> Job for CeJob<'_, E, G> {
+impl<E: Store32, G: Store32> Kernel for CeJob<'_, E, G> {
     type Out = BlockSums;
     #[inline(always)]
     fn run<S: Simd>(self, s: S) -> BlockSums {
@@ -381,8 +359,13 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
             .and_then(|(idx, ignore)| crate::ops::target_class(&idx, r, ignore))
     }
 
-    #[inline(always)]
+    /// The path for the block's layout (a driver: every path below is a kernel, or
+    /// a driver of kernels, of its own).
+    #[inline]
     fn with_xform<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
+        if self.inner > 1 && kdim_as_rows(self.classes) && !self.scratch.is_null() {
+            return self.kdim_rows(s, xf);
+        }
         if self.inner > 1 {
             return self.lanes(s, xf);
         }
@@ -394,7 +377,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
 
     /// Contiguous rows (`inner == 1`) through the row kernels, with the coefficients
     /// of the call's options.
-    #[inline(always)]
+    #[inline]
     fn rows_any<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
         let w = self.weight.map(|w| w.as_ptr());
         let smoothing = self.consts.eps > 0.0;
@@ -416,8 +399,8 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         }
     }
 
-    /// Contiguous rows (`inner == 1`).
-    #[inline(always)]
+    /// Contiguous rows (`inner == 1`): a driver of the row kernels.
+    #[inline]
     fn rows<S: Simd, X: Xform, C: Coef + RowCoef>(self, s: S, xf: X, coef: C) -> BlockSums {
         let c = self.classes;
         let mut total = CompensatedSum::default();
@@ -519,11 +502,17 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// logits (and targets, and a prior gradient) of `C × w` rows are copied in,
     /// widened to f32 once, the lane kernels run on the tile from L1, and the
     /// gradient tile is copied back.
-    #[inline(always)]
+    #[inline]
     fn lanes<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
         if self.scratch.is_null() {
-            return self.lanes_direct(s, xf);
+            return s.vectorize(LanesDirect { job: self, xf });
         }
+        s.vectorize(Lanes { job: self, xf })
+    }
+
+    /// The kernel of [`CeJob::lanes`] with a scratch.
+    #[inline(always)]
+    fn lanes_tiles<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
         let mut sums = UnitSums::new(s, self.consts.z != 0.0);
         let (c, inner) = (self.classes, self.inner);
         let tw = tile_lanes(c);
@@ -615,8 +604,9 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// neighbouring rows at a time: gathered into contiguous f32 rows in the scratch
     /// (`LANES × LANES` transposes; the logits, and the targets or a prior gradient),
     /// run through the row kernels as a block of contiguous rows, and the gradient
-    /// rows scattered back.
-    #[inline(always)]
+    /// rows scattered back. A driver: the gathers, scatters and row kernels are
+    /// kernels of their own.
+    #[inline]
     fn kdim_rows<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
         let (c, inner) = (self.classes, self.inner);
         let (probs, has_g) = (!self.t.is_null(), !self.g.is_null());
@@ -680,7 +670,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     }
 
     /// K-dim rows (`inner > 1`) in place, `LANES` neighbouring rows at a time (when
-    /// no scratch was given).
+    /// no scratch was given). The body of the [`LanesDirect`] kernel.
     #[inline(always)]
     fn lanes_direct<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
         let mut sums = UnitSums::new(s, self.consts.z != 0.0);
@@ -715,8 +705,14 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// Short contiguous rows (`C ≤ SMALL_C`), `LANES` rows at a time: each group is
     /// transposed into class-major f32 tiles so that the lane kernels vectorize
     /// across rows, and the gradient tile is transposed back.
-    #[inline(always)]
+    #[inline]
     fn small_rows<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
+        s.vectorize(SmallRows { job: self, xf })
+    }
+
+    /// The body of the [`SmallRows`] kernel.
+    #[inline(always)]
+    fn small_rows_body<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
         let mut sums = UnitSums::new(s, self.consts.z != 0.0);
         let c = self.classes;
         let lanes = S::LANES;
@@ -781,8 +777,25 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// `LANES` rows whose class `k` of lane `l` is at `k·stride + l` from `at`'s
     /// pointers; lane `l` is row `r0 + l` of the block. Returns the rows' losses
     /// without their z terms, and the z terms, zero in ignored lanes.
-    #[inline(always)]
+    #[inline]
     fn lane_unit<S: Simd, X: Xform, TE: Store32, TG: Store32>(
+        &self,
+        s: S,
+        xf: X,
+        at: LaneAt<TE, TG>,
+        r0: usize,
+    ) -> (S::V, S::V) {
+        s.vectorize(LaneUnit {
+            job: self,
+            xf,
+            at,
+            r0,
+        })
+    }
+
+    /// The body of the [`LaneUnit`] kernel.
+    #[inline(always)]
+    fn lane_unit_body<S: Simd, X: Xform, TE: Store32, TG: Store32>(
         &self,
         s: S,
         xf: X,
@@ -909,6 +922,66 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     }
 }
 
+/// [`CeJob::lanes`] through tiles in the scratch, as a kernel.
+struct Lanes<'a, E, G, X> {
+    job: CeJob<'a, E, G>,
+    xf: X,
+}
+
+impl<E: Store32, G: Store32, X: Xform> Kernel for Lanes<'_, E, G, X> {
+    type Out = BlockSums;
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> BlockSums {
+        self.job.lanes_tiles(s, self.xf)
+    }
+}
+
+/// [`CeJob::lanes`] in place (no scratch), as a kernel.
+struct LanesDirect<'a, E, G, X> {
+    job: CeJob<'a, E, G>,
+    xf: X,
+}
+
+impl<E: Store32, G: Store32, X: Xform> Kernel for LanesDirect<'_, E, G, X> {
+    type Out = BlockSums;
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> BlockSums {
+        self.job.lanes_direct(s, self.xf)
+    }
+}
+
+/// [`CeJob::small_rows`] as a kernel.
+struct SmallRows<'a, E, G, X> {
+    job: CeJob<'a, E, G>,
+    xf: X,
+}
+
+impl<E: Store32, G: Store32, X: Xform> Kernel for SmallRows<'_, E, G, X> {
+    type Out = BlockSums;
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> BlockSums {
+        self.job.small_rows_body(s, self.xf)
+    }
+}
+
+/// [`CeJob::lane_unit`] as a kernel: it returns the unit's loss vectors.
+struct LaneUnit<'j, 'a, E, G, X, TE, TG> {
+    job: &'j CeJob<'a, E, G>,
+    xf: X,
+    at: LaneAt<TE, TG>,
+    r0: usize,
+}
+
+impl<S: Simd, E: Store32, G: Store32, X: Xform, TE: Store32, TG: Store32> SimdKernel<S>
+    for LaneUnit<'_, '_, E, G, X, TE, TG>
+{
+    type Out = (S::V, S::V);
+    #[inline(always)]
+    fn run(self, s: S) -> (S::V, S::V) {
+        self.job.lane_unit_body(s, self.xf, self.at, self.r0)
+    }
+}
+
 /// The loss sums of a block's lane units: `f64` lane sums of the whole units, and
 /// plain `f64` sums of the one-lane units at the block's ends; one order for a
 /// given block, whatever the thread count.
@@ -1022,8 +1095,55 @@ pub(super) unsafe fn copy_out_streaming<S: Simd, B: Store32>(
 ///
 /// # Safety
 /// `src + k·stride` readable for `w` elements, `k < c`; `dst` writable for `w·c` f32.
-#[inline(always)]
+#[inline]
 unsafe fn gather_rows<S: Simd, A: Store32>(
+    s: S,
+    src: *const A,
+    stride: usize,
+    c: usize,
+    dst: *mut f32,
+    w: usize,
+) {
+    s.vectorize(GatherRowsKernel {
+        src,
+        stride,
+        c,
+        dst,
+        w,
+    })
+}
+
+/// The kernel of [`gather_rows`], with its arguments.
+struct GatherRowsKernel<A> {
+    src: *const A,
+    stride: usize,
+    c: usize,
+    dst: *mut f32,
+    w: usize,
+}
+
+impl<A: Store32> Kernel for GatherRowsKernel<A> {
+    type Out = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> () {
+        let GatherRowsKernel {
+            src,
+            stride,
+            c,
+            dst,
+            w,
+        } = self;
+        // SAFETY: `gather_rows`'s caller guarantees its contract for these arguments.
+        unsafe { gather_rows_body(s, src, stride, c, dst, w) }
+    }
+}
+
+/// The body of [`gather_rows`].
+///
+/// # Safety
+/// As [`gather_rows`].
+#[inline(always)]
+unsafe fn gather_rows_body<S: Simd, A: Store32>(
     s: S,
     src: *const A,
     stride: usize,
@@ -1054,8 +1174,55 @@ unsafe fn gather_rows<S: Simd, A: Store32>(
 ///
 /// # Safety
 /// `src` readable for `w·c` f32; `dst + k·stride` writable for `w` elements, `k < c`.
-#[inline(always)]
+#[inline]
 unsafe fn scatter_rows<S: Simd, B: Store32>(
+    s: S,
+    src: *const f32,
+    dst: *mut B,
+    stride: usize,
+    c: usize,
+    w: usize,
+) {
+    s.vectorize(ScatterRowsKernel {
+        src,
+        dst,
+        stride,
+        c,
+        w,
+    })
+}
+
+/// The kernel of [`scatter_rows`], with its arguments.
+struct ScatterRowsKernel<B> {
+    src: *const f32,
+    dst: *mut B,
+    stride: usize,
+    c: usize,
+    w: usize,
+}
+
+impl<B: Store32> Kernel for ScatterRowsKernel<B> {
+    type Out = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> () {
+        let ScatterRowsKernel {
+            src,
+            dst,
+            stride,
+            c,
+            w,
+        } = self;
+        // SAFETY: `scatter_rows`'s caller guarantees its contract for these arguments.
+        unsafe { scatter_rows_body(s, src, dst, stride, c, w) }
+    }
+}
+
+/// The body of [`scatter_rows`].
+///
+/// # Safety
+/// As [`scatter_rows`].
+#[inline(always)]
+unsafe fn scatter_rows_body<S: Simd, B: Store32>(
     s: S,
     src: *const f32,
     dst: *mut B,
@@ -1165,7 +1332,7 @@ pub(crate) struct SoftmaxJob<E, O> {
     pub log: bool,
 }
 
-impl<E: Store32, O: Store32> Job for SoftmaxJob<E, O> {
+impl<E: Store32, O: Store32> Kernel for SoftmaxJob<E, O> {
     type Out = ();
     #[inline(always)]
     fn run<S: Simd>(self, s: S) {
@@ -1207,7 +1374,7 @@ pub(crate) struct BackwardJob<E, G> {
     pub log: bool,
 }
 
-impl<E: Store32, G: Store32> Job for BackwardJob<E, G> {
+impl<E: Store32, G: Store32> Kernel for BackwardJob<E, G> {
     type Out = ();
     #[inline(always)]
     fn run<S: Simd>(self, s: S) {
@@ -1314,7 +1481,7 @@ pub(crate) struct PieceJob<E, G> {
     pub step: PieceStep<G>,
 }
 
-impl<E: Store32, G: Store32> Job for PieceJob<E, G> {
+impl<E: Store32, G: Store32> Kernel for PieceJob<E, G> {
     /// The piece's statistics (empty for the gradient steps) and, for
     /// [`PieceStep::StatsStore`], its chunk maxima.
     type Out = (Partial, [f32; row::MAX_STORED_CHUNKS]);

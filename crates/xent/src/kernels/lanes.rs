@@ -6,7 +6,7 @@
 //! the end of `inner` run the same code on [`super::simd::Scalar`] (one lane).
 
 use super::row::Xform;
-use super::simd::{Simd, Store32};
+use super::simd::{Kernel, Simd, SimdKernel, Store32};
 
 /// The statistics of `LANES` rows, one per lane (the lane form of
 /// [`super::row::Partial`]).
@@ -79,7 +79,7 @@ impl<E: Store32> LaneCoef<E> {
 /// `x + k·stride` readable for `LANES` elements for every class `k < c`; a non-null
 /// `e_out + k·stride` writable for `LANES` f32 (it may alias `x`: each class is read
 /// before it is written).
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
     s: S,
     x: *const E,
@@ -94,19 +94,64 @@ pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
     // SAFETY: forwarded.
     unsafe {
         match (e_out.is_null(), coef.active()) {
-            (true, false) => {
-                lane_stats_with::<S, E, X, false, false>(s, x, stride, c, coef, xf, e_out)
-            }
-            (false, false) => {
-                lane_stats_with::<S, E, X, true, false>(s, x, stride, c, coef, xf, e_out)
-            }
-            (true, true) => {
-                lane_stats_with::<S, E, X, false, true>(s, x, stride, c, coef, xf, e_out)
-            }
-            (false, true) => {
-                lane_stats_with::<S, E, X, true, true>(s, x, stride, c, coef, xf, e_out)
-            }
+            (true, false) => stats::<S, E, X, false, false>(s, x, stride, c, coef, xf, e_out),
+            (false, false) => stats::<S, E, X, true, false>(s, x, stride, c, coef, xf, e_out),
+            (true, true) => stats::<S, E, X, false, true>(s, x, stride, c, coef, xf, e_out),
+            (false, true) => stats::<S, E, X, true, true>(s, x, stride, c, coef, xf, e_out),
         }
+    }
+}
+
+/// Runs [`lane_stats_with`] as a kernel of its own.
+///
+/// # Safety
+/// As [`lane_stats`].
+#[inline]
+unsafe fn stats<S: Simd, E: Store32, X: Xform, const STORE: bool, const ACTIVE: bool>(
+    s: S,
+    x: *const E,
+    stride: usize,
+    c: usize,
+    coef: LaneCoef<E>,
+    xf: X,
+    e_out: *mut f32,
+) -> LaneStats<S::V> {
+    s.vectorize(StatsKernel::<E, X, STORE, ACTIVE> {
+        x,
+        stride,
+        c,
+        coef,
+        xf,
+        e_out,
+    })
+}
+
+/// The kernel of [`lane_stats_with`], with its arguments.
+struct StatsKernel<E, X, const STORE: bool, const ACTIVE: bool> {
+    x: *const E,
+    stride: usize,
+    c: usize,
+    coef: LaneCoef<E>,
+    xf: X,
+    e_out: *mut f32,
+}
+
+impl<S: Simd, E: Store32, X: Xform, const STORE: bool, const ACTIVE: bool> SimdKernel<S>
+    for StatsKernel<E, X, STORE, ACTIVE>
+{
+    type Out = LaneStats<S::V>;
+    #[inline(always)]
+    fn run(self, s: S) -> LaneStats<S::V> {
+        let StatsKernel {
+            x,
+            stride,
+            c,
+            coef,
+            xf,
+            e_out,
+        } = self;
+        // SAFETY: `lane_stats`' caller guarantees its contract for these arguments.
+        unsafe { lane_stats_with::<S, E, X, STORE, ACTIVE>(s, x, stride, c, coef, xf, e_out) }
     }
 }
 
@@ -169,7 +214,7 @@ unsafe fn lane_stats_with<S: Simd, E: Store32, X: Xform, const STORE: bool, cons
 /// # Safety
 /// As [`lane_stats`], and `g + k·stride` writable for `LANES` elements (may alias `x`);
 /// with `stored`, `G` is f32.
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn lane_grad<S: Simd, E: Store32, G: Store32, X: Xform>(
     s: S,
     x: *const E,
@@ -189,24 +234,108 @@ pub(crate) unsafe fn lane_grad<S: Simd, E: Store32, G: Store32, X: Xform>(
     // SAFETY: forwarded.
     unsafe {
         match (stored, accumulate, coef.active()) {
-            (true, _, false) => lane_grad_with::<S, E, G, X, true, false, false>(
+            (true, _, false) => grad::<S, E, G, X, true, false, false>(
                 s, x, g, stride, c, coef, xf, msv, consts, on,
             ),
-            (true, _, true) => lane_grad_with::<S, E, G, X, true, false, true>(
+            (true, _, true) => {
+                grad::<S, E, G, X, true, false, true>(s, x, g, stride, c, coef, xf, msv, consts, on)
+            }
+            (false, false, false) => grad::<S, E, G, X, false, false, false>(
                 s, x, g, stride, c, coef, xf, msv, consts, on,
             ),
-            (false, false, false) => lane_grad_with::<S, E, G, X, false, false, false>(
+            (false, false, true) => grad::<S, E, G, X, false, false, true>(
                 s, x, g, stride, c, coef, xf, msv, consts, on,
             ),
-            (false, false, true) => lane_grad_with::<S, E, G, X, false, false, true>(
+            (false, true, false) => grad::<S, E, G, X, false, true, false>(
                 s, x, g, stride, c, coef, xf, msv, consts, on,
             ),
-            (false, true, false) => lane_grad_with::<S, E, G, X, false, true, false>(
-                s, x, g, stride, c, coef, xf, msv, consts, on,
-            ),
-            (false, true, true) => lane_grad_with::<S, E, G, X, false, true, true>(
-                s, x, g, stride, c, coef, xf, msv, consts, on,
-            ),
+            (false, true, true) => {
+                grad::<S, E, G, X, false, true, true>(s, x, g, stride, c, coef, xf, msv, consts, on)
+            }
+        }
+    }
+}
+
+/// Runs [`lane_grad_with`] as a kernel of its own.
+///
+/// # Safety
+/// As [`lane_grad`].
+#[inline]
+unsafe fn grad<
+    S: Simd,
+    E: Store32,
+    G: Store32,
+    X: Xform,
+    const STORED: bool,
+    const ACCUMULATE: bool,
+    const ACTIVE: bool,
+>(
+    s: S,
+    x: *const E,
+    g: *mut G,
+    stride: usize,
+    c: usize,
+    coef: LaneCoef<E>,
+    xf: X,
+    msv: S::V,
+    consts: &LaneConsts<S::V>,
+    on: S::V,
+) {
+    s.vectorize(GradKernel::<S::V, E, G, X, STORED, ACCUMULATE, ACTIVE> {
+        x,
+        g,
+        stride,
+        c,
+        coef,
+        xf,
+        msv,
+        consts: *consts,
+        on,
+    })
+}
+
+/// The kernel of [`lane_grad_with`], with its arguments.
+struct GradKernel<V, E, G, X, const STORED: bool, const ACCUMULATE: bool, const ACTIVE: bool> {
+    x: *const E,
+    g: *mut G,
+    stride: usize,
+    c: usize,
+    coef: LaneCoef<E>,
+    xf: X,
+    msv: V,
+    consts: LaneConsts<V>,
+    on: V,
+}
+
+impl<
+        S: Simd,
+        E: Store32,
+        G: Store32,
+        X: Xform,
+        const STORED: bool,
+        const ACCUMULATE: bool,
+        const ACTIVE: bool,
+    > SimdKernel<S> for GradKernel<S::V, E, G, X, STORED, ACCUMULATE, ACTIVE>
+{
+    type Out = ();
+    #[inline(always)]
+    fn run(self, s: S) {
+        let GradKernel {
+            x,
+            g,
+            stride,
+            c,
+            coef,
+            xf,
+            msv,
+            consts,
+            on,
+        } = self;
+        // SAFETY: `lane_grad`'s caller guarantees its contract for these arguments.
+        unsafe {
+            lane_grad_with::<S, E, G, X, STORED, ACCUMULATE, ACTIVE>(
+                s, x, g, stride, c, coef, xf, msv, &consts, on,
+            )
         }
     }
 }
@@ -273,8 +402,55 @@ unsafe fn lane_grad_with<
 ///
 /// # Safety
 /// As [`lane_grad`].
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn lane_softmax<S: Simd, E: Store32, O: Store32>(
+    s: S,
+    x: *const E,
+    out: *mut O,
+    stride: usize,
+    c: usize,
+    log: bool,
+) {
+    s.vectorize(LaneSoftmaxKernel {
+        x,
+        out,
+        stride,
+        c,
+        log,
+    })
+}
+
+/// The kernel of [`lane_softmax`], with its arguments.
+struct LaneSoftmaxKernel<E, O> {
+    x: *const E,
+    out: *mut O,
+    stride: usize,
+    c: usize,
+    log: bool,
+}
+
+impl<E: Store32, O: Store32> Kernel for LaneSoftmaxKernel<E, O> {
+    type Out = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> () {
+        let LaneSoftmaxKernel {
+            x,
+            out,
+            stride,
+            c,
+            log,
+        } = self;
+        // SAFETY: `lane_softmax`'s caller guarantees its contract for these arguments.
+        unsafe { lane_softmax_body(s, x, out, stride, c, log) }
+    }
+}
+
+/// The body of [`lane_softmax`].
+///
+/// # Safety
+/// As [`lane_softmax`].
+#[inline(always)]
+unsafe fn lane_softmax_body<S: Simd, E: Store32, O: Store32>(
     s: S,
     x: *const E,
     out: *mut O,
@@ -314,8 +490,59 @@ pub(crate) unsafe fn lane_softmax<S: Simd, E: Store32, O: Store32>(
 ///
 /// # Safety
 /// `y`, `gy` readable and `gx` writable at `k·stride` for `LANES` elements, `k < c`.
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn lane_backward<S: Simd, E: Store32, G: Store32>(
+    s: S,
+    y: *const E,
+    gy: *const E,
+    gx: *mut G,
+    stride: usize,
+    c: usize,
+    log: bool,
+) {
+    s.vectorize(LaneBackwardKernel {
+        y,
+        gy,
+        gx,
+        stride,
+        c,
+        log,
+    })
+}
+
+/// The kernel of [`lane_backward`], with its arguments.
+struct LaneBackwardKernel<E, G> {
+    y: *const E,
+    gy: *const E,
+    gx: *mut G,
+    stride: usize,
+    c: usize,
+    log: bool,
+}
+
+impl<E: Store32, G: Store32> Kernel for LaneBackwardKernel<E, G> {
+    type Out = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> () {
+        let LaneBackwardKernel {
+            y,
+            gy,
+            gx,
+            stride,
+            c,
+            log,
+        } = self;
+        // SAFETY: `lane_backward`'s caller guarantees its contract for these arguments.
+        unsafe { lane_backward_body(s, y, gy, gx, stride, c, log) }
+    }
+}
+
+/// The body of [`lane_backward`].
+///
+/// # Safety
+/// As [`lane_backward`].
+#[inline(always)]
+unsafe fn lane_backward_body<S: Simd, E: Store32, G: Store32>(
     s: S,
     y: *const E,
     gy: *const E,

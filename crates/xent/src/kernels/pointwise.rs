@@ -7,11 +7,12 @@
 //! [`portable`], the same formulas in scalar code. The ops layer has validated the
 //! inputs (binary cross-entropy's probabilities lie in `[0, 1]`).
 
-use super::dispatch::{dispatch, Isa, Job};
+use super::dispatch::{dispatch, Isa};
 use super::scalar::put;
-use super::simd::Simd;
+use super::simd::{Kernel, Simd};
 use crate::float::Float;
 use crate::reduce::CompensatedSum;
+use core::marker::PhantomData;
 
 /// A per-element operand of a block: one value for every element, or one each.
 #[derive(Debug, Clone, Copy)]
@@ -199,7 +200,7 @@ pub(crate) fn all_in_unit(data: &[f32]) -> bool {
 
 struct UnitJob<'a>(&'a [f32]);
 
-impl Job for UnitJob<'_> {
+impl Kernel for UnitJob<'_> {
     type Out = bool;
     #[inline(always)]
     fn run<S: Simd>(self, s: S) -> bool {
@@ -229,24 +230,37 @@ pub(crate) fn vector(call: PointCall<'_, f32>) -> PointOut {
 
 struct PointJob<'a>(PointCall<'a, f32>);
 
-impl Job for PointJob<'_> {
+impl Kernel for PointJob<'_> {
     type Out = PointOut;
     #[inline(always)]
     fn run<S: Simd>(self, s: S) -> PointOut {
         let call = self.0;
         match call.op {
-            PointOp::Bce => run_block::<S, Bce>(s, call),
-            PointOp::BceLogits => run_block::<S, BceLogits>(s, call),
-            PointOp::Kl { log_target: true } => run_block::<S, KlLogTarget>(s, call),
-            PointOp::Kl { log_target: false } => run_block::<S, Kl>(s, call),
+            PointOp::Bce => s.vectorize(Block::<Bce>(call, PhantomData)),
+            PointOp::BceLogits => s.vectorize(Block::<BceLogits>(call, PhantomData)),
+            PointOp::Kl { log_target: true } => {
+                s.vectorize(Block::<KlLogTarget>(call, PhantomData))
+            }
+            PointOp::Kl { log_target: false } => s.vectorize(Block::<Kl>(call, PhantomData)),
         }
+    }
+}
+
+/// A block of one formula ([`run_block`]) as a kernel of its own.
+struct Block<'a, F>(PointCall<'a, f32>, PhantomData<F>);
+
+impl<F: Formula> Kernel for Block<'_, F> {
+    type Out = PointOut;
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> PointOut {
+        run_block::<S, F>(s, self.0)
     }
 }
 
 /// One vector of a loss: `[loss, d/da, d/db]` (before the upstream scale) from `a`,
 /// `b`, the weight and the positive weight (1 where absent). A trait on unit types
 /// rather than a function value, so that the `#[inline(always)]` body is inlined
-/// into the `#[target_feature]` instantiation.
+/// into the kernel ([`Block`]) compiled for the instruction set.
 trait Formula {
     fn eval<S: Simd>(s: S, a: S::V, b: S::V, w: S::V, pw: S::V) -> [S::V; 3];
 }

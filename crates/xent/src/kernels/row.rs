@@ -11,7 +11,7 @@
 //! is taken as 0 so that `exp(−inf − 0) = 0`; an all-`−inf` row still ends in NaN, as
 //! in PyTorch, because `ln 0 − (−inf − 0)` is NaN.
 
-use super::simd::{Scalar, Simd, Store32};
+use super::simd::{Kernel, Scalar, Simd, Store32};
 
 /// Bytes per cache line, the prefetch granularity.
 const CACHE_LINE: usize = 64;
@@ -225,7 +225,7 @@ impl Xform for SoftCap {
 ///
 /// # Safety
 /// `x` readable for `n` elements; `coef` valid for `n` classes.
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
     s: S,
     x: *const E,
@@ -256,8 +256,69 @@ pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
 /// As [`chunk_stats`], and `g` writable for `n` elements when `STORE` (may alias `x`:
 /// each element is read before it is written). `ahead` may point anywhere (a
 /// prefetch never faults).
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn chunk_stats_store<
+    S: Simd,
+    E: Store32,
+    G: Store32,
+    C: Coef,
+    X: Xform,
+    const STORE: bool,
+>(
+    s: S,
+    x: *const E,
+    g: *mut G,
+    n: usize,
+    coef: C,
+    xf: X,
+    ahead: (*const u8, usize),
+) -> Partial {
+    s.vectorize(ChunkStats::<E, G, C, X, STORE> {
+        x,
+        g,
+        n,
+        coef,
+        xf,
+        ahead,
+    })
+}
+
+/// The kernel of [`chunk_stats_store`], with its arguments.
+struct ChunkStats<E, G, C, X, const STORE: bool> {
+    x: *const E,
+    g: *mut G,
+    n: usize,
+    coef: C,
+    xf: X,
+    ahead: (*const u8, usize),
+}
+
+impl<E: Store32, G: Store32, C: Coef, X: Xform, const STORE: bool> Kernel
+    for ChunkStats<E, G, C, X, STORE>
+{
+    type Out = Partial;
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> Partial {
+        let ChunkStats {
+            x,
+            g,
+            n,
+            coef,
+            xf,
+            ahead,
+        } = self;
+        // SAFETY: `chunk_stats_store`'s caller guarantees its contract for these
+        // arguments.
+        unsafe { chunk_stats_body::<S, E, G, C, X, STORE>(s, x, g, n, coef, xf, ahead) }
+    }
+}
+
+/// The body of [`chunk_stats_store`].
+///
+/// # Safety
+/// As [`chunk_stats_store`].
+#[inline(always)]
+unsafe fn chunk_stats_body<
     S: Simd,
     E: Store32,
     G: Store32,
@@ -374,7 +435,7 @@ pub(crate) unsafe fn chunk_stats_store<
 ///
 /// # Safety
 /// As [`chunk_stats`] for `n` elements.
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn row_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
     s: S,
     x: *const E,
@@ -407,8 +468,7 @@ pub(crate) const MAX_STORED_CHUNKS: usize = 64;
 /// # Safety
 /// As [`row_stats`]; `g` writable for `n` f32 (may alias `x`);
 /// `n ≤ MAX_STORED_CHUNKS·CHUNK`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform>(
     s: S,
     x: *const E,
@@ -455,7 +515,7 @@ pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform>(
 /// # Safety
 /// `e` readable for `n` f32, `g` readable and writable for `n` elements (they may
 /// alias when `G` is `f32`); `coef` valid for `n` classes.
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
     s: S,
     e: *const f32,
@@ -492,34 +552,49 @@ pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
     }
     /// The `len` elements of one chunk; for bf16 and f16, two vectors per
     /// [`Simd::store2`] (bf16 packs them into one store).
-    #[inline(always)]
-    unsafe fn chunk<S: Simd, G: Store32, C: Coef, const ACC: bool>(
-        s: S,
-        (e, g, len): (*const f32, *mut G, usize),
-        coef: &C,
+    struct Chunk<G, C, const ACC: bool> {
+        e: *const f32,
+        g: *mut G,
+        len: usize,
+        coef: C,
         alpha: f32,
         beta: f32,
-    ) {
-        let (av, bv) = (s.splat(alpha), s.splat(beta));
-        let lanes = S::LANES;
-        let body = len - len % lanes;
-        // SAFETY: indices stay below len (the caller's chunk).
-        unsafe {
-            let mut i = 0;
-            // f32 stores one vector at a time (the compiler unrolls that loop itself).
-            while !G::IS_F32 && i + 2 * lanes <= body {
-                let v0 = value::<S, G, C, ACC>(s, e, g, i, coef, av, bv);
-                let v1 = value::<S, G, C, ACC>(s, e, g, i + lanes, coef, av, bv);
-                s.store2(g.add(i), v0, v1);
-                i += 2 * lanes;
-            }
-            while i < body {
-                s.store(g.add(i), value::<S, G, C, ACC>(s, e, g, i, coef, av, bv));
-                i += lanes;
-            }
-            for j in body..len {
-                let v = value::<Scalar, G, C, ACC>(Scalar, e, g, j, coef, alpha, beta);
-                Scalar.store(g.add(j), v);
+    }
+    impl<G: Store32, C: Coef, const ACC: bool> Kernel for Chunk<G, C, ACC> {
+        type Out = ();
+        #[inline(always)]
+        fn run<S: Simd>(self, s: S) {
+            let Chunk {
+                e,
+                g,
+                len,
+                coef,
+                alpha,
+                beta,
+            } = self;
+            let coef = &coef;
+            let (av, bv) = (s.splat(alpha), s.splat(beta));
+            let lanes = S::LANES;
+            let body = len - len % lanes;
+            // SAFETY: indices stay below len, within the chunk that `row_rescale`'s
+            // caller guarantees readable (e) and writable (g).
+            unsafe {
+                let mut i = 0;
+                // f32 stores one vector at a time (the compiler unrolls that loop itself).
+                while !G::IS_F32 && i + 2 * lanes <= body {
+                    let v0 = value::<S, G, C, ACC>(s, e, g, i, coef, av, bv);
+                    let v1 = value::<S, G, C, ACC>(s, e, g, i + lanes, coef, av, bv);
+                    s.store2(g.add(i), v0, v1);
+                    i += 2 * lanes;
+                }
+                while i < body {
+                    s.store(g.add(i), value::<S, G, C, ACC>(s, e, g, i, coef, av, bv));
+                    i += lanes;
+                }
+                for j in body..len {
+                    let v = value::<Scalar, G, C, ACC>(Scalar, e, g, j, coef, alpha, beta);
+                    Scalar.store(g.add(j), v);
+                }
             }
         }
     }
@@ -536,14 +611,26 @@ pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
         };
         let alpha = k.alpha * f;
         // SAFETY: [c0, c0 + len) lies within the row.
-        unsafe {
-            let part = (e.add(c0), g.add(c0), len);
-            let coef = coef.offset(c0);
-            if accumulate {
-                chunk::<S, G, C, true>(s, part, &coef, alpha, k.beta);
-            } else {
-                chunk::<S, G, C, false>(s, part, &coef, alpha, k.beta);
-            }
+        let (e, g, coef) = unsafe { (e.add(c0), g.add(c0), coef.offset(c0)) };
+        let beta = k.beta;
+        if accumulate {
+            s.vectorize(Chunk::<G, C, true> {
+                e,
+                g,
+                len,
+                coef,
+                alpha,
+                beta,
+            });
+        } else {
+            s.vectorize(Chunk::<G, C, false> {
+                e,
+                g,
+                len,
+                coef,
+                alpha,
+                beta,
+            });
         }
         c0 += len;
         k_chunk += 1;
@@ -564,8 +651,67 @@ pub(crate) struct GradConsts {
 /// # Safety
 /// `x` readable and `g` writable for `n` elements (they may be the same memory:
 /// every element is read before it is written); `coef` valid for `n` classes.
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn chunk_grad<S: Simd, E: Store32, G: Store32, C: Coef, X: Xform>(
+    s: S,
+    x: *const E,
+    g: *mut G,
+    n: usize,
+    coef: C,
+    xf: X,
+    ms: f32,
+    k: GradConsts,
+    accumulate: bool,
+) {
+    s.vectorize(ChunkGrad {
+        x,
+        g,
+        n,
+        coef,
+        xf,
+        ms,
+        k,
+        accumulate,
+    })
+}
+
+/// The kernel of [`chunk_grad`], with its arguments.
+struct ChunkGrad<E, G, C, X> {
+    x: *const E,
+    g: *mut G,
+    n: usize,
+    coef: C,
+    xf: X,
+    ms: f32,
+    k: GradConsts,
+    accumulate: bool,
+}
+
+impl<E: Store32, G: Store32, C: Coef, X: Xform> Kernel for ChunkGrad<E, G, C, X> {
+    type Out = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        let ChunkGrad {
+            x,
+            g,
+            n,
+            coef,
+            xf,
+            ms,
+            k,
+            accumulate,
+        } = self;
+        // SAFETY: `chunk_grad`'s caller guarantees its contract for these arguments.
+        unsafe { chunk_grad_body(s, x, g, n, coef, xf, ms, k, accumulate) }
+    }
+}
+
+/// The body of [`chunk_grad`].
+///
+/// # Safety
+/// As [`chunk_grad`].
+#[inline(always)]
+unsafe fn chunk_grad_body<S: Simd, E: Store32, G: Store32, C: Coef, X: Xform>(
     s: S,
     x: *const E,
     g: *mut G,
@@ -625,7 +771,7 @@ pub(crate) unsafe fn chunk_grad<S: Simd, E: Store32, G: Store32, C: Coef, X: Xfo
 ///
 /// # Safety
 /// As [`chunk_grad`] for `n` elements.
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn row_grad<S: Simd, E: Store32, G: Store32, C: Coef, X: Xform>(
     s: S,
     x: *const E,
@@ -663,8 +809,43 @@ pub(crate) unsafe fn row_grad<S: Simd, E: Store32, G: Store32, C: Coef, X: Xform
 ///
 /// # Safety
 /// `x` readable and `out` writable for `n` elements (may alias).
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn softmax_write<S: Simd, E: Store32, O: Store32>(
+    s: S,
+    x: *const E,
+    out: *mut O,
+    n: usize,
+    p: Partial,
+    log: bool,
+) {
+    s.vectorize(SoftmaxWrite { x, out, n, p, log })
+}
+
+/// The kernel of [`softmax_write`], with its arguments.
+struct SoftmaxWrite<E, O> {
+    x: *const E,
+    out: *mut O,
+    n: usize,
+    p: Partial,
+    log: bool,
+}
+
+impl<E: Store32, O: Store32> Kernel for SoftmaxWrite<E, O> {
+    type Out = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> () {
+        let SoftmaxWrite { x, out, n, p, log } = self;
+        // SAFETY: `softmax_write`'s caller guarantees its contract for these arguments.
+        unsafe { softmax_write_body(s, x, out, n, p, log) }
+    }
+}
+
+/// The body of [`softmax_write`].
+///
+/// # Safety
+/// As [`softmax_write`].
+#[inline(always)]
+unsafe fn softmax_write_body<S: Simd, E: Store32, O: Store32>(
     s: S,
     x: *const E,
     out: *mut O,
@@ -714,8 +895,41 @@ pub(crate) unsafe fn softmax_write<S: Simd, E: Store32, O: Store32>(
 ///
 /// # Safety
 /// `y` and `gy` readable for `n` elements.
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn backward_dot<S: Simd, E: Store32>(
+    s: S,
+    y: *const E,
+    gy: *const E,
+    n: usize,
+    log: bool,
+) -> f32 {
+    s.vectorize(BackwardDot { y, gy, n, log })
+}
+
+/// The kernel of [`backward_dot`], with its arguments.
+struct BackwardDot<E> {
+    y: *const E,
+    gy: *const E,
+    n: usize,
+    log: bool,
+}
+
+impl<E: Store32> Kernel for BackwardDot<E> {
+    type Out = f32;
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> f32 {
+        let BackwardDot { y, gy, n, log } = self;
+        // SAFETY: `backward_dot`'s caller guarantees its contract for these arguments.
+        unsafe { backward_dot_body(s, y, gy, n, log) }
+    }
+}
+
+/// The body of [`backward_dot`].
+///
+/// # Safety
+/// As [`backward_dot`].
+#[inline(always)]
+unsafe fn backward_dot_body<S: Simd, E: Store32>(
     s: S,
     y: *const E,
     gy: *const E,
@@ -749,8 +963,59 @@ pub(crate) unsafe fn backward_dot<S: Simd, E: Store32>(
 ///
 /// # Safety
 /// `y`, `gy` readable and `gx` writable for `n` elements.
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn backward_write<S: Simd, E: Store32, G: Store32>(
+    s: S,
+    y: *const E,
+    gy: *const E,
+    gx: *mut G,
+    n: usize,
+    dot: f32,
+    log: bool,
+) {
+    s.vectorize(BackwardWrite {
+        y,
+        gy,
+        gx,
+        n,
+        dot,
+        log,
+    })
+}
+
+/// The kernel of [`backward_write`], with its arguments.
+struct BackwardWrite<E, G> {
+    y: *const E,
+    gy: *const E,
+    gx: *mut G,
+    n: usize,
+    dot: f32,
+    log: bool,
+}
+
+impl<E: Store32, G: Store32> Kernel for BackwardWrite<E, G> {
+    type Out = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> () {
+        let BackwardWrite {
+            y,
+            gy,
+            gx,
+            n,
+            dot,
+            log,
+        } = self;
+        // SAFETY: `backward_write`'s caller guarantees its contract for these arguments.
+        unsafe { backward_write_body(s, y, gy, gx, n, dot, log) }
+    }
+}
+
+/// The body of [`backward_write`].
+///
+/// # Safety
+/// As [`backward_write`].
+#[inline(always)]
+unsafe fn backward_write_body<S: Simd, E: Store32, G: Store32>(
     s: S,
     y: *const E,
     gy: *const E,

@@ -80,15 +80,54 @@ pub(crate) trait Store32: Copy + Send + Sync + 'static {
     unsafe fn store_avx512(p: *mut Self, v: core::arch::x86_64::__m512);
 }
 
+/// A kernel: a computation written once, generic over the instruction set (pulp's
+/// `WithSimd`). [`Simd::vectorize`] runs it in a function of its own compiled for
+/// that instruction set.
+///
+/// `run` is `#[inline(always)]` in every implementation, so that its body lands in
+/// that function; whatever it calls that is not a leaf primitive is another kernel,
+/// entered through `vectorize` again. Each kernel is then one stack frame of its own
+/// size, in optimized and unoptimized builds alike.
+pub(crate) trait Kernel {
+    /// What the kernel returns.
+    type Out;
+    /// The kernel's body, on the instruction set `s`.
+    fn run<S: Simd>(self, s: S) -> Self::Out;
+}
+
+/// A kernel for one instruction set `S` only: one that takes or returns `S`'s
+/// vectors. Every [`Kernel`] is one for each instruction set.
+pub(crate) trait SimdKernel<S: Simd> {
+    /// What the kernel returns.
+    type Out;
+    /// The kernel's body (`#[inline(always)]`, as [`Kernel::run`]).
+    fn run(self, s: S) -> Self::Out;
+}
+
+impl<S: Simd, K: Kernel> SimdKernel<S> for K {
+    type Out = K::Out;
+    #[inline(always)]
+    fn run(self, s: S) -> K::Out {
+        Kernel::run(self, s)
+    }
+}
+
 /// One instruction set's f32 vector: the operations the kernels need.
 ///
-/// All methods are `#[inline(always)]` so that they are compiled inside the
-/// `#[target_feature]` wrapper that instantiates a kernel.
+/// The operations are leaf primitives, `#[inline(always)]`, so that they compile
+/// inside the kernel that uses them, where [`Simd::vectorize`] has enabled the
+/// instruction set.
 pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// The vector type.
     type V: Copy;
     /// f32 lanes per vector.
     const LANES: usize;
+
+    /// Runs `k` on this instruction set, in a function compiled with its target
+    /// features (a trampoline generic over the kernel; optimized builds may inline
+    /// it into a caller compiled for the same features). Kernels call other kernels
+    /// this way and stay in vector code without being inlined into one frame.
+    fn vectorize<K: SimdKernel<Self>>(self, k: K) -> K::Out;
 
     fn splat(self, v: f32) -> Self::V;
     /// # Safety
@@ -481,6 +520,16 @@ impl Simd for Scalar {
     type V = f32;
     const LANES: usize = 1;
     #[inline(always)]
+    fn vectorize<K: SimdKernel<Self>>(self, k: K) -> K::Out {
+        // A function of its own, as on the vector instruction sets: a scalar tail
+        // kernel called from a vector kernel does not add its frame to the caller's.
+        #[inline]
+        fn trampoline<K: SimdKernel<Scalar>>(k: K) -> K::Out {
+            k.run(Scalar)
+        }
+        trampoline(k)
+    }
+    #[inline(always)]
     fn splat(self, v: f32) -> f32 {
         v
     }
@@ -849,6 +898,17 @@ mod x86 {
     impl Simd for Avx2 {
         type V = __m256;
         const LANES: usize = 8;
+        #[inline(always)]
+        fn vectorize<K: SimdKernel<Self>>(self, k: K) -> K::Out {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            #[inline]
+            unsafe fn trampoline<K: SimdKernel<Avx2>>(s: Avx2, k: K) -> K::Out {
+                k.run(s)
+            }
+            // SAFETY: an `Avx2` value exists only after `Avx2::detect` found AVX2,
+            // FMA and F16C on this CPU.
+            unsafe { trampoline(self, k) }
+        }
         #[inline(always)]
         fn splat(self, v: f32) -> __m256 {
             // SAFETY: AVX proven by the token.
@@ -1285,6 +1345,17 @@ mod x86 {
         type V = __m512;
         const LANES: usize = 16;
         #[inline(always)]
+        fn vectorize<K: SimdKernel<Self>>(self, k: K) -> K::Out {
+            #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+            #[inline]
+            unsafe fn trampoline<K: SimdKernel<Avx512>>(s: Avx512, k: K) -> K::Out {
+                k.run(s)
+            }
+            // SAFETY: an `Avx512` value exists only after `Avx512::detect` found
+            // AVX-512F, AVX2, FMA and F16C on this CPU.
+            unsafe { trampoline(self, k) }
+        }
+        #[inline(always)]
         fn splat(self, v: f32) -> __m512 {
             // SAFETY: AVX-512F proven by the token.
             unsafe { _mm512_set1_ps(v) }
@@ -1572,3 +1643,7 @@ mod x86 {
         unsafe { _mm512_castsi512_ps(_mm512_maskz_set1_epi32(m, -1)) }
     }
 }
+
+#[cfg(test)]
+#[path = "/tmp/scratch/math_digest.rs"]
+mod math_digest;

@@ -2,9 +2,9 @@
 //! against `f64`. Paths the CPU lacks are reported, and the test that checks
 //! dispatch fails if the best path of this CPU did not run.
 
-use super::dispatch::{dispatch, Isa, Job};
+use super::dispatch::{dispatch, Isa};
 use super::fused::{copy_convert, copy_out_streaming, CeConsts, CeJob, Scale, SMALL_C};
-use super::simd::{Simd, Store32};
+use super::simd::{Kernel, Simd, Store32};
 use crate::element::{bf16, f16};
 use crate::targets::ClassIndices;
 
@@ -25,7 +25,7 @@ struct MapJob<'a> {
     func: Func,
 }
 
-impl Job for MapJob<'_> {
+impl Kernel for MapJob<'_> {
     type Out = ();
     fn run<S: Simd>(self, s: S) {
         let n = self.x.len() - self.x.len() % S::LANES;
@@ -69,7 +69,7 @@ struct RoundTrip<'a, E> {
     pairs: bool,
 }
 
-impl<E: Store32> Job for RoundTrip<'_, E> {
+impl<E: Store32> Kernel for RoundTrip<'_, E> {
     type Out = ();
     fn run<S: Simd>(self, s: S) {
         let step = if self.pairs { 2 * S::LANES } else { S::LANES };
@@ -355,7 +355,7 @@ struct TileTrip<'a, E> {
     tile: &'a mut Vec<f32>,
 }
 
-impl<E: Store32> Job for TileTrip<'_, E> {
+impl<E: Store32> Kernel for TileTrip<'_, E> {
     /// The lane count.
     type Out = usize;
     fn run<S: Simd>(self, s: S) -> usize {
@@ -430,7 +430,7 @@ struct StreamOut<'a, E> {
     streaming: bool,
 }
 
-impl<E: Store32> Job for StreamOut<'_, E> {
+impl<E: Store32> Kernel for StreamOut<'_, E> {
     type Out = ();
     fn run<S: Simd>(self, s: S) {
         let n = self.src.len();
