@@ -4,12 +4,27 @@ use crate::float::Float;
 use crate::par::{self, CeCall, Ptr};
 pub use half::{bf16, f16};
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
-    impl Sealed for half::bf16 {}
-    impl Sealed for half::f16 {}
+pub(crate) mod sealed {
+    use crate::par::{CeCall, Ptr};
+
+    /// The kernel entry points of each [`super::Element`] type. Crate-private: the
+    /// public trait carries no kernels, and no other crate can implement it.
+    pub trait Sealed: Sized {
+        /// Runs a validated cross-entropy call on this type's kernels.
+        fn run_cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64)
+        where
+            Self: super::Element;
+        /// softmax / log_softmax on this type's kernels.
+        fn run_softmax(x: Ptr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool);
+        /// Their backward on this type's kernels.
+        fn run_softmax_backward(
+            y: Ptr<Self>,
+            gy: Ptr<Self>,
+            gx: Ptr<Self>,
+            shape: (usize, usize, usize),
+            log: bool,
+        );
+    }
 }
 
 /// An element type of logits (and of probability targets and gradients):
@@ -33,46 +48,54 @@ pub trait Element: sealed::Sealed + Copy + Send + Sync + core::fmt::Debug + 'sta
     fn to_acc(self) -> Self::Acc;
     /// Rounds from the compute type (to nearest, ties to even).
     fn from_acc(v: Self::Acc) -> Self;
+}
 
-    /// Runs a validated cross-entropy call on this type's kernels.
-    #[doc(hidden)]
-    fn __cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64);
-    /// softmax / log_softmax on this type's kernels.
-    #[doc(hidden)]
-    fn __softmax(x: Ptr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool);
-    /// Their backward on this type's kernels.
-    #[doc(hidden)]
-    fn __softmax_backward(
+/// The entry points of the types computed in f32: the SIMD kernels.
+macro_rules! f32_kernels {
+    ($t:ty) => {
+        impl sealed::Sealed for $t {
+            fn run_cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64) {
+                par::ce_simd(call)
+            }
+            fn run_softmax(x: Ptr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool) {
+                par::softmax_simd(x, out, shape, log)
+            }
+            fn run_softmax_backward(
+                y: Ptr<Self>,
+                gy: Ptr<Self>,
+                gx: Ptr<Self>,
+                shape: (usize, usize, usize),
+                log: bool,
+            ) {
+                par::backward_simd(y, gy, gx, shape, log)
+            }
+        }
+    };
+}
+
+f32_kernels!(f32);
+f32_kernels!(bf16);
+f32_kernels!(f16);
+
+impl sealed::Sealed for f64 {
+    fn run_cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64) {
+        par::ce_f64(call)
+    }
+    fn run_softmax(x: Ptr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool) {
+        par::softmax_f64(x, out, shape, log)
+    }
+    fn run_softmax_backward(
         y: Ptr<Self>,
         gy: Ptr<Self>,
         gx: Ptr<Self>,
         shape: (usize, usize, usize),
         log: bool,
-    );
-}
-
-macro_rules! f32_kernels {
-    () => {
-        fn __cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64) {
-            par::ce_family(call)
-        }
-        fn __softmax(x: Ptr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool) {
-            par::softmax_simd(x, out, shape, log)
-        }
-        fn __softmax_backward(
-            y: Ptr<Self>,
-            gy: Ptr<Self>,
-            gx: Ptr<Self>,
-            shape: (usize, usize, usize),
-            log: bool,
-        ) {
-            par::backward_simd(y, gy, gx, shape, log)
-        }
-    };
+    ) {
+        par::backward_f64(y, gy, gx, shape, log)
+    }
 }
 
 impl Element for f32 {
-    f32_kernels!();
     type Acc = f32;
     const NAME: &'static str = "float32";
     #[inline(always)]
@@ -86,21 +109,6 @@ impl Element for f32 {
 }
 
 impl Element for f64 {
-    fn __cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64) {
-        par::ce_double(call)
-    }
-    fn __softmax(x: Ptr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool) {
-        par::softmax_double(x, out, shape, log)
-    }
-    fn __softmax_backward(
-        y: Ptr<Self>,
-        gy: Ptr<Self>,
-        gx: Ptr<Self>,
-        shape: (usize, usize, usize),
-        log: bool,
-    ) {
-        par::backward_double(y, gy, gx, shape, log)
-    }
     type Acc = f64;
     const NAME: &'static str = "float64";
     #[inline(always)]
@@ -114,7 +122,6 @@ impl Element for f64 {
 }
 
 impl Element for bf16 {
-    f32_kernels!();
     type Acc = f32;
     const NAME: &'static str = "bfloat16";
     #[inline(always)]
@@ -128,7 +135,6 @@ impl Element for bf16 {
 }
 
 impl Element for f16 {
-    f32_kernels!();
     type Acc = f32;
     const NAME: &'static str = "float16";
     #[inline(always)]

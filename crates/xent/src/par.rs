@@ -9,6 +9,7 @@
 
 use crate::element::Element;
 use crate::kernels::dispatch::{dispatch, Isa};
+use crate::kernels::f64_path;
 use crate::kernels::fused::{
     finish, run_ce_block, scratch_len, target_grad, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob,
     PieceStep, RowTarget, Scale, STREAM_BYTES,
@@ -16,7 +17,6 @@ use crate::kernels::fused::{
 use crate::kernels::row::{
     shift, Identity, Partial, Probs, SoftCap, Xform, CHUNK, MAX_STORED_CHUNKS,
 };
-use crate::kernels::scalar;
 use crate::kernels::simd::{Scalar, Simd, Store32};
 use crate::reduce::CompensatedSum;
 use crate::targets::ClassIndices;
@@ -146,8 +146,7 @@ impl<T: Element> CeCall<'_, T> {
     /// The class of row `r`, `None` when it is ignored or the targets are probabilities.
     #[inline]
     fn class_of(&self, r: usize) -> Option<usize> {
-        self.idx
-            .and_then(|(idx, ignore)| crate::ops::target_class(&idx, r, ignore))
+        self.idx.and_then(|(idx, ignore)| idx.class_at(r, ignore))
     }
 }
 
@@ -171,25 +170,25 @@ fn fold(sums: Vec<BlockSums>) -> (f64, f64) {
 }
 
 /// Cross-entropy of f32-computed data (f32, bf16, f16) on the SIMD kernels.
-pub(crate) fn ce_family<E: Element<Acc = f32> + Store32>(call: &CeCall<'_, E>) -> (f64, f64) {
+pub(crate) fn ce_simd<E: Element<Acc = f32> + Store32>(call: &CeCall<'_, E>) -> (f64, f64) {
     match call.grad {
-        GradPtr::None => ce_simd::<E, E>(call, Ptr::null()),
-        GradPtr::Same(g) => ce_simd::<E, E>(call, g),
-        GradPtr::Acc(g) => ce_simd::<E, f32>(call, g),
+        GradPtr::None => ce_simd_into::<E, E>(call, Ptr::null()),
+        GradPtr::Same(g) => ce_simd_into::<E, E>(call, g),
+        GradPtr::Acc(g) => ce_simd_into::<E, f32>(call, g),
     }
 }
 
 /// Cross-entropy of f64 data on the portable kernels.
-pub(crate) fn ce_double(call: &CeCall<'_, f64>) -> (f64, f64) {
+pub(crate) fn ce_f64(call: &CeCall<'_, f64>) -> (f64, f64) {
     let g = match call.grad {
         GradPtr::None => Ptr::null(),
         GradPtr::Same(g) | GradPtr::Acc(g) => g,
     };
-    ce_f64(call, g)
+    ce_f64_into(call, g)
 }
 
 /// softmax / log_softmax of f64 data.
-pub(crate) fn softmax_double(
+pub(crate) fn softmax_f64(
     x: Ptr<f64>,
     out: Ptr<f64>,
     (outer, c, inner): (usize, usize, usize),
@@ -201,14 +200,14 @@ pub(crate) fn softmax_double(
                 let off = n * c * inner + i;
                 // SAFETY: the block's rows lie in the buffers (checked by the ops
                 // layer); blocks are disjoint.
-                unsafe { scalar::softmax_row(x.at(off), out.at(off), c, inner, log) };
+                unsafe { f64_path::softmax_row(x.at(off), out.at(off), c, inner, log) };
             }
         }
     });
 }
 
 /// Backward of softmax / log_softmax of f64 data.
-pub(crate) fn backward_double(
+pub(crate) fn backward_f64(
     y: Ptr<f64>,
     gy: Ptr<f64>,
     gx: Ptr<f64>,
@@ -219,9 +218,9 @@ pub(crate) fn backward_double(
         for n in n0..n1 {
             for i in 0..inner {
                 let off = n * c * inner + i;
-                // SAFETY: as in `softmax_double`.
+                // SAFETY: as in `softmax_f64`.
                 unsafe {
-                    scalar::softmax_backward_row(y.at(off), gy.at(off), gx.at(off), c, inner, log)
+                    f64_path::softmax_backward_row(y.at(off), gy.at(off), gx.at(off), c, inner, log)
                 };
             }
         }
@@ -272,7 +271,7 @@ pub(crate) fn backward_simd<E: Element<Acc = f32> + Store32>(
     });
 }
 
-fn ce_simd<E: Element<Acc = f32> + Store32, G: Store32>(
+fn ce_simd_into<E: Element<Acc = f32> + Store32, G: Store32>(
     call: &CeCall<'_, E>,
     g: Ptr<G>,
 ) -> (f64, f64) {
@@ -502,7 +501,7 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
 }
 
 /// The portable f64 path: blocks in parallel, scalar kernels.
-fn ce_f64(call: &CeCall<'_, f64>, g: Ptr<f64>) -> (f64, f64) {
+fn ce_f64_into(call: &CeCall<'_, f64>, g: Ptr<f64>) -> (f64, f64) {
     let (outer, c, inner) = (call.outer, call.classes, call.inner);
     let sums = blocks((outer, c, inner), |n0, n1| {
         let mut total = CompensatedSum::default();
@@ -516,7 +515,7 @@ fn ce_f64(call: &CeCall<'_, f64>, g: Ptr<f64>) -> (f64, f64) {
                     CallScale::Uniform { ce, z } => (ce, z),
                     CallScale::PerRow(go) => (go[r], go[r]),
                 };
-                let row = scalar::RowArgs {
+                let row = f64_path::RowArgs {
                     x: call.x.at(off),
                     t: call.probs.at(off),
                     g: g.at(off),
@@ -524,7 +523,7 @@ fn ce_f64(call: &CeCall<'_, f64>, g: Ptr<f64>) -> (f64, f64) {
                     stride: inner,
                     accumulate: call.accumulate,
                 };
-                let p = scalar::RowParams {
+                let p = f64_path::RowParams {
                     target: class,
                     probs: !call.probs.0.is_null(),
                     weight: call.weight,
@@ -537,7 +536,7 @@ fn ce_f64(call: &CeCall<'_, f64>, g: Ptr<f64>) -> (f64, f64) {
                 };
                 // SAFETY: the row lies within the buffers (checked by the ops
                 // layer); blocks are disjoint.
-                let (loss, zt) = unsafe { scalar::cross_entropy_row(row, &p) };
+                let (loss, zt) = unsafe { f64_path::cross_entropy_row(row, &p) };
                 if !call.loss_out.0.is_null() {
                     // SAFETY: r < rows.
                     unsafe { *call.loss_out.at(r) = loss + zt };

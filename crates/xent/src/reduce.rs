@@ -23,7 +23,6 @@ impl CompensatedSum {
     }
 
     /// Merges a partial sum computed over a later block of rows.
-    #[cfg_attr(not(test), allow(dead_code))]
     #[inline]
     pub(crate) fn merge(&mut self, other: CompensatedSum) {
         self.add(other.sum);

@@ -85,6 +85,14 @@ macro_rules! with_slice {
 }
 
 impl ClassIndices<'_> {
+    /// The class of row `r`, or `None` when the row is ignored (for targets that
+    /// [`ClassIndices::first_invalid`] found valid).
+    #[inline]
+    pub(crate) fn class_at(&self, r: usize, ignore_index: i64) -> Option<usize> {
+        let t = self.get(r);
+        (t != ignore_index as i128).then_some(t as usize)
+    }
+
     /// The first position whose target is neither `ignore_index` nor in
     /// `0..classes`.
     pub(crate) fn first_invalid(&self, classes: usize, ignore_index: i64) -> Option<usize> {

@@ -356,7 +356,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     #[inline]
     fn class_of(&self, r: usize) -> Option<usize> {
         self.idx
-            .and_then(|(idx, ignore)| crate::ops::target_class(&idx, r, ignore))
+            .and_then(|(idx, ignore)| idx.class_at(r, ignore))
     }
 
     /// The path for the block's layout (a driver: every path below is a kernel, or

@@ -6,7 +6,7 @@
 //! - [`lanes`]: K-dim rows `(N, C, inner)`, vectorized across `inner`;
 //! - [`fused`]: the per-block jobs that put them together;
 //! - [`pointwise`]: the elementwise losses (binary cross-entropy, KL divergence);
-//! - [`scalar`]: the portable `f64` kernels;
+//! - [`f64_path`]: the portable scalar kernels that `f64` data runs;
 //! - [`dispatch`]: runtime choice of the instruction set.
 
 pub(crate) mod dispatch;
@@ -14,7 +14,7 @@ pub(crate) mod fused;
 pub(crate) mod lanes;
 pub(crate) mod pointwise;
 pub(crate) mod row;
-pub(crate) mod scalar;
+pub(crate) mod f64_path;
 pub(crate) mod simd;
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@
 //! inputs (binary cross-entropy's probabilities lie in `[0, 1]`).
 
 use super::dispatch::{dispatch, Isa};
-use super::scalar::put;
+use super::f64_path::put;
 use super::simd::{Kernel, Simd};
 use crate::float::Float;
 use crate::reduce::CompensatedSum;

@@ -2,8 +2,9 @@
 
 use super::{
     check_grad, check_grad_output, check_indices, check_len, check_weight, loss_len, loss_shape,
-    scalar_upstream, target_class, GradOut, Loss,
+    scalar_upstream, GradOut, Loss,
 };
+use crate::element::sealed::Sealed;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -259,7 +260,7 @@ fn run<T: Element>(
             Ptr::null()
         },
     };
-    let (ce, z) = T::__cross_entropy(&call);
+    let (ce, z) = <T as Sealed>::run_cross_entropy(&call);
     dens.finish(reduction, ce, z, opts.z_loss != 0.0, loss_out)
 }
 
@@ -287,7 +288,7 @@ impl Denominators {
         let mut d = CompensatedSum::default();
         let mut m = 0usize;
         for r in 0..rows {
-            if let Some(y) = target_class(idx, r, ignore_index) {
+            if let Some(y) = idx.class_at(r, ignore_index) {
                 d.add(weight[y].to_f64());
                 m += 1;
             }
@@ -380,7 +381,7 @@ pub(crate) fn block_inplace<T: Element>(
         scale,
         loss_out: Ptr(row_loss.as_mut_ptr()),
     };
-    T::__cross_entropy(&call)
+    <T as Sealed>::run_cross_entropy(&call)
 }
 
 pub(crate) fn check_options<T: Element>(

@@ -8,8 +8,8 @@ use super::elementwise::{
 use super::{check_len, GradOut, Loss};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::f64_path::{max_sumexp, put};
 use crate::kernels::pointwise::PointOp;
-use crate::kernels::scalar::{max_sumexp, put};
 use crate::kernels::RowAt;
 use crate::layout::Layout;
 use crate::options::Reduction;

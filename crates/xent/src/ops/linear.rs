@@ -19,7 +19,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::{check_len, scalar_upstream, target_class, Loss};
+use super::{check_len, scalar_upstream, Loss};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -574,7 +574,9 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
         // The block through the library's fused kernel; G overwrites the logits.
         block_targets.clear();
         block_targets.extend((r0..r0 + rows).map(|r| {
-            target_class(&target, r, ce.ignore_index).map_or(ce.ignore_index, |y| y as i64)
+            target
+                .class_at(r, ce.ignore_index)
+                .map_or(ce.ignore_index, |y| y as i64)
         }));
         let scale = match (reduction, grad_output) {
             (Reduction::None, Some(go)) => CallScale::PerRow(&go[r0..r0 + rows]),

@@ -229,17 +229,6 @@ pub(crate) fn check_indices(
     }
 }
 
-/// The class of row `r`, or `None` when the row is ignored (targets already checked).
-#[inline]
-pub(crate) fn target_class(
-    target: &ClassIndices<'_>,
-    r: usize,
-    ignore_index: i64,
-) -> Option<usize> {
-    let t = target.get(r);
-    (t != ignore_index as i128).then_some(t as usize)
-}
-
 /// Validates the gradient buffer and upstream gradient.
 pub(crate) fn check_grad<T: Element>(
     grad: &GradOut<'_, T>,

@@ -3,7 +3,7 @@
 use super::cross_entropy::Denominators;
 use super::{
     check_grad, check_indices, check_len, check_weight, loss_len, loss_shape, scalar_upstream,
-    target_class, GradBuf, GradOut, Loss,
+    GradBuf, GradOut, Loss,
 };
 use crate::element::Element;
 use crate::error::Result;
@@ -122,7 +122,7 @@ pub fn nll_loss_into<'t, T: Element>(
     };
     let mut total = CompensatedSum::default();
     for r in 0..layout.rows() {
-        let l = match target_class(&target, r, opts.ignore_index) {
+        let l = match target.class_at(r, opts.ignore_index) {
             Some(y) => -(w_of(y) * input[layout.row_offset(r) + y * layout.inner()].to_acc()),
             None => T::Acc::ZERO,
         };
@@ -186,7 +186,7 @@ fn write_nll_grad<G: Copy, A: Float>(
         buf.fill(from(A::ZERO));
     }
     for r in 0..layout.rows() {
-        if let Some(y) = target_class(target, r, ignore_index) {
+        if let Some(y) = target.class_at(r, ignore_index) {
             let i = layout.row_offset(r) + y * layout.inner();
             let v = value(r, y);
             buf[i] = from(if accumulate { to(buf[i]) + v } else { v });

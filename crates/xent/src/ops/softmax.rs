@@ -1,6 +1,7 @@
 //! `softmax` and `log_softmax` over the class dimension, forward and backward.
 
 use super::check_len;
+use crate::element::sealed::Sealed;
 use crate::element::Element;
 use crate::error::Result;
 use crate::layout::Layout;
@@ -10,7 +11,7 @@ fn forward_into<T: Element>(input: &[T], shape: &[usize], out: &mut [T], log: bo
     let layout = Layout::new(shape, input.len())?;
     check_len("out", out.len(), input.len())?;
     let dims = (layout.outer(), layout.classes(), layout.inner());
-    T::__softmax(
+    <T as Sealed>::run_softmax(
         Ptr(input.as_ptr() as *mut T),
         Ptr(out.as_mut_ptr()),
         dims,
@@ -30,7 +31,7 @@ fn backward_into<T: Element>(
     check_len("grad_output", grad_output.len(), output.len())?;
     check_len("grad_input", grad_input.len(), output.len())?;
     let dims = (layout.outer(), layout.classes(), layout.inner());
-    T::__softmax_backward(
+    <T as Sealed>::run_softmax_backward(
         Ptr(output.as_ptr() as *mut T),
         Ptr(grad_output.as_ptr() as *mut T),
         Ptr(grad_input.as_mut_ptr()),
