@@ -10,12 +10,13 @@
 use crate::element::Element;
 use crate::kernels::dispatch::{dispatch, Isa};
 use crate::kernels::f64_path;
+pub(crate) use crate::kernels::fused::Scale;
 use crate::kernels::fused::{
     finish, run_ce_block, scratch_len, target_grad, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob,
-    PieceStep, RowTarget, Scale, STREAM_BYTES,
+    PieceStep, RowTarget, STREAM_BYTES,
 };
 use crate::kernels::row::{
-    shift, Identity, Partial, Probs, SoftCap, Xform, CHUNK, MAX_STORED_CHUNKS,
+    shift, Identity, Probs, RowStats, SoftCap, Xform, CHUNK, MAX_STORED_CHUNKS,
 };
 use crate::kernels::simd::{Scalar, Simd, Store32};
 use crate::reduce::CompensatedSum;
@@ -137,7 +138,7 @@ pub struct CeCall<'a, T: Element> {
     pub z: f64,
     pub cap: Option<f64>,
     /// Uniform (ce, z) scales, or per-row upstream gradients.
-    pub scale: CallScale<'a, T::Acc>,
+    pub scale: Scale<'a, T::Acc>,
     /// Per-row losses (reduction none), or null.
     pub loss_out: Ptr<T::Acc>,
 }
@@ -152,12 +153,6 @@ impl<T: Element> CeCall<'_, T> {
 
 // SAFETY: the raw pointers follow `Ptr`'s rules; the rest is shared data.
 unsafe impl<T: Element> Sync for CeCall<'_, T> {}
-
-#[derive(Clone, Copy)]
-pub enum CallScale<'a, A> {
-    Uniform { ce: f64, z: f64 },
-    PerRow(&'a [A]),
-}
 
 fn fold(sums: Vec<BlockSums>) -> (f64, f64) {
     let mut total = CompensatedSum::default();
@@ -289,13 +284,7 @@ fn ce_simd_into<E: Element<Acc = f32> + Store32, G: Store32>(
     let sums = blocks((outer, c, inner), |n0, n1| {
         let (off, row0) = (n0 * c * inner, n0 * inner);
         let rows = (n1 - n0) * inner;
-        let scale = match call.scale {
-            CallScale::Uniform { ce, z } => Scale::Uniform {
-                ce: ce as f32,
-                z: z as f32,
-            },
-            CallScale::PerRow(go) => Scale::PerRow(&go[row0..row0 + rows]),
-        };
+        let scale = call.scale.rows(row0, rows);
         let job = CeJob {
             x: call.x.at(off) as *const E,
             g: g.at(off),
@@ -376,10 +365,7 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
             AnyCoef::None
         };
         let class = call.class_of(r);
-        let (scale_ce, scale_z) = match call.scale {
-            CallScale::Uniform { ce, z } => (ce as f32, z as f32),
-            CallScale::PerRow(go) => (go[r], go[r]),
-        };
+        let (scale_ce, scale_z) = call.scale.at(r);
         let target = if call.probs.0.is_null() {
             class.map(|y| {
                 // SAFETY: y < C: the row's element.
@@ -443,7 +429,7 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
                         })
                     })
                     .flatten();
-                let stats: Vec<(Partial, [f32; MAX_STORED_CHUNKS])> = (0..pieces)
+                let stats: Vec<(RowStats<f32>, [f32; MAX_STORED_CHUNKS])> = (0..pieces)
                     .into_par_iter()
                     .map(|k| {
                         let step = if store {
@@ -457,7 +443,7 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
                 let p = stats
                     .iter()
                     .map(|s| s.0)
-                    .fold(Partial::EMPTY, Partial::merge);
+                    .fold(RowStats::EMPTY, RowStats::merge);
                 let (loss, zt, k) = finish(p, target, &consts, scale_ce, scale_z);
                 if !gr.0.is_null() {
                     let ms = shift(p.m);
@@ -511,10 +497,7 @@ fn ce_f64_into(call: &CeCall<'_, f64>, g: Ptr<f64>) -> (f64, f64) {
                 let r = n * inner + i;
                 let off = n * c * inner + i;
                 let class = call.class_of(r);
-                let (scale_ce, scale_z) = match call.scale {
-                    CallScale::Uniform { ce, z } => (ce, z),
-                    CallScale::PerRow(go) => (go[r], go[r]),
-                };
+                let (scale_ce, scale_z) = call.scale.at(r);
                 let row = f64_path::RowArgs {
                     x: call.x.at(off),
                     t: call.probs.at(off),

@@ -5,9 +5,9 @@
 //! that runs it. The driver in [`crate::par`] splits the batch into jobs.
 
 use super::dispatch::{dispatch, Isa};
-use super::lanes::{self, LaneCoef, LaneConsts, LaneStats};
+use super::lanes::{self, LaneCoef};
 use super::row::{
-    self, shift, Coef, GradConsts, Identity, NoCoef, Ones, Partial, Probs, SoftCap, Weights, Xform,
+    self, shift, Coef, GradConsts, Identity, NoCoef, Ones, Probs, RowStats, SoftCap, Weights, Xform,
 };
 use super::simd::{transpose_each, Kernel, Scalar, Simd, SimdKernel, Store32};
 use crate::reduce::CompensatedSum;
@@ -33,24 +33,33 @@ pub(crate) enum RowTarget {
     Probs,
 }
 
-/// The upstream-gradient scales of a row: the cross-entropy part and the z part
-/// (they differ for a weighted mean, whose z term is averaged over rows).
+/// The upstream-gradient scales of the rows of a call or of a block, in the type
+/// rows are computed in (`f32`, or `f64` for `f64` data): the cross-entropy part and
+/// the z part (they differ for a weighted mean, whose z term is averaged over rows).
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Scale<'a> {
-    Uniform {
-        ce: f32,
-        z: f32,
-    },
-    /// Per row (reduction none), block-local.
-    PerRow(&'a [f32]),
+pub enum Scale<'a, A> {
+    /// The same for every row (reductions mean and sum).
+    Uniform { ce: A, z: A },
+    /// One per row (reduction none), from the first row of the call or block.
+    PerRow(&'a [A]),
 }
 
-impl Scale<'_> {
+impl<A: Copy> Scale<'_, A> {
+    /// The scales of row `r`.
     #[inline]
-    fn at(&self, r: usize) -> (f32, f32) {
+    pub(crate) fn at(&self, r: usize) -> (A, A) {
         match *self {
             Scale::Uniform { ce, z } => (ce, z),
             Scale::PerRow(go) => (go[r], go[r]),
+        }
+    }
+
+    /// The scales of rows `r0..r0 + n`, from row `r0` on.
+    #[inline]
+    pub(crate) fn rows(self, r0: usize, n: usize) -> Self {
+        match self {
+            Scale::PerRow(go) => Scale::PerRow(&go[r0..r0 + n]),
+            uniform => uniform,
         }
     }
 }
@@ -59,32 +68,17 @@ impl Scale<'_> {
 /// row's statistics: [`finish_v`] on one lane.
 #[inline]
 pub(crate) fn finish(
-    p: Partial,
+    p: RowStats<f32>,
     t: RowTarget,
     k: &CeConsts,
     scale_ce: f32,
     scale_z: f32,
-) -> (f32, f32, GradConsts) {
-    let stats = LaneStats {
-        m: p.m,
-        s: p.s,
-        l: p.l,
-        a: p.a,
-    };
+) -> (f32, f32, GradConsts<f32>) {
     let index = match t {
         RowTarget::Index { w_y, x_y } => Some((w_y, x_y)),
         RowTarget::Probs => None,
     };
-    let (loss, zt, c) = finish_v(Scalar, &stats, index, k, scale_ce, scale_z);
-    (
-        loss,
-        zt,
-        GradConsts {
-            alpha: c.alpha,
-            beta: c.beta,
-            b: c.b,
-        },
-    )
+    finish_v(Scalar, &p, index, k, scale_ce, scale_z)
 }
 
 /// [`finish`] on `LANES` rows at once: row losses without their z terms, the z
@@ -94,12 +88,12 @@ pub(crate) fn finish(
 #[inline(always)]
 pub(crate) fn finish_v<S: Simd>(
     s: S,
-    p: &LaneStats<S::V>,
+    p: &RowStats<S::V>,
     index: Option<(S::V, S::V)>,
     k: &CeConsts,
     scale_ce: S::V,
     scale_z: S::V,
-) -> (S::V, S::V, LaneConsts<S::V>) {
+) -> (S::V, S::V, GradConsts<S::V>) {
     let zero = s.splat(0.0);
     let ms = s.neg_inf_to(p.m, zero);
     let ln_s = s.ln(p.s);
@@ -129,7 +123,7 @@ pub(crate) fn finish_v<S: Simd>(
                 alpha = s.add(alpha, s.mul(s.mul(scale_ce, e), p.a));
                 beta = s.mul(scale_ce, e);
             }
-            let consts = LaneConsts {
+            let consts = GradConsts {
                 alpha: s.div(s.add(alpha, zg), p.s),
                 beta,
                 b,
@@ -137,7 +131,7 @@ pub(crate) fn finish_v<S: Simd>(
             (loss, zt, consts)
         }
         None => {
-            let consts = LaneConsts {
+            let consts = GradConsts {
                 alpha: s.div(s.add(s.mul(scale_ce, p.a), zg), p.s),
                 beta: scale_ce,
                 b: zero,
@@ -156,15 +150,10 @@ pub(crate) fn target_grad<X: Xform>(
     x_y_raw: f32,
     a_y: f32,
     ms: f32,
-    k: GradConsts,
+    k: GradConsts<f32>,
     prior: f32,
 ) -> f32 {
-    let c = LaneConsts {
-        alpha: k.alpha,
-        beta: k.beta,
-        b: k.b,
-    };
-    target_grad_v(Scalar, xf, x_y_raw, a_y, ms, &c, prior)
+    target_grad_v(Scalar, xf, x_y_raw, a_y, ms, &k, prior)
 }
 
 /// [`target_grad`] on `LANES` rows at once.
@@ -175,7 +164,7 @@ pub(crate) fn target_grad_v<S: Simd, X: Xform>(
     x_y_raw: S::V,
     a_y: S::V,
     ms: S::V,
-    k: &LaneConsts<S::V>,
+    k: &GradConsts<S::V>,
     prior: S::V,
 ) -> S::V {
     let (xt, d) = xf.apply_d(s, x_y_raw);
@@ -209,7 +198,7 @@ pub(crate) struct CeJob<'a, E, G> {
     pub weight: Option<&'a [f32]>,
     pub consts: CeConsts,
     pub cap: Option<f32>,
-    pub scale: Scale<'a>,
+    pub scale: Scale<'a, f32>,
     /// Per-row losses of the block (reduction none), or null.
     pub loss_out: *mut f32,
     /// The driver's per-thread scratch of [`scratch_len`] f32 (or null): the stored
@@ -355,8 +344,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// The class of global row `r`, `None` when ignored (targets are validated).
     #[inline]
     fn class_of(&self, r: usize) -> Option<usize> {
-        self.idx
-            .and_then(|(idx, ignore)| idx.class_at(r, ignore))
+        self.idx.and_then(|(idx, ignore)| idx.class_at(r, ignore))
     }
 
     /// The path for the block's layout (a driver: every path below is a kernel, or
@@ -648,10 +636,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         weight: self.weight,
                         consts: self.consts,
                         cap: self.cap,
-                        scale: match self.scale {
-                            Scale::PerRow(go) => Scale::PerRow(&go[r0..r0 + w]),
-                            uniform => uniform,
-                        },
+                        scale: self.scale.rows(r0, w),
                         loss_out: offset_or_null(self.loss_out, r0),
                         scratch: es,
                         stream: false,
@@ -1458,7 +1443,7 @@ pub(crate) enum PieceStep<G> {
     /// row; no soft-capping) for [`PieceStep::Rescale`].
     StatsStore(*mut f32),
     /// The gradient from the logits: `(g, shift, constants, accumulate)`.
-    Grad(*mut G, f32, GradConsts, bool),
+    Grad(*mut G, f32, GradConsts<f32>, bool),
     /// The gradient from the stored exps: `(e, g, the piece's chunk maxima, shift,
     /// constants, accumulate)`; `e` may be `g` (f32, overwritten).
     Rescale(
@@ -1466,7 +1451,7 @@ pub(crate) enum PieceStep<G> {
         *mut G,
         [f32; row::MAX_STORED_CHUNKS],
         f32,
-        GradConsts,
+        GradConsts<f32>,
         bool,
     ),
 }
@@ -1484,7 +1469,7 @@ pub(crate) struct PieceJob<E, G> {
 impl<E: Store32, G: Store32> Kernel for PieceJob<E, G> {
     /// The piece's statistics (empty for the gradient steps) and, for
     /// [`PieceStep::StatsStore`], its chunk maxima.
-    type Out = (Partial, [f32; row::MAX_STORED_CHUNKS]);
+    type Out = (RowStats<f32>, [f32; row::MAX_STORED_CHUNKS]);
     #[inline(always)]
     fn run<S: Simd>(self, s: S) -> Self::Out {
         match self.cap {
@@ -1496,7 +1481,11 @@ impl<E: Store32, G: Store32> Kernel for PieceJob<E, G> {
 
 impl<E: Store32, G: Store32> PieceJob<E, G> {
     #[inline(always)]
-    fn with<S: Simd, X: Xform>(&self, s: S, xf: X) -> (Partial, [f32; row::MAX_STORED_CHUNKS]) {
+    fn with<S: Simd, X: Xform>(
+        &self,
+        s: S,
+        xf: X,
+    ) -> (RowStats<f32>, [f32; row::MAX_STORED_CHUNKS]) {
         match self.coef {
             AnyCoef::None => self.go(s, xf, NoCoef),
             AnyCoef::Ones => self.go(s, xf, Ones),
@@ -1511,7 +1500,7 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
         s: S,
         xf: X,
         coef: C,
-    ) -> (Partial, [f32; row::MAX_STORED_CHUNKS]) {
+    ) -> (RowStats<f32>, [f32; row::MAX_STORED_CHUNKS]) {
         let mut chunk_max = [0.0f32; row::MAX_STORED_CHUNKS];
         // SAFETY: the driver hands a piece of n ≤ MAX_STORED_CHUNKS·CHUNK elements of
         // the row (x, g, stored exps, coefficients); stored exps are f32, and `e`
@@ -1524,11 +1513,11 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
                 }
                 PieceStep::Grad(g, ms, k, acc) => {
                     row::row_grad(s, self.x, g, self.n, coef, xf, ms, k, acc);
-                    Partial::EMPTY
+                    RowStats::EMPTY
                 }
                 PieceStep::Rescale(e, g, maxima, ms, k, acc) => {
                     row::row_rescale(s, e, g, self.n, coef, &maxima, ms, k, acc);
-                    Partial::EMPTY
+                    RowStats::EMPTY
                 }
             }
         };

@@ -5,31 +5,8 @@
 //! kernels walk the classes at stride `inner` and never gather. Rows left over at
 //! the end of `inner` run the same code on [`super::simd::Scalar`] (one lane).
 
-use super::row::Xform;
+use super::row::{GradConsts, RowStats, Xform};
 use super::simd::{Kernel, Simd, SimdKernel, Store32};
-
-/// The statistics of `LANES` rows, one per lane (the lane form of
-/// [`super::row::Partial`]).
-#[derive(Clone, Copy)]
-pub(crate) struct LaneStats<V> {
-    /// Max of the (transformed) logits.
-    pub m: V,
-    /// `Σ exp(x − shift(m))`.
-    pub s: V,
-    /// `Σ a_c·(x_c − shift(m))`.
-    pub l: V,
-    /// `Σ a_c`.
-    pub a: V,
-}
-
-/// The gradient constants of `LANES` rows (the lane form of
-/// [`super::row::GradConsts`]).
-#[derive(Clone, Copy)]
-pub(crate) struct LaneConsts<V> {
-    pub alpha: V,
-    pub beta: V,
-    pub b: V,
-}
 
 /// Per-class coefficients of the linear terms, as in [`super::row::Coef`], for lanes.
 #[derive(Clone, Copy)]
@@ -88,7 +65,7 @@ pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
     coef: LaneCoef<E>,
     xf: X,
     e_out: *mut f32,
-) -> LaneStats<S::V> {
+) -> RowStats<S::V> {
     // The options are fixed for the call: one loop per combination, without
     // branches inside.
     // SAFETY: forwarded.
@@ -115,7 +92,7 @@ unsafe fn stats<S: Simd, E: Store32, X: Xform, const STORE: bool, const ACTIVE: 
     coef: LaneCoef<E>,
     xf: X,
     e_out: *mut f32,
-) -> LaneStats<S::V> {
+) -> RowStats<S::V> {
     s.vectorize(StatsKernel::<E, X, STORE, ACTIVE> {
         x,
         stride,
@@ -139,9 +116,9 @@ struct StatsKernel<E, X, const STORE: bool, const ACTIVE: bool> {
 impl<S: Simd, E: Store32, X: Xform, const STORE: bool, const ACTIVE: bool> SimdKernel<S>
     for StatsKernel<E, X, STORE, ACTIVE>
 {
-    type Out = LaneStats<S::V>;
+    type Out = RowStats<S::V>;
     #[inline(always)]
-    fn run(self, s: S) -> LaneStats<S::V> {
+    fn run(self, s: S) -> RowStats<S::V> {
         let StatsKernel {
             x,
             stride,
@@ -168,7 +145,7 @@ unsafe fn lane_stats_with<S: Simd, E: Store32, X: Xform, const STORE: bool, cons
     coef: LaneCoef<E>,
     xf: X,
     e_out: *mut f32,
-) -> LaneStats<S::V> {
+) -> RowStats<S::V> {
     // SAFETY: every load is at a class k < c.
     unsafe {
         let mut m = s.splat(f32::NEG_INFINITY);
@@ -197,7 +174,7 @@ unsafe fn lane_stats_with<S: Simd, E: Store32, X: Xform, const STORE: bool, cons
             p = p.wrapping_add(stride);
             e_p = e_p.wrapping_add(stride);
         }
-        LaneStats {
+        RowStats {
             m,
             s: sv,
             l: lv,
@@ -224,7 +201,7 @@ pub(crate) unsafe fn lane_grad<S: Simd, E: Store32, G: Store32, X: Xform>(
     coef: LaneCoef<E>,
     xf: X,
     msv: S::V,
-    consts: &LaneConsts<S::V>,
+    consts: &GradConsts<S::V>,
     on: S::V,
     accumulate: bool,
     stored: bool,
@@ -278,7 +255,7 @@ unsafe fn grad<
     coef: LaneCoef<E>,
     xf: X,
     msv: S::V,
-    consts: &LaneConsts<S::V>,
+    consts: &GradConsts<S::V>,
     on: S::V,
 ) {
     s.vectorize(GradKernel::<S::V, E, G, X, STORED, ACCUMULATE, ACTIVE> {
@@ -303,7 +280,7 @@ struct GradKernel<V, E, G, X, const STORED: bool, const ACCUMULATE: bool, const 
     coef: LaneCoef<E>,
     xf: X,
     msv: V,
-    consts: LaneConsts<V>,
+    consts: GradConsts<V>,
     on: V,
 }
 
@@ -362,7 +339,7 @@ unsafe fn lane_grad_with<
     coef: LaneCoef<E>,
     xf: X,
     msv: S::V,
-    consts: &LaneConsts<S::V>,
+    consts: &GradConsts<S::V>,
     on: S::V,
 ) {
     let (alpha, beta) = (consts.alpha, consts.beta);

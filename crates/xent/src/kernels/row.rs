@@ -19,17 +19,19 @@ const CACHE_LINE: usize = 64;
 /// Classes per chunk: 8 KiB of f32, so that pass B reads the chunk from L1.
 pub(crate) const CHUNK: usize = 2048;
 
-/// What one chunk (or a merged run of chunks) of a row contributes.
+/// The statistics of a row: of one chunk, of a merged run of chunks, or of a whole
+/// row. `V` is a vector of an instruction set ([`Simd::V`]), one row per lane (the
+/// K-dim and short-row kernels), or `f32` for one contiguous row.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Partial {
+pub(crate) struct RowStats<V> {
     /// Max of the (transformed) logits.
-    pub m: f32,
+    pub m: V,
     /// `Σ exp(x − shift(m))`.
-    pub s: f32,
+    pub s: V,
     /// `Σ a_c·(x_c − shift(m))`.
-    pub l: f32,
+    pub l: V,
     /// `Σ a_c`.
-    pub a: f32,
+    pub a: V,
 }
 
 /// The shift used for a max: 0 for an all-`−inf` run, so that `x − shift` is never
@@ -43,8 +45,8 @@ pub(crate) fn shift(m: f32) -> f32 {
     }
 }
 
-impl Partial {
-    pub(crate) const EMPTY: Partial = Partial {
+impl RowStats<f32> {
+    pub(crate) const EMPTY: RowStats<f32> = RowStats {
         m: f32::NEG_INFINITY,
         s: 0.0,
         l: 0.0,
@@ -53,10 +55,10 @@ impl Partial {
 
     /// Merges the partial of a later run: rescales both to the common max.
     #[inline]
-    pub(crate) fn merge(self, o: Partial) -> Partial {
+    pub(crate) fn merge(self, o: RowStats<f32>) -> RowStats<f32> {
         let m = Scalar.max(self.m, o.m);
         let ms = shift(m);
-        let rescale = |p: Partial| {
+        let rescale = |p: RowStats<f32>| {
             let ps = shift(p.m);
             // An all −inf run has s = 0 (or NaN); never form exp(0 − ms), which can be inf.
             let f = if p.m == f32::NEG_INFINITY {
@@ -68,7 +70,7 @@ impl Partial {
         };
         let (s1, l1) = rescale(self);
         let (s2, l2) = rescale(o);
-        Partial {
+        RowStats {
             m,
             s: s1 + s2,
             l: l1 + l2,
@@ -232,7 +234,7 @@ pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
     n: usize,
     coef: C,
     xf: X,
-) -> Partial {
+) -> RowStats<f32> {
     // SAFETY: forwarded; no store.
     unsafe {
         chunk_stats_store::<S, E, f32, C, X, false>(
@@ -272,7 +274,7 @@ pub(crate) unsafe fn chunk_stats_store<
     coef: C,
     xf: X,
     ahead: (*const u8, usize),
-) -> Partial {
+) -> RowStats<f32> {
     s.vectorize(ChunkStats::<E, G, C, X, STORE> {
         x,
         g,
@@ -296,9 +298,9 @@ struct ChunkStats<E, G, C, X, const STORE: bool> {
 impl<E: Store32, G: Store32, C: Coef, X: Xform, const STORE: bool> Kernel
     for ChunkStats<E, G, C, X, STORE>
 {
-    type Out = Partial;
+    type Out = RowStats<f32>;
     #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> Partial {
+    fn run<S: Simd>(self, s: S) -> RowStats<f32> {
         let ChunkStats {
             x,
             g,
@@ -333,7 +335,7 @@ unsafe fn chunk_stats_body<
     coef: C,
     xf: X,
     ahead: (*const u8, usize),
-) -> Partial {
+) -> RowStats<f32> {
     let lanes = S::LANES;
     let body = n - n % lanes;
     // SAFETY: every load is at i < body ≤ n with i + LANES ≤ n, or at
@@ -408,7 +410,7 @@ unsafe fn chunk_stats_body<
                 a0 = s.add(a0, c0);
             }
         }
-        let mut p = Partial {
+        let mut p = RowStats {
             m,
             s: s.reduce_add(s.add(s0, s1)),
             l: s.reduce_add(s.add(l0, l1)),
@@ -442,8 +444,8 @@ pub(crate) unsafe fn row_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
     n: usize,
     coef: C,
     xf: X,
-) -> Partial {
-    let mut p = Partial::EMPTY;
+) -> RowStats<f32> {
+    let mut p = RowStats::EMPTY;
     let mut c0 = 0;
     while c0 < n {
         let len = CHUNK.min(n - c0);
@@ -478,8 +480,8 @@ pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform>(
     xf: X,
     chunk_max: &mut [f32; MAX_STORED_CHUNKS],
     grad: Option<(*const u8, usize)>,
-) -> Partial {
-    let mut p = Partial::EMPTY;
+) -> RowStats<f32> {
+    let mut p = RowStats::EMPTY;
     let mut c0 = 0;
     let mut k = 0;
     while c0 < n {
@@ -524,7 +526,7 @@ pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
     coef: C,
     chunk_max: &[f32; MAX_STORED_CHUNKS],
     ms: f32,
-    k: GradConsts,
+    k: GradConsts<f32>,
     accumulate: bool,
 ) {
     /// One vector (or, on [`Scalar`], one element) of the gradient.
@@ -638,12 +640,12 @@ pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
 }
 
 /// The gradient constants of a row: `g_j = (α·exp(x̃_j − shift) − β·a_j)·dx̃_j/dx_j`,
-/// minus `b·dx̃_y/dx_y` at the target.
+/// minus `b·dx̃_y/dx_y` at the target; `V` as for [`RowStats`].
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct GradConsts {
-    pub alpha: f32,
-    pub beta: f32,
-    pub b: f32,
+pub(crate) struct GradConsts<V> {
+    pub alpha: V,
+    pub beta: V,
+    pub b: V,
 }
 
 /// Writes (or adds) the gradient of `n` contiguous classes.
@@ -660,7 +662,7 @@ pub(crate) unsafe fn chunk_grad<S: Simd, E: Store32, G: Store32, C: Coef, X: Xfo
     coef: C,
     xf: X,
     ms: f32,
-    k: GradConsts,
+    k: GradConsts<f32>,
     accumulate: bool,
 ) {
     s.vectorize(ChunkGrad {
@@ -683,7 +685,7 @@ struct ChunkGrad<E, G, C, X> {
     coef: C,
     xf: X,
     ms: f32,
-    k: GradConsts,
+    k: GradConsts<f32>,
     accumulate: bool,
 }
 
@@ -719,7 +721,7 @@ unsafe fn chunk_grad_body<S: Simd, E: Store32, G: Store32, C: Coef, X: Xform>(
     coef: C,
     xf: X,
     ms: f32,
-    k: GradConsts,
+    k: GradConsts<f32>,
     accumulate: bool,
 ) {
     #[inline(always)]
@@ -780,7 +782,7 @@ pub(crate) unsafe fn row_grad<S: Simd, E: Store32, G: Store32, C: Coef, X: Xform
     coef: C,
     xf: X,
     ms: f32,
-    k: GradConsts,
+    k: GradConsts<f32>,
     accumulate: bool,
 ) {
     let mut c0 = 0;
@@ -815,7 +817,7 @@ pub(crate) unsafe fn softmax_write<S: Simd, E: Store32, O: Store32>(
     x: *const E,
     out: *mut O,
     n: usize,
-    p: Partial,
+    p: RowStats<f32>,
     log: bool,
 ) {
     s.vectorize(SoftmaxWrite { x, out, n, p, log })
@@ -826,7 +828,7 @@ struct SoftmaxWrite<E, O> {
     x: *const E,
     out: *mut O,
     n: usize,
-    p: Partial,
+    p: RowStats<f32>,
     log: bool,
 }
 
@@ -850,7 +852,7 @@ unsafe fn softmax_write_body<S: Simd, E: Store32, O: Store32>(
     x: *const E,
     out: *mut O,
     n: usize,
-    p: Partial,
+    p: RowStats<f32>,
     log: bool,
 ) {
     let ms = shift(p.m);

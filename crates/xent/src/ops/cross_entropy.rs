@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
-use crate::par::{CallScale, CeCall, GradPtr, Ptr};
+use crate::par::{CeCall, GradPtr, Ptr, Scale};
 use crate::reduce::CompensatedSum;
 use crate::targets::{ClassIndices, Targets};
 
@@ -231,7 +231,7 @@ fn run<T: Element>(
         },
     };
     let scale = match (reduction, grad_output) {
-        (Reduction::None, Some(go)) => CallScale::PerRow(go),
+        (Reduction::None, Some(go)) => Scale::PerRow(go),
         _ => dens.uniform_scale(reduction, scalar_upstream(grad_output, reduction)),
     };
     let weight_sum = weight_sum(opts.weight, layout.classes());
@@ -301,13 +301,16 @@ impl Denominators {
 
     /// The gradient scales shared by every row for upstream gradient `g`: `g/D` and
     /// `g/|M|` for mean, `g` otherwise.
-    pub(crate) fn uniform_scale<'a, A>(self, reduction: Reduction, g: f64) -> CallScale<'a, A> {
+    pub(crate) fn uniform_scale<'a, A: Float>(self, reduction: Reduction, g: f64) -> Scale<'a, A> {
         match reduction {
-            Reduction::Mean => CallScale::Uniform {
-                ce: g / self.loss,
-                z: g / self.z,
+            Reduction::Mean => Scale::Uniform {
+                ce: A::from_f64(g / self.loss),
+                z: A::from_f64(g / self.z),
             },
-            Reduction::Sum | Reduction::None => CallScale::Uniform { ce: g, z: g },
+            Reduction::Sum | Reduction::None => Scale::Uniform {
+                ce: A::from_f64(g),
+                z: A::from_f64(g),
+            },
         }
     }
 
@@ -356,7 +359,7 @@ pub(crate) fn block_inplace<T: Element>(
     opts: &CrossEntropyOptions<'_, T::Acc>,
     row_loss: &mut [T::Acc],
     grad: bool,
-    scale: CallScale<'_, T::Acc>,
+    scale: Scale<'_, T::Acc>,
 ) -> (f64, f64) {
     let weight_sum = weight_sum(opts.weight, classes);
     let x = Ptr(x.as_mut_ptr());

@@ -26,7 +26,7 @@ use crate::float::Float;
 use crate::layout::Layout;
 use crate::ops::cross_entropy::{block_inplace, check_options, Denominators};
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
-use crate::par::{CallScale, Ptr};
+use crate::par::{Ptr, Scale};
 use crate::reduce::CompensatedSum;
 use crate::targets::ClassIndices;
 use crate::targets::Targets;
@@ -579,7 +579,7 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
                 .map_or(ce.ignore_index, |y| y as i64)
         }));
         let scale = match (reduction, grad_output) {
-            (Reduction::None, Some(go)) => CallScale::PerRow(&go[r0..r0 + rows]),
+            (Reduction::None, Some(go)) => Scale::PerRow(&go[r0..r0 + rows]),
             _ => uniform,
         };
         let (sum, zsum) = block_inplace(
