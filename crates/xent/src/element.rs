@@ -1,11 +1,11 @@
 //! Storage types of logits and gradients, and the type each is computed in.
 
 use crate::float::Float;
-use crate::par::{self, CeCall, Ptr};
+use crate::par::{self, CeCall, ConstPtr, Ptr};
 pub use half::{bf16, f16};
 
 pub(crate) mod sealed {
-    use crate::par::{CeCall, Ptr};
+    use crate::par::{CeCall, ConstPtr, Ptr};
 
     /// The kernel entry points of each [`super::Element`] type. Crate-private: the
     /// public trait carries no kernels, and no other crate can implement it.
@@ -15,11 +15,11 @@ pub(crate) mod sealed {
         where
             Self: super::Element;
         /// softmax / log_softmax on this type's kernels.
-        fn run_softmax(x: Ptr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool);
+        fn run_softmax(x: ConstPtr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool);
         /// Their backward on this type's kernels.
         fn run_softmax_backward(
-            y: Ptr<Self>,
-            gy: Ptr<Self>,
+            y: ConstPtr<Self>,
+            gy: ConstPtr<Self>,
             gx: Ptr<Self>,
             shape: (usize, usize, usize),
             log: bool,
@@ -57,12 +57,17 @@ macro_rules! f32_kernels {
             fn run_cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64) {
                 par::ce_simd(call)
             }
-            fn run_softmax(x: Ptr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool) {
+            fn run_softmax(
+                x: ConstPtr<Self>,
+                out: Ptr<Self>,
+                shape: (usize, usize, usize),
+                log: bool,
+            ) {
                 par::softmax_simd(x, out, shape, log)
             }
             fn run_softmax_backward(
-                y: Ptr<Self>,
-                gy: Ptr<Self>,
+                y: ConstPtr<Self>,
+                gy: ConstPtr<Self>,
                 gx: Ptr<Self>,
                 shape: (usize, usize, usize),
                 log: bool,
@@ -81,12 +86,12 @@ impl sealed::Sealed for f64 {
     fn run_cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64) {
         par::ce_f64(call)
     }
-    fn run_softmax(x: Ptr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool) {
+    fn run_softmax(x: ConstPtr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool) {
         par::softmax_f64(x, out, shape, log)
     }
     fn run_softmax_backward(
-        y: Ptr<Self>,
-        gy: Ptr<Self>,
+        y: ConstPtr<Self>,
+        gy: ConstPtr<Self>,
         gx: Ptr<Self>,
         shape: (usize, usize, usize),
         log: bool,

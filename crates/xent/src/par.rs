@@ -21,6 +21,7 @@ use crate::kernels::row::{
 use crate::kernels::simd::{Scalar, Simd, Store32};
 use crate::reduce::CompensatedSum;
 use crate::targets::ClassIndices;
+use core::ptr::NonNull;
 use rayon::prelude::*;
 
 /// Elements per block of rows: enough work per task, little enough to stay in L2.
@@ -39,21 +40,21 @@ thread_local! {
     static SCRATCH: core::cell::RefCell<Vec<f32>> = const { core::cell::RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with a pointer to at least `len` f32 of this thread's scratch (null for
-/// `len = 0`). Kernels do not call back into rayon, so the borrow is never nested;
-/// if it ever were, a temporary buffer is used instead of panicking.
-fn with_scratch<R>(len: usize, f: impl FnOnce(*mut f32) -> R) -> R {
+/// Runs `f` with at least `len` f32 of this thread's scratch (none for `len = 0`).
+/// Kernels do not call back into rayon, so the borrow is never nested; if it ever
+/// were, a temporary buffer is used instead of panicking.
+fn with_scratch<R>(len: usize, f: impl FnOnce(Option<NonNull<f32>>) -> R) -> R {
     if len == 0 {
-        return f(core::ptr::null_mut());
+        return f(None);
     }
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut v) => {
             if v.len() < len {
                 v.resize(len, 0.0);
             }
-            f(v.as_mut_ptr())
+            f(Some(NonNull::from(&mut v[..]).cast()))
         }
-        Err(_) => f(vec![0.0f32; len].as_mut_ptr()),
+        Err(_) => f(Some(NonNull::from(&mut vec![0.0f32; len][..]).cast())),
     })
 }
 
@@ -75,26 +76,96 @@ fn blocks<R: Send>(
         .collect()
 }
 
-/// A raw pointer that may cross threads: the driver gives every task a disjoint
-/// region of the buffers it writes.
-#[derive(Clone, Copy)]
-pub struct Ptr<T>(pub *mut T);
-// SAFETY: tasks only write disjoint blocks (see the module docs); reads are shared.
-unsafe impl<T> Send for Ptr<T> {}
+/// The start of a caller's buffer that the tasks of one call write: the driver
+/// gives every task a disjoint region of it.
+pub struct Ptr<T>(NonNull<T>);
+
+/// The start of a caller's buffer that the tasks of one call only read.
+pub struct ConstPtr<T>(NonNull<T>);
+
+impl<T> Clone for Ptr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Ptr<T> {}
+impl<T> Clone for ConstPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for ConstPtr<T> {}
+
+// SAFETY: a `Ptr` comes from a `&mut [T]` borrowed for the whole call, whose elements
+// may move between threads (`T: Send`); the tasks write disjoint regions and read
+// only what no other task writes (`T: Sync`).
+unsafe impl<T: Send + Sync> Send for Ptr<T> {}
 // SAFETY: as above.
-unsafe impl<T> Sync for Ptr<T> {}
+unsafe impl<T: Send + Sync> Sync for Ptr<T> {}
+// SAFETY: a `ConstPtr` comes from a slice borrowed for the whole call, and is only
+// read through, from any thread (`T: Sync`).
+unsafe impl<T: Sync> Send for ConstPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for ConstPtr<T> {}
 
 impl<T> Ptr<T> {
-    pub fn null() -> Self {
-        Ptr(core::ptr::null_mut())
+    /// The start of `buf`.
+    pub(crate) fn new(buf: &mut [T]) -> Self {
+        Ptr(NonNull::from(buf).cast())
     }
-    pub(crate) fn at(self, k: usize) -> *mut T {
-        if self.0.is_null() {
-            self.0
-        } else {
-            // SAFETY: callers pass offsets within the buffer the pointer came from.
-            unsafe { self.0.add(k) }
-        }
+
+    /// Element `k`.
+    ///
+    /// # Safety
+    /// `k` is at most the length of the buffer the pointer came from.
+    pub(crate) unsafe fn at(self, k: usize) -> *mut T {
+        // SAFETY: within (or one past) the buffer, by the caller's contract.
+        unsafe { self.0.as_ptr().add(k) }
+    }
+
+    /// The buffer from element `k` on.
+    ///
+    /// # Safety
+    /// As [`Ptr::at`].
+    pub(crate) unsafe fn add(self, k: usize) -> Self {
+        // SAFETY: forwarded; a pointer into (or one past) a buffer is not null.
+        unsafe { Ptr(NonNull::new_unchecked(self.at(k))) }
+    }
+
+    /// The same buffer, read only.
+    pub(crate) fn as_const(self) -> ConstPtr<T> {
+        ConstPtr(self.0)
+    }
+
+    /// The same buffer as elements of another type (only `f32` as `f32`: the
+    /// caller checks `Store32::IS_F32`).
+    pub(crate) fn cast<U>(self) -> Ptr<U> {
+        Ptr(self.0.cast())
+    }
+}
+
+impl<T> ConstPtr<T> {
+    /// The start of `buf`.
+    pub(crate) fn new(buf: &[T]) -> Self {
+        ConstPtr(NonNull::from(buf).cast())
+    }
+
+    /// Element `k`.
+    ///
+    /// # Safety
+    /// `k` is at most the length of the buffer the pointer came from.
+    pub(crate) unsafe fn at(self, k: usize) -> *const T {
+        // SAFETY: within (or one past) the buffer, by the caller's contract.
+        unsafe { self.0.as_ptr().add(k) }
+    }
+
+    /// The buffer from element `k` on.
+    ///
+    /// # Safety
+    /// As [`ConstPtr::at`].
+    pub(crate) unsafe fn add(self, k: usize) -> Self {
+        // SAFETY: forwarded; a pointer into (or one past) a buffer is not null.
+        unsafe { ConstPtr(NonNull::new_unchecked(self.at(k) as *mut T)) }
     }
 }
 
@@ -123,11 +194,11 @@ pub enum GradPtr<T: Element> {
 
 /// A validated cross-entropy call: what the ops layer hands the driver.
 pub struct CeCall<'a, T: Element> {
-    pub x: Ptr<T>,
+    pub x: ConstPtr<T>,
     pub grad: GradPtr<T>,
     pub accumulate: bool,
-    /// Probability targets, or null.
-    pub probs: Ptr<T>,
+    /// Probability targets.
+    pub probs: Option<ConstPtr<T>>,
     pub idx: Option<(ClassIndices<'a>, i64)>,
     pub outer: usize,
     pub classes: usize,
@@ -139,8 +210,8 @@ pub struct CeCall<'a, T: Element> {
     pub cap: Option<f64>,
     /// Uniform (ce, z) scales, or per-row upstream gradients.
     pub scale: Scale<'a, T::Acc>,
-    /// Per-row losses (reduction none), or null.
-    pub loss_out: Ptr<T::Acc>,
+    /// Per-row losses (reduction none).
+    pub loss_out: Option<Ptr<T::Acc>>,
 }
 
 impl<T: Element> CeCall<'_, T> {
@@ -167,24 +238,24 @@ fn fold(sums: Vec<BlockSums>) -> (f64, f64) {
 /// Cross-entropy of f32-computed data (f32, bf16, f16) on the SIMD kernels.
 pub(crate) fn ce_simd<E: Element<Acc = f32> + Store32>(call: &CeCall<'_, E>) -> (f64, f64) {
     match call.grad {
-        GradPtr::None => ce_simd_into::<E, E>(call, Ptr::null()),
-        GradPtr::Same(g) => ce_simd_into::<E, E>(call, g),
-        GradPtr::Acc(g) => ce_simd_into::<E, f32>(call, g),
+        GradPtr::None => ce_simd_into::<E, E>(call, None),
+        GradPtr::Same(g) => ce_simd_into::<E, E>(call, Some(g)),
+        GradPtr::Acc(g) => ce_simd_into::<E, f32>(call, Some(g)),
     }
 }
 
 /// Cross-entropy of f64 data on the portable kernels.
 pub(crate) fn ce_f64(call: &CeCall<'_, f64>) -> (f64, f64) {
     let g = match call.grad {
-        GradPtr::None => Ptr::null(),
-        GradPtr::Same(g) | GradPtr::Acc(g) => g,
+        GradPtr::None => None,
+        GradPtr::Same(g) | GradPtr::Acc(g) => Some(g),
     };
     ce_f64_into(call, g)
 }
 
 /// softmax / log_softmax of f64 data.
 pub(crate) fn softmax_f64(
-    x: Ptr<f64>,
+    x: ConstPtr<f64>,
     out: Ptr<f64>,
     (outer, c, inner): (usize, usize, usize),
     log: bool,
@@ -203,8 +274,8 @@ pub(crate) fn softmax_f64(
 
 /// Backward of softmax / log_softmax of f64 data.
 pub(crate) fn backward_f64(
-    y: Ptr<f64>,
-    gy: Ptr<f64>,
+    y: ConstPtr<f64>,
+    gy: ConstPtr<f64>,
     gx: Ptr<f64>,
     (outer, c, inner): (usize, usize, usize),
     log: bool,
@@ -223,7 +294,7 @@ pub(crate) fn backward_f64(
 }
 
 pub(crate) fn softmax_simd<E: Element<Acc = f32> + Store32>(
-    x: Ptr<E>,
+    x: ConstPtr<E>,
     out: Ptr<E>,
     (outer, c, inner): (usize, usize, usize),
     log: bool,
@@ -231,9 +302,11 @@ pub(crate) fn softmax_simd<E: Element<Acc = f32> + Store32>(
     let isa = Isa::active();
     blocks((outer, c, inner), |n0, n1| {
         let off = n0 * c * inner;
+        // SAFETY: the block's rows lie in the buffers (checked by the ops layer).
+        let (x, out) = unsafe { (x.at(off), out.at(off)) };
         let job = crate::kernels::fused::SoftmaxJob {
-            x: x.at(off) as *const E,
-            out: out.at(off),
+            x,
+            out,
             outer: n1 - n0,
             classes: c,
             inner,
@@ -244,8 +317,8 @@ pub(crate) fn softmax_simd<E: Element<Acc = f32> + Store32>(
 }
 
 pub(crate) fn backward_simd<E: Element<Acc = f32> + Store32>(
-    y: Ptr<E>,
-    gy: Ptr<E>,
+    y: ConstPtr<E>,
+    gy: ConstPtr<E>,
     gx: Ptr<E>,
     (outer, c, inner): (usize, usize, usize),
     log: bool,
@@ -253,10 +326,12 @@ pub(crate) fn backward_simd<E: Element<Acc = f32> + Store32>(
     let isa = Isa::active();
     blocks((outer, c, inner), |n0, n1| {
         let off = n0 * c * inner;
+        // SAFETY: the block's rows lie in the buffers (checked by the ops layer).
+        let (y, gy, gx) = unsafe { (y.at(off), gy.at(off), gx.at(off)) };
         let job = crate::kernels::fused::BackwardJob {
-            y: y.at(off) as *const E,
-            gy: gy.at(off) as *const E,
-            gx: gx.at(off),
+            y,
+            gy,
+            gx,
             outer: n1 - n0,
             classes: c,
             inner,
@@ -268,7 +343,7 @@ pub(crate) fn backward_simd<E: Element<Acc = f32> + Store32>(
 
 fn ce_simd_into<E: Element<Acc = f32> + Store32, G: Store32>(
     call: &CeCall<'_, E>,
-    g: Ptr<G>,
+    g: Option<Ptr<G>>,
 ) -> (f64, f64) {
     let (outer, c, inner) = (call.outer, call.classes, call.inner);
     let isa = Isa::active();
@@ -285,23 +360,29 @@ fn ce_simd_into<E: Element<Acc = f32> + Store32, G: Store32>(
         let (off, row0) = (n0 * c * inner, n0 * inner);
         let rows = (n1 - n0) * inner;
         let scale = call.scale.rows(row0, rows);
-        let job = CeJob {
-            x: call.x.at(off) as *const E,
-            g: g.at(off),
-            accumulate: call.accumulate,
-            t: call.probs.at(off) as *const E,
-            idx: call.idx,
-            row0,
-            outer: n1 - n0,
-            classes: c,
-            inner,
-            weight: call.weight,
-            consts,
-            cap: call.cap.map(|c| c as f32),
-            scale,
-            loss_out: call.loss_out.at(row0),
-            scratch: core::ptr::null_mut(),
-            stream,
+        // SAFETY: the block's rows (and their losses) lie in the buffers (checked by
+        // the ops layer); blocks are disjoint.
+        let job = unsafe {
+            CeJob {
+                x: call.x.at(off),
+                g: g.map(|g| NonNull::new_unchecked(g.at(off))),
+                accumulate: call.accumulate,
+                t: call
+                    .probs
+                    .map(|t| NonNull::new_unchecked(t.at(off) as *mut E)),
+                idx: call.idx,
+                row0,
+                outer: n1 - n0,
+                classes: c,
+                inner,
+                weight: call.weight,
+                consts,
+                cap: call.cap.map(|c| c as f32),
+                scale,
+                loss_out: call.loss_out.map(|l| NonNull::new_unchecked(l.at(row0))),
+                scratch: None,
+                stream,
+            }
         };
         with_scratch(scratch_len(c, inner), |scratch| {
             run_ce_block(isa, CeJob { scratch, ..job })
@@ -314,7 +395,7 @@ fn ce_simd_into<E: Element<Acc = f32> + Store32, G: Store32>(
 /// across threads.
 fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
     call: &CeCall<'_, E>,
-    g: Ptr<G>,
+    g: Option<Ptr<G>>,
     consts: CeConsts,
     isa: Isa,
 ) -> (f64, f64) {
@@ -323,11 +404,11 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
     // Without soft-capping, each chunk's exps are stored by the statistics pass and
     // the gradient pass only rescales them: in the gradient itself when it is f32
     // and overwritten, else in a scratch row of C f32 (kept by this thread).
-    let store = cap.is_none() && !g.0.is_null();
+    let store = cap.is_none() && g.is_some();
     let in_grad = G::IS_F32 && !call.accumulate;
     let scratch_len = if store && !in_grad { c } else { 0 };
     with_scratch(scratch_len, |scratch| {
-        let scratch = Ptr(scratch);
+        let scratch = scratch.map(Ptr);
         long_rows_with::<E, G>(call, g, consts, isa, store, in_grad, scratch)
     })
 }
@@ -336,12 +417,12 @@ fn ce_long_rows<E: Element<Acc = f32> + Store32, G: Store32>(
 /// gradient (`in_grad`) or in `scratch` (C f32).
 fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
     call: &CeCall<'_, E>,
-    g: Ptr<G>,
+    g: Option<Ptr<G>>,
     consts: CeConsts,
     isa: Isa,
     store: bool,
     in_grad: bool,
-    scratch: Ptr<f32>,
+    scratch: Option<Ptr<f32>>,
 ) -> (f64, f64) {
     let c = call.classes;
     let w = call.weight.map(|w| w.as_ptr());
@@ -350,26 +431,31 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
     let mut ztotal = CompensatedSum::default();
     let pieces = c.div_ceil(PIECE);
     for r in 0..call.outer {
-        let x = Ptr(call.x.at(r * c));
-        let gr = Ptr(g.at(r * c));
-        let coef = if !call.probs.0.is_null() {
-            AnyCoef::Probs(Probs {
-                t: call.probs.at(r * c) as *const E,
+        // SAFETY: row r lies in the buffers (checked by the ops layer).
+        let (x, gr, t) = unsafe {
+            (
+                call.x.add(r * c),
+                g.map(|g| g.add(r * c)),
+                call.probs.map(|t| t.add(r * c)),
+            )
+        };
+        let coef = match t {
+            Some(t) => AnyCoef::Probs(Probs {
+                // SAFETY: the row's targets.
+                t: unsafe { t.at(0) },
                 w,
                 keep: 1.0 - consts.eps,
                 spread: consts.eps / consts.classes,
-            })
-        } else if consts.eps > 0.0 {
-            w.map_or(AnyCoef::Ones, AnyCoef::Weights)
-        } else {
-            AnyCoef::None
+            }),
+            None if consts.eps > 0.0 => w.map_or(AnyCoef::Ones, AnyCoef::Weights),
+            None => AnyCoef::None,
         };
         let class = call.class_of(r);
         let (scale_ce, scale_z) = call.scale.at(r);
-        let target = if call.probs.0.is_null() {
-            class.map(|y| {
+        let target = match t {
+            None => class.map(|y| {
                 // SAFETY: y < C: the row's element.
-                let raw = unsafe { Scalar.load(x.at(y) as *const E) };
+                let raw = unsafe { Scalar.load(x.at(y)) };
                 let x_y = match cap {
                     None => raw,
                     Some(cap) => SoftCap { cap }.apply(Scalar, raw),
@@ -378,15 +464,15 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
                     w_y: call.weight.map_or(1.0, |w| w[y]),
                     x_y,
                 }
-            })
-        } else {
-            Some(RowTarget::Probs)
+            }),
+            Some(_) => Some(RowTarget::Probs),
         };
         let shared = Shared(coef);
         let piece = |k: usize, step: PieceStep<G>| {
             let start = k * PIECE;
             PieceJob::<E, G> {
-                x: x.at(start) as *const E,
+                // SAFETY: start < C.
+                x: unsafe { x.at(start) },
                 n: PIECE.min(c - start),
                 // SAFETY: start < C.
                 coef: unsafe { shared.get().offset(start) },
@@ -396,14 +482,13 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
         };
         // Where the exps go: the row's gradient (`G::IS_F32` makes the cast exact)
         // or the scratch row.
-        let e_row = if in_grad {
-            Ptr(gr.0 as *mut f32)
-        } else {
-            scratch
+        let e_row = match gr {
+            Some(gr) if in_grad => Some(gr.cast::<f32>()),
+            _ => scratch,
         };
         let (loss, zt) = match target {
             None => {
-                if !gr.0.is_null() && !call.accumulate {
+                if let (Some(gr), false) = (gr, call.accumulate) {
                     (0..c).into_par_iter().for_each(|j| {
                         // SAFETY: j < C, within the row of the gradient.
                         unsafe { *gr.at(j) = G::from_f32(0.0) }
@@ -414,28 +499,24 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
             Some(target) => {
                 // The target's logit and prior gradient, read before any pass writes
                 // (the gradient may be the logits, in place).
-                let fix = (!gr.0.is_null())
-                    .then(|| {
-                        class.map(|y| {
-                            // SAFETY: y < C.
-                            unsafe {
-                                let prior = if call.accumulate {
-                                    (*gr.at(y)).to_f32()
-                                } else {
-                                    0.0
-                                };
-                                (y, Scalar.load(x.at(y) as *const E), prior)
-                            }
-                        })
-                    })
-                    .flatten();
+                let fix = gr.zip(class).map(|(gr, y)| {
+                    // SAFETY: y < C.
+                    unsafe {
+                        let prior = if call.accumulate {
+                            (*gr.at(y)).to_f32()
+                        } else {
+                            0.0
+                        };
+                        (y, Scalar.load(x.at(y)), prior)
+                    }
+                });
                 let stats: Vec<(RowStats<f32>, [f32; MAX_STORED_CHUNKS])> = (0..pieces)
                     .into_par_iter()
                     .map(|k| {
-                        let step = if store {
-                            PieceStep::StatsStore(e_row.at(k * PIECE))
-                        } else {
-                            PieceStep::Stats
+                        let step = match e_row {
+                            // SAFETY: k·PIECE < C, within the row of exps.
+                            Some(e) if store => PieceStep::StatsStore(unsafe { e.at(k * PIECE) }),
+                            _ => PieceStep::Stats,
                         };
                         dispatch(isa, piece(k, step))
                     })
@@ -445,20 +526,22 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
                     .map(|s| s.0)
                     .fold(RowStats::EMPTY, RowStats::merge);
                 let (loss, zt, k) = finish(p, target, &consts, scale_ce, scale_z);
-                if !gr.0.is_null() {
+                if let Some(gr) = gr {
                     let ms = shift(p.m);
                     (0..pieces).into_par_iter().for_each(|j| {
-                        let step = if store {
-                            PieceStep::Rescale(
-                                e_row.at(j * PIECE) as *const f32,
-                                gr.at(j * PIECE),
-                                stats[j].1,
-                                ms,
-                                k,
-                                call.accumulate,
-                            )
-                        } else {
-                            PieceStep::Grad(gr.at(j * PIECE), ms, k, call.accumulate)
+                        // SAFETY: j·PIECE < C, within the rows of exps and gradient.
+                        let step = unsafe {
+                            match e_row {
+                                Some(e) if store => PieceStep::Rescale(
+                                    e.at(j * PIECE) as *const f32,
+                                    gr.at(j * PIECE),
+                                    stats[j].1,
+                                    ms,
+                                    k,
+                                    call.accumulate,
+                                ),
+                                _ => PieceStep::Grad(gr.at(j * PIECE), ms, k, call.accumulate),
+                            }
                         };
                         dispatch(isa, piece(j, step));
                     });
@@ -476,9 +559,9 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
                 (loss, zt)
             }
         };
-        if !call.loss_out.0.is_null() {
-            // SAFETY: r < rows.
-            unsafe { *call.loss_out.at(r) = loss + zt };
+        if let Some(l) = call.loss_out {
+            // SAFETY: r < rows, one loss each.
+            unsafe { *l.at(r) = loss + zt };
         }
         total.add(loss as f64);
         ztotal.add(zt as f64);
@@ -487,7 +570,7 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
 }
 
 /// The portable f64 path: blocks in parallel, scalar kernels.
-fn ce_f64_into(call: &CeCall<'_, f64>, g: Ptr<f64>) -> (f64, f64) {
+fn ce_f64_into(call: &CeCall<'_, f64>, g: Option<Ptr<f64>>) -> (f64, f64) {
     let (outer, c, inner) = (call.outer, call.classes, call.inner);
     let sums = blocks((outer, c, inner), |n0, n1| {
         let mut total = CompensatedSum::default();
@@ -498,17 +581,20 @@ fn ce_f64_into(call: &CeCall<'_, f64>, g: Ptr<f64>) -> (f64, f64) {
                 let off = n * c * inner + i;
                 let class = call.class_of(r);
                 let (scale_ce, scale_z) = call.scale.at(r);
-                let row = f64_path::RowArgs {
-                    x: call.x.at(off),
-                    t: call.probs.at(off),
-                    g: g.at(off),
-                    c,
-                    stride: inner,
-                    accumulate: call.accumulate,
+                // SAFETY: the row lies within the buffers (checked by the ops
+                // layer).
+                let row = unsafe {
+                    f64_path::RowArgs {
+                        x: call.x.at(off),
+                        t: call.probs.map(|t| t.at(off)),
+                        g: g.map(|g| g.at(off)),
+                        c,
+                        stride: inner,
+                        accumulate: call.accumulate,
+                    }
                 };
                 let p = f64_path::RowParams {
                     target: class,
-                    probs: !call.probs.0.is_null(),
                     weight: call.weight,
                     weight_sum: call.weight_sum,
                     eps: call.eps,
@@ -520,9 +606,9 @@ fn ce_f64_into(call: &CeCall<'_, f64>, g: Ptr<f64>) -> (f64, f64) {
                 // SAFETY: the row lies within the buffers (checked by the ops
                 // layer); blocks are disjoint.
                 let (loss, zt) = unsafe { f64_path::cross_entropy_row(row, &p) };
-                if !call.loss_out.0.is_null() {
-                    // SAFETY: r < rows.
-                    unsafe { *call.loss_out.at(r) = loss + zt };
+                if let Some(l) = call.loss_out {
+                    // SAFETY: r < rows, one loss each.
+                    unsafe { *l.at(r) = loss + zt };
                 }
                 total.add(loss);
                 ztotal.add(zt);

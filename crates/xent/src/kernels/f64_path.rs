@@ -10,11 +10,11 @@ use crate::float::Float;
 /// Where one row lives.
 #[derive(Clone, Copy)]
 pub(crate) struct RowArgs<T> {
-    pub x: *mut T,
-    /// Probability targets laid out like `x`, or null.
-    pub t: *mut T,
-    /// Gradient laid out like `x`, or null; may equal `x`.
-    pub g: *mut T,
+    pub x: *const T,
+    /// Probability targets laid out like `x`.
+    pub t: Option<*const T>,
+    /// Gradient laid out like `x`; may be `x` itself.
+    pub g: Option<*mut T>,
     pub c: usize,
     pub stride: usize,
     pub accumulate: bool,
@@ -24,8 +24,6 @@ pub(crate) struct RowArgs<T> {
 pub(crate) struct RowParams<'a, T> {
     /// The target class, `None` for an ignored row (class-index targets).
     pub target: Option<usize>,
-    /// Probability targets (then `target` is unused).
-    pub probs: bool,
     pub weight: Option<&'a [T]>,
     pub weight_sum: f64,
     pub eps: f64,
@@ -47,20 +45,22 @@ fn capped<T: Float>(x: T, cap: Option<T>) -> (T, T) {
     }
 }
 
-/// Loss of one row without its z term, and the z term; writes `∂/∂x` when `row.g` is not null.
+/// Loss of one row without its z term, and the z term; writes `∂/∂x` when there is a
+/// `row.g`. Probability targets (`row.t`) make `target` unused.
 ///
 /// # Safety
-/// `x` (and `t`, `g` when not null) valid for `c` elements at `stride`; `target < c`.
+/// `x` (and `t`, `g`) valid for `c` elements at `stride`; `target < c`.
 pub(crate) unsafe fn cross_entropy_row<T: Float>(row: RowArgs<T>, p: &RowParams<'_, T>) -> (T, T) {
     let at = |k: usize| k * row.stride;
     let cap = p.cap.map(T::from_f64);
+    let probs = row.t.is_some();
     // SAFETY: every access is at k·stride with k < c.
     unsafe {
         let xt = |k: usize| capped(*row.x.add(at(k)), cap).0;
-        if !p.probs && p.target.is_none() {
-            if !row.g.is_null() && !row.accumulate {
+        if !probs && p.target.is_none() {
+            if let (Some(g), false) = (row.g, row.accumulate) {
                 for k in 0..row.c {
-                    *row.g.add(at(k)) = T::ZERO;
+                    *g.add(at(k)) = T::ZERO;
                 }
             }
             return (T::ZERO, T::ZERO);
@@ -85,12 +85,12 @@ pub(crate) unsafe fn cross_entropy_row<T: Float>(row: RowArgs<T>, p: &RowParams<
             (T::ZERO, T::ZERO)
         };
         // Coefficients a_k of the linear terms and the gradient's (α, β, b).
-        let (loss, alpha, beta, b, y) = if p.probs {
+        let (loss, alpha, beta, b, y) = if let Some(t) = row.t {
             let (keep, spread) = (T::ONE - eps, eps / cf);
             let mut loss = T::ZERO;
             let mut wt = T::ZERO;
             for k in 0..row.c {
-                let a = w(k) * (keep * *row.t.add(at(k)) + spread);
+                let a = w(k) * (keep * *t.add(at(k)) + spread);
                 // Literal `t'·ℓ` so that 0·(−inf) is NaN exactly where PyTorch's is.
                 loss -= a * ((xt(k) - m) - ln_s);
                 wt += a;
@@ -117,11 +117,11 @@ pub(crate) unsafe fn cross_entropy_row<T: Float>(row: RowArgs<T>, p: &RowParams<
             }
             (loss, alpha + zg, beta, b, y)
         };
-        if !row.g.is_null() {
+        if let Some(g) = row.g {
             let alpha = alpha / s;
             let coef = |k: usize| {
-                if p.probs {
-                    w(k) * ((T::ONE - eps) * *row.t.add(at(k)) + eps / cf)
+                if let Some(t) = row.t {
+                    w(k) * ((T::ONE - eps) * *t.add(at(k)) + eps / cf)
                 } else if p.eps > 0.0 {
                     w(k)
                 } else {
@@ -135,7 +135,7 @@ pub(crate) unsafe fn cross_entropy_row<T: Float>(row: RowArgs<T>, p: &RowParams<
                     v -= b;
                 }
                 let v = v * d;
-                let gp = row.g.add(at(k));
+                let gp = g.add(at(k));
                 *gp = if row.accumulate { *gp + v } else { v };
             }
         }
@@ -148,7 +148,7 @@ pub(crate) unsafe fn cross_entropy_row<T: Float>(row: RowArgs<T>, p: &RowParams<
 /// # Safety
 /// `x` and `out` valid for `c` elements at `stride`.
 pub(crate) unsafe fn softmax_row<T: Float>(
-    x: *mut T,
+    x: *const T,
     out: *mut T,
     c: usize,
     stride: usize,
@@ -178,8 +178,8 @@ pub(crate) unsafe fn softmax_row<T: Float>(
 /// # Safety
 /// `y`, `gy`, `gx` valid for `c` elements at `stride`.
 pub(crate) unsafe fn softmax_backward_row<T: Float>(
-    y: *mut T,
-    gy: *mut T,
+    y: *const T,
+    gy: *const T,
     gx: *mut T,
     c: usize,
     stride: usize,

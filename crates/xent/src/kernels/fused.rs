@@ -12,6 +12,7 @@ use super::row::{
 use super::simd::{transpose_each, Kernel, Scalar, Simd, SimdKernel, Store32};
 use crate::reduce::CompensatedSum;
 use crate::targets::ClassIndices;
+use core::ptr::NonNull;
 
 /// Scalar constants of a cross-entropy call.
 #[derive(Debug, Clone, Copy)]
@@ -183,11 +184,11 @@ pub(crate) fn target_grad_v<S: Simd, X: Xform>(
 pub(crate) struct CeJob<'a, E, G> {
     /// Logits of the block (`outer · C · inner` elements).
     pub x: *const E,
-    /// Gradient of the block, or null. May equal `x` (in-place).
-    pub g: *mut G,
+    /// Gradient of the block. May be `x` itself (in-place).
+    pub g: Option<NonNull<G>>,
     pub accumulate: bool,
-    /// Probability targets of the block, or null for class indices.
-    pub t: *const E,
+    /// Probability targets of the block (none for class indices).
+    pub t: Option<NonNull<E>>,
     /// Class indices (global) and `ignore_index`.
     pub idx: Option<(ClassIndices<'a>, i64)>,
     /// Global index of the block's first row.
@@ -199,11 +200,11 @@ pub(crate) struct CeJob<'a, E, G> {
     pub consts: CeConsts,
     pub cap: Option<f32>,
     pub scale: Scale<'a, f32>,
-    /// Per-row losses of the block (reduction none), or null.
-    pub loss_out: *mut f32,
-    /// The driver's per-thread scratch of [`scratch_len`] f32 (or null): the stored
-    /// `exp` of a row, or the K-dim tiles.
-    pub scratch: *mut f32,
+    /// Per-row losses of the block (reduction none).
+    pub loss_out: Option<NonNull<f32>>,
+    /// The driver's per-thread scratch of [`scratch_len`] f32 (none when that is 0):
+    /// the stored `exp` of a row, or the K-dim tiles.
+    pub scratch: Option<NonNull<f32>>,
     /// Whether the gradient is too large to stay in cache: K-dim tiles then go back
     /// to it with streaming stores, which skip reading its lines first.
     pub stream: bool,
@@ -351,8 +352,9 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// a driver of kernels, of its own).
     #[inline]
     fn with_xform<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
-        if self.inner > 1 && kdim_as_rows(self.classes) && !self.scratch.is_null() {
-            return self.kdim_rows(s, xf);
+        if let (true, Some(scratch)) = (self.inner > 1 && kdim_as_rows(self.classes), self.scratch)
+        {
+            return self.kdim_rows(s, xf, scratch.as_ptr());
         }
         if self.inner > 1 {
             return self.lanes(s, xf);
@@ -369,11 +371,11 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     fn rows_any<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
         let w = self.weight.map(|w| w.as_ptr());
         let smoothing = self.consts.eps > 0.0;
-        if !self.t.is_null() {
+        if let Some(t) = self.t {
             let keep = 1.0 - self.consts.eps;
             let spread = self.consts.eps / self.consts.classes;
             let coef = Probs {
-                t: self.t,
+                t: t.as_ptr() as *const E,
                 w,
                 keep,
                 spread,
@@ -393,13 +395,14 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let c = self.classes;
         let mut total = CompensatedSum::default();
         let mut ztotal = CompensatedSum::default();
-        let probs = !self.t.is_null();
+        let probs = self.t.is_some();
+        let scratch = self.scratch.map(NonNull::as_ptr);
         for r in 0..self.outer {
             // SAFETY: the driver hands a block of `outer` rows of C
             // elements at x (and g, t, and `outer` losses at loss_out); r < outer.
             unsafe {
                 let x = self.x.add(r * c);
-                let g = (!self.g.is_null()).then(|| self.g.add(r * c));
+                let g = self.g.map(|g| g.as_ptr().add(r * c));
                 let coef = coef.for_row(r * c);
                 let (scale_ce, scale_z) = self.scale.at(r);
                 let target = if probs {
@@ -436,13 +439,13 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         // driver's scratch row) and the gradient pass only rescales it.
                         // `G::IS_F32` makes the `*mut G → *mut f32` cast exact.
                         let e_buf = match g {
-                            Some(g) if G::IS_F32 && !self.accumulate => g as *mut f32,
-                            _ => self.scratch,
+                            Some(g) if G::IS_F32 && !self.accumulate => Some(g as *mut f32),
+                            _ => scratch,
                         };
-                        let store = !X::CHAINED && !e_buf.is_null();
+                        let store = !X::CHAINED && e_buf.is_some();
                         let mut chunk_max = [0.0f32; row::MAX_STORED_CHUNKS];
-                        let p = match g {
-                            Some(g) if store => {
+                        let p = match (g, e_buf) {
+                            (Some(g), Some(e_buf)) if store => {
                                 // Exps in the scratch: prefetch the gradient's lines.
                                 let grad = (e_buf as *const u8 != g as *const u8)
                                     .then_some((g as *const u8, size_of::<G>()));
@@ -453,7 +456,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         let (loss, zt, k) = finish(p, target, &self.consts, scale_ce, scale_z);
                         if let Some(g) = g {
                             let ms = shift(p.m);
-                            if store {
+                            if let (true, Some(e_buf)) = (store, e_buf) {
                                 row::row_rescale(
                                     s,
                                     e_buf,
@@ -476,8 +479,8 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         (loss, zt)
                     }
                 };
-                if !self.loss_out.is_null() {
-                    *self.loss_out.add(r) = loss + zt;
+                if let Some(l) = self.loss_out {
+                    *l.as_ptr().add(r) = loss + zt;
                 }
                 total.add(loss as f64);
                 ztotal.add(zt as f64);
@@ -492,29 +495,29 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// gradient tile is copied back.
     #[inline]
     fn lanes<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
-        if self.scratch.is_null() {
-            return s.vectorize(LanesDirect { job: self, xf });
+        match self.scratch {
+            Some(scratch) => s.vectorize(Lanes {
+                job: self,
+                xf,
+                scratch: scratch.as_ptr(),
+            }),
+            None => s.vectorize(LanesDirect { job: self, xf }),
         }
-        s.vectorize(Lanes { job: self, xf })
     }
 
-    /// The kernel of [`CeJob::lanes`] with a scratch.
+    /// The kernel of [`CeJob::lanes`] with a scratch of [`scratch_len`] f32.
     #[inline(always)]
-    fn lanes_tiles<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
+    fn lanes_tiles<S: Simd, X: Xform>(self, s: S, xf: X, scratch: *mut f32) -> BlockSums {
         let mut sums = UnitSums::new(s, self.consts.z != 0.0);
         let (c, inner) = (self.classes, self.inner);
         let tw = tile_lanes(c);
         let ts = tile_stride(tw);
         let streaming = self.stream && tw >= STREAM_LANES;
-        let (probs, has_g) = (!self.t.is_null(), !self.g.is_null());
+        let (t, g) = (self.t.map(NonNull::as_ptr), self.g.map(NonNull::as_ptr));
         // SAFETY: the scratch holds scratch_len(C, inner) = 3·C·ts f32; every copy
         // stays within row n's classes and lanes i0..i0 + w of the block.
         unsafe {
-            let (xt, tt, gt) = (
-                self.scratch,
-                self.scratch.add(c * ts),
-                self.scratch.add(2 * c * ts),
-            );
+            let (xt, tt, gt) = (scratch, scratch.add(c * ts), scratch.add(2 * c * ts));
             for n in 0..self.outer {
                 let mut i0 = 0;
                 while i0 < inner {
@@ -523,11 +526,11 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     for k in 0..c {
                         let src = base + k * inner;
                         copy_convert(s, self.x.add(src), xt.add(k * ts), w);
-                        if probs {
-                            copy_convert(s, self.t.add(src), tt.add(k * ts), w);
+                        if let Some(t) = t {
+                            copy_convert(s, t.add(src), tt.add(k * ts), w);
                         }
-                        if has_g && self.accumulate {
-                            copy_convert(s, self.g.add(src), gt.add(k * ts), w);
+                        if let (Some(g), true) = (g, self.accumulate) {
+                            copy_convert(s, g.add(src), gt.add(k * ts), w);
                         }
                     }
                     // The next tile's logits are fetched into L2 while this one
@@ -552,12 +555,8 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         let r0 = n * inner + i0 + j;
                         let at = LaneAt::<f32, f32> {
                             x: xt.add(j),
-                            t: if probs { tt.add(j) } else { core::ptr::null() },
-                            g: if has_g {
-                                gt.add(j)
-                            } else {
-                                core::ptr::null_mut()
-                            },
+                            t: t.map(|_| tt.add(j) as *const f32),
+                            g: g.map(|_| gt.add(j)),
                             stride: ts,
                         };
                         if full {
@@ -567,10 +566,10 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         }
                         j += lanes;
                     }
-                    if has_g {
+                    if let Some(g) = g {
                         for k in 0..c {
                             let (src, dst) =
-                                (gt.add(k * ts) as *const f32, self.g.add(base + k * inner));
+                                (gt.add(k * ts) as *const f32, g.add(base + k * inner));
                             if streaming {
                                 copy_out_streaming(s, src, dst, w);
                             } else {
@@ -595,9 +594,9 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// rows scattered back. A driver: the gathers, scatters and row kernels are
     /// kernels of their own.
     #[inline]
-    fn kdim_rows<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
+    fn kdim_rows<S: Simd, X: Xform>(self, s: S, xf: X, scratch: *mut f32) -> BlockSums {
         let (c, inner) = (self.classes, self.inner);
-        let (probs, has_g) = (!self.t.is_null(), !self.g.is_null());
+        let (t, g) = (self.t.map(NonNull::as_ptr), self.g.map(NonNull::as_ptr));
         let mut total = CompensatedSum::default();
         let mut ztotal = CompensatedSum::default();
         // SAFETY: the scratch holds scratch_len(C, inner) = (3·KDIM_GROUP + 1)·C f32:
@@ -605,29 +604,29 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         // n's classes and lanes i0..i0 + w of the block.
         unsafe {
             let (xr, tr, gr) = (
-                self.scratch,
-                self.scratch.add(KDIM_GROUP * c),
-                self.scratch.add(2 * KDIM_GROUP * c),
+                scratch,
+                scratch.add(KDIM_GROUP * c),
+                scratch.add(2 * KDIM_GROUP * c),
             );
-            let es = self.scratch.add(3 * KDIM_GROUP * c);
+            let es = scratch.add(3 * KDIM_GROUP * c);
             for n in 0..self.outer {
                 let mut i0 = 0;
                 while i0 < inner {
                     let w = KDIM_GROUP.min(inner - i0);
                     let base = n * c * inner + i0;
                     gather_rows(s, self.x.add(base), inner, c, xr, w);
-                    if probs {
-                        gather_rows(s, self.t.add(base), inner, c, tr, w);
+                    if let Some(t) = t {
+                        gather_rows(s, t.add(base), inner, c, tr, w);
                     }
-                    if has_g && self.accumulate {
-                        gather_rows(s, self.g.add(base), inner, c, gr, w);
+                    if let (Some(g), true) = (g, self.accumulate) {
+                        gather_rows(s, g.add(base), inner, c, gr, w);
                     }
                     let r0 = n * inner + i0;
                     let job = CeJob::<f32, f32> {
                         x: xr,
-                        g: if has_g { gr } else { core::ptr::null_mut() },
+                        g: g.and(NonNull::new(gr)),
                         accumulate: self.accumulate,
-                        t: if probs { tr } else { core::ptr::null() },
+                        t: t.and(NonNull::new(tr)),
                         idx: self.idx,
                         row0: self.row0 + r0,
                         outer: w,
@@ -637,15 +636,15 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         consts: self.consts,
                         cap: self.cap,
                         scale: self.scale.rows(r0, w),
-                        loss_out: offset_or_null(self.loss_out, r0),
-                        scratch: es,
+                        loss_out: self.loss_out.map(|l| l.add(r0)),
+                        scratch: NonNull::new(es),
                         stream: false,
                     };
                     let (a, b) = job.rows_any(s, xf);
                     total.merge(a);
                     ztotal.merge(b);
-                    if has_g {
-                        scatter_rows(s, gr, self.g.add(base), inner, c, w);
+                    if let Some(g) = g {
+                        scatter_rows(s, gr, g.add(base), inner, c, w);
                     }
                     i0 += w;
                 }
@@ -671,8 +670,8 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 let at = unsafe {
                     LaneAt {
                         x: self.x.add(base),
-                        t: self.t.wrapping_add(base),
-                        g: offset_or_null(self.g, base),
+                        t: self.t.map(|t| t.as_ptr().add(base) as *const E),
+                        g: self.g.map(|g| g.as_ptr().add(base)),
                         stride: inner,
                     }
                 };
@@ -706,8 +705,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let mut xt = [0.0f32; 16 * SMALL_C];
         let mut tt = [0.0f32; 16 * SMALL_C];
         let mut gt = [0.0f32; 16 * SMALL_C];
-        let has_g = !self.g.is_null();
-        let probs = !self.t.is_null();
+        let (t, g) = (self.t.map(NonNull::as_ptr), self.g.map(NonNull::as_ptr));
         let mut r0 = 0;
         while r0 < self.outer {
             let full = r0 + lanes <= self.outer;
@@ -717,29 +715,21 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 unsafe {
                     let base = r0 * c;
                     s.rows_to_tile(self.x.add(base), c, c, xt.as_mut_ptr());
-                    if probs {
-                        s.rows_to_tile(self.t.add(base), c, c, tt.as_mut_ptr());
+                    if let Some(t) = t {
+                        s.rows_to_tile(t.add(base), c, c, tt.as_mut_ptr());
                     }
-                    if has_g && self.accumulate {
-                        s.rows_to_tile(self.g.add(base), c, c, gt.as_mut_ptr());
+                    if let (Some(g), true) = (g, self.accumulate) {
+                        s.rows_to_tile(g.add(base), c, c, gt.as_mut_ptr());
                     }
                     let at = LaneAt {
                         x: xt.as_ptr(),
-                        t: if probs {
-                            tt.as_ptr()
-                        } else {
-                            core::ptr::null()
-                        },
-                        g: if has_g {
-                            gt.as_mut_ptr()
-                        } else {
-                            core::ptr::null_mut()
-                        },
+                        t: t.map(|_| tt.as_ptr()),
+                        g: g.map(|_| gt.as_mut_ptr()),
                         stride: lanes,
                     };
                     sums.add(s, self.lane_unit(s, xf, at, r0));
-                    if has_g {
-                        s.tile_to_rows(gt.as_ptr(), self.g.add(base), c, c);
+                    if let Some(g) = g {
+                        s.tile_to_rows(gt.as_ptr(), g.add(base), c, c);
                     }
                 }
             } else {
@@ -747,8 +737,8 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 let at = unsafe {
                     LaneAt {
                         x: self.x.add(r0 * c),
-                        t: self.t.wrapping_add(r0 * c),
-                        g: offset_or_null(self.g, r0 * c),
+                        t: t.map(|t| t.add(r0 * c) as *const E),
+                        g: g.map(|g| g.add(r0 * c)),
                         stride: 1,
                     }
                 };
@@ -789,20 +779,18 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     ) -> (S::V, S::V) {
         let (c, stride) = (self.classes, at.stride);
         let lanes = S::LANES;
-        let probs = !self.t.is_null();
+        let probs = at.t.is_some();
         let w = self.weight.map(|w| w.as_ptr());
         let x = at.x;
-        let coef = if probs {
-            LaneCoef::Probs {
-                t: at.t,
+        let coef = match at.t {
+            Some(t) => LaneCoef::Probs {
+                t,
                 w,
                 keep: 1.0 - self.consts.eps,
                 spread: self.consts.eps / self.consts.classes,
-            }
-        } else if self.consts.eps > 0.0 {
-            w.map_or(LaneCoef::Ones, LaneCoef::Weights)
-        } else {
-            LaneCoef::None
+            },
+            None if self.consts.eps > 0.0 => w.map_or(LaneCoef::Ones, LaneCoef::Weights),
+            None => LaneCoef::None,
         };
         // Per lane: the upstream scales, and the target class with its weight and
         // raw logit (ignored rows stay inactive). Read before the statistics pass,
@@ -842,14 +830,10 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         };
         // Without soft-capping, an overwritten f32 gradient receives exp(x̃ − shift)
         // from the statistics pass, and the gradient pass only scales it.
-        let store = !X::CHAINED && TG::IS_F32 && !self.accumulate && !at.g.is_null();
-        let e_out = if store {
-            at.g as *mut f32
-        } else {
-            core::ptr::null_mut()
-        };
+        let store = !X::CHAINED && TG::IS_F32 && !self.accumulate && at.g.is_some();
+        let e_out = at.g.filter(|_| store).map(|g| g as *mut f32);
         // SAFETY: the caller's pointers cover C classes at `stride` for `LANES` lanes;
-        // `TG` is f32 when `e_out` is not null.
+        // `TG` is f32 when there is an `e_out`.
         let stats = unsafe { lanes::lane_stats(s, x, stride, c, coef, xf, e_out) };
         let vec = |v: &[f32; 16]| s.vector_of(&v[..lanes]);
         let on = s.ne_zero(vec(&active));
@@ -858,15 +842,14 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let (loss, zt, consts) = finish_v(s, &stats, index, &self.consts, scale_ce, scale_z);
         let zero = s.splat(0.0);
         let (loss, zt) = (s.select(on, loss, zero), s.select(on, zt, zero));
-        if !self.loss_out.is_null() {
+        if let Some(l) = self.loss_out {
             // SAFETY: rows r0..r0 + LANES lie in the block, which has a loss each.
-            unsafe { s.store(self.loss_out.add(r0), s.add(loss, zt)) };
+            unsafe { s.store(l.as_ptr().add(r0), s.add(loss, zt)) };
         }
-        if !at.g.is_null() {
+        if let Some(g) = at.g {
             let ms = s.neg_inf_to(stats.m, zero);
             // SAFETY: as for x; g may alias x, and every target element was read above.
             unsafe {
-                let g = at.g;
                 let mut prior = [0.0f32; 16];
                 if self.accumulate {
                     for l in 0..lanes {
@@ -911,13 +894,14 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
 struct Lanes<'a, E, G, X> {
     job: CeJob<'a, E, G>,
     xf: X,
+    scratch: *mut f32,
 }
 
 impl<E: Store32, G: Store32, X: Xform> Kernel for Lanes<'_, E, G, X> {
     type Out = BlockSums;
     #[inline(always)]
     fn run<S: Simd>(self, s: S) -> BlockSums {
-        self.job.lanes_tiles(s, self.xf)
+        self.job.lanes_tiles(s, self.xf, self.scratch)
     }
 }
 
@@ -1232,22 +1216,13 @@ unsafe fn scatter_rows_body<S: Simd, B: Store32>(
     }
 }
 
-/// `p + k`, or null for a null `p` (an absent gradient stays absent).
-#[inline(always)]
-fn offset_or_null<T>(p: *mut T, k: usize) -> *mut T {
-    if p.is_null() {
-        p
-    } else {
-        p.wrapping_add(k)
-    }
-}
-
 /// Where a lane unit's data lives: class `k` of lane `l` at `k·stride + l`.
 #[derive(Clone, Copy)]
 struct LaneAt<E, G> {
     x: *const E,
-    t: *const E,
-    g: *mut G,
+    /// Probability targets.
+    t: Option<*const E>,
+    g: Option<*mut G>,
     stride: usize,
 }
 

@@ -53,7 +53,7 @@ impl<E: Store32> LaneCoef<E> {
 /// Statistics of `LANES` rows of `c` classes at stride `stride`, one per lane.
 ///
 /// # Safety
-/// `x + k·stride` readable for `LANES` elements for every class `k < c`; a non-null
+/// `x + k·stride` readable for `LANES` elements for every class `k < c`; an
 /// `e_out + k·stride` writable for `LANES` f32 (it may alias `x`: each class is read
 /// before it is written).
 #[inline]
@@ -64,17 +64,18 @@ pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
     c: usize,
     coef: LaneCoef<E>,
     xf: X,
-    e_out: *mut f32,
+    e_out: Option<*mut f32>,
 ) -> RowStats<S::V> {
     // The options are fixed for the call: one loop per combination, without
     // branches inside.
     // SAFETY: forwarded.
     unsafe {
-        match (e_out.is_null(), coef.active()) {
-            (true, false) => stats::<S, E, X, false, false>(s, x, stride, c, coef, xf, e_out),
-            (false, false) => stats::<S, E, X, true, false>(s, x, stride, c, coef, xf, e_out),
-            (true, true) => stats::<S, E, X, false, true>(s, x, stride, c, coef, xf, e_out),
-            (false, true) => stats::<S, E, X, true, true>(s, x, stride, c, coef, xf, e_out),
+        let e = e_out.unwrap_or(core::ptr::null_mut());
+        match (e_out.is_some(), coef.active()) {
+            (false, false) => stats::<S, E, X, false, false>(s, x, stride, c, coef, xf, e),
+            (true, false) => stats::<S, E, X, true, false>(s, x, stride, c, coef, xf, e),
+            (false, true) => stats::<S, E, X, false, true>(s, x, stride, c, coef, xf, e),
+            (true, true) => stats::<S, E, X, true, true>(s, x, stride, c, coef, xf, e),
         }
     }
 }
@@ -132,7 +133,8 @@ impl<S: Simd, E: Store32, X: Xform, const STORE: bool, const ACTIVE: bool> SimdK
     }
 }
 
-/// [`lane_stats`] for a known `STORE` (`e_out` not null) and `ACTIVE` (linear terms).
+/// [`lane_stats`] for a known `STORE` (there is an `e_out`; null and unused
+/// otherwise) and `ACTIVE` (linear terms).
 ///
 /// # Safety
 /// As [`lane_stats`].

@@ -7,6 +7,7 @@ use super::fused::{copy_convert, copy_out_streaming, CeConsts, CeJob, Scale, SMA
 use super::simd::{Kernel, Simd, Store32};
 use crate::element::{bf16, f16};
 use crate::targets::ClassIndices;
+use core::ptr::NonNull;
 
 /// A vector function under test.
 #[derive(Clone, Copy)]
@@ -556,13 +557,9 @@ fn run_ce(
     };
     let job = CeJob::<f32, f32> {
         x: p.x.as_ptr(),
-        g: g.as_mut_ptr(),
+        g: NonNull::new(g.as_mut_ptr()),
         accumulate,
-        t: if probs {
-            p.t.as_ptr()
-        } else {
-            core::ptr::null()
-        },
+        t: probs.then(|| NonNull::from(&p.t[..]).cast()),
         idx: (!probs).then(|| (ClassIndices::from(&p.idx[..]), -100)),
         row0: 0,
         outer,
@@ -576,12 +573,8 @@ fn run_ce(
         },
         cap,
         scale: Scale::PerRow(&p.go),
-        loss_out: losses.as_mut_ptr(),
-        scratch: if scratch.is_empty() {
-            core::ptr::null_mut()
-        } else {
-            scratch.as_mut_ptr()
-        },
+        loss_out: NonNull::new(losses.as_mut_ptr()),
+        scratch: (!scratch.is_empty()).then(|| NonNull::from(&mut scratch[..]).cast()),
         // With the tiles, wide ones go back with streaming stores.
         stream: with_scratch,
     };

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
-use crate::par::{CeCall, GradPtr, Ptr, Scale};
+use crate::par::{CeCall, ConstPtr, GradPtr, Ptr, Scale};
 use crate::reduce::CompensatedSum;
 use crate::targets::{ClassIndices, Targets};
 
@@ -150,7 +150,7 @@ pub fn cross_entropy_into<'t, T: Element>(
         None => (GradPtr::None, None, false),
     };
     // The kernels only read the input here (the gradient is another buffer).
-    let x = Ptr(input.as_ptr() as *mut T);
+    let x = ConstPtr::new(input);
     Ok(run(
         x,
         &layout,
@@ -196,9 +196,9 @@ pub fn cross_entropy_inplace<'t, T: Element>(
         loss_len(&layout, opts.reduction),
     )?;
     check_grad_output(grad_output, &layout, opts.reduction)?;
-    let x = Ptr(logits.as_mut_ptr());
+    let x = Ptr::new(logits);
     Ok(run(
-        x,
+        x.as_const(),
         &layout,
         &target,
         opts,
@@ -211,7 +211,7 @@ pub fn cross_entropy_inplace<'t, T: Element>(
 
 /// Builds the driver call from validated arguments and reduces its sums.
 fn run<T: Element>(
-    x: Ptr<T>,
+    x: ConstPtr<T>,
     layout: &Layout,
     target: &Targets<'_, T>,
     opts: &CrossEntropyOptions<'_, T::Acc>,
@@ -236,8 +236,8 @@ fn run<T: Element>(
     };
     let weight_sum = weight_sum(opts.weight, layout.classes());
     let (idx, probs) = match *target {
-        Targets::Indices(idx) => (Some((idx, opts.ignore_index)), Ptr::null()),
-        Targets::Probabilities(t) => (None, Ptr(t.as_ptr() as *mut T)),
+        Targets::Indices(idx) => (Some((idx, opts.ignore_index)), None),
+        Targets::Probabilities(t) => (None, Some(ConstPtr::new(t))),
     };
     let call = CeCall {
         x,
@@ -254,11 +254,7 @@ fn run<T: Element>(
         z: opts.z_loss,
         cap: opts.softcap,
         scale,
-        loss_out: if reduction == Reduction::None {
-            Ptr(loss_out.as_mut_ptr())
-        } else {
-            Ptr::null()
-        },
+        loss_out: (reduction == Reduction::None).then(|| Ptr::new(loss_out)),
     };
     let (ce, z) = <T as Sealed>::run_cross_entropy(&call);
     dens.finish(reduction, ce, z, opts.z_loss != 0.0, loss_out)
@@ -362,16 +358,16 @@ pub(crate) fn block_inplace<T: Element>(
     scale: Scale<'_, T::Acc>,
 ) -> (f64, f64) {
     let weight_sum = weight_sum(opts.weight, classes);
-    let x = Ptr(x.as_mut_ptr());
+    let x = Ptr::new(x);
     let call = CeCall {
-        x,
+        x: x.as_const(),
         grad: if grad {
             GradPtr::Same(x)
         } else {
             GradPtr::None
         },
         accumulate: false,
-        probs: Ptr::null(),
+        probs: None,
         idx: Some((target, opts.ignore_index)),
         outer: rows,
         classes,
@@ -382,7 +378,7 @@ pub(crate) fn block_inplace<T: Element>(
         z: opts.z_loss,
         cap: opts.softcap,
         scale,
-        loss_out: Ptr(row_loss.as_mut_ptr()),
+        loss_out: Some(Ptr::new(row_loss)),
     };
     <T as Sealed>::run_cross_entropy(&call)
 }

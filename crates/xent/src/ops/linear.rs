@@ -749,7 +749,7 @@ fn logits_into<E: Element>(
     tiles: &ThreadScratch<E::Acc>,
 ) {
     assert!(x.len() == rows * v && ht.len() == ld * d && rows <= ld && w.w.len() == v * d);
-    let out = Ptr(x.as_mut_ptr());
+    let out = Ptr::new(x);
     let chunk = X_CLASS_CHUNK.min(v);
     (0..v.div_ceil(chunk.max(1))).into_par_iter().for_each(|c| {
         tiles.with(|scratch| {
@@ -869,7 +869,7 @@ fn hidden_grad_into<E: Element>(
     dh_block: &mut [E::Acc],
 ) {
     assert!(g.len() == rows * v && w.w.len() == v * d && dh_block.len() == rows * d);
-    let out = Ptr(dh_block.as_mut_ptr());
+    let out = Ptr::new(dh_block);
     (0..d.div_ceil(DH_COL_CHUNK)).into_par_iter().for_each(|c| {
         let c0 = c * DH_COL_CHUNK;
         let cols = DH_COL_CHUNK.min(d - c0);

@@ -90,8 +90,8 @@ impl<T: Element> GradBuf<'_, T> {
     }
     fn ptr(&mut self) -> GradPtr<T> {
         match self {
-            GradBuf::Same(g) => GradPtr::Same(Ptr(g.as_mut_ptr())),
-            GradBuf::Acc(g) => GradPtr::Acc(Ptr(g.as_mut_ptr())),
+            GradBuf::Same(g) => GradPtr::Same(Ptr::new(g)),
+            GradBuf::Acc(g) => GradPtr::Acc(Ptr::new(g)),
         }
     }
 }

@@ -5,18 +5,13 @@ use crate::element::sealed::Sealed;
 use crate::element::Element;
 use crate::error::Result;
 use crate::layout::Layout;
-use crate::par::Ptr;
+use crate::par::{ConstPtr, Ptr};
 
 fn forward_into<T: Element>(input: &[T], shape: &[usize], out: &mut [T], log: bool) -> Result<()> {
     let layout = Layout::new(shape, input.len())?;
     check_len("out", out.len(), input.len())?;
     let dims = (layout.outer(), layout.classes(), layout.inner());
-    <T as Sealed>::run_softmax(
-        Ptr(input.as_ptr() as *mut T),
-        Ptr(out.as_mut_ptr()),
-        dims,
-        log,
-    );
+    <T as Sealed>::run_softmax(ConstPtr::new(input), Ptr::new(out), dims, log);
     Ok(())
 }
 
@@ -32,9 +27,9 @@ fn backward_into<T: Element>(
     check_len("grad_input", grad_input.len(), output.len())?;
     let dims = (layout.outer(), layout.classes(), layout.inner());
     <T as Sealed>::run_softmax_backward(
-        Ptr(output.as_ptr() as *mut T),
-        Ptr(grad_output.as_ptr() as *mut T),
-        Ptr(grad_input.as_mut_ptr()),
+        ConstPtr::new(output),
+        ConstPtr::new(grad_output),
+        Ptr::new(grad_input),
         dims,
         log,
     );
