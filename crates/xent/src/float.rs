@@ -3,12 +3,37 @@
 use core::fmt::{Debug, Display};
 use core::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
-use crate::kernels::pointwise::{self, PointCall, PointOut};
+pub(crate) mod sealed {
+    use crate::kernels::pointwise::{self, PointCall, PointOut};
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
+    /// The elementwise kernel entry points of each [`super::Float`] type.
+    /// Crate-private: the public trait carries no kernels, and no other crate can
+    /// implement it.
+    pub trait Sealed: Sized {
+        /// One block of an elementwise loss on this type's kernels.
+        fn run_pointwise(call: PointCall<'_, Self>) -> PointOut;
+        /// Whether every element lies in `[0, 1]` (NaN does not), on this type's
+        /// kernels.
+        fn all_in_unit(data: &[Self]) -> bool;
+    }
+
+    impl Sealed for f32 {
+        fn run_pointwise(call: PointCall<'_, Self>) -> PointOut {
+            pointwise::vector(call)
+        }
+        fn all_in_unit(data: &[Self]) -> bool {
+            pointwise::all_in_unit(data)
+        }
+    }
+
+    impl Sealed for f64 {
+        fn run_pointwise(call: PointCall<'_, Self>) -> PointOut {
+            pointwise::portable(call)
+        }
+        fn all_in_unit(data: &[Self]) -> bool {
+            pointwise::all_in_unit_portable(data)
+        }
+    }
 }
 
 /// A floating-point element type of logits, targets, weights and gradients.
@@ -77,16 +102,10 @@ pub trait Float:
     /// `true` for neither infinite nor NaN.
     #[allow(clippy::wrong_self_convention)]
     fn is_finite(self) -> bool;
-    /// One block of an elementwise loss on this type's kernels.
-    #[doc(hidden)]
-    fn __pointwise(call: PointCall<'_, Self>) -> PointOut;
-    /// Whether every element lies in `[0, 1]` (NaN does not), on this type's kernels.
-    #[doc(hidden)]
-    fn __all_in_unit(data: &[Self]) -> bool;
 }
 
 macro_rules! impl_float {
-    ($t:ty, $pointwise:path, $all_in_unit:path) => {
+    ($t:ty) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -120,15 +139,9 @@ macro_rules! impl_float {
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
             }
-            fn __pointwise(call: PointCall<'_, Self>) -> PointOut {
-                $pointwise(call)
-            }
-            fn __all_in_unit(data: &[Self]) -> bool {
-                $all_in_unit(data)
-            }
         }
     };
 }
 
-impl_float!(f32, pointwise::vector, pointwise::all_in_unit);
-impl_float!(f64, pointwise::portable, pointwise::all_in_unit_portable);
+impl_float!(f32);
+impl_float!(f64);

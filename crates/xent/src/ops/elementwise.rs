@@ -4,6 +4,7 @@
 
 use super::GradOut;
 use crate::error::{Error, Result};
+use crate::float::sealed::Sealed;
 use crate::float::Float;
 use crate::kernels::pointwise::{PointCall, PointGrad, PointOp, PointOut, Src};
 use crate::reduce::CompensatedSum;
@@ -62,7 +63,7 @@ pub(crate) fn check_unit_interval<T: Float>(
     let ok = |v: T| v >= lo && v <= hi;
     let bad = data
         .par_chunks(BLOCK)
-        .position_first(|c| !T::__all_in_unit(c))
+        .position_first(|c| !<T as Sealed>::all_in_unit(c))
         .map(|b| b * BLOCK + data[b * BLOCK..].iter().position(|&v| !ok(v)).unwrap_or(0));
     match bad {
         None => Ok(()),
@@ -276,7 +277,7 @@ fn blocks<T>(buf: Option<&mut [T]>, numel: usize) -> Vec<Option<&mut [T]>> {
 pub(crate) type GradParts<'g, T> = (Option<&'g mut [T]>, Option<&'g [T]>, bool);
 
 /// An elementwise loss over every element: `a` and `b` (`numel` each), the weights
-/// with their broadcast, the reduction. Runs the kernels ([`Float::__pointwise`]) over
+/// with their broadcast, the reduction. Runs the kernels (`Sealed::run_pointwise`) over
 /// the fixed blocks of [`BLOCK`] elements on rayon's threads and merges the blocks'
 /// sums in block order, so the result does not depend on the thread count; writes
 /// the reduced loss (or the elementwise losses for `none`) into `loss_out`.
@@ -306,7 +307,7 @@ impl<T: Float> Pointwise<'_, T> {
             .map(|(blk, ((loss, ga), gb))| {
                 let (i0, end) = (blk * BLOCK, ((blk + 1) * BLOCK).min(numel));
                 let (mut w_tile, mut pw_tile) = (Vec::new(), Vec::new());
-                T::__pointwise(PointCall {
+                <T as Sealed>::run_pointwise(PointCall {
                     op: self.op,
                     a: &self.a[i0..end],
                     b: &self.b[i0..end],
