@@ -102,7 +102,7 @@ fn grid(lo: f32, hi: f32, n: usize) -> Vec<f32> {
 }
 
 /// The vector `exp` stays within 2 ulp of `f64` for normal results, flushes below,
-/// and gets the special values exactly: the bound stated in `simd.rs`.
+/// and gets the special values exactly: the bound stated in `simd/math.rs`.
 #[test]
 fn vector_exp_error_bound() {
     let mut x = grid(-104.0, 88.7, 400_003);
@@ -206,7 +206,7 @@ fn positive_range() -> Vec<f32> {
 
 /// The vector `ln` stays within 2 ulp of `f64` over every positive float (subnormals
 /// included) and gets the special values exactly, also when one lane of a vector is
-/// special and the others are not: the bound stated in `simd.rs`.
+/// special and the others are not: the bound stated in `simd/math.rs`.
 #[test]
 fn vector_ln_error_bound() {
     let mut x = positive_range();
