@@ -37,19 +37,16 @@
 
 use super::{Simd, SimdKernel};
 
-/// Runs a math kernel ([`Exp`], [`ExpSmall`], [`Tanh`], [`Ln`], [`Ln1p`]) on `s`:
-/// inlined into the caller where debug assertions are off (optimized builds); in a
-/// frame of its own through [`Simd::vectorize`] where they are on, since an
-/// unoptimized build gives every inlined temporary of the math its own slot in the
-/// frame of each kernel that calls it (tens of KiB a kernel). `tanh` and `ln_1p`
-/// reach `exp` and `ln` this way too.
+/// Runs a math kernel ([`Exp`], [`ExpSmall`], [`Tanh`], [`Ln`], [`Ln1p`]) on `s`
+/// through [`Simd::vectorize`]: in a frame of its own in an unoptimized build, which
+/// would otherwise give every inlined temporary of the math its own slot in the
+/// frame of each kernel that calls it (tens of KiB a kernel); optimized builds
+/// inline the trampoline into the calling kernel, which has the same target
+/// features (the release binary has as many trampoline calls with this as with the
+/// math inlined by hand: 411). `tanh` and `ln_1p` reach `exp` and `ln` this way too.
 #[inline(always)]
 pub(super) fn run<S: Simd, K: SimdKernel<S, Out = S::V>>(s: S, k: K) -> S::V {
-    #[cfg(debug_assertions)]
-    let r = s.vectorize(k);
-    #[cfg(not(debug_assertions))]
-    let r = k.run(s);
-    r
+    s.vectorize(k)
 }
 
 /// The math functions as kernels, each over one vector (for [`run`]).
