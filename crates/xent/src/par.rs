@@ -12,13 +12,11 @@ use crate::kernels::dispatch::{dispatch, Isa};
 use crate::kernels::f64_path;
 pub(crate) use crate::kernels::fused::Scale;
 use crate::kernels::fused::{
-    finish, run_ce_block, scratch_len, target_grad, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob,
-    PieceStep, RowTarget, STREAM_BYTES,
+    finish, run_ce_block, scratch_len, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob, PieceStep,
+    RowStart, STREAM_BYTES,
 };
-use crate::kernels::row::{
-    shift, Identity, Probs, RowStats, SoftCap, Xform, CHUNK, MAX_STORED_CHUNKS,
-};
-use crate::kernels::simd::{Scalar, Simd, Store32};
+use crate::kernels::row::{shift, Identity, Probs, RowStats, SoftCap, CHUNK, MAX_STORED_CHUNKS};
+use crate::kernels::simd::Store32;
 use crate::reduce::CompensatedSum;
 use crate::targets::ClassIndices;
 use core::ptr::NonNull;
@@ -452,20 +450,16 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
         };
         let class = call.class_of(r);
         let (scale_ce, scale_z) = call.scale.at(r);
-        let target = match t {
-            None => class.map(|y| {
-                // SAFETY: y < C: the row's element.
-                let raw = unsafe { Scalar.load(x.at(y)) };
-                let x_y = match cap {
-                    None => raw,
-                    Some(cap) => SoftCap { cap }.apply(Scalar, raw),
-                };
-                RowTarget::Index {
-                    w_y: call.weight.map_or(1.0, |w| w[y]),
-                    x_y,
+        // SAFETY: row r of C classes (and its gradient) lies in the buffers; y < C.
+        let start = unsafe {
+            let g = gr.map(|g| g.at(0));
+            let (probs, x, w) = (t.is_some(), x.at(0), call.weight);
+            match cap {
+                None => RowStart::read(Identity, x, g, probs, class, w, call.accumulate),
+                Some(cap) => {
+                    RowStart::read(SoftCap { cap }, x, g, probs, class, w, call.accumulate)
                 }
-            }),
-            Some(_) => Some(RowTarget::Probs),
+            }
         };
         let shared = Shared(coef);
         let piece = |k: usize, step: PieceStep<G>| {
@@ -486,7 +480,7 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
             Some(gr) if in_grad => Some(gr.cast::<f32>()),
             _ => scratch,
         };
-        let (loss, zt) = match target {
+        let (loss, zt) = match start.target {
             None => {
                 if let (Some(gr), false) = (gr, call.accumulate) {
                     (0..c).into_par_iter().for_each(|j| {
@@ -497,19 +491,6 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
                 (0.0, 0.0)
             }
             Some(target) => {
-                // The target's logit and prior gradient, read before any pass writes
-                // (the gradient may be the logits, in place).
-                let fix = gr.zip(class).map(|(gr, y)| {
-                    // SAFETY: y < C.
-                    unsafe {
-                        let prior = if call.accumulate {
-                            (*gr.at(y)).to_f32()
-                        } else {
-                            0.0
-                        };
-                        (y, Scalar.load(x.at(y)), prior)
-                    }
-                });
                 let stats: Vec<(RowStats<f32>, [f32; MAX_STORED_CHUNKS])> = (0..pieces)
                     .into_par_iter()
                     .map(|k| {
@@ -545,15 +526,13 @@ fn long_rows_with<E: Element<Acc = f32> + Store32, G: Store32>(
                         };
                         dispatch(isa, piece(j, step));
                     });
-                    if let Some((y, x_y, prior)) = fix {
-                        // SAFETY: y < C.
-                        let a_y = unsafe { coef.scalar_at(y) };
-                        let v = match cap {
-                            None => target_grad(Identity, x_y, a_y, ms, k, prior),
-                            Some(cap) => target_grad(SoftCap { cap }, x_y, a_y, ms, k, prior),
-                        };
-                        // SAFETY: y < C.
-                        unsafe { *gr.at(y) = G::from_f32(v) };
+                    // SAFETY: the row's gradient; y < C.
+                    unsafe {
+                        let (g, a_y) = (gr.at(0), |y| coef.scalar_at(y));
+                        match cap {
+                            None => start.write_target_grad(Identity, g, a_y, ms, k),
+                            Some(cap) => start.write_target_grad(SoftCap { cap }, g, a_y, ms, k),
+                        }
                     }
                 }
                 (loss, zt)

@@ -136,26 +136,53 @@ impl core::str::FromStr for Isa {
     }
 }
 
-/// Runs `kernel` on `isa` (through [`Simd::vectorize`]), falling back to scalar
-/// code where the CPU lacks `isa`.
-pub(crate) fn dispatch<K: Kernel>(isa: Isa, kernel: K) -> K::Out {
+/// A job: driver code over one block of work (loops, layout, the choice of the
+/// kernels and their options), generic over the instruction set. [`dispatch`] runs
+/// it with the token of the chosen instruction set but outside vector code; the job
+/// enters vector code only through its kernels ([`Simd::vectorize`]), so that
+/// `#[target_feature]` wraps each kernel and never a whole job.
+pub(crate) trait Job {
+    /// What the job returns.
+    type Out;
+    /// The job's body, for the instruction set `s`.
+    fn run<S: Simd>(self, s: S) -> Self::Out;
+}
+
+/// Runs `job` with the token of `isa`, falling back to scalar code where the CPU
+/// lacks `isa`.
+pub(crate) fn dispatch<J: Job>(isa: Isa, job: J) -> J::Out {
     #[cfg(target_arch = "x86_64")]
     {
         use super::simd::{Avx2, Avx512};
         if isa == Isa::Avx512 {
             if let Some(s) = Avx512::detect() {
                 count_run(Isa::Avx512);
-                return s.vectorize(kernel);
+                return job.run(s);
             }
         }
         if isa == Isa::Avx2 || isa == Isa::Avx512 {
             if let Some(s) = Avx2::detect() {
                 count_run(Isa::Avx2);
-                return s.vectorize(kernel);
+                return job.run(s);
             }
         }
     }
     let _ = isa;
     count_run(Isa::Scalar);
-    Scalar.vectorize(kernel)
+    job.run(Scalar)
+}
+
+/// Runs one kernel on `isa` (a job that only enters it).
+pub(crate) fn dispatch_kernel<K: Kernel>(isa: Isa, kernel: K) -> K::Out {
+    dispatch(isa, Enter(kernel))
+}
+
+/// The job of [`dispatch_kernel`].
+struct Enter<K>(K);
+
+impl<K: Kernel> Job for Enter<K> {
+    type Out = K::Out;
+    fn run<S: Simd>(self, s: S) -> K::Out {
+        s.vectorize(self.0)
+    }
 }

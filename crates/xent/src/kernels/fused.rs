@@ -1,10 +1,14 @@
 //! Fused cross-entropy and softmax jobs over a block of rows, for f32-computed data.
 //!
-//! A job is one block of whole `n` indices (`outer` rows of `C × inner`), handed to
-//! [`super::dispatch::dispatch`] so that its body is compiled for the instruction set
-//! that runs it. The driver in [`crate::par`] splits the batch into jobs.
+//! A job is one block of whole `n` indices (`outer` rows of `C × inner`), run by
+//! [`super::dispatch::dispatch`] with the token of the instruction set the call
+//! uses. A job is driver code: it picks the layout's path and the options' kernels
+//! (soft-capping or not, the coefficients of the linear terms), and enters vector
+//! code only through those kernels (row chunks, lane units in tiles, short-row
+//! groups, K-dim gathers and scatters), each a function of its own compiled for the
+//! instruction set. The driver in [`crate::par`] splits the batch into jobs.
 
-use super::dispatch::{dispatch, Isa};
+use super::dispatch::{dispatch, Isa, Job};
 use super::lanes::{self, LaneCoef};
 use super::row::{
     self, shift, Coef, GradConsts, Identity, NoCoef, Ones, Probs, RowStats, SoftCap, Weights, Xform,
@@ -13,6 +17,22 @@ use super::simd::{transpose_each, Kernel, Scalar, Simd, SimdKernel, Store32};
 use crate::reduce::CompensatedSum;
 use crate::targets::ClassIndices;
 use core::ptr::NonNull;
+
+/// Calls `recv.method::<T.., ST, AC, ACT>(args..)` with the lane flags
+/// `(store, accumulate, active)` of `flags` as const parameters (see
+/// [`CeJob::lane_flags`]; `store` excludes `accumulate`).
+macro_rules! by_lane_flags {
+    ($flags:expr, $recv:ident . $method:ident :: <$($t:ty),*> ($($arg:expr),* $(,)?)) => {
+        match $flags {
+            (true, _, false) => $recv.$method::<$($t,)* true, false, false>($($arg),*),
+            (true, _, true) => $recv.$method::<$($t,)* true, false, true>($($arg),*),
+            (false, false, false) => $recv.$method::<$($t,)* false, false, false>($($arg),*),
+            (false, false, true) => $recv.$method::<$($t,)* false, false, true>($($arg),*),
+            (false, true, false) => $recv.$method::<$($t,)* false, true, false>($($arg),*),
+            (false, true, true) => $recv.$method::<$($t,)* false, true, true>($($arg),*),
+        }
+    };
+}
 
 /// Scalar constants of a cross-entropy call.
 #[derive(Debug, Clone, Copy)]
@@ -180,6 +200,79 @@ pub(crate) fn target_grad_v<S: Simd, X: Xform>(
     s.add(prior, if X::CHAINED { s.mul(v, d) } else { v })
 }
 
+/// A contiguous row's target, and what its passes overwrite that the target's
+/// exact gradient needs, read before they run (the gradient may be the logits
+/// themselves, or accumulate onto a prior gradient). The driver of whole rows
+/// ([`CeJob`]) and the one of rows split across threads share it.
+#[derive(Clone, Copy)]
+pub(crate) struct RowStart {
+    /// The row's target; `None` for an ignored row.
+    pub target: Option<RowTarget>,
+    /// With a gradient and a target class: the class, its raw logit and its prior
+    /// gradient (0 unless accumulating).
+    fix: Option<(usize, f32, f32)>,
+}
+
+impl RowStart {
+    /// Reads row `x`'s target: its probabilities (`probs`), or its class (`None`:
+    /// ignored) with the class's weight and transformed logit.
+    ///
+    /// # Safety
+    /// `x`, and `g` when given, readable for the row's classes; `class` one of them.
+    #[inline]
+    pub(crate) unsafe fn read<E: Store32, G: Store32, X: Xform>(
+        xf: X,
+        x: *const E,
+        g: Option<*mut G>,
+        probs: bool,
+        class: Option<usize>,
+        weight: Option<&[f32]>,
+        accumulate: bool,
+    ) -> RowStart {
+        // SAFETY: y < C, within the row (the caller's contract).
+        unsafe {
+            let target = if probs {
+                Some(RowTarget::Probs)
+            } else {
+                class.map(|y| RowTarget::Index {
+                    w_y: weight.map_or(1.0, |w| w[y]),
+                    x_y: xf.apply(Scalar, Scalar.load(x.add(y))),
+                })
+            };
+            let fix = g.zip(class).map(|(g, y)| {
+                let prior = if accumulate {
+                    (*g.add(y)).to_f32()
+                } else {
+                    0.0
+                };
+                (y, Scalar.load(x.add(y)), prior)
+            });
+            RowStart { target, fix }
+        }
+    }
+
+    /// Writes the target class's exact gradient into the row's gradient `g`, after
+    /// the gradient pass; `a_y` gives the class's linear coefficient.
+    ///
+    /// # Safety
+    /// `g` is the gradient [`RowStart::read`] was given, writable.
+    #[inline]
+    pub(crate) unsafe fn write_target_grad<G: Store32, X: Xform>(
+        &self,
+        xf: X,
+        g: *mut G,
+        a_y: impl FnOnce(usize) -> f32,
+        ms: f32,
+        k: GradConsts<f32>,
+    ) {
+        if let Some((y, x_y, prior)) = self.fix {
+            let v = target_grad(xf, x_y, a_y(y), ms, k, prior);
+            // SAFETY: y < C, within the row's gradient.
+            unsafe { *g.add(y) = G::from_f32(v) };
+        }
+    }
+}
+
 /// One block of a cross-entropy call.
 pub(crate) struct CeJob<'a, E, G> {
     /// Logits of the block (`outer · C · inner` elements).
@@ -330,9 +423,8 @@ pub(crate) fn run_ce_block<E: Store32, G: Store32>(isa: Isa, job: CeJob<'_, E, G
 /// Sums of a block: (loss without z terms, z terms), over rows in order.
 pub(crate) type BlockSums = (CompensatedSum, CompensatedSum);
 
-impl<E: Store32, G: Store32> Kernel for CeJob<'_, E, G> {
+impl<E: Store32, G: Store32> Job for CeJob<'_, E, G> {
     type Out = BlockSums;
-    #[inline(always)]
     fn run<S: Simd>(self, s: S) -> BlockSums {
         match self.cap {
             None => self.with_xform(s, Identity),
@@ -405,15 +497,9 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 let g = self.g.map(|g| g.as_ptr().add(r * c));
                 let coef = coef.for_row(r * c);
                 let (scale_ce, scale_z) = self.scale.at(r);
-                let target = if probs {
-                    Some(RowTarget::Probs)
-                } else {
-                    self.class_of(self.row0 + r).map(|y| RowTarget::Index {
-                        w_y: self.weight.map_or(1.0, |w| w[y]),
-                        x_y: xf.apply(Scalar, Scalar.load(x.add(y))),
-                    })
-                };
-                let (loss, zt) = match target {
+                let class = self.class_of(self.row0 + r);
+                let start = RowStart::read(xf, x, g, probs, class, self.weight, self.accumulate);
+                let (loss, zt) = match start.target {
                     None => {
                         if let (Some(g), false) = (g, self.accumulate) {
                             for j in 0..c {
@@ -423,17 +509,6 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         (0.0, 0.0)
                     }
                     Some(target) => {
-                        // Read what the passes overwrite (in-place, accumulate).
-                        let fix = g.and_then(|g| {
-                            self.class_of(self.row0 + r).map(|y| {
-                                let prior = if self.accumulate {
-                                    (*g.add(y)).to_f32()
-                                } else {
-                                    0.0
-                                };
-                                (y, Scalar.load(x.add(y)), prior)
-                            })
-                        });
                         // Without soft-capping, pass B stores exp(x − m_chunk) (in the
                         // f32 gradient itself when it is overwritten, else in the
                         // driver's scratch row) and the gradient pass only rescales it.
@@ -445,11 +520,19 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         let store = !X::CHAINED && e_buf.is_some();
                         let mut chunk_max = [0.0f32; row::MAX_STORED_CHUNKS];
                         let p = match (g, e_buf) {
+                            // Exps in the gradient itself.
+                            (Some(g), Some(e_buf))
+                                if store && e_buf as *const u8 == g as *const u8 =>
+                            {
+                                let cm = &mut chunk_max;
+                                row::row_stats_store::<S, E, C, X, f32>(
+                                    s, x, e_buf, c, coef, xf, cm, None,
+                                )
+                            }
+                            // Exps in the scratch: prefetch the gradient's lines.
                             (Some(g), Some(e_buf)) if store => {
-                                // Exps in the scratch: prefetch the gradient's lines.
-                                let grad = (e_buf as *const u8 != g as *const u8)
-                                    .then_some((g as *const u8, size_of::<G>()));
-                                row::row_stats_store(s, x, e_buf, c, coef, xf, &mut chunk_max, grad)
+                                let (cm, grad) = (&mut chunk_max, Some(g as *const G));
+                                row::row_stats_store(s, x, e_buf, c, coef, xf, cm, grad)
                             }
                             _ => row::row_stats(s, x, c, coef, xf),
                         };
@@ -471,10 +554,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                             } else {
                                 row::row_grad(s, x, g, c, coef, xf, ms, k, self.accumulate);
                             }
-                            if let Some((y, x_y, prior)) = fix {
-                                let a_y = coef.scalar_at(y);
-                                *g.add(y) = G::from_f32(target_grad(xf, x_y, a_y, ms, k, prior));
-                            }
+                            start.write_target_grad(xf, g, |y| coef.scalar_at(y), ms, k);
                         }
                         (loss, zt)
                     }
@@ -496,18 +576,64 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     #[inline]
     fn lanes<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
         match self.scratch {
-            Some(scratch) => s.vectorize(Lanes {
-                job: self,
-                xf,
-                scratch: scratch.as_ptr(),
-            }),
-            None => s.vectorize(LanesDirect { job: self, xf }),
+            Some(scratch) => {
+                let flags = self.lane_flags::<X, f32>();
+                by_lane_flags!(flags, self.lanes_tiles_in::<S, X>(s, xf, scratch.as_ptr()))
+            }
+            None => {
+                let flags = self.lane_flags::<X, G>();
+                by_lane_flags!(flags, self.lanes_direct_in::<S, X>(s, xf))
+            }
         }
+    }
+
+    /// The loop variants of a lane unit whose gradient is of type `TG` (a tile's
+    /// f32, or `G` in place), chosen once for the block before entering vector code:
+    /// `(store, accumulate, active)`, as the const parameters `ST`, `AC`, `ACT` of
+    /// the lane kernels. `store`: the statistics pass stores `exp(x̃ − shift)` into
+    /// an overwritten f32 gradient, which the gradient pass then only scales (no
+    /// soft-capping); `active`: the rows have linear terms (smoothing or probability
+    /// targets).
+    #[inline]
+    fn lane_flags<X: Xform, TG: Store32>(&self) -> (bool, bool, bool) {
+        let store = !X::CHAINED && TG::IS_F32 && !self.accumulate && self.g.is_some();
+        let active = self.t.is_some() || self.consts.eps > 0.0;
+        (store, self.accumulate, active)
+    }
+
+    /// [`CeJob::lanes`] through tiles, entering the [`Lanes`] kernel.
+    #[inline]
+    fn lanes_tiles_in<S: Simd, X: Xform, const ST: bool, const AC: bool, const ACT: bool>(
+        self,
+        s: S,
+        xf: X,
+        scratch: *mut f32,
+    ) -> BlockSums {
+        s.vectorize(Lanes::<E, G, X, ST, AC, ACT> {
+            job: self,
+            xf,
+            scratch,
+        })
+    }
+
+    /// [`CeJob::lanes`] in place, entering the [`LanesDirect`] kernel.
+    #[inline]
+    fn lanes_direct_in<S: Simd, X: Xform, const ST: bool, const AC: bool, const ACT: bool>(
+        self,
+        s: S,
+        xf: X,
+    ) -> BlockSums {
+        s.vectorize(LanesDirect::<E, G, X, ST, AC, ACT> { job: self, xf })
     }
 
     /// The kernel of [`CeJob::lanes`] with a scratch of [`scratch_len`] f32.
     #[inline(always)]
-    fn lanes_tiles<S: Simd, X: Xform>(self, s: S, xf: X, scratch: *mut f32) -> BlockSums {
+    fn lanes_tiles<S: Simd, X: Xform, const ST: bool, const AC: bool, const ACT: bool>(
+        self,
+        s: S,
+        xf: X,
+        scratch: *mut f32,
+    ) -> BlockSums {
         let mut sums = UnitSums::new(s, self.consts.z != 0.0);
         let (c, inner) = (self.classes, self.inner);
         let tw = tile_lanes(c);
@@ -560,7 +686,10 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                             stride: ts,
                         };
                         if full {
-                            sums.add(s, self.lane_unit(s, xf, at, r0));
+                            sums.add(
+                                s,
+                                self.lane_unit_body::<S, X, _, _, ST, AC, ACT>(s, xf, at, r0),
+                            );
                         } else {
                             sums.add_one(self.lane_unit(Scalar, xf, at, r0));
                         }
@@ -656,7 +785,11 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// K-dim rows (`inner > 1`) in place, `LANES` neighbouring rows at a time (when
     /// no scratch was given). The body of the [`LanesDirect`] kernel.
     #[inline(always)]
-    fn lanes_direct<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
+    fn lanes_direct<S: Simd, X: Xform, const ST: bool, const AC: bool, const ACT: bool>(
+        self,
+        s: S,
+        xf: X,
+    ) -> BlockSums {
         let mut sums = UnitSums::new(s, self.consts.z != 0.0);
         let (c, inner) = (self.classes, self.inner);
         for n in 0..self.outer {
@@ -676,7 +809,10 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     }
                 };
                 if full {
-                    sums.add(s, self.lane_unit(s, xf, at, r0));
+                    sums.add(
+                        s,
+                        self.lane_unit_body::<S, X, _, _, ST, AC, ACT>(s, xf, at, r0),
+                    );
                 } else {
                     sums.add_one(self.lane_unit(Scalar, xf, at, r0));
                 }
@@ -691,12 +827,27 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// across rows, and the gradient tile is transposed back.
     #[inline]
     fn small_rows<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
-        s.vectorize(SmallRows { job: self, xf })
+        let flags = self.lane_flags::<X, f32>();
+        by_lane_flags!(flags, self.small_rows_in::<S, X>(s, xf))
+    }
+
+    /// [`CeJob::small_rows`], entering the [`SmallRows`] kernel.
+    #[inline]
+    fn small_rows_in<S: Simd, X: Xform, const ST: bool, const AC: bool, const ACT: bool>(
+        self,
+        s: S,
+        xf: X,
+    ) -> BlockSums {
+        s.vectorize(SmallRows::<E, G, X, ST, AC, ACT> { job: self, xf })
     }
 
     /// The body of the [`SmallRows`] kernel.
     #[inline(always)]
-    fn small_rows_body<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
+    fn small_rows_body<S: Simd, X: Xform, const ST: bool, const AC: bool, const ACT: bool>(
+        self,
+        s: S,
+        xf: X,
+    ) -> BlockSums {
         let mut sums = UnitSums::new(s, self.consts.z != 0.0);
         let c = self.classes;
         let lanes = S::LANES;
@@ -727,7 +878,10 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         g: g.map(|_| gt.as_mut_ptr()),
                         stride: lanes,
                     };
-                    sums.add(s, self.lane_unit(s, xf, at, r0));
+                    sums.add(
+                        s,
+                        self.lane_unit_body::<S, X, _, _, ST, AC, ACT>(s, xf, at, r0),
+                    );
                     if let Some(g) = g {
                         s.tile_to_rows(gt.as_ptr(), g.add(base), c, c);
                     }
@@ -751,7 +905,10 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
 
     /// `LANES` rows whose class `k` of lane `l` is at `k·stride + l` from `at`'s
     /// pointers; lane `l` is row `r0 + l` of the block. Returns the rows' losses
-    /// without their z terms, and the z terms, zero in ignored lanes.
+    /// without their z terms, and the z terms, zero in ignored lanes. A kernel of
+    /// its own: the one-lane units at the ends of a block run it on [`Scalar`] from
+    /// within a vector kernel, whose whole units inline its body
+    /// ([`CeJob::lane_unit_body`]: a call per unit costs ~10 % at C = 10).
     #[inline]
     fn lane_unit<S: Simd, X: Xform, TE: Store32, TG: Store32>(
         &self,
@@ -760,7 +917,28 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         at: LaneAt<TE, TG>,
         r0: usize,
     ) -> (S::V, S::V) {
-        s.vectorize(LaneUnit {
+        let flags = self.lane_flags::<X, TG>();
+        by_lane_flags!(flags, self.lane_unit_in::<S, X, TE, TG>(s, xf, at, r0))
+    }
+
+    /// [`CeJob::lane_unit`], entering the [`LaneUnit`] kernel.
+    #[inline]
+    fn lane_unit_in<
+        S: Simd,
+        X: Xform,
+        TE: Store32,
+        TG: Store32,
+        const ST: bool,
+        const AC: bool,
+        const ACT: bool,
+    >(
+        &self,
+        s: S,
+        xf: X,
+        at: LaneAt<TE, TG>,
+        r0: usize,
+    ) -> (S::V, S::V) {
+        s.vectorize(LaneUnit::<E, G, X, TE, TG, ST, AC, ACT> {
             job: self,
             xf,
             at,
@@ -770,7 +948,15 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
 
     /// The body of the [`LaneUnit`] kernel.
     #[inline(always)]
-    fn lane_unit_body<S: Simd, X: Xform, TE: Store32, TG: Store32>(
+    fn lane_unit_body<
+        S: Simd,
+        X: Xform,
+        TE: Store32,
+        TG: Store32,
+        const ST: bool,
+        const AC: bool,
+        const ACT: bool,
+    >(
         &self,
         s: S,
         xf: X,
@@ -830,11 +1016,16 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         };
         // Without soft-capping, an overwritten f32 gradient receives exp(x̃ − shift)
         // from the statistics pass, and the gradient pass only scales it.
-        let store = !X::CHAINED && TG::IS_F32 && !self.accumulate && at.g.is_some();
-        let e_out = at.g.filter(|_| store).map(|g| g as *mut f32);
+        // ST, AC and ACT are `self.lane_flags::<X, TG>()`, chosen by the driver.
+        debug_assert_eq!((ST, AC, ACT), self.lane_flags::<X, TG>());
+        let e_out = match at.g {
+            Some(g) if ST => g as *mut f32,
+            _ => core::ptr::null_mut(),
+        };
         // SAFETY: the caller's pointers cover C classes at `stride` for `LANES` lanes;
         // `TG` is f32 when there is an `e_out`.
-        let stats = unsafe { lanes::lane_stats(s, x, stride, c, coef, xf, e_out) };
+        let stats =
+            unsafe { lanes::lane_stats::<S, TE, X, ST, ACT>(s, x, stride, c, coef, xf, e_out) };
         let vec = |v: &[f32; 16]| s.vector_of(&v[..lanes]);
         let on = s.ne_zero(vec(&active));
         let x_y = vec(&x_y);
@@ -859,19 +1050,8 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         }
                     }
                 }
-                lanes::lane_grad(
-                    s,
-                    x,
-                    g,
-                    stride,
-                    c,
-                    coef,
-                    xf,
-                    ms,
-                    &consts,
-                    on,
-                    self.accumulate,
-                    store,
+                lanes::lane_grad::<S, TE, TG, X, ST, AC, ACT>(
+                    s, x, g, stride, c, coef, xf, ms, &consts, on,
                 );
                 if !probs {
                     let v = target_grad_v(s, xf, x_y, a_y, ms, &consts, vec(&prior));
@@ -890,64 +1070,82 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     }
 }
 
-/// [`CeJob::lanes`] through tiles in the scratch, as a kernel.
-struct Lanes<'a, E, G, X> {
+/// [`CeJob::lanes`] through tiles in the scratch, as a kernel (with the lane flags
+/// of [`CeJob::lane_flags`] as `ST`, `AC`, `ACT`).
+struct Lanes<'a, E, G, X, const ST: bool, const AC: bool, const ACT: bool> {
     job: CeJob<'a, E, G>,
     xf: X,
     scratch: *mut f32,
 }
 
-impl<E: Store32, G: Store32, X: Xform> Kernel for Lanes<'_, E, G, X> {
+impl<E: Store32, G: Store32, X: Xform, const ST: bool, const AC: bool, const ACT: bool> Kernel
+    for Lanes<'_, E, G, X, ST, AC, ACT>
+{
     type Out = BlockSums;
     #[inline(always)]
     fn run<S: Simd>(self, s: S) -> BlockSums {
-        self.job.lanes_tiles(s, self.xf, self.scratch)
+        self.job
+            .lanes_tiles::<S, X, ST, AC, ACT>(s, self.xf, self.scratch)
     }
 }
 
 /// [`CeJob::lanes`] in place (no scratch), as a kernel.
-struct LanesDirect<'a, E, G, X> {
+struct LanesDirect<'a, E, G, X, const ST: bool, const AC: bool, const ACT: bool> {
     job: CeJob<'a, E, G>,
     xf: X,
 }
 
-impl<E: Store32, G: Store32, X: Xform> Kernel for LanesDirect<'_, E, G, X> {
+impl<E: Store32, G: Store32, X: Xform, const ST: bool, const AC: bool, const ACT: bool> Kernel
+    for LanesDirect<'_, E, G, X, ST, AC, ACT>
+{
     type Out = BlockSums;
     #[inline(always)]
     fn run<S: Simd>(self, s: S) -> BlockSums {
-        self.job.lanes_direct(s, self.xf)
+        self.job.lanes_direct::<S, X, ST, AC, ACT>(s, self.xf)
     }
 }
 
 /// [`CeJob::small_rows`] as a kernel.
-struct SmallRows<'a, E, G, X> {
+struct SmallRows<'a, E, G, X, const ST: bool, const AC: bool, const ACT: bool> {
     job: CeJob<'a, E, G>,
     xf: X,
 }
 
-impl<E: Store32, G: Store32, X: Xform> Kernel for SmallRows<'_, E, G, X> {
+impl<E: Store32, G: Store32, X: Xform, const ST: bool, const AC: bool, const ACT: bool> Kernel
+    for SmallRows<'_, E, G, X, ST, AC, ACT>
+{
     type Out = BlockSums;
     #[inline(always)]
     fn run<S: Simd>(self, s: S) -> BlockSums {
-        self.job.small_rows_body(s, self.xf)
+        self.job.small_rows_body::<S, X, ST, AC, ACT>(s, self.xf)
     }
 }
 
 /// [`CeJob::lane_unit`] as a kernel: it returns the unit's loss vectors.
-struct LaneUnit<'j, 'a, E, G, X, TE, TG> {
+struct LaneUnit<'j, 'a, E, G, X, TE, TG, const ST: bool, const AC: bool, const ACT: bool> {
     job: &'j CeJob<'a, E, G>,
     xf: X,
     at: LaneAt<TE, TG>,
     r0: usize,
 }
 
-impl<S: Simd, E: Store32, G: Store32, X: Xform, TE: Store32, TG: Store32> SimdKernel<S>
-    for LaneUnit<'_, '_, E, G, X, TE, TG>
+impl<
+        S: Simd,
+        E: Store32,
+        G: Store32,
+        X: Xform,
+        TE: Store32,
+        TG: Store32,
+        const ST: bool,
+        const AC: bool,
+        const ACT: bool,
+    > SimdKernel<S> for LaneUnit<'_, '_, E, G, X, TE, TG, ST, AC, ACT>
 {
     type Out = (S::V, S::V);
     #[inline(always)]
     fn run(self, s: S) -> (S::V, S::V) {
-        self.job.lane_unit_body(s, self.xf, self.at, self.r0)
+        self.job
+            .lane_unit_body::<S, X, TE, TG, ST, AC, ACT>(s, self.xf, self.at, self.r0)
     }
 }
 
@@ -1005,8 +1203,39 @@ impl<S: Simd> UnitSums<S> {
 ///
 /// # Safety
 /// `src` readable and `dst` writable for `n` elements; they do not overlap.
-#[inline(always)]
+#[inline]
 pub(super) unsafe fn copy_convert<S: Simd, A: Store32, B: Store32>(
+    s: S,
+    src: *const A,
+    dst: *mut B,
+    n: usize,
+) {
+    s.vectorize(CopyConvertKernel { src, dst, n })
+}
+
+/// The kernel of [`copy_convert`], with its arguments.
+struct CopyConvertKernel<A, B> {
+    src: *const A,
+    dst: *mut B,
+    n: usize,
+}
+
+impl<A: Store32, B: Store32> Kernel for CopyConvertKernel<A, B> {
+    type Out = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> () {
+        let CopyConvertKernel { src, dst, n } = self;
+        // SAFETY: `copy_convert`'s caller guarantees its contract for these arguments.
+        unsafe { copy_convert_body(s, src, dst, n) }
+    }
+}
+
+/// The body of [`copy_convert`].
+///
+/// # Safety
+/// As [`copy_convert`].
+#[inline(always)]
+unsafe fn copy_convert_body<S: Simd, A: Store32, B: Store32>(
     s: S,
     src: *const A,
     dst: *mut B,
@@ -1032,8 +1261,39 @@ pub(super) unsafe fn copy_convert<S: Simd, A: Store32, B: Store32>(
 ///
 /// # Safety
 /// As [`copy_convert`].
-#[inline(always)]
+#[inline]
 pub(super) unsafe fn copy_out_streaming<S: Simd, B: Store32>(
+    s: S,
+    src: *const f32,
+    dst: *mut B,
+    n: usize,
+) {
+    s.vectorize(CopyOutStreamingKernel { src, dst, n })
+}
+
+/// The kernel of [`copy_out_streaming`], with its arguments.
+struct CopyOutStreamingKernel<B> {
+    src: *const f32,
+    dst: *mut B,
+    n: usize,
+}
+
+impl<B: Store32> Kernel for CopyOutStreamingKernel<B> {
+    type Out = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> () {
+        let CopyOutStreamingKernel { src, dst, n } = self;
+        // SAFETY: `copy_out_streaming`'s caller guarantees its contract for these arguments.
+        unsafe { copy_out_streaming_body(s, src, dst, n) }
+    }
+}
+
+/// The body of [`copy_out_streaming`].
+///
+/// # Safety
+/// As [`copy_out_streaming`].
+#[inline(always)]
+unsafe fn copy_out_streaming_body<S: Simd, B: Store32>(
     s: S,
     src: *const f32,
     dst: *mut B,
@@ -1094,7 +1354,7 @@ struct GatherRowsKernel<A> {
 impl<A: Store32> Kernel for GatherRowsKernel<A> {
     type Out = ();
     #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> () {
+    fn run<S: Simd>(self, s: S) {
         let GatherRowsKernel {
             src,
             stride,
@@ -1173,7 +1433,7 @@ struct ScatterRowsKernel<B> {
 impl<B: Store32> Kernel for ScatterRowsKernel<B> {
     type Out = ();
     #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> () {
+    fn run<S: Simd>(self, s: S) {
         let ScatterRowsKernel {
             src,
             dst,
@@ -1292,9 +1552,8 @@ pub(crate) struct SoftmaxJob<E, O> {
     pub log: bool,
 }
 
-impl<E: Store32, O: Store32> Kernel for SoftmaxJob<E, O> {
+impl<E: Store32, O: Store32> Job for SoftmaxJob<E, O> {
     type Out = ();
-    #[inline(always)]
     fn run<S: Simd>(self, s: S) {
         let (c, inner) = (self.classes, self.inner);
         for n in 0..self.outer {
@@ -1334,9 +1593,8 @@ pub(crate) struct BackwardJob<E, G> {
     pub log: bool,
 }
 
-impl<E: Store32, G: Store32> Kernel for BackwardJob<E, G> {
+impl<E: Store32, G: Store32> Job for BackwardJob<E, G> {
     type Out = ();
-    #[inline(always)]
     fn run<S: Simd>(self, s: S) {
         let (c, inner) = (self.classes, self.inner);
         for n in 0..self.outer {
@@ -1441,11 +1699,10 @@ pub(crate) struct PieceJob<E, G> {
     pub step: PieceStep<G>,
 }
 
-impl<E: Store32, G: Store32> Kernel for PieceJob<E, G> {
+impl<E: Store32, G: Store32> Job for PieceJob<E, G> {
     /// The piece's statistics (empty for the gradient steps) and, for
     /// [`PieceStep::StatsStore`], its chunk maxima.
     type Out = (RowStats<f32>, [f32; row::MAX_STORED_CHUNKS]);
-    #[inline(always)]
     fn run<S: Simd>(self, s: S) -> Self::Out {
         match self.cap {
             None => self.with(s, Identity),
@@ -1484,7 +1741,10 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
             match self.step {
                 PieceStep::Stats => row::row_stats(s, self.x, self.n, coef, xf),
                 PieceStep::StatsStore(e) => {
-                    row::row_stats_store(s, self.x, e, self.n, coef, xf, &mut chunk_max, None)
+                    let cm = &mut chunk_max;
+                    row::row_stats_store::<S, E, C, X, f32>(
+                        s, self.x, e, self.n, coef, xf, cm, None,
+                    )
                 }
                 PieceStep::Grad(g, ms, k, acc) => {
                     row::row_grad(s, self.x, g, self.n, coef, xf, ms, k, acc);

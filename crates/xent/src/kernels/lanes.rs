@@ -6,7 +6,7 @@
 //! the end of `inner` run the same code on [`super::simd::Scalar`] (one lane).
 
 use super::row::{GradConsts, RowStats, Xform};
-use super::simd::{Kernel, Simd, SimdKernel, Store32};
+use super::simd::{Kernel, Simd, Store32};
 
 /// Per-class coefficients of the linear terms, as in [`super::row::Coef`], for lanes.
 #[derive(Clone, Copy)]
@@ -50,96 +50,28 @@ impl<E: Store32> LaneCoef<E> {
     }
 }
 
-/// Statistics of `LANES` rows of `c` classes at stride `stride`, one per lane.
+/// Statistics of `LANES` rows of `c` classes at stride `stride`, one per lane, with
+/// linear terms when `ACTIVE`; with `STORE`, `exp(x̃ − shift)` is stored at `e_out`
+/// for the gradient pass (null and unused otherwise).
+///
+/// The lane kernels' bodies are inlined into the kernel of a lane unit, as is
+/// [`lane_grad`]: a unit is short work (at C = 10, 160 logits), and a call per
+/// unit, with every vector register caller-saved, made (65536, 10) forward +
+/// backward ~10 % slower. Their loop variants are const parameters, chosen once per
+/// block before vector code is entered.
 ///
 /// # Safety
-/// `x + k·stride` readable for `LANES` elements for every class `k < c`; an
-/// `e_out + k·stride` writable for `LANES` f32 (it may alias `x`: each class is read
-/// before it is written).
-#[inline]
-pub(crate) unsafe fn lane_stats<S: Simd, E: Store32, X: Xform>(
-    s: S,
-    x: *const E,
-    stride: usize,
-    c: usize,
-    coef: LaneCoef<E>,
-    xf: X,
-    e_out: Option<*mut f32>,
-) -> RowStats<S::V> {
-    // The options are fixed for the call: one loop per combination, without
-    // branches inside.
-    // SAFETY: forwarded.
-    unsafe {
-        let e = e_out.unwrap_or(core::ptr::null_mut());
-        match (e_out.is_some(), coef.active()) {
-            (false, false) => stats::<S, E, X, false, false>(s, x, stride, c, coef, xf, e),
-            (true, false) => stats::<S, E, X, true, false>(s, x, stride, c, coef, xf, e),
-            (false, true) => stats::<S, E, X, false, true>(s, x, stride, c, coef, xf, e),
-            (true, true) => stats::<S, E, X, true, true>(s, x, stride, c, coef, xf, e),
-        }
-    }
-}
-
-/// Runs [`lane_stats_with`] as a kernel of its own.
-///
-/// # Safety
-/// As [`lane_stats`].
-#[inline]
-unsafe fn stats<S: Simd, E: Store32, X: Xform, const STORE: bool, const ACTIVE: bool>(
-    s: S,
-    x: *const E,
-    stride: usize,
-    c: usize,
-    coef: LaneCoef<E>,
-    xf: X,
-    e_out: *mut f32,
-) -> RowStats<S::V> {
-    s.vectorize(StatsKernel::<E, X, STORE, ACTIVE> {
-        x,
-        stride,
-        c,
-        coef,
-        xf,
-        e_out,
-    })
-}
-
-/// The kernel of [`lane_stats_with`], with its arguments.
-struct StatsKernel<E, X, const STORE: bool, const ACTIVE: bool> {
-    x: *const E,
-    stride: usize,
-    c: usize,
-    coef: LaneCoef<E>,
-    xf: X,
-    e_out: *mut f32,
-}
-
-impl<S: Simd, E: Store32, X: Xform, const STORE: bool, const ACTIVE: bool> SimdKernel<S>
-    for StatsKernel<E, X, STORE, ACTIVE>
-{
-    type Out = RowStats<S::V>;
-    #[inline(always)]
-    fn run(self, s: S) -> RowStats<S::V> {
-        let StatsKernel {
-            x,
-            stride,
-            c,
-            coef,
-            xf,
-            e_out,
-        } = self;
-        // SAFETY: `lane_stats`' caller guarantees its contract for these arguments.
-        unsafe { lane_stats_with::<S, E, X, STORE, ACTIVE>(s, x, stride, c, coef, xf, e_out) }
-    }
-}
-
-/// [`lane_stats`] for a known `STORE` (there is an `e_out`; null and unused
-/// otherwise) and `ACTIVE` (linear terms).
-///
-/// # Safety
-/// As [`lane_stats`].
+/// `x + k·stride` readable for `LANES` elements for every class `k < c`; with
+/// `STORE`, `e_out + k·stride` writable for `LANES` f32 (it may alias `x`: each class
+/// is read before it is written).
 #[inline(always)]
-unsafe fn lane_stats_with<S: Simd, E: Store32, X: Xform, const STORE: bool, const ACTIVE: bool>(
+pub(crate) unsafe fn lane_stats<
+    S: Simd,
+    E: Store32,
+    X: Xform,
+    const STORE: bool,
+    const ACTIVE: bool,
+>(
     s: S,
     x: *const E,
     stride: usize,
@@ -148,6 +80,7 @@ unsafe fn lane_stats_with<S: Simd, E: Store32, X: Xform, const STORE: bool, cons
     xf: X,
     e_out: *mut f32,
 ) -> RowStats<S::V> {
+    debug_assert_eq!(coef.active(), ACTIVE);
     // SAFETY: every load is at a class k < c.
     unsafe {
         let mut m = s.splat(f32::NEG_INFINITY);
@@ -185,146 +118,17 @@ unsafe fn lane_stats_with<S: Simd, E: Store32, X: Xform, const STORE: bool, cons
     }
 }
 
-/// Writes (or adds) the gradient of `LANES` rows from their shifts `msv` and
-/// constants; lanes not `on` (a [`Simd::ne_zero`] mask) get 0 (or keep their value
-/// when accumulating). With `stored`, `g` already holds `exp(x̃ − shift)` from
-/// [`lane_stats`] (an f32 `g`, overwritten, no chain factor) and `x` is not read.
+/// Writes (or adds, with `ACCUMULATE`) the gradient of `LANES` rows from their
+/// shifts `msv` and constants, with linear terms when `ACTIVE`; lanes not `on` (a
+/// [`Simd::ne_zero`] mask) get 0 (or keep their value when accumulating). With
+/// `STORED`, `g` already holds `exp(x̃ − shift)` from [`lane_stats`] (an f32 `g`,
+/// overwritten, no chain factor) and `x` is not read.
 ///
 /// # Safety
-/// As [`lane_stats`], and `g + k·stride` writable for `LANES` elements (may alias `x`);
-/// with `stored`, `G` is f32.
-#[inline]
-pub(crate) unsafe fn lane_grad<S: Simd, E: Store32, G: Store32, X: Xform>(
-    s: S,
-    x: *const E,
-    g: *mut G,
-    stride: usize,
-    c: usize,
-    coef: LaneCoef<E>,
-    xf: X,
-    msv: S::V,
-    consts: &GradConsts<S::V>,
-    on: S::V,
-    accumulate: bool,
-    stored: bool,
-) {
-    // One loop per combination of the call's options (`stored` excludes
-    // `accumulate`).
-    // SAFETY: forwarded.
-    unsafe {
-        match (stored, accumulate, coef.active()) {
-            (true, _, false) => grad::<S, E, G, X, true, false, false>(
-                s, x, g, stride, c, coef, xf, msv, consts, on,
-            ),
-            (true, _, true) => {
-                grad::<S, E, G, X, true, false, true>(s, x, g, stride, c, coef, xf, msv, consts, on)
-            }
-            (false, false, false) => grad::<S, E, G, X, false, false, false>(
-                s, x, g, stride, c, coef, xf, msv, consts, on,
-            ),
-            (false, false, true) => grad::<S, E, G, X, false, false, true>(
-                s, x, g, stride, c, coef, xf, msv, consts, on,
-            ),
-            (false, true, false) => grad::<S, E, G, X, false, true, false>(
-                s, x, g, stride, c, coef, xf, msv, consts, on,
-            ),
-            (false, true, true) => {
-                grad::<S, E, G, X, false, true, true>(s, x, g, stride, c, coef, xf, msv, consts, on)
-            }
-        }
-    }
-}
-
-/// Runs [`lane_grad_with`] as a kernel of its own.
-///
-/// # Safety
-/// As [`lane_grad`].
-#[inline]
-unsafe fn grad<
-    S: Simd,
-    E: Store32,
-    G: Store32,
-    X: Xform,
-    const STORED: bool,
-    const ACCUMULATE: bool,
-    const ACTIVE: bool,
->(
-    s: S,
-    x: *const E,
-    g: *mut G,
-    stride: usize,
-    c: usize,
-    coef: LaneCoef<E>,
-    xf: X,
-    msv: S::V,
-    consts: &GradConsts<S::V>,
-    on: S::V,
-) {
-    s.vectorize(GradKernel::<S::V, E, G, X, STORED, ACCUMULATE, ACTIVE> {
-        x,
-        g,
-        stride,
-        c,
-        coef,
-        xf,
-        msv,
-        consts: *consts,
-        on,
-    })
-}
-
-/// The kernel of [`lane_grad_with`], with its arguments.
-struct GradKernel<V, E, G, X, const STORED: bool, const ACCUMULATE: bool, const ACTIVE: bool> {
-    x: *const E,
-    g: *mut G,
-    stride: usize,
-    c: usize,
-    coef: LaneCoef<E>,
-    xf: X,
-    msv: V,
-    consts: GradConsts<V>,
-    on: V,
-}
-
-impl<
-        S: Simd,
-        E: Store32,
-        G: Store32,
-        X: Xform,
-        const STORED: bool,
-        const ACCUMULATE: bool,
-        const ACTIVE: bool,
-    > SimdKernel<S> for GradKernel<S::V, E, G, X, STORED, ACCUMULATE, ACTIVE>
-{
-    type Out = ();
-    #[inline(always)]
-    fn run(self, s: S) {
-        let GradKernel {
-            x,
-            g,
-            stride,
-            c,
-            coef,
-            xf,
-            msv,
-            consts,
-            on,
-        } = self;
-        // SAFETY: `lane_grad`'s caller guarantees its contract for these arguments.
-        unsafe {
-            lane_grad_with::<S, E, G, X, STORED, ACCUMULATE, ACTIVE>(
-                s, x, g, stride, c, coef, xf, msv, &consts, on,
-            )
-        }
-    }
-}
-
-/// [`lane_grad`] for known `STORED`, `ACCUMULATE` and `ACTIVE` (linear terms).
-///
-/// # Safety
-/// As [`lane_grad`].
+/// As [`lane_stats`], and `g + k·stride` writable for `LANES` elements (may alias
+/// `x`); with `STORED`, `G` is f32.
 #[inline(always)]
-unsafe fn lane_grad_with<
+pub(crate) unsafe fn lane_grad<
     S: Simd,
     E: Store32,
     G: Store32,
@@ -411,7 +215,7 @@ struct LaneSoftmaxKernel<E, O> {
 impl<E: Store32, O: Store32> Kernel for LaneSoftmaxKernel<E, O> {
     type Out = ();
     #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> () {
+    fn run<S: Simd>(self, s: S) {
         let LaneSoftmaxKernel {
             x,
             out,
@@ -502,7 +306,7 @@ struct LaneBackwardKernel<E, G> {
 impl<E: Store32, G: Store32> Kernel for LaneBackwardKernel<E, G> {
     type Out = ();
     #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> () {
+    fn run<S: Simd>(self, s: S) {
         let LaneBackwardKernel {
             y,
             gy,

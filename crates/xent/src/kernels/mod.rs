@@ -1,20 +1,22 @@
 //! Kernels: they only compute. No validation, no allocation, no I/O; the driver
 //! ([`crate::par`]) hands them rows that the ops layer has checked.
 //!
-//! - [`simd`]: the instruction sets behind one trait, with a vector `exp` and `tanh`;
+//! - [`simd`]: the ISA layer: the instruction sets' primitives behind one trait, the
+//!   `vectorize` trampoline that enters a kernel, and the vector math written once;
 //! - [`row`]: contiguous rows (`(N, C)`), chunked two-pass statistics and gradients;
 //! - [`lanes`]: K-dim rows `(N, C, inner)`, vectorized across `inner`;
 //! - [`fused`]: the per-block jobs that put them together;
 //! - [`pointwise`]: the elementwise losses (binary cross-entropy, KL divergence);
 //! - [`f64_path`]: the portable scalar kernels that `f64` data runs;
-//! - [`dispatch`]: runtime choice of the instruction set.
+//! - [`dispatch`]: runtime choice of the instruction set, and the [`dispatch::Job`]s
+//!   (driver code) it runs with its token.
 
 pub(crate) mod dispatch;
+pub(crate) mod f64_path;
 pub(crate) mod fused;
 pub(crate) mod lanes;
 pub(crate) mod pointwise;
 pub(crate) mod row;
-pub(crate) mod f64_path;
 pub(crate) mod simd;
 #[cfg(test)]
 mod tests;

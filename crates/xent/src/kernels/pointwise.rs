@@ -7,7 +7,7 @@
 //! [`portable`], the same formulas in scalar code. The ops layer has validated the
 //! inputs (binary cross-entropy's probabilities lie in `[0, 1]`).
 
-use super::dispatch::{dispatch, Isa};
+use super::dispatch::{dispatch, dispatch_kernel, Isa, Job};
 use super::f64_path::put;
 use super::simd::{Kernel, Simd};
 use crate::float::Float;
@@ -195,7 +195,7 @@ pub(crate) fn all_in_unit_portable<T: Float>(data: &[T]) -> bool {
 /// Whether every element of `data` lies in `[0, 1]` (NaN does not), on the active
 /// instruction set.
 pub(crate) fn all_in_unit(data: &[f32]) -> bool {
-    dispatch(Isa::active(), UnitJob(data))
+    dispatch_kernel(Isa::active(), UnitJob(data))
 }
 
 struct UnitJob<'a>(&'a [f32]);
@@ -230,9 +230,8 @@ pub(crate) fn vector(call: PointCall<'_, f32>) -> PointOut {
 
 struct PointJob<'a>(PointCall<'a, f32>);
 
-impl Kernel for PointJob<'_> {
+impl Job for PointJob<'_> {
     type Out = PointOut;
-    #[inline(always)]
     fn run<S: Simd>(self, s: S) -> PointOut {
         let call = self.0;
         match call.op {

@@ -237,22 +237,23 @@ pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
 ) -> RowStats<f32> {
     // SAFETY: forwarded; no store.
     unsafe {
-        chunk_stats_store::<S, E, f32, C, X, false>(
+        chunk_stats_store::<S, E, f32, C, X, f32, false>(
             s,
             x,
             core::ptr::null_mut(),
             n,
             coef,
             xf,
-            (core::ptr::null(), 0),
+            core::ptr::null(),
         )
     }
 }
 
 /// [`chunk_stats`] that also stores `e = exp(x − shift(m))` into `g` when `STORE`
 /// (the gradient pass then rescales `e` instead of recomputing `exp`). With `STORE`,
-/// pass B also prefetches the `n` elements of `ahead.1` bytes at `ahead.0`: the
-/// gradient lines that are written next (see [`row_stats_store`]).
+/// pass B also prefetches the `n` elements at `ahead`: the gradient lines that are
+/// written next (see [`row_stats_store`]). Their type `P` is a parameter, so that
+/// the prefetch loop's stride is a constant of the kernel.
 ///
 /// # Safety
 /// As [`chunk_stats`], and `g` writable for `n` elements when `STORE` (may alias `x`:
@@ -265,6 +266,7 @@ pub(crate) unsafe fn chunk_stats_store<
     G: Store32,
     C: Coef,
     X: Xform,
+    P,
     const STORE: bool,
 >(
     s: S,
@@ -273,9 +275,9 @@ pub(crate) unsafe fn chunk_stats_store<
     n: usize,
     coef: C,
     xf: X,
-    ahead: (*const u8, usize),
+    ahead: *const P,
 ) -> RowStats<f32> {
-    s.vectorize(ChunkStats::<E, G, C, X, STORE> {
+    s.vectorize(ChunkStats::<E, G, C, X, P, STORE> {
         x,
         g,
         n,
@@ -286,17 +288,17 @@ pub(crate) unsafe fn chunk_stats_store<
 }
 
 /// The kernel of [`chunk_stats_store`], with its arguments.
-struct ChunkStats<E, G, C, X, const STORE: bool> {
+struct ChunkStats<E, G, C, X, P, const STORE: bool> {
     x: *const E,
     g: *mut G,
     n: usize,
     coef: C,
     xf: X,
-    ahead: (*const u8, usize),
+    ahead: *const P,
 }
 
-impl<E: Store32, G: Store32, C: Coef, X: Xform, const STORE: bool> Kernel
-    for ChunkStats<E, G, C, X, STORE>
+impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool> Kernel
+    for ChunkStats<E, G, C, X, P, STORE>
 {
     type Out = RowStats<f32>;
     #[inline(always)]
@@ -311,7 +313,7 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, const STORE: bool> Kernel
         } = self;
         // SAFETY: `chunk_stats_store`'s caller guarantees its contract for these
         // arguments.
-        unsafe { chunk_stats_body::<S, E, G, C, X, STORE>(s, x, g, n, coef, xf, ahead) }
+        unsafe { chunk_stats_body::<S, E, G, C, X, P, STORE>(s, x, g, n, coef, xf, ahead) }
     }
 }
 
@@ -326,6 +328,7 @@ unsafe fn chunk_stats_body<
     G: Store32,
     C: Coef,
     X: Xform,
+    P,
     const STORE: bool,
 >(
     s: S,
@@ -334,7 +337,7 @@ unsafe fn chunk_stats_body<
     n: usize,
     coef: C,
     xf: X,
-    ahead: (*const u8, usize),
+    ahead: *const P,
 ) -> RowStats<f32> {
     let lanes = S::LANES;
     let body = n - n % lanes;
@@ -364,7 +367,7 @@ unsafe fn chunk_stats_body<
         // with `STORE` so are the gradient lines written next (their read for
         // ownership would stall the stores otherwise).
         let x_ahead = x.wrapping_add(n) as *const u8;
-        let (g_ahead, g_step) = ahead;
+        let (g_ahead, g_step) = (ahead as *const u8, size_of::<P>());
         let x_step = size_of::<E>();
         let mut i = 0;
         while i + 2 * lanes <= body {
@@ -462,16 +465,16 @@ pub(crate) const MAX_STORED_CHUNKS: usize = 64;
 /// [`row_stats`] that stores each chunk's `exp(x − shift(m_chunk))` into `g` and its
 /// max into `chunk_max`, for [`row_rescale`].
 ///
-/// `grad` is the gradient (its address and bytes per element) when the row's
-/// gradient pass follows and writes elsewhere than `g`: each chunk's pass B then
-/// prefetches that chunk's gradient lines. Without it, pass B prefetches the lines of
-/// `g` that the next chunk stores into.
+/// `grad` is the gradient when the row's gradient pass follows and writes elsewhere
+/// than `g`: each chunk's pass B then prefetches that chunk's gradient lines (`P`
+/// is the gradient's type). Without it, pass B prefetches the lines of `g` that the
+/// next chunk stores into (`P` is then `f32`).
 ///
 /// # Safety
 /// As [`row_stats`]; `g` writable for `n` f32 (may alias `x`);
-/// `n ≤ MAX_STORED_CHUNKS·CHUNK`.
+/// `n ≤ MAX_STORED_CHUNKS·CHUNK`; `P` is `f32` when `grad` is `None`.
 #[inline]
-pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform>(
+pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform, P>(
     s: S,
     x: *const E,
     g: *mut f32,
@@ -479,7 +482,7 @@ pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform>(
     coef: C,
     xf: X,
     chunk_max: &mut [f32; MAX_STORED_CHUNKS],
-    grad: Option<(*const u8, usize)>,
+    grad: Option<*const P>,
 ) -> RowStats<f32> {
     let mut p = RowStats::EMPTY;
     let mut c0 = 0;
@@ -487,12 +490,13 @@ pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform>(
     while c0 < n {
         let len = CHUNK.min(n - c0);
         let ahead = match grad {
-            Some((p, step)) => (p.wrapping_add(c0 * step), step),
-            None => (g.wrapping_add(c0 + len) as *const u8, size_of::<f32>()),
+            Some(p) => p.wrapping_add(c0),
+            // P is f32 here (the caller's contract); a prefetch never faults.
+            None => g.wrapping_add(c0 + len) as *const P,
         };
         // SAFETY: [c0, c0 + len) lies within the row.
         let q = unsafe {
-            chunk_stats_store::<S, E, f32, C, X, true>(
+            chunk_stats_store::<S, E, f32, C, X, P, true>(
                 s,
                 x.add(c0),
                 g.add(c0),
@@ -835,7 +839,7 @@ struct SoftmaxWrite<E, O> {
 impl<E: Store32, O: Store32> Kernel for SoftmaxWrite<E, O> {
     type Out = ();
     #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> () {
+    fn run<S: Simd>(self, s: S) {
         let SoftmaxWrite { x, out, n, p, log } = self;
         // SAFETY: `softmax_write`'s caller guarantees its contract for these arguments.
         unsafe { softmax_write_body(s, x, out, n, p, log) }
@@ -998,7 +1002,7 @@ struct BackwardWrite<E, G> {
 impl<E: Store32, G: Store32> Kernel for BackwardWrite<E, G> {
     type Out = ();
     #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> () {
+    fn run<S: Simd>(self, s: S) {
         let BackwardWrite {
             y,
             gy,

@@ -2,12 +2,12 @@
 //! against `f64`. Paths the CPU lacks are reported, and the test that checks
 //! dispatch fails if the best path of this CPU did not run.
 
-use super::dispatch::{dispatch, Isa};
+use super::dispatch::{dispatch_kernel, Isa};
 use super::fused::{copy_convert, copy_out_streaming, CeConsts, CeJob, Scale, SMALL_C};
 use super::simd::{Kernel, Simd, Store32};
-use crate::element::{bf16, f16};
 use crate::targets::ClassIndices;
 use core::ptr::NonNull;
+use half::{bf16, f16};
 
 /// A vector function under test.
 #[derive(Clone, Copy)]
@@ -50,7 +50,7 @@ impl Kernel for MapJob<'_> {
 /// `func` over `x` (padded to whole vectors) on `isa`.
 fn map(isa: Isa, func: Func, x: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
-    dispatch(
+    dispatch_kernel(
         isa,
         MapJob {
             x,
@@ -316,7 +316,7 @@ fn half_precision_round_trips_match_half() {
         .flat_map(|i| [(i, false), (i, true)])
     {
         let mut b = vec![bf16::ZERO; x.len()];
-        dispatch(
+        dispatch_kernel(
             isa,
             RoundTrip {
                 x: &x,
@@ -325,7 +325,7 @@ fn half_precision_round_trips_match_half() {
             },
         );
         let mut h = vec![f16::ZERO; x.len()];
-        dispatch(
+        dispatch_kernel(
             isa,
             RoundTrip {
                 x: &x,
@@ -387,7 +387,7 @@ fn tile_trip_is_exact<E: Store32 + PartialEq + core::fmt::Debug>(isa: Isa, x: &[
                 row0,
                 tile: &mut tile,
             };
-            let lanes = dispatch(isa, job);
+            let lanes = dispatch_kernel(isa, job);
             for l in 0..lanes {
                 for k in 0..c {
                     let want = x[(row0 + l) * c + k].to_f32();
@@ -456,7 +456,7 @@ fn stream_out_is_a_copy<E: Store32 + PartialEq + core::fmt::Debug>(isa: Isa) {
             let mut streamed = vec![E::from_f32(-5.0); 140];
             let mut plain = vec![E::from_f32(-5.0); 140];
             let (src, at) = (&src[..n], at);
-            dispatch(
+            dispatch_kernel(
                 isa,
                 StreamOut {
                     src,
@@ -465,7 +465,7 @@ fn stream_out_is_a_copy<E: Store32 + PartialEq + core::fmt::Debug>(isa: Isa) {
                     streaming: true,
                 },
             );
-            dispatch(
+            dispatch_kernel(
                 isa,
                 StreamOut {
                     src,

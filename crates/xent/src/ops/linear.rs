@@ -2,7 +2,7 @@
 //! with respect to `h`, `W` and `b`, without ever holding the `N × V` logits.
 //!
 //! The driver walks blocks of rows. For each block it forms the block's logits with a
-//! GEMM, hands every row to the library's fused [`cross_entropy_into`] (reduction
+//! GEMM, hands every row to the library's fused [`cross_entropy_into`](crate::cross_entropy_into) (reduction
 //! `sum`, upstream gradient = the row's global scale `s_n`), which leaves the logit
 //! gradient `G` of the block, and folds `G` back with two more GEMMs:
 //! `dh_block = G·W`, `dW += Gᵀ·h_block`, plus `db += Σ_rows G`. The mean's

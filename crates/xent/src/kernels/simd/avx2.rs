@@ -3,7 +3,7 @@
 use core::arch::x86_64::*;
 
 use super::{sum_lanes, transpose_each, Scalar, Simd, SimdKernel, Store32};
-use crate::element::{bf16, f16};
+use half::{bf16, f16};
 
 /// A [`Store32`] type's 8-lane loads and stores.
 pub(crate) trait StoreAvx2: Sized {
@@ -161,10 +161,30 @@ pub(super) unsafe fn sum8(a: __m256) -> f32 {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Avx2(());
 
+/// [`Avx2::transpose8`] as a kernel.
+struct Transpose8([__m256; 8]);
+
+impl SimdKernel<Avx2> for Transpose8 {
+    type Out = [__m256; 8];
+    #[inline(always)]
+    fn run(self, s: Avx2) -> [__m256; 8] {
+        s.transpose8_body(self.0)
+    }
+}
+
 impl Avx2 {
-    /// The 8 × 8 transpose: lane `j` of output `i` is lane `i` of input `j`.
+    /// The 8 × 8 transpose: lane `j` of output `i` is lane `i` of input `j`. A kernel
+    /// of its own ([`Transpose8`]): an unoptimized build gives each inlined copy of its
+    /// 24 shuffles their own stack slots, and the short-row kernels use it four
+    /// times; optimized builds inline it.
     #[inline(always)]
     fn transpose8(self, r: [__m256; 8]) -> [__m256; 8] {
+        self.vectorize(Transpose8(r))
+    }
+
+    /// The body of [`Avx2::transpose8`].
+    #[inline(always)]
+    fn transpose8_body(self, r: [__m256; 8]) -> [__m256; 8] {
         // SAFETY: AVX2 is available: an `Avx2` is only made by `Avx2::detect`.
         unsafe {
             let t0 = _mm256_unpacklo_ps(r[0], r[1]);

@@ -6,7 +6,7 @@ use core::arch::x86_64::*;
 
 use super::avx2::{sum8, Avx2};
 use super::{sum_lanes, Scalar, Simd, SimdKernel, Store32};
-use crate::element::{bf16, f16};
+use half::{bf16, f16};
 
 /// A [`Store32`] type's 16-lane loads and stores.
 pub(crate) trait StoreAvx512: Sized {

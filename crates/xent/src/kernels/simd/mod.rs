@@ -4,8 +4,12 @@
 //! `#[inline(always)]`; [`Simd::vectorize`] runs it in a `#[target_feature]`
 //! trampoline of the instruction set that [`super::dispatch`] picked at run time,
 //! so that the body is compiled with AVX2 or AVX-512 enabled while the binary still
-//! runs on any x86-64 (and on aarch64, where only [`Scalar`] exists). [`Scalar`] (one lane, libm `exp`) is the twin that every
-//! vector path is tested against, and it handles the tails shorter than a vector.
+//! runs on any x86-64 (and on aarch64, where only [`Scalar`] exists). A kernel that
+//! calls another enters it the same way, so each kernel is a stack frame of its
+//! own: no more than a few tens of KiB in an unoptimized build (`.ci/stack_frames.py`
+//! checks 64 KiB), while optimized builds inline the small ones. [`Scalar`] (one
+//! lane, libm `exp`) is the twin that every vector path is tested against, and it
+//! handles the tails shorter than a vector.
 //!
 //! Each instruction set implements only primitives (loads and stores, arithmetic,
 //! compares, selects, bit and integer operations, transposes, reductions):
@@ -31,7 +35,7 @@ pub(crate) use avx2::Avx2;
 pub(crate) use avx512::Avx512;
 pub(crate) use scalar::Scalar;
 
-use crate::element::{bf16, f16};
+use half::{bf16, f16};
 
 /// Storage types loaded into and stored from f32 vectors.
 ///

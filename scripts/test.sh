@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Every test: the Rust test suite, then the stack-frame check of the debug build
+# (no function of the xent library may need more than 64 KiB of stack, on any ISA).
+# Needs the Rust toolchain, python3 and objdump (binutils, installed when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v objdump >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq binutils
+fi
+cargo --version
+cargo test --workspace
+python3 .ci/stack_frames.py
