@@ -1223,7 +1223,7 @@ struct CopyConvertKernel<A, B> {
 impl<A: Store32, B: Store32> Kernel for CopyConvertKernel<A, B> {
     type Out = ();
     #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> () {
+    fn run<S: Simd>(self, s: S) {
         let CopyConvertKernel { src, dst, n } = self;
         // SAFETY: `copy_convert`'s caller guarantees its contract for these arguments.
         unsafe { copy_convert_body(s, src, dst, n) }
@@ -1281,7 +1281,7 @@ struct CopyOutStreamingKernel<B> {
 impl<B: Store32> Kernel for CopyOutStreamingKernel<B> {
     type Out = ();
     #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> () {
+    fn run<S: Simd>(self, s: S) {
         let CopyOutStreamingKernel { src, dst, n } = self;
         // SAFETY: `copy_out_streaming`'s caller guarantees its contract for these arguments.
         unsafe { copy_out_streaming_body(s, src, dst, n) }
