@@ -22,9 +22,9 @@ pub enum Isa {
     Avx512,
 }
 
-/// Kernel calls per instruction set, counted in this crate's unit tests only (so
-/// that a test can prove the path it meant to test ran; nothing is counted in a
-/// library build).
+/// Jobs run per instruction set, counted in this crate's unit tests only (so that a
+/// test can prove the path it meant to test ran; nothing is counted, and no atomic
+/// is touched, in a library build).
 #[cfg(test)]
 static RUNS: [std::sync::atomic::AtomicU64; 3] = [
     std::sync::atomic::AtomicU64::new(0),
@@ -115,7 +115,7 @@ impl Isa {
         Ok(())
     }
 
-    /// How many kernel calls have run on this instruction set in this process.
+    /// How many jobs have run on this instruction set in this process (unit tests).
     #[cfg(test)]
     pub(crate) fn runs(self) -> u64 {
         RUNS[self.index()].load(Ordering::Relaxed)
