@@ -11,6 +11,11 @@
 //! lane, libm `exp`) is the twin that every vector path is tested against, and it
 //! handles the tails shorter than a vector.
 //!
+//! The trampoline is pulp's `Simd::vectorize` design, written here rather than taken
+//! from pulp: its vector types carry no bf16/f16 conversions, streaming stores or
+//! the 8 × 8 transposes the kernels need, so an instruction-set layer of our own
+//! would remain beside it.
+//!
 //! Each instruction set implements only primitives (loads and stores, arithmetic,
 //! compares, selects, bit and integer operations, transposes, reductions):
 //! [`scalar`], `avx2` and `avx512`, one file each. The vector `exp`, `exp_small`,
