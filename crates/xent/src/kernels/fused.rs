@@ -1225,32 +1225,19 @@ impl<A: Store32, B: Store32> Kernel for CopyConvertKernel<A, B> {
     #[inline(always)]
     fn run<S: Simd>(self, s: S) {
         let CopyConvertKernel { src, dst, n } = self;
-        // SAFETY: `copy_convert`'s caller guarantees its contract for these arguments.
-        unsafe { copy_convert_body(s, src, dst, n) }
-    }
-}
-
-/// The body of [`copy_convert`].
-///
-/// # Safety
-/// As [`copy_convert`].
-#[inline(always)]
-unsafe fn copy_convert_body<S: Simd, A: Store32, B: Store32>(
-    s: S,
-    src: *const A,
-    dst: *mut B,
-    n: usize,
-) {
-    let body = n - n % S::LANES;
-    let mut j = 0;
-    // SAFETY: j + LANES ≤ body ≤ n, and j < n in the tail.
-    unsafe {
-        while j < body {
-            s.store(dst.add(j), s.load(src.add(j)));
-            j += S::LANES;
-        }
-        for j in body..n {
-            *dst.add(j) = B::from_f32((*src.add(j)).to_f32());
+        // The fields are the arguments of `copy_convert`, whose caller guarantees its
+        // contract for them: the SAFETY comments below rely on it.
+        let body = n - n % S::LANES;
+        let mut j = 0;
+        // SAFETY: j + LANES ≤ body ≤ n, and j < n in the tail.
+        unsafe {
+            while j < body {
+                s.store(dst.add(j), s.load(src.add(j)));
+                j += S::LANES;
+            }
+            for j in body..n {
+                *dst.add(j) = B::from_f32((*src.add(j)).to_f32());
+            }
         }
     }
 }
@@ -1283,35 +1270,22 @@ impl<B: Store32> Kernel for CopyOutStreamingKernel<B> {
     #[inline(always)]
     fn run<S: Simd>(self, s: S) {
         let CopyOutStreamingKernel { src, dst, n } = self;
-        // SAFETY: `copy_out_streaming`'s caller guarantees its contract for these arguments.
-        unsafe { copy_out_streaming_body(s, src, dst, n) }
-    }
-}
-
-/// The body of [`copy_out_streaming`].
-///
-/// # Safety
-/// As [`copy_out_streaming`].
-#[inline(always)]
-unsafe fn copy_out_streaming_body<S: Simd, B: Store32>(
-    s: S,
-    src: *const f32,
-    dst: *mut B,
-    n: usize,
-) {
-    let align = S::LANES * core::mem::size_of::<B>();
-    let head = (dst.align_offset(align)).min(n);
-    let body = head + (n - head) / S::LANES * S::LANES;
-    // SAFETY: every index is below n; from `head` on, dst + j is aligned to a vector
-    // and j + LANES ≤ body ≤ n.
-    unsafe {
-        for j in (0..head).chain(body..n) {
-            *dst.add(j) = B::from_f32(*src.add(j));
-        }
-        let mut j = head;
-        while j < body {
-            s.stream(dst.add(j), s.load(src.add(j)));
-            j += S::LANES;
+        // The fields are the arguments of `copy_out_streaming`, whose caller guarantees its
+        // contract for them: the SAFETY comments below rely on it.
+        let align = S::LANES * core::mem::size_of::<B>();
+        let head = (dst.align_offset(align)).min(n);
+        let body = head + (n - head) / S::LANES * S::LANES;
+        // SAFETY: every index is below n; from `head` on, dst + j is aligned to a vector
+        // and j + LANES ≤ body ≤ n.
+        unsafe {
+            for j in (0..head).chain(body..n) {
+                *dst.add(j) = B::from_f32(*src.add(j));
+            }
+            let mut j = head;
+            while j < body {
+                s.stream(dst.add(j), s.load(src.add(j)));
+                j += S::LANES;
+            }
         }
     }
 }
@@ -1362,38 +1336,23 @@ impl<A: Store32> Kernel for GatherRowsKernel<A> {
             dst,
             w,
         } = self;
-        // SAFETY: `gather_rows`'s caller guarantees its contract for these arguments.
-        unsafe { gather_rows_body(s, src, stride, c, dst, w) }
-    }
-}
-
-/// The body of [`gather_rows`].
-///
-/// # Safety
-/// As [`gather_rows`].
-#[inline(always)]
-unsafe fn gather_rows_body<S: Simd, A: Store32>(
-    s: S,
-    src: *const A,
-    stride: usize,
-    c: usize,
-    dst: *mut f32,
-    w: usize,
-) {
-    // SAFETY: every window covers classes k..k + LANES ≤ c and lanes l0..l0 + LANES
-    // ≤ w; the element-wise transpose stays below (c, w).
-    unsafe {
-        if w == KDIM_GROUP && c >= S::LANES {
-            let mut k0 = 0;
-            while k0 < c {
-                let k = k0.min(c - S::LANES);
-                for l0 in (0..KDIM_GROUP).step_by(S::LANES) {
-                    s.transpose_block(src.add(k * stride + l0), stride, dst.add(l0 * c + k), c);
+        // The fields are the arguments of `gather_rows`, whose caller guarantees its
+        // contract for them: the SAFETY comments below rely on it.
+        // SAFETY: every window covers classes k..k + LANES ≤ c and lanes l0..l0 + LANES
+        // ≤ w; the element-wise transpose stays below (c, w).
+        unsafe {
+            if w == KDIM_GROUP && c >= S::LANES {
+                let mut k0 = 0;
+                while k0 < c {
+                    let k = k0.min(c - S::LANES);
+                    for l0 in (0..KDIM_GROUP).step_by(S::LANES) {
+                        s.transpose_block(src.add(k * stride + l0), stride, dst.add(l0 * c + k), c);
+                    }
+                    k0 += S::LANES;
                 }
-                k0 += S::LANES;
+            } else {
+                transpose_each(src, stride, dst, c, (c, w));
             }
-        } else {
-            transpose_each(src, stride, dst, c, (c, w));
         }
     }
 }
@@ -1441,37 +1400,22 @@ impl<B: Store32> Kernel for ScatterRowsKernel<B> {
             c,
             w,
         } = self;
-        // SAFETY: `scatter_rows`'s caller guarantees its contract for these arguments.
-        unsafe { scatter_rows_body(s, src, dst, stride, c, w) }
-    }
-}
-
-/// The body of [`scatter_rows`].
-///
-/// # Safety
-/// As [`scatter_rows`].
-#[inline(always)]
-unsafe fn scatter_rows_body<S: Simd, B: Store32>(
-    s: S,
-    src: *const f32,
-    dst: *mut B,
-    stride: usize,
-    c: usize,
-    w: usize,
-) {
-    // SAFETY: as gather_rows.
-    unsafe {
-        if w == KDIM_GROUP && c >= S::LANES {
-            let mut k0 = 0;
-            while k0 < c {
-                let k = k0.min(c - S::LANES);
-                for l0 in (0..KDIM_GROUP).step_by(S::LANES) {
-                    s.transpose_block(src.add(l0 * c + k), c, dst.add(k * stride + l0), stride);
+        // The fields are the arguments of `scatter_rows`, whose caller guarantees its
+        // contract for them: the SAFETY comments below rely on it.
+        // SAFETY: as gather_rows.
+        unsafe {
+            if w == KDIM_GROUP && c >= S::LANES {
+                let mut k0 = 0;
+                while k0 < c {
+                    let k = k0.min(c - S::LANES);
+                    for l0 in (0..KDIM_GROUP).step_by(S::LANES) {
+                        s.transpose_block(src.add(l0 * c + k), c, dst.add(k * stride + l0), stride);
+                    }
+                    k0 += S::LANES;
                 }
-                k0 += S::LANES;
+            } else {
+                transpose_each(src, c, dst, stride, (w, c));
             }
-        } else {
-            transpose_each(src, c, dst, stride, (w, c));
         }
     }
 }

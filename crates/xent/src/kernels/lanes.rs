@@ -223,48 +223,33 @@ impl<E: Store32, O: Store32> Kernel for LaneSoftmaxKernel<E, O> {
             c,
             log,
         } = self;
-        // SAFETY: `lane_softmax`'s caller guarantees its contract for these arguments.
-        unsafe { lane_softmax_body(s, x, out, stride, c, log) }
-    }
-}
-
-/// The body of [`lane_softmax`].
-///
-/// # Safety
-/// As [`lane_softmax`].
-#[inline(always)]
-unsafe fn lane_softmax_body<S: Simd, E: Store32, O: Store32>(
-    s: S,
-    x: *const E,
-    out: *mut O,
-    stride: usize,
-    c: usize,
-    log: bool,
-) {
-    // SAFETY: every access is at a class k < c.
-    unsafe {
-        let mut m = s.splat(f32::NEG_INFINITY);
-        for k in 0..c {
-            m = s.max(m, s.load(x.add(k * stride)));
-        }
-        let msv = s.neg_inf_to(m, s.splat(0.0));
-        let mut sv = s.splat(0.0);
-        for k in 0..c {
-            sv = s.add(sv, s.exp_small(s.sub(s.load(x.add(k * stride)), msv)));
-        }
-        let kv = if log {
-            s.ln(sv)
-        } else {
-            s.div(s.splat(1.0), sv)
-        };
-        for k in 0..c {
-            let d = s.sub(s.load(x.add(k * stride)), msv);
-            let v = if log {
-                s.sub(d, kv)
+        // The fields are the arguments of `lane_softmax`, whose caller guarantees its
+        // contract for them: the SAFETY comments below rely on it.
+        // SAFETY: every access is at a class k < c.
+        unsafe {
+            let mut m = s.splat(f32::NEG_INFINITY);
+            for k in 0..c {
+                m = s.max(m, s.load(x.add(k * stride)));
+            }
+            let msv = s.neg_inf_to(m, s.splat(0.0));
+            let mut sv = s.splat(0.0);
+            for k in 0..c {
+                sv = s.add(sv, s.exp_small(s.sub(s.load(x.add(k * stride)), msv)));
+            }
+            let kv = if log {
+                s.ln(sv)
             } else {
-                s.mul(s.exp_small(d), kv)
+                s.div(s.splat(1.0), sv)
             };
-            s.store(out.add(k * stride), v);
+            for k in 0..c {
+                let d = s.sub(s.load(x.add(k * stride)), msv);
+                let v = if log {
+                    s.sub(d, kv)
+                } else {
+                    s.mul(s.exp_small(d), kv)
+                };
+                s.store(out.add(k * stride), v);
+            }
         }
     }
 }
@@ -315,44 +300,28 @@ impl<E: Store32, G: Store32> Kernel for LaneBackwardKernel<E, G> {
             c,
             log,
         } = self;
-        // SAFETY: `lane_backward`'s caller guarantees its contract for these arguments.
-        unsafe { lane_backward_body(s, y, gy, gx, stride, c, log) }
-    }
-}
-
-/// The body of [`lane_backward`].
-///
-/// # Safety
-/// As [`lane_backward`].
-#[inline(always)]
-unsafe fn lane_backward_body<S: Simd, E: Store32, G: Store32>(
-    s: S,
-    y: *const E,
-    gy: *const E,
-    gx: *mut G,
-    stride: usize,
-    c: usize,
-    log: bool,
-) {
-    // SAFETY: every access is at a class k < c.
-    unsafe {
-        let mut dot = s.splat(0.0);
-        for k in 0..c {
-            let gv = s.load(gy.add(k * stride));
-            dot = if log {
-                s.add(dot, gv)
-            } else {
-                s.fma(gv, s.load(y.add(k * stride)), dot)
-            };
-        }
-        for k in 0..c {
-            let (yv, gv) = (s.load(y.add(k * stride)), s.load(gy.add(k * stride)));
-            let v = if log {
-                s.sub(gv, s.mul(s.exp(yv), dot))
-            } else {
-                s.mul(yv, s.sub(gv, dot))
-            };
-            s.store(gx.add(k * stride), v);
+        // The fields are the arguments of `lane_backward`, whose caller guarantees its
+        // contract for them: the SAFETY comments below rely on it.
+        // SAFETY: every access is at a class k < c.
+        unsafe {
+            let mut dot = s.splat(0.0);
+            for k in 0..c {
+                let gv = s.load(gy.add(k * stride));
+                dot = if log {
+                    s.add(dot, gv)
+                } else {
+                    s.fma(gv, s.load(y.add(k * stride)), dot)
+                };
+            }
+            for k in 0..c {
+                let (yv, gv) = (s.load(y.add(k * stride)), s.load(gy.add(k * stride)));
+                let v = if log {
+                    s.sub(gv, s.mul(s.exp(yv), dot))
+                } else {
+                    s.mul(yv, s.sub(gv, dot))
+                };
+                s.store(gx.add(k * stride), v);
+            }
         }
     }
 }

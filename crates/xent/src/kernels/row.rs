@@ -311,128 +311,104 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool> Kernel
             xf,
             ahead,
         } = self;
-        // SAFETY: `chunk_stats_store`'s caller guarantees its contract for these
-        // arguments.
-        unsafe { chunk_stats_body::<S, E, G, C, X, P, STORE>(s, x, g, n, coef, xf, ahead) }
-    }
-}
-
-/// The body of [`chunk_stats_store`].
-///
-/// # Safety
-/// As [`chunk_stats_store`].
-#[inline(always)]
-unsafe fn chunk_stats_body<
-    S: Simd,
-    E: Store32,
-    G: Store32,
-    C: Coef,
-    X: Xform,
-    P,
-    const STORE: bool,
->(
-    s: S,
-    x: *const E,
-    g: *mut G,
-    n: usize,
-    coef: C,
-    xf: X,
-    ahead: *const P,
-) -> RowStats<f32> {
-    let lanes = S::LANES;
-    let body = n - n % lanes;
-    // SAFETY: every load is at i < body ≤ n with i + LANES ≤ n, or at
-    // j < n in the scalar tails; the caller guarantees n readable elements.
-    unsafe {
-        let (mut m0, mut m1) = (s.splat(f32::NEG_INFINITY), s.splat(f32::NEG_INFINITY));
-        let mut i = 0;
-        while i + 2 * lanes <= body {
-            m0 = s.max(m0, xf.apply(s, s.load(x.add(i))));
-            m1 = s.max(m1, xf.apply(s, s.load(x.add(i + lanes))));
-            i += 2 * lanes;
+        // The fields are the arguments of `chunk_stats_store`, whose caller guarantees its
+        // contract for them: the SAFETY comments below rely on it.
+        let lanes = S::LANES;
+        let body = n - n % lanes;
+        // SAFETY: every load is at i < body ≤ n with i + LANES ≤ n, or at
+        // j < n in the scalar tails; the caller guarantees n readable elements.
+        unsafe {
+            let (mut m0, mut m1) = (s.splat(f32::NEG_INFINITY), s.splat(f32::NEG_INFINITY));
+            let mut i = 0;
+            while i + 2 * lanes <= body {
+                m0 = s.max(m0, xf.apply(s, s.load(x.add(i))));
+                m1 = s.max(m1, xf.apply(s, s.load(x.add(i + lanes))));
+                i += 2 * lanes;
+            }
+            if i < body {
+                m0 = s.max(m0, xf.apply(s, s.load(x.add(i))));
+            }
+            let mut m = s.reduce_max(s.max(m0, m1));
+            for j in body..n {
+                m = Scalar.max(m, xf.apply(Scalar, Scalar.load(x.add(j))));
+            }
+            let ms = shift(m);
+            let msv = s.splat(ms);
+            let zero = s.splat(0.0);
+            let (mut s0, mut s1, mut l0, mut l1, mut a0, mut a1) =
+                (zero, zero, zero, zero, zero, zero);
+            // Pass B works from L1; meanwhile the next `n` elements (the next chunk, or
+            // the next row) are prefetched so that pass A does not wait for memory, and
+            // with `STORE` so are the gradient lines written next (their read for
+            // ownership would stall the stores otherwise).
+            let x_ahead = x.wrapping_add(n) as *const u8;
+            let (g_ahead, g_step) = (ahead as *const u8, size_of::<P>());
+            let x_step = size_of::<E>();
+            let mut i = 0;
+            while i + 2 * lanes <= body {
+                let mut b = 0;
+                while b < 2 * lanes * x_step {
+                    s.prefetch(x_ahead.wrapping_add(i * x_step + b));
+                    b += CACHE_LINE;
+                }
+                let mut b = 0;
+                while STORE && b < 2 * lanes * g_step {
+                    s.prefetch(g_ahead.wrapping_add(i * g_step + b));
+                    b += CACHE_LINE;
+                }
+                let d0 = s.sub(xf.apply(s, s.load(x.add(i))), msv);
+                let d1 = s.sub(xf.apply(s, s.load(x.add(i + lanes))), msv);
+                let (e0, e1) = (s.exp_small(d0), s.exp_small(d1));
+                if STORE {
+                    s.store(g.add(i), e0);
+                    s.store(g.add(i + lanes), e1);
+                }
+                s0 = s.add(s0, e0);
+                s1 = s.add(s1, e1);
+                if C::ACTIVE {
+                    let c0 = coef.load(s, i);
+                    let c1 = coef.load(s, i + lanes);
+                    l0 = s.fma(c0, d0, l0);
+                    l1 = s.fma(c1, d1, l1);
+                    a0 = s.add(a0, c0);
+                    a1 = s.add(a1, c1);
+                }
+                i += 2 * lanes;
+            }
+            if i < body {
+                let d0 = s.sub(xf.apply(s, s.load(x.add(i))), msv);
+                let e0 = s.exp_small(d0);
+                if STORE {
+                    s.store(g.add(i), e0);
+                }
+                s0 = s.add(s0, e0);
+                if C::ACTIVE {
+                    let c0 = coef.load(s, i);
+                    l0 = s.fma(c0, d0, l0);
+                    a0 = s.add(a0, c0);
+                }
+            }
+            let mut p = RowStats {
+                m,
+                s: s.reduce_add(s.add(s0, s1)),
+                l: s.reduce_add(s.add(l0, l1)),
+                a: s.reduce_add(s.add(a0, a1)),
+            };
+            for j in body..n {
+                let d = xf.apply(Scalar, Scalar.load(x.add(j))) - ms;
+                let e = d.exp();
+                if STORE {
+                    Scalar.store(g.add(j), e);
+                }
+                p.s += e;
+                if C::ACTIVE {
+                    let c = coef.load(Scalar, j);
+                    p.l += c * d;
+                    p.a += c;
+                }
+            }
+            p
         }
-        if i < body {
-            m0 = s.max(m0, xf.apply(s, s.load(x.add(i))));
-        }
-        let mut m = s.reduce_max(s.max(m0, m1));
-        for j in body..n {
-            m = Scalar.max(m, xf.apply(Scalar, Scalar.load(x.add(j))));
-        }
-        let ms = shift(m);
-        let msv = s.splat(ms);
-        let zero = s.splat(0.0);
-        let (mut s0, mut s1, mut l0, mut l1, mut a0, mut a1) = (zero, zero, zero, zero, zero, zero);
-        // Pass B works from L1; meanwhile the next `n` elements (the next chunk, or
-        // the next row) are prefetched so that pass A does not wait for memory, and
-        // with `STORE` so are the gradient lines written next (their read for
-        // ownership would stall the stores otherwise).
-        let x_ahead = x.wrapping_add(n) as *const u8;
-        let (g_ahead, g_step) = (ahead as *const u8, size_of::<P>());
-        let x_step = size_of::<E>();
-        let mut i = 0;
-        while i + 2 * lanes <= body {
-            let mut b = 0;
-            while b < 2 * lanes * x_step {
-                s.prefetch(x_ahead.wrapping_add(i * x_step + b));
-                b += CACHE_LINE;
-            }
-            let mut b = 0;
-            while STORE && b < 2 * lanes * g_step {
-                s.prefetch(g_ahead.wrapping_add(i * g_step + b));
-                b += CACHE_LINE;
-            }
-            let d0 = s.sub(xf.apply(s, s.load(x.add(i))), msv);
-            let d1 = s.sub(xf.apply(s, s.load(x.add(i + lanes))), msv);
-            let (e0, e1) = (s.exp_small(d0), s.exp_small(d1));
-            if STORE {
-                s.store(g.add(i), e0);
-                s.store(g.add(i + lanes), e1);
-            }
-            s0 = s.add(s0, e0);
-            s1 = s.add(s1, e1);
-            if C::ACTIVE {
-                let c0 = coef.load(s, i);
-                let c1 = coef.load(s, i + lanes);
-                l0 = s.fma(c0, d0, l0);
-                l1 = s.fma(c1, d1, l1);
-                a0 = s.add(a0, c0);
-                a1 = s.add(a1, c1);
-            }
-            i += 2 * lanes;
-        }
-        if i < body {
-            let d0 = s.sub(xf.apply(s, s.load(x.add(i))), msv);
-            let e0 = s.exp_small(d0);
-            if STORE {
-                s.store(g.add(i), e0);
-            }
-            s0 = s.add(s0, e0);
-            if C::ACTIVE {
-                let c0 = coef.load(s, i);
-                l0 = s.fma(c0, d0, l0);
-                a0 = s.add(a0, c0);
-            }
-        }
-        let mut p = RowStats {
-            m,
-            s: s.reduce_add(s.add(s0, s1)),
-            l: s.reduce_add(s.add(l0, l1)),
-            a: s.reduce_add(s.add(a0, a1)),
-        };
-        for j in body..n {
-            let d = xf.apply(Scalar, Scalar.load(x.add(j))) - ms;
-            let e = d.exp();
-            if STORE {
-                Scalar.store(g.add(j), e);
-            }
-            p.s += e;
-            if C::ACTIVE {
-                let c = coef.load(Scalar, j);
-                p.l += c * d;
-                p.a += c;
-            }
-        }
-        p
     }
 }
 
@@ -707,68 +683,50 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform> Kernel for ChunkGrad<E, G, C, X>
             k,
             accumulate,
         } = self;
-        // SAFETY: `chunk_grad`'s caller guarantees its contract for these arguments.
-        unsafe { chunk_grad_body(s, x, g, n, coef, xf, ms, k, accumulate) }
-    }
-}
-
-/// The body of [`chunk_grad`].
-///
-/// # Safety
-/// As [`chunk_grad`].
-#[inline(always)]
-unsafe fn chunk_grad_body<S: Simd, E: Store32, G: Store32, C: Coef, X: Xform>(
-    s: S,
-    x: *const E,
-    g: *mut G,
-    n: usize,
-    coef: C,
-    xf: X,
-    ms: f32,
-    k: GradConsts<f32>,
-    accumulate: bool,
-) {
-    #[inline(always)]
-    unsafe fn one<S: Simd, E: Store32, G: Store32, C: Coef, X: Xform>(
-        s: S,
-        x: *const E,
-        g: *mut G,
-        i: usize,
-        coef: &C,
-        xf: &X,
-        msv: S::V,
-        alpha: S::V,
-        beta: S::V,
-        accumulate: bool,
-    ) {
-        // SAFETY: the caller keeps i + LANES within the row.
-        unsafe {
-            let (xt, d) = xf.apply_d(s, s.load(x.add(i)));
-            let mut v = s.mul(alpha, s.exp_small(s.sub(xt, msv)));
-            if C::ACTIVE {
-                v = s.sub(v, s.mul(beta, coef.load(s, i)));
+        // The fields are the arguments of `chunk_grad`, whose caller guarantees its
+        // contract for them: the SAFETY comments below rely on it.
+        #[inline(always)]
+        unsafe fn one<S: Simd, E: Store32, G: Store32, C: Coef, X: Xform>(
+            s: S,
+            x: *const E,
+            g: *mut G,
+            i: usize,
+            coef: &C,
+            xf: &X,
+            msv: S::V,
+            alpha: S::V,
+            beta: S::V,
+            accumulate: bool,
+        ) {
+            // SAFETY: the caller keeps i + LANES within the row.
+            unsafe {
+                let (xt, d) = xf.apply_d(s, s.load(x.add(i)));
+                let mut v = s.mul(alpha, s.exp_small(s.sub(xt, msv)));
+                if C::ACTIVE {
+                    v = s.sub(v, s.mul(beta, coef.load(s, i)));
+                }
+                if X::CHAINED {
+                    v = s.mul(v, d);
+                }
+                if accumulate {
+                    v = s.add(v, s.load(g.add(i)));
+                }
+                s.store(g.add(i), v);
             }
-            if X::CHAINED {
-                v = s.mul(v, d);
-            }
-            if accumulate {
-                v = s.add(v, s.load(g.add(i)));
-            }
-            s.store(g.add(i), v);
         }
-    }
-    let lanes = S::LANES;
-    let body = n - n % lanes;
-    let (msv, alpha, beta) = (s.splat(ms), s.splat(k.alpha), s.splat(k.beta));
-    let mut i = 0;
-    while i < body {
-        // SAFETY: i + LANES ≤ body ≤ n.
-        unsafe { one(s, x, g, i, &coef, &xf, msv, alpha, beta, accumulate) };
-        i += lanes;
-    }
-    for j in body..n {
-        // SAFETY: j < n.
-        unsafe { one(Scalar, x, g, j, &coef, &xf, ms, k.alpha, k.beta, accumulate) };
+        let lanes = S::LANES;
+        let body = n - n % lanes;
+        let (msv, alpha, beta) = (s.splat(ms), s.splat(k.alpha), s.splat(k.beta));
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + LANES ≤ body ≤ n.
+            unsafe { one(s, x, g, i, &coef, &xf, msv, alpha, beta, accumulate) };
+            i += lanes;
+        }
+        for j in body..n {
+            // SAFETY: j < n.
+            unsafe { one(Scalar, x, g, j, &coef, &xf, ms, k.alpha, k.beta, accumulate) };
+        }
     }
 }
 
@@ -841,59 +799,44 @@ impl<E: Store32, O: Store32> Kernel for SoftmaxWrite<E, O> {
     #[inline(always)]
     fn run<S: Simd>(self, s: S) {
         let SoftmaxWrite { x, out, n, p, log } = self;
-        // SAFETY: `softmax_write`'s caller guarantees its contract for these arguments.
-        unsafe { softmax_write_body(s, x, out, n, p, log) }
-    }
-}
-
-/// The body of [`softmax_write`].
-///
-/// # Safety
-/// As [`softmax_write`].
-#[inline(always)]
-unsafe fn softmax_write_body<S: Simd, E: Store32, O: Store32>(
-    s: S,
-    x: *const E,
-    out: *mut O,
-    n: usize,
-    p: RowStats<f32>,
-    log: bool,
-) {
-    let ms = shift(p.m);
-    let (ln_s, inv_s) = (p.s.ln(), 1.0 / p.s);
-    #[inline(always)]
-    unsafe fn one<S: Simd, E: Store32, O: Store32>(
-        s: S,
-        x: *const E,
-        out: *mut O,
-        i: usize,
-        msv: S::V,
-        k: S::V,
-        log: bool,
-    ) {
-        // SAFETY: the caller keeps i + LANES within the row.
-        unsafe {
-            let d = s.sub(s.load(x.add(i)), msv);
-            let v = if log {
-                s.sub(d, k)
-            } else {
-                s.mul(s.exp_small(d), k)
-            };
-            s.store(out.add(i), v);
+        // The fields are the arguments of `softmax_write`, whose caller guarantees its
+        // contract for them: the SAFETY comments below rely on it.
+        let ms = shift(p.m);
+        let (ln_s, inv_s) = (p.s.ln(), 1.0 / p.s);
+        #[inline(always)]
+        unsafe fn one<S: Simd, E: Store32, O: Store32>(
+            s: S,
+            x: *const E,
+            out: *mut O,
+            i: usize,
+            msv: S::V,
+            k: S::V,
+            log: bool,
+        ) {
+            // SAFETY: the caller keeps i + LANES within the row.
+            unsafe {
+                let d = s.sub(s.load(x.add(i)), msv);
+                let v = if log {
+                    s.sub(d, k)
+                } else {
+                    s.mul(s.exp_small(d), k)
+                };
+                s.store(out.add(i), v);
+            }
         }
-    }
-    let k = if log { ln_s } else { inv_s };
-    let body = n - n % S::LANES;
-    let (msv, kv) = (s.splat(ms), s.splat(k));
-    let mut i = 0;
-    while i < body {
-        // SAFETY: i + LANES ≤ n.
-        unsafe { one(s, x, out, i, msv, kv, log) };
-        i += S::LANES;
-    }
-    for j in body..n {
-        // SAFETY: j < n.
-        unsafe { one(Scalar, x, out, j, ms, k, log) };
+        let k = if log { ln_s } else { inv_s };
+        let body = n - n % S::LANES;
+        let (msv, kv) = (s.splat(ms), s.splat(k));
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + LANES ≤ n.
+            unsafe { one(s, x, out, i, msv, kv, log) };
+            i += S::LANES;
+        }
+        for j in body..n {
+            // SAFETY: j < n.
+            unsafe { one(Scalar, x, out, j, ms, k, log) };
+        }
     }
 }
 
@@ -925,43 +868,29 @@ impl<E: Store32> Kernel for BackwardDot<E> {
     #[inline(always)]
     fn run<S: Simd>(self, s: S) -> f32 {
         let BackwardDot { y, gy, n, log } = self;
-        // SAFETY: `backward_dot`'s caller guarantees its contract for these arguments.
-        unsafe { backward_dot_body(s, y, gy, n, log) }
-    }
-}
-
-/// The body of [`backward_dot`].
-///
-/// # Safety
-/// As [`backward_dot`].
-#[inline(always)]
-unsafe fn backward_dot_body<S: Simd, E: Store32>(
-    s: S,
-    y: *const E,
-    gy: *const E,
-    n: usize,
-    log: bool,
-) -> f32 {
-    let body = n - n % S::LANES;
-    let mut acc = s.splat(0.0);
-    let mut i = 0;
-    // SAFETY: loads at i + LANES ≤ n and j < n.
-    unsafe {
-        while i < body {
-            let gv = s.load(gy.add(i));
-            acc = if log {
-                s.add(acc, gv)
-            } else {
-                s.fma(gv, s.load(y.add(i)), acc)
-            };
-            i += S::LANES;
+        // The fields are the arguments of `backward_dot`, whose caller guarantees its
+        // contract for them: the SAFETY comments below rely on it.
+        let body = n - n % S::LANES;
+        let mut acc = s.splat(0.0);
+        let mut i = 0;
+        // SAFETY: loads at i + LANES ≤ n and j < n.
+        unsafe {
+            while i < body {
+                let gv = s.load(gy.add(i));
+                acc = if log {
+                    s.add(acc, gv)
+                } else {
+                    s.fma(gv, s.load(y.add(i)), acc)
+                };
+                i += S::LANES;
+            }
+            let mut total = s.reduce_add(acc);
+            for j in body..n {
+                let gv = Scalar.load(gy.add(j));
+                total += if log { gv } else { gv * Scalar.load(y.add(j)) };
+            }
+            total
         }
-        let mut total = s.reduce_add(acc);
-        for j in body..n {
-            let gv = Scalar.load(gy.add(j));
-            total += if log { gv } else { gv * Scalar.load(y.add(j)) };
-        }
-        total
     }
 }
 
@@ -1011,56 +940,40 @@ impl<E: Store32, G: Store32> Kernel for BackwardWrite<E, G> {
             dot,
             log,
         } = self;
-        // SAFETY: `backward_write`'s caller guarantees its contract for these arguments.
-        unsafe { backward_write_body(s, y, gy, gx, n, dot, log) }
-    }
-}
-
-/// The body of [`backward_write`].
-///
-/// # Safety
-/// As [`backward_write`].
-#[inline(always)]
-unsafe fn backward_write_body<S: Simd, E: Store32, G: Store32>(
-    s: S,
-    y: *const E,
-    gy: *const E,
-    gx: *mut G,
-    n: usize,
-    dot: f32,
-    log: bool,
-) {
-    #[inline(always)]
-    unsafe fn one<S: Simd, E: Store32, G: Store32>(
-        s: S,
-        y: *const E,
-        gy: *const E,
-        gx: *mut G,
-        i: usize,
-        dot: S::V,
-        log: bool,
-    ) {
-        // SAFETY: the caller keeps i + LANES within the row.
-        unsafe {
-            let (yv, gv) = (s.load(y.add(i)), s.load(gy.add(i)));
-            let v = if log {
-                s.sub(gv, s.mul(s.exp(yv), dot))
-            } else {
-                s.mul(yv, s.sub(gv, dot))
-            };
-            s.store(gx.add(i), v);
+        // The fields are the arguments of `backward_write`, whose caller guarantees its
+        // contract for them: the SAFETY comments below rely on it.
+        #[inline(always)]
+        unsafe fn one<S: Simd, E: Store32, G: Store32>(
+            s: S,
+            y: *const E,
+            gy: *const E,
+            gx: *mut G,
+            i: usize,
+            dot: S::V,
+            log: bool,
+        ) {
+            // SAFETY: the caller keeps i + LANES within the row.
+            unsafe {
+                let (yv, gv) = (s.load(y.add(i)), s.load(gy.add(i)));
+                let v = if log {
+                    s.sub(gv, s.mul(s.exp(yv), dot))
+                } else {
+                    s.mul(yv, s.sub(gv, dot))
+                };
+                s.store(gx.add(i), v);
+            }
         }
-    }
-    let body = n - n % S::LANES;
-    let dv = s.splat(dot);
-    let mut i = 0;
-    while i < body {
-        // SAFETY: i + LANES ≤ n.
-        unsafe { one(s, y, gy, gx, i, dv, log) };
-        i += S::LANES;
-    }
-    for j in body..n {
-        // SAFETY: j < n.
-        unsafe { one(Scalar, y, gy, gx, j, dot, log) };
+        let body = n - n % S::LANES;
+        let dv = s.splat(dot);
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + LANES ≤ n.
+            unsafe { one(s, y, gy, gx, i, dv, log) };
+            i += S::LANES;
+        }
+        for j in body..n {
+            // SAFETY: j < n.
+            unsafe { one(Scalar, y, gy, gx, j, dot, log) };
+        }
     }
 }
