@@ -36,13 +36,4 @@ impl RowAt {
     pub fn at(self, c: usize) -> usize {
         self.off + c * self.stride
     }
-
-    /// Row `r` of a layout.
-    pub fn of(layout: &crate::layout::Layout, r: usize) -> RowAt {
-        RowAt {
-            off: layout.row_offset(r),
-            stride: layout.inner(),
-            len: layout.classes(),
-        }
-    }
 }

@@ -13,6 +13,7 @@ use crate::kernels::pointwise::PointOp;
 use crate::kernels::RowAt;
 use crate::layout::Layout;
 use crate::options::Reduction;
+use crate::par::Blocks;
 use crate::reduce::CompensatedSum;
 
 /// How [`kl_div`] combines its elementwise losses, as PyTorch's `reduction` of
@@ -234,10 +235,13 @@ pub fn kl_div_into<T: Float>(
     Ok(())
 }
 
-type GradParts<'g, T> = Option<(&'g mut [T], Option<&'g [T]>, bool)>;
-
-fn split<T: Float>(g: Option<GradOut<'_, T>>) -> GradParts<'_, T> {
-    g.map(GradOut::into_parts)
+/// A gradient output of the divergence: its buffer (if any), upstream gradient and
+/// accumulate flag.
+fn split<T: Float>(g: Option<GradOut<'_, T>>) -> (Option<&mut [T]>, Option<&[T]>, bool) {
+    match g.map(GradOut::into_parts) {
+        Some((buf, go, acc)) => (Some(buf), go, acc),
+        None => (None, None, false),
+    }
 }
 
 /// Options of [`js_div`] and [`js_div_with_logits`]: the reduction over rows.
@@ -518,38 +522,63 @@ fn js_driver<T: Float>(
             check_grad_out(name, g, p.len(), &loss_shape, red.loss_len(rows))?;
         }
     }
-    let mut gp = split(grad_p);
-    let mut gq = split(grad_q);
-    let mut total = CompensatedSum::default();
-    for r in 0..rows {
-        let row = RowAt::of(&layout, r);
-        let l = match kind {
-            JsInput::Probabilities => {
-                let l = js_prob_row(p, q, row);
-                for (g, other) in [(&mut gp, false), (&mut gq, true)] {
-                    if let Some((g, go, acc)) = g.as_mut() {
-                        let s = red.scale::<T>(*go, r);
-                        let (x, y) = if other { (q, p) } else { (p, q) };
-                        js_prob_grad_row(x, y, row, s, g, *acc);
+    let (gp, go_p, acc_p) = split(grad_p);
+    let (gq, go_q, acc_q) = split(grad_q);
+    let (outer, c, inner) = (layout.outer(), layout.classes(), layout.inner());
+    // Blocks of whole `outer` indices: a block's rows (`inner` per index) and their
+    // classes are one contiguous region of every buffer.
+    let span = c * inner;
+    let loss_rows = if red.none { Some(&mut *loss_out) } else { None };
+    let bufs = [(loss_rows, inner), (gp, span), (gq, span)];
+    let sums =
+        Blocks::of_rows(outer, c, inner).map_mut(bufs, |range, [mut loss, mut gp, mut gq]| {
+            let (p, q) = (
+                &p[range.start * span..range.end * span],
+                &q[range.start * span..range.end * span],
+            );
+            let mut total = CompensatedSum::default();
+            for local in 0..range.len() * inner {
+                // Row `r` of the call is row `local` of the block.
+                let r = range.start * inner + local;
+                let row = RowAt {
+                    off: (local / inner) * span + local % inner,
+                    stride: inner,
+                    len: c,
+                };
+                let l = match kind {
+                    JsInput::Probabilities => {
+                        let l = js_prob_row(p, q, row);
+                        if let Some(g) = gp.as_deref_mut() {
+                            js_prob_grad_row(p, q, row, red.scale::<T>(go_p, r), g, acc_p);
+                        }
+                        if let Some(g) = gq.as_deref_mut() {
+                            js_prob_grad_row(q, p, row, red.scale::<T>(go_q, r), g, acc_q);
+                        }
+                        l
                     }
+                    JsInput::Logits => {
+                        let ga = gp
+                            .as_deref_mut()
+                            .map(|g| (g, red.scale::<T>(go_p, r), acc_p));
+                        let gb = gq
+                            .as_deref_mut()
+                            .map(|g| (g, red.scale::<T>(go_q, r), acc_q));
+                        js_logits_row(p, q, row, ga, gb)
+                    }
+                };
+                if let Some(loss) = loss.as_deref_mut() {
+                    loss[local] = l;
                 }
-                l
+                total.add(l.to_f64());
             }
-            JsInput::Logits => {
-                let ga = gp
-                    .as_mut()
-                    .map(|(g, go, acc)| (&mut **g, red.scale::<T>(*go, r), *acc));
-                let gb = gq
-                    .as_mut()
-                    .map(|(g, go, acc)| (&mut **g, red.scale::<T>(*go, r), *acc));
-                js_logits_row(p, q, row, ga, gb)
-            }
-        };
-        if red.none {
-            loss_out[r] = l;
-        }
-        total.add(l.to_f64());
-    }
+            total
+        });
+    let total = sums
+        .into_iter()
+        .fold(CompensatedSum::default(), |mut total, part| {
+            total.merge(part);
+            total
+        });
     red.finish(loss_out, total);
     Ok(())
 }

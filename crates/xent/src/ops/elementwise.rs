@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::float::sealed::Sealed;
 use crate::float::Float;
 use crate::kernels::pointwise::{PointCall, PointGrad, PointOp, PointOut, Src};
+use crate::par::Blocks;
 use crate::reduce::CompensatedSum;
 
 /// Checks an elementwise shape (0-d allowed: one element) against `len`; returns the
@@ -57,14 +58,15 @@ pub(crate) fn check_unit_interval<T: Float>(
     data: &[T],
     shape: &[usize],
 ) -> Result<()> {
-    use rayon::prelude::*;
     let (lo, hi) = (T::ZERO, T::ONE);
-    // A vector test per block; the exact position only once a block failed.
+    // A vector test per block; the exact position only in the first block that failed.
     let ok = |v: T| v >= lo && v <= hi;
-    let bad = data
-        .par_chunks(BLOCK)
-        .position_first(|c| !<T as Sealed>::all_in_unit(c))
-        .map(|b| b * BLOCK + data[b * BLOCK..].iter().position(|&v| !ok(v)).unwrap_or(0));
+    let bad = Blocks::new(data.len(), BLOCK)
+        .map(|range| (!<T as Sealed>::all_in_unit(&data[range.clone()])).then_some(range))
+        .into_iter()
+        .flatten()
+        .next()
+        .map(|range| range.start + data[range].iter().position(|&v| !ok(v)).unwrap_or(0));
     match bad {
         None => Ok(()),
         Some(i) => Err(Error::ValueOutOfRange {
@@ -264,14 +266,6 @@ pub(crate) fn log_sigmoid1<T: Float>(x: T) -> T {
 /// work and of the batch sum, so their boundaries depend only on the element count.
 pub(crate) const BLOCK: usize = 1 << 14;
 
-/// `buf` cut into the blocks of a `numel`-element loss, or one `None` per block.
-fn blocks<T>(buf: Option<&mut [T]>, numel: usize) -> Vec<Option<&mut [T]>> {
-    match buf {
-        Some(b) => b.chunks_mut(BLOCK).map(Some).collect(),
-        None => (0..numel.div_ceil(BLOCK)).map(|_| None).collect(),
-    }
-}
-
 /// A gradient output of an elementwise loss: its buffer, upstream gradient and
 /// accumulate flag, as [`grad_parts`] returns them.
 pub(crate) type GradParts<'g, T> = (Option<&'g mut [T]>, Option<&'g [T]>, bool);
@@ -292,20 +286,16 @@ pub(crate) struct Pointwise<'a, T> {
 
 impl<T: Float> Pointwise<'_, T> {
     pub(crate) fn run(self, loss_out: &mut [T], ga: GradParts<'_, T>, gb: GradParts<'_, T>) {
-        use rayon::prelude::*;
         let numel = self.a.len();
         let (ga, go_a, acc_a) = ga;
         let (gb, go_b, acc_b) = gb;
         let (uni_a, uni_b) = (self.red.uniform(go_a), self.red.uniform(go_b));
         let red = self.red;
         let loss_none = if red.none { Some(&mut *loss_out) } else { None };
-        let parts: Vec<PointOut> = blocks(loss_none, numel)
-            .into_par_iter()
-            .zip(blocks(ga, numel))
-            .zip(blocks(gb, numel))
-            .enumerate()
-            .map(|(blk, ((loss, ga), gb))| {
-                let (i0, end) = (blk * BLOCK, ((blk + 1) * BLOCK).min(numel));
+        let bufs = [(loss_none, 1), (ga, 1), (gb, 1)];
+        let parts: Vec<PointOut> =
+            Blocks::new(numel, BLOCK).map_mut(bufs, |range, [loss, ga, gb]| {
+                let (i0, end) = (range.start, range.end);
                 let (mut w_tile, mut pw_tile) = (Vec::new(), Vec::new());
                 <T as Sealed>::run_pointwise(PointCall {
                     op: self.op,
@@ -319,8 +309,7 @@ impl<T: Float> Pointwise<'_, T> {
                     ga: point_grad(ga, uni_a, go_a, acc_a, i0..end),
                     gb: point_grad(gb, uni_b, go_b, acc_b, i0..end),
                 })
-            })
-            .collect();
+            });
         let total = parts
             .into_iter()
             .fold(CompensatedSum::default(), |mut total, part| {

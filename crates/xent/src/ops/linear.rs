@@ -17,7 +17,6 @@
 //! slows one task rather than stalling a GEMM split in fixed halves.
 
 use gemm::Parallelism;
-use rayon::prelude::*;
 
 use super::{check_len, scalar_upstream, Loss};
 use crate::element::Element;
@@ -26,7 +25,7 @@ use crate::float::Float;
 use crate::layout::Layout;
 use crate::ops::cross_entropy::{block_inplace, check_options, Denominators};
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
-use crate::par::{Ptr, Scale};
+use crate::par::{pool_threads, Blocks, Ptr, Scale, ThreadScratch};
 use crate::reduce::CompensatedSum;
 use crate::targets::ClassIndices;
 use crate::targets::Targets;
@@ -542,8 +541,8 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
     let mut logits = vec![E::Acc::ZERO; block * v];
     let mut ht = vec![E::Acc::ZERO; lhs_ld(block) * d];
     // Every scratch a task needs, made here rather than on the pool's threads.
-    let threads = rayon::current_num_threads().max(1);
-    let tiles = ThreadScratch::new(threads, lhs_ld(block) * X_CLASS_CHUNK.min(v));
+    let threads = pool_threads();
+    let tiles = ThreadScratch::new(threads, lhs_ld(block) * X_CLASS_CHUNK.min(v), E::Acc::ZERO);
     // Half-precision inputs: W is widened a tile at a time (never all of it), the bias
     // once.
     let weight = Widened::new(inputs.linear_weight, threads, WIDEN_CLASSES.min(v) * d);
@@ -721,10 +720,10 @@ fn block_rows(
 fn column_sums_into<T: Float>(g: &[T], v: usize, db: &mut [T]) {
     const COLUMNS: usize = 4096;
     let rows = g.len() / v;
-    db.par_chunks_mut(COLUMNS).enumerate().for_each(|(c, db)| {
-        let off = c * COLUMNS;
+    Blocks::new(v, COLUMNS).map_mut([(Some(db), 1)], |cols, [db]| {
+        let Some(db) = db else { return };
         for r in 0..rows {
-            let row = &g[r * v + off..r * v + off + db.len()];
+            let row = &g[r * v + cols.start..r * v + cols.end];
             for (acc, &x) in db.iter_mut().zip(row) {
                 *acc += x;
             }
@@ -751,10 +750,9 @@ fn logits_into<E: Element>(
     assert!(x.len() == rows * v && ht.len() == ld * d && rows <= ld && w.w.len() == v * d);
     let out = Ptr::new(x);
     let chunk = X_CLASS_CHUNK.min(v);
-    (0..v.div_ceil(chunk.max(1))).into_par_iter().for_each(|c| {
+    Blocks::new(v, chunk).for_each(|range| {
         tiles.with(|scratch| {
-            let c0 = c * chunk;
-            let classes = chunk.min(v - c0);
+            let (c0, classes) = (range.start, range.len());
             let tile = &mut scratch[..ld * classes];
             // tile (ld × classes, column-major) = h_block · W[c0..c0 + classes]ᵀ; the
             // rows past `rows` are padding, computed and dropped.
@@ -870,9 +868,8 @@ fn hidden_grad_into<E: Element>(
 ) {
     assert!(g.len() == rows * v && w.w.len() == v * d && dh_block.len() == rows * d);
     let out = Ptr::new(dh_block);
-    (0..d.div_ceil(DH_COL_CHUNK)).into_par_iter().for_each(|c| {
-        let c0 = c * DH_COL_CHUNK;
-        let cols = DH_COL_CHUNK.min(d - c0);
+    Blocks::new(d, DH_COL_CHUNK).for_each(|range| {
+        let (c0, cols) = (range.start, range.len());
         if let Some(ws) = w.same {
             let wc = Strided::new(&ws[c0..], d, 1);
             let gs = Strided::new(g, v, 1);
@@ -927,51 +924,20 @@ fn weight_grad_add<T: Float>(
     if d == 0 {
         return;
     }
-    dw.par_chunks_mut(DW_CLASS_CHUNK * d)
-        .enumerate()
-        .for_each(|(c, dw)| {
-            scratch.with(|gt| {
-                let c0 = c * DW_CLASS_CHUNK;
-                let classes = dw.len() / d;
-                let gt = &mut gt[..classes * rows];
-                transpose_into(&g[c0..], (rows, v), classes, gt, rows);
-                let gt = Strided::new(&*gt, rows, 1);
-                for d0 in (0..d).step_by(DW_COL_CHUNK) {
-                    let cols = DW_COL_CHUNK.min(d - d0);
-                    let hc = h.cols_from(d0);
-                    matmul(classes, cols, rows, &mut dw[d0..], (d, 1), true, gt, hc);
-                }
-            })
-        });
-}
-
-/// One scratch buffer per thread of the pool that runs the call, allocated up front by
-/// the calling thread: tasks that allocated their own on a pool thread left glibc's
-/// per-thread arenas holding several MiB of freed memory.
-struct ThreadScratch<T> {
-    bufs: Vec<std::sync::Mutex<Vec<T>>>,
-    len: usize,
-}
-
-impl<T: Float> ThreadScratch<T> {
-    fn new(threads: usize, len: usize) -> Self {
-        ThreadScratch {
-            bufs: (0..threads)
-                .map(|_| std::sync::Mutex::new(vec![T::ZERO; len]))
-                .collect(),
-            len,
-        }
-    }
-    /// Runs `f` on this thread's buffer; on a thread outside the pool, or if the buffer
-    /// is taken (a task never runs inside another on one thread: the tasks do not call
-    /// into rayon), on a new one.
-    fn with<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> R {
-        let slot = rayon::current_thread_index().and_then(|i| self.bufs.get(i));
-        match slot.and_then(|m| m.try_lock().ok()) {
-            Some(mut buf) => f(&mut buf),
-            None => f(&mut vec![T::ZERO; self.len]),
-        }
-    }
+    Blocks::new(v, DW_CLASS_CHUNK).map_mut([(Some(dw), d)], |range, [dw]| {
+        let Some(dw) = dw else { return };
+        scratch.with(|gt| {
+            let (c0, classes) = (range.start, range.len());
+            let gt = &mut gt[..classes * rows];
+            transpose_into(&g[c0..], (rows, v), classes, gt, rows);
+            let gt = Strided::new(&*gt, rows, 1);
+            for d0 in (0..d).step_by(DW_COL_CHUNK) {
+                let cols = DW_COL_CHUNK.min(d - d0);
+                let hc = h.cols_from(d0);
+                matmul(classes, cols, rows, &mut dw[d0..], (d, 1), true, gt, hc);
+            }
+        })
+    });
 }
 
 /// A read-only matrix view: element `(i, j)` at `data[i·row_stride + j·col_stride]`.
@@ -1044,7 +1010,7 @@ impl<'a, E: Element> Widened<'a, E> {
         Widened {
             w,
             same,
-            scratch: ThreadScratch::new(threads, tile),
+            scratch: ThreadScratch::new(threads, tile, E::Acc::ZERO),
         }
     }
     /// Runs `f` on rows `r0..r0 + rows` of `W` (`d` columns each), in the accumulation
