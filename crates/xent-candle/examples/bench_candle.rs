@@ -56,12 +56,19 @@ fn bench(n: usize, c: usize, reps: usize, dtype: DType) -> Result<()> {
     // Same loss and gradient before timing anything.
     let (lc, lf) = (composed()?, fused()?);
     let (gc, gf) = (lc.backward()?, lf.backward()?);
-    let diff = (gc.get(&x).unwrap().to_dtype(DType::F32)? - gf.get(&x).unwrap().to_dtype(DType::F32)?)?
-        .abs()?
-        .max_all()?
-        .to_scalar::<f32>()?;
-    let dl = (lc.to_dtype(DType::F32)?.to_scalar::<f32>()? - lf.to_dtype(DType::F32)?.to_scalar::<f32>()?).abs();
-    let (gtol, ltol) = if dtype == DType::F32 { (1e-6, 1e-4) } else { (1e-3, 0.1) };
+    let diff = (gc.get(&x).unwrap().to_dtype(DType::F32)?
+        - gf.get(&x).unwrap().to_dtype(DType::F32)?)?
+    .abs()?
+    .max_all()?
+    .to_scalar::<f32>()?;
+    let dl = (lc.to_dtype(DType::F32)?.to_scalar::<f32>()?
+        - lf.to_dtype(DType::F32)?.to_scalar::<f32>()?)
+    .abs();
+    let (gtol, ltol) = if dtype == DType::F32 {
+        (1e-6, 1e-4)
+    } else {
+        (1e-3, 0.1)
+    };
     assert!(diff < gtol && dl < ltol, "grad diff {diff}, loss diff {dl}");
 
     // The kept-buffer floor, on the same logits.
@@ -74,8 +81,14 @@ fn bench(n: usize, c: usize, reps: usize, dtype: DType) -> Result<()> {
             let xs: Vec<f32> = flat.to_vec1()?;
             let mut g = vec![0.0f32; xs.len()];
             Box::new(move || {
-                xent::cross_entropy_into(&xs, &[n, c], &ys[..], &xopts, &mut loss,
-                    Some(xent::GradOut::new(&mut g)))
+                xent::cross_entropy_into(
+                    &xs,
+                    &[n, c],
+                    &ys[..],
+                    &xopts,
+                    &mut loss,
+                    Some(xent::GradOut::new(&mut g)),
+                )
                 .map(drop)
                 .map_err(candle_core::Error::wrap)
             })
@@ -84,8 +97,14 @@ fn bench(n: usize, c: usize, reps: usize, dtype: DType) -> Result<()> {
             let xs: Vec<xent::bf16> = flat.to_dtype(DType::BF16)?.to_vec1()?;
             let mut g = vec![xent::bf16::ZERO; xs.len()];
             Box::new(move || {
-                xent::cross_entropy_into(&xs, &[n, c], &ys[..], &xopts, &mut loss,
-                    Some(xent::GradOut::new(&mut g)))
+                xent::cross_entropy_into(
+                    &xs,
+                    &[n, c],
+                    &ys[..],
+                    &xopts,
+                    &mut loss,
+                    Some(xent::GradOut::new(&mut g)),
+                )
                 .map(drop)
                 .map_err(candle_core::Error::wrap)
             })
@@ -114,7 +133,12 @@ fn main() -> Result<()> {
         Some(other) => panic!("dtype {other:?}: expected f32 or bf16"),
     };
     let shapes: Vec<(usize, usize, usize)> = if args.is_empty() {
-        vec![(4096, 32000, 5), (16384, 1000, 11), (256, 1000, 51), (4096, 128, 51)]
+        vec![
+            (4096, 32000, 5),
+            (16384, 1000, 11),
+            (256, 1000, 51),
+            (4096, 128, 51),
+        ]
     } else {
         let (n, c) = args[0].split_once('x').expect("shape as NxC");
         let reps = args.get(1).map_or(5, |r| r.parse().expect("repeats"));

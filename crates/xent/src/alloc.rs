@@ -468,10 +468,17 @@ mod tests {
             )
         );
         let e = HugeBuf::<f64>::zeroed("dW", &[1 << 61, 1]).unwrap_err();
-        assert!(e.to_string().contains("dW of shape [2305843009213693952, 1]"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("dW of shape [2305843009213693952, 1]"),
+            "{e}"
+        );
         // Representable but far more than any machine has: a failed mapping.
         let e = HugeBuf::<f32>::zeroed("grad", &[1 << 44, 1 << 10]).unwrap_err();
         assert!(matches!(e, Error::Allocation { bytes: Some(_), .. }), "{e}");
-        assert!(e.to_string().starts_with("cannot allocate grad of shape ["), "{e}");
+        assert!(
+            e.to_string().starts_with("cannot allocate grad of shape ["),
+            "{e}"
+        );
     }
 }

@@ -238,7 +238,11 @@ where
                 true => Targets::Probabilities(&probs[..]),
                 false => Targets::from(&y[..]),
             };
-            let loss_len = if o.reduction == Reduction::None { rows } else { 1 };
+            let loss_len = if o.reduction == Reduction::None {
+                rows
+            } else {
+                1
+            };
             let what = format!("{} {shape:?} {}, acc grad {acc}", T::NAME, o.name);
             let go = o.grad_output.then_some(&go[..]);
             if acc {
@@ -260,7 +264,10 @@ where
                     }
                     cross_entropy_into(&x, shape, target(), &opts, &mut loss, Some(g)).unwrap();
                     if o.reduction == Reduction::None {
-                        assert!(loss.iter().all(|l| l.bits() != T::Acc::poison().bits()), "{what}");
+                        assert!(
+                            loss.iter().all(|l| l.bits() != T::Acc::poison().bits()),
+                            "{what}"
+                        );
                     }
                 });
             }
@@ -306,30 +313,57 @@ fn the_other_losses_write_every_element() {
         let c = shape[1];
         let rows = len / c;
         let x: Vec<f32> = values(&mut rng, len, 2.0);
-        let p: Vec<f32> = (0..len).map(|_| 0.01 + 0.98 * rng.uniform() as f32).collect();
+        let p: Vec<f32> = (0..len)
+            .map(|_| 0.01 + 0.98 * rng.uniform() as f32)
+            .collect();
         let t: Vec<f32> = (0..len).map(|_| rng.uniform() as f32).collect();
-        let y: Vec<i64> = (0..rows).map(|r| if r % 3 == 0 { -100 } else { (r % c) as i64 }).collect();
+        let y: Vec<i64> = (0..rows)
+            .map(|r| if r % 3 == 0 { -100 } else { (r % c) as i64 })
+            .collect();
         for reduction in [Reduction::Mean, Reduction::None] {
             let what = format!("{shape:?} {reduction:?}");
-            let nl = if reduction == Reduction::None { rows } else { 1 };
+            let nl = if reduction == Reduction::None {
+                rows
+            } else {
+                1
+            };
             let el = if reduction == Reduction::None { len } else { 1 };
             let nll = NllLossOptions::default().reduction(reduction);
             written_fully::<f32>(&format!("nll_loss {what}"), &[nl, len], |b| {
                 let (l, g) = b.split_at_mut(1);
-                nll_loss_into(&x, shape, &y[..], &nll, &mut l[0], Some(GradOut::new(&mut g[0])))
-                    .unwrap();
+                nll_loss_into(
+                    &x,
+                    shape,
+                    &y[..],
+                    &nll,
+                    &mut l[0],
+                    Some(GradOut::new(&mut g[0])),
+                )
+                .unwrap();
             });
             let bce = BinaryCrossEntropyOptions::default().reduction(reduction);
             written_fully::<f32>(&format!("binary_cross_entropy {what}"), &[el, len], |b| {
                 let (l, g) = b.split_at_mut(1);
-                binary_cross_entropy_into(&p, shape, &t, &bce, &mut l[0], Some(GradOut::new(&mut g[0])))
-                    .unwrap();
+                binary_cross_entropy_into(
+                    &p,
+                    shape,
+                    &t,
+                    &bce,
+                    &mut l[0],
+                    Some(GradOut::new(&mut g[0])),
+                )
+                .unwrap();
             });
             let bcel = BinaryCrossEntropyWithLogitsOptions::default().reduction(reduction);
             written_fully::<f32>(&format!("bce_with_logits {what}"), &[el, len], |b| {
                 let (l, g) = b.split_at_mut(1);
                 binary_cross_entropy_with_logits_into(
-                    &x, shape, &t, &bcel, &mut l[0], Some(GradOut::new(&mut g[0])),
+                    &x,
+                    shape,
+                    &t,
+                    &bcel,
+                    &mut l[0],
+                    Some(GradOut::new(&mut g[0])),
                 )
                 .unwrap();
             });
@@ -337,8 +371,15 @@ fn the_other_losses_write_every_element() {
             written_fully::<f32>(&format!("js_div {what}"), &[nl, len, len], |b| {
                 let (l, g) = b.split_at_mut(1);
                 let (gp, gq) = g.split_at_mut(1);
-                js_div_into(&p, shape, &t, &js, &mut l[0], Some(GradOut::new(&mut gp[0])),
-                    Some(GradOut::new(&mut gq[0])))
+                js_div_into(
+                    &p,
+                    shape,
+                    &t,
+                    &js,
+                    &mut l[0],
+                    Some(GradOut::new(&mut gp[0])),
+                    Some(GradOut::new(&mut gq[0])),
+                )
                 .unwrap();
             });
         }
@@ -347,8 +388,15 @@ fn the_other_losses_write_every_element() {
         written_fully::<f32>(&format!("kl_div {shape:?}"), &[len, len, len], |b| {
             let (l, g) = b.split_at_mut(1);
             let (gi, gt) = g.split_at_mut(1);
-            kl_div_into(&logq, shape, &t, &kl, &mut l[0], Some(GradOut::new(&mut gi[0])),
-                Some(GradOut::new(&mut gt[0])))
+            kl_div_into(
+                &logq,
+                shape,
+                &t,
+                &kl,
+                &mut l[0],
+                Some(GradOut::new(&mut gi[0])),
+                Some(GradOut::new(&mut gt[0])),
+            )
             .unwrap();
         });
         written_fully::<f32>(&format!("softmax {shape:?}"), &[len, len], |b| {
@@ -366,7 +414,15 @@ fn linear_cross_entropy_writes_every_element() {
     let h: Vec<f32> = values(&mut rng, n * d, 1.0);
     let w: Vec<f32> = values(&mut rng, v * d, 1.0);
     let b: Vec<f32> = values(&mut rng, v, 1.0);
-    let y: Vec<i64> = (0..n).map(|r| if r % 4 == 0 { -100 } else { (r * 13 % v) as i64 }).collect();
+    let y: Vec<i64> = (0..n)
+        .map(|r| {
+            if r % 4 == 0 {
+                -100
+            } else {
+                (r * 13 % v) as i64
+            }
+        })
+        .collect();
     for reduction in [Reduction::Mean, Reduction::None] {
         // A small scratch: several row blocks.
         let opts = LinearCrossEntropyOptions::default()
@@ -374,17 +430,21 @@ fn linear_cross_entropy_writes_every_element() {
             .label_smoothing(0.1)
             .scratch_bytes(16 * v * 4);
         let nl = if reduction == Reduction::None { n } else { 1 };
-        written_fully::<f32>(&format!("linear_cross_entropy {reduction:?}"), &[nl, n * d, v * d, v], |bufs| {
-            let (l, g) = bufs.split_at_mut(1);
-            let (dh, g) = g.split_at_mut(1);
-            let (dw, db) = g.split_at_mut(1);
-            let grad = LinearGradOut::new()
-                .hidden(&mut dh[0])
-                .linear_weight(&mut dw[0])
-                .linear_bias(&mut db[0]);
-            let inputs = LinearInputs::new(&h, [n, d], &w, [v, d]).linear_bias(&b);
-            linear_cross_entropy_into(inputs, &y[..], &opts, &mut l[0], Some(grad)).unwrap();
-        });
+        written_fully::<f32>(
+            &format!("linear_cross_entropy {reduction:?}"),
+            &[nl, n * d, v * d, v],
+            |bufs| {
+                let (l, g) = bufs.split_at_mut(1);
+                let (dh, g) = g.split_at_mut(1);
+                let (dw, db) = g.split_at_mut(1);
+                let grad = LinearGradOut::new()
+                    .hidden(&mut dh[0])
+                    .linear_weight(&mut dw[0])
+                    .linear_bias(&mut db[0]);
+                let inputs = LinearInputs::new(&h, [n, d], &w, [v, d]).linear_bias(&b);
+                linear_cross_entropy_into(inputs, &y[..], &opts, &mut l[0], Some(grad)).unwrap();
+            },
+        );
     }
 }
 

@@ -1,8 +1,8 @@
 //! `cross_entropy` on logits, with class-index or probability targets.
 
 use super::{
-    check_grad, check_grad_output, check_indices, check_len, check_weight, loss_buf, loss_len, loss_shape,
-    scalar_upstream, GradOut, Loss,
+    check_grad, check_grad_output, check_indices, check_len, check_weight, loss_buf, loss_len,
+    loss_shape, scalar_upstream, GradOut, Loss,
 };
 use crate::element::sealed::Sealed;
 use crate::element::Element;

@@ -2,8 +2,8 @@
 
 use super::cross_entropy::Denominators;
 use super::{
-    check_grad, check_indices, check_len, check_weight, loss_buf, loss_len, loss_shape, scalar_upstream,
-    GradBuf, GradOut, Loss,
+    check_grad, check_indices, check_len, check_weight, loss_buf, loss_len, loss_shape,
+    scalar_upstream, GradBuf, GradOut, Loss,
 };
 use crate::element::Element;
 use crate::error::Result;
