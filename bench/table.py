@@ -24,6 +24,13 @@ def load(path):
             if not line.startswith("{"):
                 continue
             r = json.loads(line)
+            # This table is the kept-buffer one against PyTorch's default allocator;
+            # bench/alloc_table.py compares the allocations.
+            if r.get("alloc") not in (None, "reuse") or r.get("torch_alloc") not in (
+                None,
+                "default",
+            ):
+                continue
             key = (tuple(r["shape"]), r["dtype"], r["pass"], r.get("impl", ""))
             rows.setdefault(key, []).append(r)
     return rows

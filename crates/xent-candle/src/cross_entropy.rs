@@ -172,9 +172,11 @@ impl CrossEntropyOp {
         let w = weight::<T::Acc>(&self.opts);
         let opts = self.opts.xent(w.as_deref());
         let shape = loss_shape(dims, self.opts.reduction);
-        let mut loss = vec![<T::Acc as xent::Float>::from_f64(0.0); shape.elem_count()];
+        let mut loss =
+            xent::alloc::zeroed_vec::<T::Acc>("loss", shape.dims()).map_err(to_candle)?;
         if self.save_grad {
-            let mut grad = vec![<T as WithDType>::from_f64(0.0); x.len()];
+            // On huge pages when large, faulted in by the kernel's threads as it writes.
+            let mut grad = xent::alloc::zeroed_vec::<T>("grad", dims).map_err(to_candle)?;
             xent::cross_entropy_into(x, dims, t, &opts, &mut loss, Some(GradOut::new(&mut grad)))
                 .map_err(to_candle)?;
             let grad = Tensor::from_vec(grad, dims, &Device::Cpu)?;
@@ -257,8 +259,8 @@ impl CrossEntropyGradOp {
         let w = weight::<T::Acc>(&self.opts);
         let opts = self.opts.xent(w.as_deref());
         let len = loss_shape(dims, self.opts.reduction).elem_count();
-        let mut loss = vec![<T::Acc as xent::Float>::from_f64(0.0); len];
-        let mut grad = vec![<T as WithDType>::from_f64(0.0); x.len()];
+        let mut loss = xent::alloc::zeroed_vec::<T::Acc>("loss", &[len]).map_err(to_candle)?;
+        let mut grad = xent::alloc::zeroed_vec::<T>("grad", dims).map_err(to_candle)?;
         let out = GradOut::new(&mut grad).grad_output(go);
         xent::cross_entropy_into(x, dims, t, &opts, &mut loss, Some(out)).map_err(to_candle)?;
         Ok((T::to_cpu_storage_owned(grad), l1.shape().clone()))

@@ -141,8 +141,9 @@ fn run<T: xent::Float + candle_core::WithDType>(
         xent::linear_cross_entropy_into(inputs, y, &lopts, &mut loss, None).map_err(to_candle)?;
         return Ok((loss, None));
     }
-    let zero = <T as xent::Float>::from_f64(0.0);
-    let (mut dh, mut dw) = (vec![zero; n * d], vec![zero; v * d]);
+    // On huge pages when large, faulted in by the kernel's threads (xent::alloc).
+    let mut dh = xent::alloc::zeroed_vec::<T>("grad hidden", &[n, d]).map_err(to_candle)?;
+    let mut dw = xent::alloc::zeroed_vec::<T>("grad linear_weight", &[v, d]).map_err(to_candle)?;
     let mut out = LinearGradOut::new()
         .hidden(&mut dh[..])
         .linear_weight(&mut dw[..]);

@@ -8,9 +8,19 @@
 //!
 //! - `fwd`: [`xent::cross_entropy_into`] without a gradient (mean loss). Its floor is
 //!   a parallel read of the logits (a wrapping sum of their bits).
-//! - `fwd_bwd`: the loss and its gradient, written into a preallocated buffer of the
-//!   logits' dtype. Its floor is a parallel `copy_from_slice` of the logits into that
-//!   same buffer: the logits read once, a gradient's worth of bytes written once.
+//! - `fwd_bwd`: the loss and its gradient, in the logits' dtype. Its floor is a
+//!   parallel `copy_from_slice` of the logits into a preallocated gradient buffer: the
+//!   logits read once, a gradient's worth of bytes written once. The gradient is
+//!   - `reuse`: written into that preallocated buffer ([`xent::cross_entropy_into`]),
+//!     the fastest path of a training loop;
+//!   - `fresh`: returned by [`xent::cross_entropy_with_grad`] in a new buffer (huge
+//!     pages when large, see [`xent::alloc`]), allocated, faulted in and freed every
+//!     repetition, as a training loop with the allocating API pays;
+//!   - `plain` (only on request): a new `vec!` on the plain allocator every
+//!     repetition, then `cross_entropy_into`.
+//!
+//! The header names the kernel's transparent-huge-page mode ([`xent::alloc::thp_mode`]):
+//! with `never`, `fresh` runs on 4 KiB pages.
 //!
 //! A repetition runs the kernel and then the floor, on the same rayon pool, so both
 //! see the same machine; the report gives the median of each, their ratio and the
@@ -23,7 +33,10 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use xent::{bf16, cross_entropy_into, ClassIndices, CrossEntropyOptions, Element, GradOut};
+use xent::{
+    bf16, cross_entropy_into, cross_entropy_with_grad, ClassIndices, CrossEntropyOptions, Element,
+    GradOut,
+};
 use xent::{Isa, Targets};
 
 /// The shapes of issue 3: `(N, C)` rows and one K-dim input `(N, C, d1, d2)`.
@@ -89,6 +102,31 @@ impl Pass {
     }
 }
 
+/// How a `fwd_bwd` repetition gets its gradient buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alloc {
+    /// One buffer kept across repetitions.
+    Reuse,
+    /// A new buffer from the allocating API every repetition.
+    Fresh,
+    /// A new `vec!` on the plain allocator every repetition (not run by default).
+    Plain,
+}
+
+impl Alloc {
+    /// Every mode, in report order.
+    pub const ALL: [Alloc; 3] = [Alloc::Reuse, Alloc::Fresh, Alloc::Plain];
+
+    /// `reuse`, `fresh` or `plain`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alloc::Reuse => "reuse",
+            Alloc::Fresh => "fresh",
+            Alloc::Plain => "plain",
+        }
+    }
+}
+
 /// What to run and how to report it.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -98,6 +136,8 @@ pub struct Config {
     pub dtypes: Vec<Dtype>,
     /// Passes.
     pub passes: Vec<Pass>,
+    /// Gradient allocations of the `fwd_bwd` pass.
+    pub allocs: Vec<Alloc>,
     /// Threads of the rayon pool everything runs in (`None`: rayon's default).
     pub threads: Option<usize>,
     /// The instruction set to force (`None`: the best of this CPU).
@@ -114,6 +154,7 @@ impl Default for Config {
             shapes: DEFAULT_SHAPES.iter().map(|s| s.to_vec()).collect(),
             dtypes: Dtype::ALL.to_vec(),
             passes: Pass::ALL.to_vec(),
+            allocs: vec![Alloc::Reuse, Alloc::Fresh],
             threads: None,
             isa: None,
             quick: false,
@@ -147,6 +188,10 @@ pub struct Record {
     pub dtype: Dtype,
     /// The pass.
     pub pass: Pass,
+    /// The gradient's allocation (`fwd_bwd` only).
+    pub alloc: Option<Alloc>,
+    /// The kernel's transparent-huge-page mode.
+    pub thp: &'static str,
     /// Median time of the kernel, in milliseconds.
     pub median_ms: f64,
     /// Median time of the floor, in milliseconds.
@@ -192,6 +237,8 @@ impl Record {
             "shape": self.shape,
             "dtype": self.dtype.name(),
             "pass": self.pass.name(),
+            "alloc": self.alloc.map(Alloc::name),
+            "thp": self.thp,
             "median_ms": round(self.median_ms),
             "floor_ms": round(self.floor_ms),
             "floor": self.pass.floor_name(),
@@ -210,10 +257,11 @@ impl Record {
     /// The record as a row of the text table.
     pub fn row(&self) -> String {
         format!(
-            "{:<18} {:<5} {:<8} {:>11.3} {:>10.3} {:<5} {:>6.2} {:>8.1} {:>9.1} {:>5} {:>3} {:<6}",
+            "{:<18} {:<5} {:<8} {:<5} {:>11.3} {:>10.3} {:<5} {:>6.2} {:>8.1} {:>9.1} {:>5} {:>3} {:<6}",
             self.shape_text(),
             self.dtype.name(),
             self.pass.name(),
+            self.alloc.map_or("-", Alloc::name),
             self.median_ms,
             self.floor_ms,
             self.pass.floor_name(),
@@ -230,10 +278,11 @@ impl Record {
 /// The header of the text table.
 pub fn header() -> String {
     format!(
-        "{:<18} {:<5} {:<8} {:>11} {:>10} {:<5} {:>6} {:>8} {:>9} {:>5} {:>3} {:<6}",
+        "{:<18} {:<5} {:<8} {:<5} {:>11} {:>10} {:<5} {:>6} {:>8} {:>9} {:>5} {:>3} {:<6}",
         "shape",
         "dtype",
         "pass",
+        "alloc",
         "median_ms",
         "floor_ms",
         "floor",
@@ -287,10 +336,11 @@ fn run_in_pool(config: &Config, out: &mut (dyn Write + Send)) -> Result<Vec<Reco
     if !config.json {
         writeln!(
             out,
-            "# xent bench: {threads} thread(s), isa {}; floor: fwd = parallel read of the \
-             logits, fwd_bwd = parallel copy of the logits into the gradient buffer; \
-             times are medians",
-            Isa::active().name()
+            "# xent bench: {threads} thread(s), isa {}, transparent huge pages {}; floor: \
+             fwd = parallel read of the logits, fwd_bwd = parallel copy of the logits into \
+             the gradient buffer; times are medians",
+            Isa::active().name(),
+            xent::alloc::thp_mode()
         )?;
         writeln!(out, "{}", header())?;
     }
@@ -499,10 +549,17 @@ fn run_case<T: BenchElement>(
     }
 
     let mut records = Vec::new();
+    let mut cases = Vec::new();
     for &pass in &config.passes {
+        match pass {
+            Pass::Fwd => cases.push((pass, None)),
+            Pass::FwdBwd => cases.extend(config.allocs.iter().map(|&a| (pass, Some(a)))),
+        }
+    }
+    for (pass, alloc) in cases {
         let mut failure = None;
-        let (median_ms, floor_ms, reps, bytes) = match pass {
-            Pass::Fwd => {
+        let (median_ms, floor_ms, reps, bytes) = match (pass, alloc) {
+            (Pass::Fwd, _) => {
                 let (k, f, r) = measure(
                     &plan,
                     || {
@@ -524,21 +581,50 @@ fn run_case<T: BenchElement>(
                 );
                 (k, f, r, len * elem)
             }
-            Pass::FwdBwd => {
-                // The floor writes into the gradient buffer too: no third buffer.
+            (Pass::FwdBwd, alloc) => {
+                // The floor writes into the kept gradient buffer (no third buffer);
+                // `reuse` writes there too.
                 let grad = std::cell::RefCell::new(&mut grad[..]);
                 let (k, f, r) = measure(
                     &plan,
                     || {
-                        let mut g = grad.borrow_mut();
-                        if let Err(e) = cross_entropy_into(
-                            black_box(&x[..]),
-                            shape,
-                            target(),
-                            &opts,
-                            &mut loss,
-                            Some(GradOut::new(&mut g[..])),
-                        ) {
+                        let result = match alloc.unwrap_or(Alloc::Reuse) {
+                            Alloc::Reuse => {
+                                let mut g = grad.borrow_mut();
+                                cross_entropy_into(
+                                    black_box(&x[..]),
+                                    shape,
+                                    target(),
+                                    &opts,
+                                    &mut loss,
+                                    Some(GradOut::new(&mut g[..])),
+                                )
+                                .map(|_| ())
+                            }
+                            // The buffer is freed inside the repetition, as a training
+                            // step frees the previous step's gradient.
+                            Alloc::Fresh => {
+                                cross_entropy_with_grad(black_box(&x[..]), shape, target(), &opts)
+                                    .map(|(l, g)| {
+                                        loss[0] = l.item().unwrap_or(f32::NAN);
+                                        black_box(&g);
+                                    })
+                            }
+                            Alloc::Plain => {
+                                let mut g = vec![T::from_f32(0.0); len];
+                                let r = cross_entropy_into(
+                                    black_box(&x[..]),
+                                    shape,
+                                    target(),
+                                    &opts,
+                                    &mut loss,
+                                    Some(GradOut::new(&mut g[..])),
+                                );
+                                black_box(&g);
+                                r.map(|_| ())
+                            }
+                        };
+                        if let Err(e) = result {
                             failure = Some(e);
                         }
                         black_box(&loss);
@@ -563,6 +649,8 @@ fn run_case<T: BenchElement>(
             shape: shape.to_vec(),
             dtype,
             pass,
+            alloc,
+            thp: xent::alloc::thp_mode().name(),
             median_ms,
             floor_ms,
             bytes,

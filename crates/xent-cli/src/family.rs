@@ -69,8 +69,15 @@ pub(crate) fn compute<T: Elem>(
                 .map(|go| upstream::<T>(&go, &loss_shape, none, name))
                 .transpose()?;
             let mut loss = vec![T::ZERO; loss_shape.iter().product()];
-            let mut gi = req.grad_out.as_ref().map(|_| vec![T::ZERO; x.len()]);
-            let mut gt = grad_out_target.as_ref().map(|_| vec![T::ZERO; x.len()]);
+            let mut gi = req
+                .grad_out
+                .as_ref()
+                .map(|_| xent::alloc::zeroed_vec("grad", shape))
+                .transpose()?;
+            let mut gt = grad_out_target
+                .as_ref()
+                .map(|_| xent::alloc::zeroed_vec("grad target", shape))
+                .transpose()?;
             let opts = KlDivOptions::default()
                 .reduction(*reduction)
                 .log_target(*log_target);
@@ -99,8 +106,15 @@ pub(crate) fn compute<T: Elem>(
                 .map(|go| upstream::<T>(&go, &loss_shape, none, reduction_name(*reduction)))
                 .transpose()?;
             let mut loss = vec![T::ZERO; loss_shape.iter().product()];
-            let mut gp = req.grad_out.as_ref().map(|_| vec![T::ZERO; x.len()]);
-            let mut gq = grad_out_target.as_ref().map(|_| vec![T::ZERO; x.len()]);
+            let mut gp = req
+                .grad_out
+                .as_ref()
+                .map(|_| xent::alloc::zeroed_vec("grad", shape))
+                .transpose()?;
+            let mut gq = grad_out_target
+                .as_ref()
+                .map(|_| xent::alloc::zeroed_vec("grad target", shape))
+                .transpose()?;
             let opts = JsDivOptions::default().reduction(*reduction);
             let run = if *logits {
                 js_div_with_logits_into
@@ -178,7 +192,11 @@ fn binary<T: Elem>(
         .map(|go| upstream::<T>(&go, &loss_shape, none, reduction_name(reduction)))
         .transpose()?;
     let mut loss = vec![T::ZERO; loss_shape.iter().product()];
-    let mut grad = req.grad_out.as_ref().map(|_| vec![T::ZERO; x.len()]);
+    let mut grad = req
+        .grad_out
+        .as_ref()
+        .map(|_| xent::alloc::zeroed_vec("grad", shape))
+        .transpose()?;
     let g = grad.as_deref_mut().map(|g| grad_out(g, go.as_deref()));
     match pos_weight {
         None => {

@@ -167,8 +167,18 @@ fn compute<T: Elem>(
         inputs = inputs.linear_bias(b);
     }
     let v = w_shape[0];
-    let mut dh = req.grad_out_hidden.as_ref().map(|_| vec![T::ZERO; n * d]);
-    let mut dw = req.grad_out_weight.as_ref().map(|_| vec![T::ZERO; w.len()]);
+    // On huge pages when large (xent::alloc).
+    let zeroed = |name, shape: &[usize]| xent::alloc::zeroed_vec::<T>(name, shape);
+    let mut dh = req
+        .grad_out_hidden
+        .as_ref()
+        .map(|_| zeroed("grad hidden", &[n, d]))
+        .transpose()?;
+    let mut dw = req
+        .grad_out_weight
+        .as_ref()
+        .map(|_| zeroed("grad weight", &w_shape[..]))
+        .transpose()?;
     let mut db = req.grad_out_bias.as_ref().map(|_| vec![T::ZERO; v]);
     let grad = if dh.is_some() || dw.is_some() || db.is_some() {
         let mut g = LinearGradOut::new();

@@ -406,7 +406,12 @@ fn class_loss<T: Elem>(
     let nll = matches!(req.kind, Kind::Nll(_));
     let target = classify::<T>(nll, target, &layout)?;
     let mut loss = vec![T::ZERO; loss_shape.iter().product()];
-    let mut grad = req.grad_out.as_ref().map(|_| vec![T::ZERO; x.len()]);
+    // On huge pages when large, faulted in by the kernel's threads (xent::alloc).
+    let mut grad = req
+        .grad_out
+        .as_ref()
+        .map(|_| xent::alloc::zeroed_vec("grad", x_shape))
+        .transpose()?;
     let g = grad
         .as_deref_mut()
         .map(|g| grad_out(g, grad_output.as_deref()));

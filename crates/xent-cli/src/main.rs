@@ -99,6 +99,13 @@ struct BenchArgs {
     /// Only this pass (default: both).
     #[arg(long, value_parser = ["fwd", "fwd_bwd"])]
     pass: Option<String>,
+    /// Only this gradient allocation for fwd_bwd (default: both): "reuse" writes into
+    /// one buffer kept across repetitions (`cross_entropy_into`); "fresh" calls the
+    /// allocating `cross_entropy_with_grad`, which allocates a new gradient (on huge
+    /// pages when large) every repetition, as a training loop with that API does;
+    /// "plain" (only when asked for) allocates it with `vec!` on the plain allocator.
+    #[arg(long, value_parser = ["reuse", "fresh", "plain"])]
+    alloc: Option<String>,
     /// Which losses: "ce" (cross-entropy on the shapes) or "family" (bce,
     /// bce-with-logits and kl-div on f32, --elems elements; --shape, --dtype and
     /// --isa do not apply).
@@ -127,6 +134,12 @@ impl BenchArgs {
         }
         if let Some(p) = self.pass {
             config.passes.retain(|t| t.name() == p);
+        }
+        if let Some(a) = self.alloc {
+            config.allocs = bench::Alloc::ALL
+                .into_iter()
+                .filter(|t| t.name() == a)
+                .collect();
         }
         config
     }

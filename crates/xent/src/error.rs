@@ -148,6 +148,16 @@ pub enum Error {
         /// What the dimension counts (`rows`, `columns`).
         what: &'static str,
     },
+    /// An output or scratch buffer that cannot be allocated: its size overflows the
+    /// address space, or the memory cannot be had.
+    Allocation {
+        /// The buffer's name (`grad`, `loss`, `dW`, …).
+        name: &'static str,
+        /// The shape it was asked for.
+        shape: Vec<usize>,
+        /// Its size in bytes; `None` when that overflows.
+        bytes: Option<usize>,
+    },
 }
 
 /// `Result` with this crate's [`Error`].
@@ -270,6 +280,14 @@ impl fmt::Display for Error {
                 right_dim,
                 what,
             } => write!(f, "{left} has {left_dim} {what} but {right} has {right_dim}"),
+            Error::Allocation { name, shape, bytes } => {
+                write!(f, "cannot allocate {name} of shape ")?;
+                fmt_dims(f, shape)?;
+                match bytes {
+                    Some(b) => write!(f, " ({b} bytes): out of memory"),
+                    None => f.write_str(": its size overflows the address space"),
+                }
+            }
         }
     }
 }

@@ -42,6 +42,7 @@
 //! - A negative `label_smoothing` is an error (PyTorch silently uses 0).
 #![deny(missing_docs)]
 
+pub mod alloc;
 mod check;
 mod element;
 mod error;

@@ -271,7 +271,7 @@ pub fn binary_cross_entropy<T: Float>(
 ) -> Result<Loss<T>> {
     let numel = check_shape(shape, input.len())?;
     let red = reduce_of(opts.reduction, numel);
-    let mut out = vec![T::ZERO; red.loss_len(numel)];
+    let mut out = crate::alloc::zeroed_vec("loss", &red.loss_shape(shape))?;
     binary_cross_entropy_into(input, shape, target, opts, &mut out, None)?;
     Ok(Loss::new(out, red.loss_shape(shape)))
 }
@@ -298,8 +298,8 @@ pub fn binary_cross_entropy_with_grad<T: Float>(
 ) -> Result<(Loss<T>, Vec<T>)> {
     let numel = check_shape(shape, input.len())?;
     let red = reduce_of(opts.reduction, numel);
-    let mut out = vec![T::ZERO; red.loss_len(numel)];
-    let mut grad = vec![T::ZERO; numel];
+    let mut out = crate::alloc::zeroed_vec("loss", &red.loss_shape(shape))?;
+    let mut grad = crate::alloc::zeroed_vec("grad", shape)?;
     binary_cross_entropy_into(
         input,
         shape,
@@ -397,7 +397,7 @@ pub fn binary_cross_entropy_with_logits<T: Float>(
 ) -> Result<Loss<T>> {
     let numel = check_shape(shape, input.len())?;
     let red = reduce_of(opts.reduction, numel);
-    let mut out = vec![T::ZERO; red.loss_len(numel)];
+    let mut out = crate::alloc::zeroed_vec("loss", &red.loss_shape(shape))?;
     binary_cross_entropy_with_logits_into(input, shape, target, opts, &mut out, None)?;
     Ok(Loss::new(out, red.loss_shape(shape)))
 }
@@ -424,8 +424,8 @@ pub fn binary_cross_entropy_with_logits_with_grad<T: Float>(
 ) -> Result<(Loss<T>, Vec<T>)> {
     let numel = check_shape(shape, input.len())?;
     let red = reduce_of(opts.reduction, numel);
-    let mut out = vec![T::ZERO; red.loss_len(numel)];
-    let mut grad = vec![T::ZERO; numel];
+    let mut out = crate::alloc::zeroed_vec("loss", &red.loss_shape(shape))?;
+    let mut grad = crate::alloc::zeroed_vec("grad", shape)?;
     binary_cross_entropy_with_logits_into(
         input,
         shape,

@@ -1,8 +1,8 @@
 //! `cross_entropy` on logits, with class-index or probability targets.
 
 use super::{
-    check_grad, check_grad_output, check_indices, check_len, check_weight, loss_len, loss_shape,
-    scalar_upstream, GradOut, Loss,
+    check_grad, check_grad_output, check_indices, check_len, check_weight, loss_buf, loss_len,
+    loss_shape, scalar_upstream, GradOut, Loss,
 };
 use crate::element::sealed::Sealed;
 use crate::element::Element;
@@ -48,13 +48,18 @@ pub fn cross_entropy<'t, T: Element>(
     opts: &CrossEntropyOptions<'_, T::Acc>,
 ) -> Result<Loss<T::Acc>> {
     let layout = Layout::new(shape, input.len())?;
-    let mut out = vec![T::Acc::ZERO; loss_len(&layout, opts.reduction)];
+    let mut out = loss_buf(&layout, opts.reduction)?;
     let z = cross_entropy_into(input, shape, target, opts, &mut out, None)?;
     Ok(Loss::with_z(out, loss_shape(&layout, opts.reduction), z))
 }
 
 /// [`cross_entropy`] and its gradient `∂loss/∂input` (upstream gradient 1, or all 1
 /// for `none`), in a new buffer of the input's shape and type.
+///
+/// A gradient of 2 MiB or more is allocated on huge pages and faulted in by the
+/// kernel's threads as they write it ([`crate::alloc::zeroed_vec`]). In a training
+/// loop, [`cross_entropy_into`] into a buffer kept across steps is faster still: it
+/// pays the page faults once instead of every step.
 ///
 /// Gradient: `s_n·[(1−ε)·w_{y_n}·(p_{n,j} − δ_{j,y_n}) + (ε/C)·(W·p_{n,j} − w_j)]` for
 /// class indices, `s_n·[p_{n,j}·Σ_c w_c·t'_{n,c} − w_j·t'_{n,j}]` for probabilities,
@@ -79,8 +84,8 @@ pub fn cross_entropy_with_grad<'t, T: Element>(
     opts: &CrossEntropyOptions<'_, T::Acc>,
 ) -> Result<(Loss<T::Acc>, Vec<T>)> {
     let layout = Layout::new(shape, input.len())?;
-    let mut out = vec![T::Acc::ZERO; loss_len(&layout, opts.reduction)];
-    let mut grad = vec![T::from_acc(T::Acc::ZERO); input.len()];
+    let mut out = loss_buf(&layout, opts.reduction)?;
+    let mut grad = crate::alloc::zeroed_vec::<T>("grad", shape)?;
     let z = cross_entropy_into(
         input,
         shape,
@@ -103,6 +108,11 @@ pub fn cross_entropy_with_grad<'t, T: Element>(
 ///
 /// One pass reads each logit once and writes each gradient once; rows run in
 /// parallel on rayon's pool, with results that do not depend on the thread count.
+///
+/// This is the fastest path for a training loop: keep the gradient buffer across
+/// steps (a `Vec`, or a [`crate::alloc::HugeBuf`] on huge pages) and overwrite it
+/// every step. A fresh buffer per step (as [`cross_entropy_with_grad`] makes) pays
+/// the kernel's page faults and page zeroing each time.
 /// Everything is validated before anything is written: on error the buffers are
 /// untouched.
 ///

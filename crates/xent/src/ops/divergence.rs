@@ -133,7 +133,7 @@ pub fn kl_div<T: Float>(
 ) -> Result<Loss<T>> {
     let numel = check_shape(shape, input.len())?;
     let red = kl_reduce(opts.reduction, shape, numel);
-    let mut out = vec![T::ZERO; red.loss_len(numel)];
+    let mut out = crate::alloc::zeroed_vec("loss", &red.loss_shape(shape))?;
     kl_div_into(input, shape, target, opts, &mut out, None, None)?;
     Ok(Loss::new(out, red.loss_shape(shape)))
 }
@@ -166,9 +166,9 @@ pub fn kl_div_with_grad<T: Float>(
 ) -> Result<(Loss<T>, Vec<T>, Vec<T>)> {
     let numel = check_shape(shape, input.len())?;
     let red = kl_reduce(opts.reduction, shape, numel);
-    let mut out = vec![T::ZERO; red.loss_len(numel)];
-    let mut gi = vec![T::ZERO; numel];
-    let mut gt = vec![T::ZERO; numel];
+    let mut out = crate::alloc::zeroed_vec("loss", &red.loss_shape(shape))?;
+    let mut gi = crate::alloc::zeroed_vec("grad_input", shape)?;
+    let mut gt = crate::alloc::zeroed_vec("grad_target", shape)?;
     kl_div_into(
         input,
         shape,
@@ -470,9 +470,12 @@ fn js_alloc<T: Float>(
 ) -> Result<(Loss<T>, Vec<T>, Vec<T>)> {
     let layout = Layout::new(shape, p.len())?;
     let red = js_reduce(opts.reduction, &layout);
-    let mut out = vec![T::ZERO; red.loss_len(layout.rows())];
+    let mut out = crate::alloc::zeroed_vec("loss", &row_loss_shape(&layout, red))?;
     let (mut gp, mut gq) = if with_grad {
-        (vec![T::ZERO; p.len()], vec![T::ZERO; p.len()])
+        (
+            crate::alloc::zeroed_vec("grad_p", shape)?,
+            crate::alloc::zeroed_vec("grad_q", shape)?,
+        )
     } else {
         (Vec::new(), Vec::new())
     };

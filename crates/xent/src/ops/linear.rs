@@ -372,7 +372,7 @@ pub fn linear_cross_entropy<'t, E: Element>(
     opts: &LinearCrossEntropyOptions<'_, E::Acc>,
 ) -> Result<Loss<E::Acc>> {
     let (n, _, _) = check_inputs(&inputs)?;
-    let mut out = vec![E::Acc::ZERO; loss_len(n, opts.cross_entropy.reduction)];
+    let mut out = crate::alloc::zeroed_vec("loss", &loss_shape(n, opts.cross_entropy.reduction))?;
     let z = linear_cross_entropy_into(inputs, target, opts, &mut out, None)?;
     Ok(Loss::with_z(
         out,
@@ -415,11 +415,13 @@ pub fn linear_cross_entropy_with_grad<'t, E: Element>(
 ) -> Result<(Loss<E::Acc>, LinearGrads<E::Acc>)> {
     let (n, d, v) = check_inputs(&inputs)?;
     let reduction = opts.cross_entropy.reduction;
-    let zero = E::Acc::ZERO;
-    let mut out = vec![zero; loss_len(n, reduction)];
-    let mut dh = vec![zero; n * d];
-    let mut dw = vec![zero; v * d];
-    let mut db = inputs.linear_bias.map(|_| vec![zero; v]);
+    let mut out = crate::alloc::zeroed_vec("loss", &loss_shape(n, reduction))?;
+    let mut dh = crate::alloc::zeroed_vec("grad hidden", &[n, d])?;
+    let mut dw = crate::alloc::zeroed_vec("grad linear_weight", &[v, d])?;
+    let mut db = match inputs.linear_bias {
+        Some(_) => Some(crate::alloc::zeroed_vec("grad linear_bias", &[v])?),
+        None => None,
+    };
     let mut grad = LinearGradOut::new().hidden(&mut dh).linear_weight(&mut dw);
     if let Some(db) = db.as_mut() {
         grad = grad.linear_bias(db);
@@ -523,12 +525,6 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
         None => (None, false, None, None, None),
     };
     let want_grad = dh.is_some() || dw.is_some() || db.is_some();
-    // dW and db are sums over the blocks; dh is written block by block.
-    if !accumulate {
-        for g in [dw.as_deref_mut(), db.as_deref_mut()].into_iter().flatten() {
-            g.fill(E::Acc::ZERO);
-        }
-    }
 
     // D = Σ_{n∈M} w_{y_n} and |M| over every row, before any block, as cross_entropy
     // sums them, so that blocking never changes the result.
@@ -538,8 +534,15 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
     let (elem, acc) = (std::mem::size_of::<E>(), std::mem::size_of::<E::Acc>());
     let max_rows = MAX_BLOCK_ROWS * elem / acc;
     let block = block_rows(n, (d, v), acc, opts.scratch_bytes, max_rows);
-    let mut logits = vec![E::Acc::ZERO; block * v];
-    let mut ht = vec![E::Acc::ZERO; lhs_ld(block) * d];
+    // The scratch of the row blocks, reused by every block: on huge pages when large.
+    let mut logits = crate::alloc::zeroed_vec::<E::Acc>("logits block", &[block, v])?;
+    let mut ht = crate::alloc::zeroed_vec::<E::Acc>("hidden block", &[lhs_ld(block), d])?;
+    // dW and db are sums over the blocks; dh is written block by block.
+    if !accumulate {
+        for g in [dw.as_deref_mut(), db.as_deref_mut()].into_iter().flatten() {
+            g.fill(E::Acc::ZERO);
+        }
+    }
     // Every scratch a task needs, made here rather than on the pool's threads.
     let threads = pool_threads();
     let tiles = ThreadScratch::new(threads, lhs_ld(block) * X_CLASS_CHUNK.min(v), E::Acc::ZERO);

@@ -177,6 +177,12 @@ pub(crate) fn loss_shape(layout: &Layout, reduction: Reduction) -> Vec<usize> {
     }
 }
 
+/// A new loss buffer for `reduction` (1 element, or one per row), on huge pages when
+/// large (see [`crate::alloc`]).
+pub(crate) fn loss_buf<A: Float>(layout: &Layout, reduction: Reduction) -> Result<Vec<A>> {
+    crate::alloc::zeroed_vec("loss", &loss_shape(layout, reduction))
+}
+
 pub(crate) fn check_len(name: &'static str, len: usize, expected: usize) -> Result<()> {
     if len == expected {
         Ok(())

@@ -2,8 +2,8 @@
 
 use super::cross_entropy::Denominators;
 use super::{
-    check_grad, check_indices, check_len, check_weight, loss_len, loss_shape, scalar_upstream,
-    GradBuf, GradOut, Loss,
+    check_grad, check_indices, check_len, check_weight, loss_buf, loss_len, loss_shape,
+    scalar_upstream, GradBuf, GradOut, Loss,
 };
 use crate::element::Element;
 use crate::error::Result;
@@ -37,7 +37,7 @@ pub fn nll_loss<'t, T: Element>(
     opts: &NllLossOptions<'_, T::Acc>,
 ) -> Result<Loss<T::Acc>> {
     let layout = Layout::new(shape, input.len())?;
-    let mut out = vec![T::Acc::ZERO; loss_len(&layout, opts.reduction)];
+    let mut out = loss_buf(&layout, opts.reduction)?;
     nll_loss_into(input, shape, target, opts, &mut out, None)?;
     Ok(Loss::new(out, loss_shape(&layout, opts.reduction)))
 }
@@ -62,8 +62,8 @@ pub fn nll_loss_with_grad<'t, T: Element>(
     opts: &NllLossOptions<'_, T::Acc>,
 ) -> Result<(Loss<T::Acc>, Vec<T>)> {
     let layout = Layout::new(shape, input.len())?;
-    let mut out = vec![T::Acc::ZERO; loss_len(&layout, opts.reduction)];
-    let mut grad = vec![T::from_acc(T::Acc::ZERO); input.len()];
+    let mut out = loss_buf(&layout, opts.reduction)?;
+    let mut grad = crate::alloc::zeroed_vec::<T>("grad", shape)?;
     nll_loss_into(
         input,
         shape,

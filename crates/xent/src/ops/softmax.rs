@@ -80,7 +80,8 @@ pub fn log_softmax_into<T: Element>(input: &[T], shape: &[usize], out: &mut [T])
 /// # Ok::<(), xent::Error>(())
 /// ```
 pub fn softmax<T: Element>(input: &[T], shape: &[usize]) -> Result<Vec<T>> {
-    let mut out = input.to_vec();
+    Layout::new(shape, input.len())?;
+    let mut out = crate::alloc::zeroed_vec("output", shape)?;
     softmax_into(input, shape, &mut out)?;
     Ok(out)
 }
@@ -96,7 +97,8 @@ pub fn softmax<T: Element>(input: &[T], shape: &[usize]) -> Result<Vec<T>> {
 /// # Ok::<(), xent::Error>(())
 /// ```
 pub fn log_softmax<T: Element>(input: &[T], shape: &[usize]) -> Result<Vec<T>> {
-    let mut out = input.to_vec();
+    Layout::new(shape, input.len())?;
+    let mut out = crate::alloc::zeroed_vec("output", shape)?;
     log_softmax_into(input, shape, &mut out)?;
     Ok(out)
 }
