@@ -148,6 +148,16 @@ pub enum Error {
         /// What the dimension counts (`rows`, `columns`).
         what: &'static str,
     },
+    /// A buffer whose size the caller's shapes set could not be allocated
+    /// (`cannot allocate 4398046511104 bytes for the logits block of shape [1, 1099511627776]`).
+    Allocation {
+        /// What the buffer holds.
+        what: &'static str,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// The bytes asked for; `None` when their number overflows `usize`.
+        bytes: Option<usize>,
+    },
 }
 
 /// `Result` with this crate's [`Error`].
@@ -270,8 +280,40 @@ impl fmt::Display for Error {
                 right_dim,
                 what,
             } => write!(f, "{left} has {left_dim} {what} but {right} has {right_dim}"),
+            Error::Allocation { what, shape, bytes } => {
+                match bytes {
+                    Some(b) => write!(f, "cannot allocate {b} bytes for the {what} of shape ")?,
+                    None => write!(f, "cannot allocate the {what} of shape ")?,
+                }
+                fmt_dims(f, shape)?;
+                if bytes.is_none() {
+                    f.write_str(": its size in bytes overflows usize")?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// A vector of `shape`'s element count filled with `value`, or [`Error::Allocation`]
+/// naming `what` and `shape` when the count or its bytes overflow or the allocator
+/// refuses: for buffers whose size comes from the caller's shapes rather than from
+/// data the caller already holds (a `(2⁴⁰, 0)` weight holds no data but asks for
+/// `2⁴⁰`-class rows), which must fail as an `Err`, not abort the process.
+pub(crate) fn try_vec<T: Clone>(what: &'static str, shape: &[usize], value: T) -> Result<Vec<T>> {
+    let fail = |bytes| Error::Allocation {
+        what,
+        shape: shape.to_vec(),
+        bytes,
+    };
+    let len = crate::layout::numel(shape).ok_or_else(|| fail(None))?;
+    let bytes = len
+        .checked_mul(core::mem::size_of::<T>())
+        .ok_or_else(|| fail(None))?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| fail(Some(bytes)))?;
+    v.resize(len, value);
+    Ok(v)
+}
