@@ -8,9 +8,7 @@ use xent::{
     linear_cross_entropy_into, LinearCrossEntropyOptions, LinearGradOut, LinearInputs, Reduction,
 };
 
-use crate::loss::{
-    check_distinct, class_indices, deliver, not_float, reduction_name, upstream, vector, Computed,
-};
+use crate::loss::{class_indices, deliver, not_float, reduction_name, upstream, vector, Computed};
 use crate::npy::{self, Array, Data, Elem};
 use crate::Failure;
 
@@ -59,12 +57,22 @@ pub struct Request {
 /// A [`Failure`] for unreadable files, bad dtypes or shapes, bad options and every
 /// library error; no file is written then.
 pub fn run(req: &Request) -> Result<String, Failure> {
-    check_distinct(&[
-        ("--out", req.out.as_deref()),
-        ("--grad-out-hidden", req.grad_out_hidden.as_deref()),
-        ("--grad-out-weight", req.grad_out_weight.as_deref()),
-        ("--grad-out-bias", req.grad_out_bias.as_deref()),
-    ])?;
+    crate::outputs::check(
+        &[
+            ("--out", req.out.as_deref()),
+            ("--grad-out-hidden", req.grad_out_hidden.as_deref()),
+            ("--grad-out-weight", req.grad_out_weight.as_deref()),
+            ("--grad-out-bias", req.grad_out_bias.as_deref()),
+        ],
+        &[
+            ("--hidden", Some(&req.hidden)),
+            ("--weight", Some(&req.weight)),
+            ("--bias", req.bias.as_deref()),
+            ("--target", Some(&req.target)),
+            ("--class-weight", req.class_weight.as_deref()),
+            ("--grad-output", req.grad_output.as_deref()),
+        ],
+    )?;
     let scratch_bytes = usize::try_from(req.scratch_mib)
         .ok()
         .and_then(|m| m.checked_mul(1 << 20))
@@ -167,9 +175,15 @@ fn compute<T: Elem>(
         inputs = inputs.linear_bias(b);
     }
     let v = w_shape[0];
-    let mut dh = req.grad_out_hidden.as_ref().map(|_| vec![T::ZERO; n * d]);
+    // `h` and `W` hold their gradients' sizes; a (V, 0) `W` holds nothing but asks for
+    // V entries of `db`.
+    let mut dh = req.grad_out_hidden.as_ref().map(|_| vec![T::ZERO; h.len()]);
     let mut dw = req.grad_out_weight.as_ref().map(|_| vec![T::ZERO; w.len()]);
-    let mut db = req.grad_out_bias.as_ref().map(|_| vec![T::ZERO; v]);
+    let db = req
+        .grad_out_bias
+        .as_ref()
+        .map(|_| zeros::<T>(v, "--grad-out-bias"));
+    let mut db = db.transpose()?;
     let grad = if dh.is_some() || dw.is_some() || db.is_some() {
         let mut g = LinearGradOut::new();
         if let Some(dh) = dh.as_deref_mut() {
@@ -194,4 +208,16 @@ fn compute<T: Elem>(
         .file(req.grad_out_hidden.as_deref(), &[n, d], dh)
         .file(req.grad_out_weight.as_deref(), &w_shape, dw)
         .file(req.grad_out_bias.as_deref(), &[v], db))
+}
+
+/// `len` zeros, or a failure naming `what` when they do not fit in memory.
+fn zeros<T: Elem>(len: usize, what: &str) -> Result<Vec<T>, Failure> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        Failure::new(format!(
+            "cannot allocate {what} of shape [{len}]: {len} elements do not fit in memory"
+        ))
+    })?;
+    v.resize(len, T::ZERO);
+    Ok(v)
 }
