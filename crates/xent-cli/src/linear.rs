@@ -8,9 +8,7 @@ use xent::{
     linear_cross_entropy_into, LinearCrossEntropyOptions, LinearGradOut, LinearInputs, Reduction,
 };
 
-use crate::loss::{
-    check_distinct, class_indices, deliver, not_float, reduction_name, upstream, vector, Computed,
-};
+use crate::loss::{class_indices, deliver, not_float, reduction_name, upstream, vector, Computed};
 use crate::npy::{self, Array, Data, Elem};
 use crate::Failure;
 
@@ -59,12 +57,22 @@ pub struct Request {
 /// A [`Failure`] for unreadable files, bad dtypes or shapes, bad options and every
 /// library error; no file is written then.
 pub fn run(req: &Request) -> Result<String, Failure> {
-    check_distinct(&[
-        ("--out", req.out.as_deref()),
-        ("--grad-out-hidden", req.grad_out_hidden.as_deref()),
-        ("--grad-out-weight", req.grad_out_weight.as_deref()),
-        ("--grad-out-bias", req.grad_out_bias.as_deref()),
-    ])?;
+    crate::outputs::check(
+        &[
+            ("--out", req.out.as_deref()),
+            ("--grad-out-hidden", req.grad_out_hidden.as_deref()),
+            ("--grad-out-weight", req.grad_out_weight.as_deref()),
+            ("--grad-out-bias", req.grad_out_bias.as_deref()),
+        ],
+        &[
+            ("--hidden", Some(&req.hidden)),
+            ("--weight", Some(&req.weight)),
+            ("--bias", req.bias.as_deref()),
+            ("--target", Some(&req.target)),
+            ("--class-weight", req.class_weight.as_deref()),
+            ("--grad-output", req.grad_output.as_deref()),
+        ],
+    )?;
     let scratch_bytes = usize::try_from(req.scratch_mib)
         .ok()
         .and_then(|m| m.checked_mul(1 << 20))
@@ -167,7 +175,8 @@ fn compute<T: Elem>(
         inputs = inputs.linear_bias(b);
     }
     let v = w_shape[0];
-    // On huge pages when large (xent::alloc).
+    // On huge pages when large (xent::alloc), and fallible: a (V, 0) `W` holds nothing
+    // but asks for V entries of `db`.
     let zeroed = |name, shape: &[usize]| xent::alloc::zeroed_vec::<T>(name, shape);
     let mut dh = req
         .grad_out_hidden
@@ -179,7 +188,11 @@ fn compute<T: Elem>(
         .as_ref()
         .map(|_| zeroed("grad weight", &w_shape[..]))
         .transpose()?;
-    let mut db = req.grad_out_bias.as_ref().map(|_| vec![T::ZERO; v]);
+    let mut db = req
+        .grad_out_bias
+        .as_ref()
+        .map(|_| zeroed("grad bias", &[v]))
+        .transpose()?;
     let grad = if dh.is_some() || dw.is_some() || db.is_some() {
         let mut g = LinearGradOut::new();
         if let Some(dh) = dh.as_deref_mut() {

@@ -1,14 +1,13 @@
 //! `xent loss …`: a loss and its gradients on `.npy` files.
 //!
-//! Order of work: read every input, check it, compute the loss and the gradients,
-//! encode the outputs in memory, and only then write files (each to a temporary name
-//! in its directory, renamed once all are written), so that a failure leaves no output
-//! file. This module holds that shared contract ([`check_distinct`], [`Computed`],
-//! [`deliver`]) and the class-dim losses cross-entropy and nll; `family` adds the
-//! elementwise and divergence losses, `linear` the linear cross-entropy.
+//! Order of work: check the output paths, read every input, check it, compute the
+//! loss and the gradients, encode the outputs in memory, and only then write the
+//! files, as one transaction (`outputs`): on any failure every file is as it was.
+//! This module holds that shared contract ([`Computed`], [`deliver`]) and the
+//! class-dim losses cross-entropy and nll; `family` adds the elementwise and
+//! divergence losses, `linear` the linear cross-entropy.
 
 use std::fmt::Write as _;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -18,7 +17,7 @@ use xent::{
 };
 
 use crate::npy::{self, Array, Data, Elem};
-use crate::Failure;
+use crate::{outputs, Failure};
 
 /// The options of the class-dim losses (cross-entropy, nll).
 #[derive(Debug, Clone)]
@@ -114,11 +113,28 @@ pub fn run(req: &Request) -> Result<String, Failure> {
         } => grad_out_target.as_deref(),
         _ => None,
     };
-    check_distinct(&[
-        ("--out", req.out.as_deref()),
-        ("--grad-out", req.grad_out.as_deref()),
-        ("--grad-out-target", grad_out_target),
-    ])?;
+    let (weight, pos_weight) = match &req.kind {
+        Kind::CrossEntropy(o) | Kind::Nll(o) => (o.weight.as_deref(), None),
+        Kind::Bce { weight, .. } => (weight.as_deref(), None),
+        Kind::BceWithLogits {
+            weight, pos_weight, ..
+        } => (weight.as_deref(), pos_weight.as_deref()),
+        Kind::KlDiv { .. } | Kind::Js { .. } => (None, None),
+    };
+    outputs::check(
+        &[
+            ("--out", req.out.as_deref()),
+            ("--grad-out", req.grad_out.as_deref()),
+            ("--grad-out-target", grad_out_target),
+        ],
+        &[
+            ("--input", Some(&req.input)),
+            ("--target", Some(&req.target)),
+            ("--grad-output", req.grad_output.as_deref()),
+            ("--weight", weight),
+            ("--pos-weight", pos_weight),
+        ],
+    )?;
     let input = npy::read(&req.input)?;
     let target = npy::read(&req.target)?;
     let Array { shape, data } = input;
@@ -137,23 +153,6 @@ pub(crate) fn not_float(what: &str, path: &Path, data: &Data) -> Failure {
         path.display(),
         data.dtype()
     ))
-}
-
-/// Fails when two outputs name the same file: one would overwrite the other.
-pub(crate) fn check_distinct(outputs: &[(&str, Option<&Path>)]) -> Result<(), Failure> {
-    for (i, (a, pa)) in outputs.iter().enumerate() {
-        for (b, pb) in &outputs[i + 1..] {
-            if let (Some(pa), Some(pb)) = (pa, pb) {
-                if pa == pb {
-                    return Err(Failure::new(format!(
-                        "{a} and {b} both name {}",
-                        pa.display()
-                    )));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A computed loss, its z-loss term, and the arrays to write: each a path, a shape
@@ -227,7 +226,7 @@ impl<T: Elem> Computed<T> {
 
 /// Writes the encoded files (all or none) and returns the report to print.
 pub(crate) fn deliver(e: Encoded, json: bool) -> Result<String, Failure> {
-    write_all(&e.files)?;
+    outputs::write_all(&e.files)?;
     Ok(if json { e.json } else { e.text })
 }
 
@@ -457,54 +456,6 @@ fn class_loss<T: Elem>(
 /// `.npy` bytes, or a failure naming the shape.
 fn encode<T: Elem>(shape: &[usize], values: &[T]) -> Result<Vec<u8>, Failure> {
     npy::encode(shape, values).map_err(|e| Failure::new(format!("cannot encode .npy: {e}")))
-}
-
-/// Writes every file under a temporary name next to it, then renames them into
-/// place; on a failure the temporaries are removed and no output appears.
-fn write_all(files: &[(PathBuf, Vec<u8>)]) -> Result<(), Failure> {
-    let temp = |path: &Path| {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".xent-{}.tmp", std::process::id()));
-        path.with_file_name(name)
-    };
-    let mut written = Vec::new();
-    let cleanup = |written: &[PathBuf]| {
-        for p in written {
-            let _ = fs::remove_file(p);
-        }
-    };
-    for (path, bytes) in files {
-        if path.file_name().is_none() {
-            cleanup(&written);
-            return Err(Failure::new(format!(
-                "cannot write {}: not a file name",
-                path.display()
-            )));
-        }
-        let tmp = temp(path);
-        if let Err(e) = fs::write(&tmp, bytes) {
-            cleanup(&written);
-            return Err(Failure::new(format!(
-                "cannot write {}: {e}",
-                path.display()
-            )));
-        }
-        written.push(tmp);
-    }
-    for (i, (path, _)) in files.iter().enumerate() {
-        if let Err(e) = fs::rename(&written[i], path) {
-            cleanup(&written[i..]);
-            // The outputs already in place are this run's: take them back too.
-            for (done, _) in &files[..i] {
-                let _ = fs::remove_file(done);
-            }
-            return Err(Failure::new(format!(
-                "cannot write {}: {e}",
-                path.display()
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The text report: the number for a scalar loss; shape and min/mean/max for `none`;

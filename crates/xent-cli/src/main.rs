@@ -7,15 +7,14 @@
 //! - `xent bench` times the fused cross-entropy against a memory-copy floor.
 //!
 //! Every failure is one line on stderr, `xent: error: …`, with exit code 2, and no
-//! output file is written: everything is computed before the first file is touched.
+//! output file is written: everything is computed before the first file is touched,
+//! and the outputs are then written as one transaction (see `xent_cli`'s `outputs`
+//! module: every file is replaced or none is, and an existing output must be a
+//! regular file).
 #![deny(missing_docs)]
 
 mod bench;
 mod demo;
-mod family;
-mod linear;
-mod loss;
-mod npy;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -24,28 +23,8 @@ use std::process::ExitCode;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use xent::{Isa, KlReduction, Reduction};
-
-/// A failure to report: one line for stderr.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure(String);
-
-impl Failure {
-    /// A failure with this message.
-    pub fn new(message: impl Into<String>) -> Self {
-        Failure(message.into())
-    }
-
-    /// The message, on one line.
-    pub fn message(&self) -> String {
-        self.0.replace(['\r', '\n'], " ")
-    }
-}
-
-impl From<xent::Error> for Failure {
-    fn from(e: xent::Error) -> Self {
-        Failure(e.to_string())
-    }
-}
+pub(crate) use xent_cli::Failure;
+use xent_cli::{linear, loss};
 
 /// Softmax cross-entropy and its relatives: PyTorch-exact losses with exact gradients.
 #[derive(Debug, Parser)]
@@ -157,10 +136,10 @@ fn run_bench(args: BenchArgs) -> Result<String, Failure> {
     };
     match result {
         Ok(()) => Ok(String::new()),
-        Err(bench::Error::Setup(message)) => Err(Failure(message)),
+        Err(bench::Error::Setup(message)) => Err(Failure::new(message)),
         // `xent bench | head` closes the pipe early; that is not a failure.
         Err(bench::Error::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(String::new()),
-        Err(bench::Error::Io(e)) => Err(Failure(format!("cannot write to stdout: {e}"))),
+        Err(bench::Error::Io(e)) => Err(Failure::new(format!("cannot write to stdout: {e}"))),
     }
 }
 
@@ -299,7 +278,9 @@ struct FileArgs {
     #[arg(long, value_name = "T.npy")]
     target: PathBuf,
     /// Write the loss here as .npy in the input's dtype (0-d for a reduced loss, the
-    /// per-element or per-row shape for none).
+    /// per-element or per-row shape for none). An existing file here must be a
+    /// regular file (directories, devices and FIFOs are refused), and no output may
+    /// be one of the inputs.
     #[arg(long, value_name = "L.npy")]
     out: Option<PathBuf>,
     /// Write d loss / d input here as .npy (the input's shape and dtype).

@@ -28,8 +28,18 @@ impl Layout {
     /// (dim 0 for a 1-d shape, dim 1 otherwise).
     ///
     /// # Errors
-    /// [`Error::BadShape`] for a 0-d shape or a shape whose product is not `len`;
+    /// [`Error::BadShape`] for a 0-d shape, a shape whose product is not `len`, or a
+    /// shape whose nonzero dims multiply past `usize::MAX` (as NumPy, a zero dim does
+    /// not make `(2, 0, 2⁶³)` legal: its row count `2·2⁶³` would still overflow);
     /// [`Error::NoClasses`] when the class dimension has size 0 (with rows present).
+    ///
+    /// ```
+    /// use xent::{Error, Layout};
+    /// let err = Layout::new(&[2, 0, 1 << 63], 0).unwrap_err();
+    /// assert!(matches!(err, Error::BadShape { .. }));
+    /// assert_eq!(err.to_string(), "input of shape [2, 0, 9223372036854775808] with 0 \
+    ///     elements: the shape's size overflows usize");
+    /// ```
     pub fn new(shape: &[usize], len: usize) -> Result<Self> {
         let bad = |reason| Error::BadShape {
             shape: shape.to_vec(),
@@ -39,13 +49,12 @@ impl Layout {
         if shape.is_empty() {
             return Err(bad("a 0-d input has no class dimension"));
         }
-        let product = shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| bad("the shape's size overflows usize"))?;
+        let product = numel(shape).ok_or_else(|| bad("the shape's size overflows usize"))?;
         if product != len {
             return Err(bad("the number of elements does not match the shape"));
         }
+        // `numel` bounds the product of every subset of the dims: none of these
+        // products can overflow.
         let (outer, classes, inner) = if shape.len() == 1 {
             (1, shape[0], 1)
         } else {
@@ -67,6 +76,10 @@ impl Layout {
     /// The full shape.
     pub fn shape(&self) -> &[usize] {
         &self.shape
+    }
+    /// The number of elements, `N·C·d1⋯dk`.
+    pub fn numel(&self) -> usize {
+        self.outer * self.classes * self.inner
     }
     /// `N` (1 for an unbatched input).
     pub fn outer(&self) -> usize {
@@ -116,4 +129,19 @@ impl Layout {
         let (n, i) = (r / self.inner, r % self.inner);
         n * self.classes * self.inner + i
     }
+}
+
+/// The number of elements of `shape` (1 for a 0-d shape), or `None` when the product
+/// of its nonzero dims overflows `usize`.
+///
+/// Zero dims are left out of the overflow check on purpose, as NumPy does: with them
+/// in, `(2, 0, 2⁶³)` would pass as 0 elements while its `2·2⁶³` rows, or any other
+/// partial product a caller forms, wrap. Checked this way, every product of a subset
+/// of the dims fits in `usize`.
+pub(crate) fn numel(shape: &[usize]) -> Option<usize> {
+    let nonzero = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+    Some(if shape.contains(&0) { 0 } else { nonzero })
 }

@@ -7,7 +7,7 @@
 //! loss term, and no division by zero happens); a class without positives gets
 //! `pos_weight` 1 (no reweighting). See each function.
 
-use crate::error::{Error, Result};
+use crate::error::{try_vec, Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::{check_shape, check_unit_interval};
 use crate::reduce::CompensatedSum;
@@ -83,7 +83,8 @@ impl ClassWeightOptions {
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] for `classes = 0`; [`Error::TargetOutOfBounds`] naming
-/// the first target outside `[0, classes)` (that is not `ignore_index`) and its index.
+/// the first target outside `[0, classes)` (that is not `ignore_index`) and its index;
+/// [`Error::Allocation`] when `classes` counts do not fit in memory.
 ///
 /// ```
 /// let counts = xent::class_counts(&[0u8, 2, 2, 1, 2][..], 4, -100)?;
@@ -103,7 +104,7 @@ pub fn class_counts<'t>(
             expected: "at least 1 class",
         });
     }
-    let mut counts = vec![0u64; classes];
+    let mut counts = try_vec("class counts", &[classes], 0u64)?;
     for i in 0..target.len() {
         let t = target.get(i);
         if t == ignore_index as i128 {
@@ -269,7 +270,9 @@ fn pw_of<T: Float>(pos: f64, neg: f64) -> T {
 ///
 /// # Errors
 /// [`Error::BadShape`] when `shape` does not match `target` (or is 0-d);
-/// [`Error::ValueOutOfRange`] naming the first target outside `[0, 1]` and its index.
+/// [`Error::ValueOutOfRange`] naming the first target outside `[0, 1]` and its index;
+/// [`Error::Allocation`] when the per-class sums do not fit in memory (a `(0, 2⁴⁰)`
+/// shape holds no data but has `2⁴⁰` classes).
 ///
 /// ```
 /// // 4 samples × 2 labels: label 0 positive once, label 1 positive three times.
@@ -289,16 +292,16 @@ pub fn pos_weight<T: Float>(target: &[T], shape: &[usize]) -> Result<Vec<T>> {
     };
     check_unit_interval("target", target, shape)?;
     let classes = if shape.len() == 1 { 1 } else { classes };
-    let mut pos = vec![CompensatedSum::default(); classes];
-    let mut neg = vec![CompensatedSum::default(); classes];
+    let mut pos = try_vec("positive sums", &[classes], CompensatedSum::default())?;
+    let mut neg = try_vec("negative sums", &[classes], CompensatedSum::default())?;
     for i in 0..numel {
         let y = target[i].to_f64();
         pos[i % classes].add(y);
         neg[i % classes].add(1.0 - y);
     }
-    Ok(pos
-        .iter()
-        .zip(&neg)
-        .map(|(p, n)| pw_of(p.value(), n.value()))
-        .collect())
+    let mut out = try_vec("pos_weight", &[classes], T::ZERO)?;
+    for ((o, p), n) in out.iter_mut().zip(&pos).zip(&neg) {
+        *o = pw_of(p.value(), n.value());
+    }
+    Ok(out)
 }

@@ -428,7 +428,7 @@ pub(crate) fn check_options<T: Element>(
                     ignore_index: opts.ignore_index,
                 });
             }
-            if t.len() != layout.shape().iter().product::<usize>() {
+            if t.len() != layout.numel() {
                 return Err(Error::TargetShape {
                     expected: layout.shape().to_vec(),
                     len: t.len(),

@@ -18,10 +18,8 @@ pub(crate) fn check_shape(shape: &[usize], len: usize) -> Result<usize> {
         len,
         reason,
     };
-    let numel = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| bad("the shape's size overflows usize"))?;
+    let numel =
+        crate::layout::numel(shape).ok_or_else(|| bad("the shape's size overflows usize"))?;
     if numel != len {
         return Err(bad("the number of elements does not match the shape"));
     }

@@ -338,9 +338,11 @@ pub struct LinearGrads<T> {
 /// # Errors
 /// [`Error::OperandShape`] when an operand's length does not match its shape,
 /// [`Error::DimMismatch`] when `h` and `W` disagree on `D`, the bias is not `V` long or
-/// the target does not have `N` entries, [`Error::NoClasses`] for `V = 0`, and the
-/// errors of [`cross_entropy`](crate::cross_entropy): a target out of `[0, V)` (naming
-/// it and its row), a class weight of the wrong length, `label_smoothing` outside `[0, 1]`.
+/// the target does not have `N` entries, [`Error::NoClasses`] for `V = 0`,
+/// [`Error::Allocation`] when a block of logits (at least one row of `V`) does not fit
+/// in memory, and the errors of [`cross_entropy`](crate::cross_entropy): a target out
+/// of `[0, V)` (naming it and its row), a class weight of the wrong length,
+/// `label_smoothing` outside `[0, 1]`.
 ///
 /// ```
 /// use xent::{linear_cross_entropy, LinearCrossEntropyOptions, LinearInputs};
@@ -524,7 +526,6 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
         ),
         None => (None, false, None, None, None),
     };
-    let want_grad = dh.is_some() || dw.is_some() || db.is_some();
 
     // D = Σ_{n∈M} w_{y_n} and |M| over every row, before any block, as cross_entropy
     // sums them, so that blocking never changes the result.
@@ -534,9 +535,14 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
     let (elem, acc) = (std::mem::size_of::<E>(), std::mem::size_of::<E::Acc>());
     let max_rows = MAX_BLOCK_ROWS * elem / acc;
     let block = block_rows(n, (d, v), acc, opts.scratch_bytes, max_rows);
-    // The scratch of the row blocks, reused by every block: on huge pages when large.
+    // Sized by the shapes, not by data the caller holds: with D = 0, `W` of shape
+    // (2⁴⁰, 0) is empty but its block of logits is not. Reused by every block, on huge
+    // pages when large.
     let mut logits = crate::alloc::zeroed_vec::<E::Acc>("logits block", &[block, v])?;
     let mut ht = crate::alloc::zeroed_vec::<E::Acc>("hidden block", &[lhs_ld(block), d])?;
+    // Nothing was written before this point: an error above leaves the buffers as
+    // they were.
+    let want_grad = dh.is_some() || dw.is_some() || db.is_some();
     // dW and db are sums over the blocks; dh is written block by block.
     if !accumulate {
         for g in [dw.as_deref_mut(), db.as_deref_mut()].into_iter().flatten() {
@@ -698,9 +704,10 @@ fn loss_shape(n: usize, reduction: Reduction) -> Vec<usize> {
 /// Rows per block `B`: the most with `B·(V + D)` elements (the block's logits and its
 /// hidden states, column-major) within the budget, at most `max_rows`
 /// ([`MAX_BLOCK_ROWS`] scaled by the inputs' width over the logits'), at least 1, and
-/// a multiple of [`LHS_ROW_ALIGN`] when that many fit. The thread count does
-/// not enter: the block size changes the rounding of `dW` and `db`, and results must
-/// not depend on the thread count.
+/// a multiple of [`LHS_ROW_ALIGN`] when that many fit; 0 when there are no rows, so
+/// that an empty batch allocates nothing (its `D` may be anything). The thread count
+/// does not enter: the block size changes the rounding of `dW` and `db`, and results
+/// must not depend on the thread count.
 fn block_rows(
     n: usize,
     (d, v): (usize, usize),
@@ -715,7 +722,7 @@ fn block_rows(
     } else {
         rows
     };
-    rows.min(n.max(1))
+    rows.min(n)
 }
 
 /// `db += Σ_rows G`, split over column ranges so that every column is summed in row
@@ -807,6 +814,10 @@ fn transpose_into<S: Element>(
     // Eight rows at a time: eight read streams, each written line filled by eight rows.
     const R: usize = 8;
     assert!(rows <= ld && dst.len() >= cols * ld);
+    if cols == 0 {
+        // Nothing to write (D = 0); `dst[r..]` below would start past its end.
+        return;
+    }
     let row = |r: usize| &src[r * src_ld..r * src_ld + cols];
     let full = rows / R * R;
     for r0 in (0..full).step_by(R) {

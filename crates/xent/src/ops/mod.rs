@@ -241,7 +241,7 @@ pub(crate) fn check_grad<T: Element>(
     layout: &Layout,
     reduction: Reduction,
 ) -> Result<()> {
-    check_len("grad", grad.grad.len(), layout.shape().iter().product())?;
+    check_len("grad", grad.grad.len(), layout.numel())?;
     check_grad_output(grad.grad_output, layout, reduction)
 }
 
