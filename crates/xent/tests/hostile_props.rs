@@ -197,7 +197,7 @@ fn data_len(shape: &[usize], pick: usize) -> usize {
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .unwrap_or(usize::MAX);
-    if numel <= 64 && pick % 4 != 0 {
+    if numel <= 64 && !pick.is_multiple_of(4) {
         numel
     } else {
         pick % 9
