@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod family;
+pub mod fuzzing;
 pub mod linear;
 pub mod loss;
 pub mod npy;

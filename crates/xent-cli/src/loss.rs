@@ -3,7 +3,7 @@
 //! Order of work: check the output paths, read every input, check it, compute the
 //! loss and the gradients, encode the outputs in memory, and only then write the
 //! files, as one transaction (`outputs`): on any failure every file is as it was.
-//! This module holds that shared contract ([`Computed`], [`deliver`]) and the
+//! This module holds that shared contract (`Computed`, `deliver`) and the
 //! class-dim losses cross-entropy and nll; `family` adds the elementwise and
 //! divergence losses, `linear` the linear cross-entropy.
 

@@ -97,6 +97,13 @@ impl Layout {
     pub fn rows(&self) -> usize {
         self.outer * self.inner
     }
+    /// `(N, C, d1⋯dk)` as the driver takes them, with `N = 0` when there are no rows:
+    /// an empty input can still have a huge `N` (`(2⁴⁰, 0, 0)` has none), and the
+    /// driver, which splits `N` into blocks, would run `2²⁵` empty tasks for it.
+    pub(crate) fn driver_dims(&self) -> (usize, usize, usize) {
+        let outer = if self.rows() == 0 { 0 } else { self.outer };
+        (outer, self.classes, self.inner)
+    }
     /// `true` for a `(C,)` input.
     pub fn is_unbatched(&self) -> bool {
         self.shape.len() == 1

@@ -302,3 +302,35 @@ fn small_versions_still_compute() {
     .unwrap();
     assert_eq!(out, [0.0]);
 }
+
+/// Found by the property tests: `(2⁴⁰, 0, 0)` has no rows but a huge `N`, which the
+/// driver split into 2²⁵ empty blocks (minutes in a debug build).
+#[test]
+fn empty_inputs_with_a_huge_batch_dim_return_at_once() {
+    let t = std::time::Instant::now();
+    let shape = [P40, 0, 0];
+    let mut out: [f64; 0] = [];
+    softmax_into(&[] as &[f64], &shape, &mut out).unwrap();
+    softmax_backward_into(&[] as &[f32], &[], &shape, &mut []).unwrap();
+    let loss = cross_entropy(
+        &[] as &[f32],
+        &shape,
+        &[0i64; 0][..],
+        &CrossEntropyOptions::default(),
+    )
+    .unwrap();
+    assert!(loss.item().unwrap().is_nan());
+    let loss = cross_entropy(
+        &[] as &[f64],
+        &[P40, 3, 0],
+        &[0.0f64; 0][..],
+        &CrossEntropyOptions::default().reduction(Reduction::Sum),
+    )
+    .unwrap();
+    assert_eq!(loss.item(), Some(0.0));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+}

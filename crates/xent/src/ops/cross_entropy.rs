@@ -249,15 +249,16 @@ fn run<T: Element>(
         Targets::Indices(idx) => (Some((idx, opts.ignore_index)), None),
         Targets::Probabilities(t) => (None, Some(ConstPtr::new(t))),
     };
+    let (outer, classes, inner) = layout.driver_dims();
     let call = CeCall {
         x,
         grad,
         accumulate,
         probs,
         idx,
-        outer: layout.outer(),
-        classes: layout.classes(),
-        inner: layout.inner(),
+        outer,
+        classes,
+        inner,
         weight: opts.weight,
         weight_sum,
         eps: opts.label_smoothing,

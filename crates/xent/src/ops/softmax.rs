@@ -10,7 +10,7 @@ use crate::par::{ConstPtr, Ptr};
 fn forward_into<T: Element>(input: &[T], shape: &[usize], out: &mut [T], log: bool) -> Result<()> {
     let layout = Layout::new(shape, input.len())?;
     check_len("out", out.len(), input.len())?;
-    let dims = (layout.outer(), layout.classes(), layout.inner());
+    let dims = layout.driver_dims();
     <T as Sealed>::run_softmax(ConstPtr::new(input), Ptr::new(out), dims, log);
     Ok(())
 }
@@ -25,7 +25,7 @@ fn backward_into<T: Element>(
     let layout = Layout::new(shape, output.len())?;
     check_len("grad_output", grad_output.len(), output.len())?;
     check_len("grad_input", grad_input.len(), output.len())?;
-    let dims = (layout.outer(), layout.classes(), layout.inner());
+    let dims = layout.driver_dims();
     <T as Sealed>::run_softmax_backward(
         ConstPtr::new(output),
         ConstPtr::new(grad_output),
