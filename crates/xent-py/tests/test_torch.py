@@ -208,6 +208,10 @@ def test_linear_cross_entropy(dtype, lead, gen):
                                            weight=None if cw is None else cw.to(dtype), **kw)
 
         def ref(a, bw, *bb):
+            if a.dim() > 2:  # torch's takes 1-d and 2-d inputs; xent's any (..., D)
+                logits = F.linear(a, bw, bb[0] if bb else None).movedim(-1, 1)
+                kw2 = dict(kw, ignore_index=-100 if ignore is None else ignore)
+                return F.cross_entropy(logits, y, cw, **kw2)
             return F.linear_cross_entropy(a, bw, y, linear_bias=bb[0] if bb else None,
                                           weight=cw, **kw)
 
