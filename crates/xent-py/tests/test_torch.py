@@ -309,12 +309,15 @@ def test_no_grad_on_1gb_allocates_no_gradient():
     assert loss.grad_fn is None and x.grad is None
     assert rise < 64 << 20, f"peak rose by {rise >> 20} MiB under no_grad"
     # the same call with a gradient does allocate it (the check above can fail)
+    xt.empty_cache()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     base = _vm("VmRSS")
     xt.cross_entropy(x, y).backward()
     assert _vm("VmHWM") - base > 900 << 20
     assert torch.isfinite(loss)
+    x.grad = None
+    xt.empty_cache()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -442,3 +445,31 @@ def test_thread_count_from_environment(monkeypatch):
     with pytest.raises(ValueError, match="XENT_NUM_THREADS"):
         xt.cross_entropy(x, y)
 
+
+
+def test_gradient_buffers_are_reused_only_when_free(gen):
+    xt.empty_cache()
+    x = torch.randn(512, 1024, generator=gen)  # 2 MiB gradients: cached
+    ys = [torch.randint(0, 1024, (512,), generator=gen) for _ in range(3)]
+    want = []
+    for y in ys:
+        b = x.clone().requires_grad_()
+        F.cross_entropy(b, y).backward()
+        want.append(b.grad)
+    a = x.clone().requires_grad_()
+    xt.cross_entropy(a, ys[0]).backward()
+    first = a.grad
+    ptr = first.data_ptr()
+    # while the first gradient is held, the next call must not write into it
+    a.grad = None
+    xt.cross_entropy(a, ys[1]).backward()
+    assert a.grad.data_ptr() != ptr
+    torch.testing.assert_close(first, want[0])
+    torch.testing.assert_close(a.grad, want[1])
+    # once nothing refers to it, it is reused
+    del first
+    a.grad = None
+    xt.cross_entropy(a, ys[2]).backward()
+    assert a.grad.data_ptr() == ptr
+    torch.testing.assert_close(a.grad, want[2])
+    xt.empty_cache()

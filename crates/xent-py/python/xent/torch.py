@@ -24,7 +24,10 @@ How it runs:
   their raw 16-bit storage); a non-contiguous one is made contiguous once.
 - Gradients (and other large outputs) are allocated by numpy, which advises large
   buffers for transparent huge pages; ``torch.empty`` does not, and its first touch
-  then costs a page fault per 4 KiB.
+  then costs a page fault per 4 KiB. A cross-entropy gradient buffer that nothing
+  refers to any more (after ``x.grad = None`` or ``zero_grad()``) is kept and reused
+  by the next call of the same size, without any page fault; ``empty_cache()``
+  releases the kept buffers.
 - Dtypes float32, float64, bfloat16, float16. 16-bit losses are computed with f32
   accumulation and returned in the input's dtype. The elementwise losses
   (binary cross-entropies, ``kl_div``) widen 16-bit inputs to f32 once.
@@ -38,6 +41,7 @@ How it runs:
   ``IndexError`` for a target out of range, ``ValueError`` for a bad option.
 """
 
+import sys
 import threading
 import warnings
 
@@ -60,6 +64,7 @@ __all__ = [
     "NLLLoss",
     "BCEWithLogitsLoss",
     "KLDivLoss",
+    "empty_cache",
 ]
 
 _HALF = {torch.bfloat16: "bfloat16", torch.float16: "float16"}
@@ -111,6 +116,52 @@ def _empty(shape, dtype):
         return torch.from_numpy(a).view(dtype), a
     a = np.empty(tuple(shape), _NP[dtype])
     return torch.from_numpy(a), a
+
+
+# Gradient buffers of at least this many bytes are kept for reuse once nothing refers
+# to them any more (a training step's `x.grad = None` / `zero_grad()` frees the last
+# reference): a fresh buffer costs a page fault per page on its first touch, as much as
+# the kernel itself at these sizes, and a reused one none. At most _CACHE_PER_SIZE
+# buffers per size are kept; empty_cache() releases them.
+_CACHE_MIN_BYTES = 1 << 20
+_CACHE_PER_SIZE = 2
+_cache = {}
+_cache_lock = threading.Lock()
+
+
+def _grad_buffer(shape, dtype):
+    """(tensor, numpy storage view) of a gradient buffer: a free cached buffer of the
+    same size, else a new numpy allocation (kept in the cache when there is room)."""
+    storage = np.int16 if dtype in _HALF else _NP[dtype]
+    n = 1
+    for d in shape:
+        n *= d
+    nbytes = n * np.dtype(storage).itemsize
+    if nbytes < _CACHE_MIN_BYTES:
+        return _empty(shape, dtype)
+    with _cache_lock:
+        kept = _cache.setdefault(nbytes, [])
+        base = None
+        for b in kept:
+            # 3 references: the list, the loop variable and getrefcount's argument;
+            # any view handed out (and so any tensor made from one) adds one.
+            if sys.getrefcount(b) == 3:
+                base = b
+                break
+        if base is None:
+            base = np.empty(nbytes, np.uint8)
+            if len(kept) < _CACHE_PER_SIZE:
+                kept.append(base)
+        a = base.view(storage).reshape(tuple(shape))
+    t = torch.from_numpy(a)
+    return (t.view(dtype) if dtype in _HALF else t), a
+
+
+def empty_cache():
+    """Releases the gradient buffers xent.torch keeps for reuse (those still in use
+    are freed when their last user lets go of them)."""
+    with _cache_lock:
+        _cache.clear()
 
 
 def _opt_np(t, dtype):
@@ -213,7 +264,7 @@ class _CrossEntropy(_Op):
         if self.probs and target.dtype != x.dtype:
             target = target.to(x.dtype)
         loss, loss_np = _empty(row_shape(x.shape) if self.reduction == "none" else (), acc)
-        grad, grad_np = _empty(x.shape, x.dtype) if need[0] else (None, None)
+        grad, grad_np = _grad_buffer(x.shape, x.dtype) if need[0] else (None, None)
         common = dict(grad=grad_np, weight=_opt_np(self.weight, acc),
                       grad_output=self._go(grad_output, acc),
                       ignore_index=int(self.ignore_index), reduction=self.reduction, half=half,
