@@ -15,8 +15,9 @@ all with the same thread count (``torch.get_num_threads()``, or
 ``--threads``), ``x.grad`` reset to ``None`` before each call as a training step
 does after ``zero_grad()``. ``peak MiB`` is the rise of the process's peak resident
 memory (``VmHWM``, reset before each case through ``/proc/self/clear_refs``) over its
-resident memory before the case (the logits already allocated), against the size of
-one gradient: xent's rise is that gradient, torch's adds its intermediates. Timings are not
+resident memory before the case (the logits allocated, no gradient), against the size
+of one gradient: xent's rise is that gradient (kept for reuse between steps, see
+``xent.torch``), torch's adds its intermediates (the log-softmax output). Timings are not
 assertions: run it on a quiet machine and read medians.
 """
 
@@ -48,12 +49,14 @@ def _reset_peak():
         return False
 
 
-def _case(fn, reps):
-    """(median seconds, peak rise MiB) of ``fn`` run ``reps`` times after a warm-up."""
+def _case(fn, reps, reset):
+    """(median seconds, peak rise MiB) of ``fn`` run ``reps`` times after a warm-up;
+    ``reset`` drops what the warm-up left (the gradient) before the baseline."""
     import gc
 
     gc.collect()
     fn()  # warm-up: code paged in, pools started
+    reset()
     gc.collect()
     base = _status_kib("VmRSS")
     ok = _reset_peak()
@@ -106,7 +109,12 @@ def _measure(impls, shapes, dtypes, reps, threads):
                     def step():
                         x.grad = None
                         F.cross_entropy(x, y).backward()
-                med, peak = _case(step, reps)
+                def reset():
+                    x.grad = None
+                    if impl == "xent.torch":
+                        xt.empty_cache()
+
+                med, peak = _case(step, reps, reset)
                 x.grad = None
                 out.append({"impl": impl, "shape": [n, c], "dtype": dt, "ms": med * 1e3,
                             "peak_mib": peak,
