@@ -474,7 +474,10 @@ macro_rules! per_float {
     };
 }
 
-fn grad_out<'a, T: Element>(g: Option<&'a mut [T]>, go: Option<&'a [T::Acc]>) -> Option<GradOut<'a, T>> {
+fn grad_out<'a, T: Element>(
+    g: Option<&'a mut [T]>,
+    go: Option<&'a [T::Acc]>,
+) -> Option<GradOut<'a, T>> {
     g.map(|g| {
         let out = GradOut::new(g);
         match go {
