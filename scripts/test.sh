@@ -11,3 +11,4 @@ cargo --version
 cargo test --workspace
 python3 .ci/stack_frames.py
 bash scripts/test-fuzz.sh
+bash scripts/test-python.sh

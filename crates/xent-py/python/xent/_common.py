@@ -1,0 +1,52 @@
+"""Helpers shared by the numpy API and ``xent.torch``: thread count, shapes."""
+
+import os
+
+__all__ = ["env_threads", "row_shape", "class_dim_view"]
+
+
+def env_threads():
+    """The thread count set by ``XENT_NUM_THREADS``, or ``None`` when unset.
+
+    Raises ``ValueError`` for a value that is not a positive integer.
+    """
+    raw = os.environ.get("XENT_NUM_THREADS")
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"XENT_NUM_THREADS must be a positive integer, got {raw!r}")
+    return n
+
+
+def row_shape(shape):
+    """The per-row loss shape of logits of shape ``shape``: ``()`` for ``(C,)``,
+    ``(N, d1..dk)`` for ``(N, C, d1..dk)`` (the class dim, dim 1, removed)."""
+    shape = tuple(shape)
+    if len(shape) <= 1:
+        return ()
+    return (shape[0],) + shape[2:]
+
+
+def class_dim_view(shape, dim):
+    """The ``(outer, C, inner)`` shape that puts dim ``dim`` of a C-contiguous array of
+    shape ``shape`` on dim 1, as xent expects (a reshape, never a copy)."""
+    shape = tuple(shape)
+    if len(shape) == 0:
+        shape = (1,)
+    nd = len(shape)
+    if not -nd <= dim < nd:
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-nd}, {nd - 1}], but got {dim})"
+        )
+    dim %= nd
+    outer = 1
+    for s in shape[:dim]:
+        outer *= s
+    inner = 1
+    for s in shape[dim + 1:]:
+        inner *= s
+    return (outer, shape[dim], inner)

@@ -1,0 +1,21 @@
+"""README's Python example runs and trains and trains."""
+
+import contextlib
+import io
+import pathlib
+import re
+
+README = pathlib.Path(__file__).resolve().parents[3] / "README.md"
+
+
+def test_readme_softmax_regression_example():
+    text = README.read_text()
+    block = re.search(r"```python\n(import torch, xent\.torch as xt\n.*?)```", text, re.S)
+    assert block, "README's xent.torch example is missing"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block.group(1), "README.md", "exec"), {})
+    m = re.fullmatch(r"loss (\S+), accuracy (\S+)", out.getvalue().strip())
+    assert m, out.getvalue()
+    # README quotes this machine's output; another BLAS may differ in the last digit
+    assert float(m.group(1)) < 0.3 and float(m.group(2)) > 0.95, m.group(0)
