@@ -17,6 +17,7 @@ pub(crate) mod fused;
 pub(crate) mod lanes;
 pub(crate) mod pointwise;
 pub(crate) mod row;
+pub(crate) mod shard;
 pub(crate) mod simd;
 #[cfg(test)]
 mod tests;
