@@ -12,10 +12,6 @@
 
 mod bench;
 mod demo;
-mod family;
-mod linear;
-mod loss;
-mod npy;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -25,27 +21,8 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use xent::{Isa, KlReduction, Reduction};
 
-/// A failure to report: one line for stderr.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure(String);
-
-impl Failure {
-    /// A failure with this message.
-    pub fn new(message: impl Into<String>) -> Self {
-        Failure(message.into())
-    }
-
-    /// The message, on one line.
-    pub fn message(&self) -> String {
-        self.0.replace(['\r', '\n'], " ")
-    }
-}
-
-impl From<xent::Error> for Failure {
-    fn from(e: xent::Error) -> Self {
-        Failure(e.to_string())
-    }
-}
+pub(crate) use xent_cli::Failure;
+use xent_cli::{linear, loss};
 
 /// Softmax cross-entropy and its relatives: PyTorch-exact losses with exact gradients.
 #[derive(Debug, Parser)]
@@ -144,10 +121,10 @@ fn run_bench(args: BenchArgs) -> Result<String, Failure> {
     };
     match result {
         Ok(()) => Ok(String::new()),
-        Err(bench::Error::Setup(message)) => Err(Failure(message)),
+        Err(bench::Error::Setup(message)) => Err(Failure::new(message)),
         // `xent bench | head` closes the pipe early; that is not a failure.
         Err(bench::Error::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(String::new()),
-        Err(bench::Error::Io(e)) => Err(Failure(format!("cannot write to stdout: {e}"))),
+        Err(bench::Error::Io(e)) => Err(Failure::new(format!("cannot write to stdout: {e}"))),
     }
 }
 

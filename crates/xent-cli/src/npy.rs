@@ -70,6 +70,11 @@ impl Data {
         with_data!(self, v => v.len())
     }
 
+    /// `true` when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The elements converted to `T`, through `f64` (exact for every `f32`, rounding
     /// for `f64 → f32` and for integers above 2⁵³).
     // One body for every element type: for `f64` the cast is the identity.

@@ -1,0 +1,35 @@
+//! The library behind the `xent` binary: `.npy` reading and writing, and the `xent
+//! loss` commands from their parsed arguments to the library calls and the file
+//! transaction that writes their outputs.
+//!
+//! It is a library so that `xent-mpi` (crates/xent-mpi) reads and writes the same
+//! files, with the same checks and messages, as `xent loss`; the binary itself holds
+//! only the argument parsing, the demo and the benchmark.
+#![deny(missing_docs)]
+
+mod family;
+pub mod linear;
+pub mod loss;
+pub mod npy;
+
+/// A failure to report: one line for stderr.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure(String);
+
+impl Failure {
+    /// A failure with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Failure(message.into())
+    }
+
+    /// The message, on one line.
+    pub fn message(&self) -> String {
+        self.0.replace(['\r', '\n'], " ")
+    }
+}
+
+impl From<xent::Error> for Failure {
+    fn from(e: xent::Error) -> Self {
+        Failure(e.to_string())
+    }
+}
