@@ -10,3 +10,4 @@ fi
 cargo --version
 cargo test --workspace
 python3 .ci/stack_frames.py
+bash scripts/test-mpi.sh

@@ -131,7 +131,7 @@ pub fn run(req: &Request) -> Result<String, Failure> {
 }
 
 /// The failure for a float operand read with another dtype.
-pub(crate) fn not_float(what: &str, path: &Path, data: &Data) -> Failure {
+pub fn not_float(what: &str, path: &Path, data: &Data) -> Failure {
     Failure::new(format!(
         "{what} {} has dtype {}: expected float32 or float64",
         path.display(),
@@ -140,7 +140,7 @@ pub(crate) fn not_float(what: &str, path: &Path, data: &Data) -> Failure {
 }
 
 /// Fails when two outputs name the same file: one would overwrite the other.
-pub(crate) fn check_distinct(outputs: &[(&str, Option<&Path>)]) -> Result<(), Failure> {
+pub fn check_distinct(outputs: &[(&str, Option<&Path>)]) -> Result<(), Failure> {
     for (i, (a, pa)) in outputs.iter().enumerate() {
         for (b, pb) in &outputs[i + 1..] {
             if let (Some(pa), Some(pb)) = (pa, pb) {
@@ -158,7 +158,7 @@ pub(crate) fn check_distinct(outputs: &[(&str, Option<&Path>)]) -> Result<(), Fa
 
 /// A computed loss, its z-loss term, and the arrays to write: each a path, a shape
 /// and values in the input's dtype `T`.
-pub(crate) struct Computed<T> {
+pub struct Computed<T> {
     /// The loss values (one for a reduced loss).
     pub loss: Vec<T>,
     /// The loss's shape (`[]` for a reduced loss).
@@ -171,7 +171,7 @@ pub(crate) struct Computed<T> {
 
 /// A [`Computed`] with its files encoded and its report formatted: what is left
 /// does not depend on the dtype.
-pub(crate) struct Encoded {
+pub struct Encoded {
     files: Vec<(PathBuf, Vec<u8>)>,
     text: String,
     json: String,
@@ -179,7 +179,7 @@ pub(crate) struct Encoded {
 
 impl<T: Elem> Computed<T> {
     /// A loss without output files yet; the loss itself goes to `out` when given.
-    pub(crate) fn new(
+    pub fn new(
         loss: Vec<T>,
         shape: Vec<usize>,
         z_loss: Option<T>,
@@ -198,7 +198,7 @@ impl<T: Elem> Computed<T> {
     }
 
     /// Adds an output array when both a path and values exist.
-    pub(crate) fn file(
+    pub fn file(
         mut self,
         path: Option<&Path>,
         shape: &[usize],
@@ -211,7 +211,7 @@ impl<T: Elem> Computed<T> {
     }
 
     /// Encodes the files and formats both reports.
-    pub(crate) fn encode(self) -> Result<Encoded, Failure> {
+    pub fn encode(self) -> Result<Encoded, Failure> {
         let files = self
             .files
             .iter()
@@ -226,7 +226,7 @@ impl<T: Elem> Computed<T> {
 }
 
 /// Writes the encoded files (all or none) and returns the report to print.
-pub(crate) fn deliver(e: Encoded, json: bool) -> Result<String, Failure> {
+pub fn deliver(e: Encoded, json: bool) -> Result<String, Failure> {
     write_all(&e.files)?;
     Ok(if json { e.json } else { e.text })
 }
@@ -246,7 +246,7 @@ fn compute_typed<T: Elem>(
 }
 
 /// A weight vector in `T`.
-pub(crate) fn vector<T: Elem>(a: &Array, what: &str) -> Result<Vec<T>, Failure> {
+pub fn vector<T: Elem>(a: &Array, what: &str) -> Result<Vec<T>, Failure> {
     if a.shape.len() != 1 {
         return Err(Failure::new(format!(
             "{what} must be a vector (1-d), got shape {:?}",
@@ -258,7 +258,7 @@ pub(crate) fn vector<T: Elem>(a: &Array, what: &str) -> Result<Vec<T>, Failure> 
 
 /// The upstream gradient in `T`: the loss's shape for `none`, one element otherwise
 /// (`reduction` names the reduction in the message).
-pub(crate) fn upstream<T: Elem>(
+pub fn upstream<T: Elem>(
     go: &Array,
     loss_shape: &[usize],
     none: bool,
@@ -284,7 +284,7 @@ pub(crate) fn upstream<T: Elem>(
 }
 
 /// `GradOut` on `grad` with the upstream gradient when there is one.
-pub(crate) fn grad_out<'a, T: Elem>(
+pub fn grad_out<'a, T: Elem>(
     grad: &'a mut [T],
     upstream: Option<&'a [T]>,
 ) -> GradOut<'a, T> {
@@ -296,7 +296,7 @@ pub(crate) fn grad_out<'a, T: Elem>(
 }
 
 /// The name of a reduction, as the command line spells it.
-pub(crate) fn reduction_name(r: Reduction) -> &'static str {
+pub fn reduction_name(r: Reduction) -> &'static str {
     match r {
         Reduction::None => "none",
         Reduction::Mean => "mean",
@@ -305,7 +305,7 @@ pub(crate) fn reduction_name(r: Reduction) -> &'static str {
 }
 
 /// Class indices in the file's own integer type; `None` for a float array.
-pub(crate) fn class_indices(a: &Array) -> Option<ClassIndices<'_>> {
+pub fn class_indices(a: &Array) -> Option<ClassIndices<'_>> {
     Some(match &a.data {
         Data::I8(v) => ClassIndices::from(&v[..]),
         Data::I16(v) => ClassIndices::from(&v[..]),
@@ -321,7 +321,7 @@ pub(crate) fn class_indices(a: &Array) -> Option<ClassIndices<'_>> {
 
 /// How the target file is read: class indices or probabilities (PyTorch tells them
 /// apart by shape).
-enum TargetKind<'a, T> {
+pub enum TargetKind<'a, T> {
     /// Class indices in the file's own integer type.
     Indices(ClassIndices<'a>),
     /// Probabilities converted to the input's dtype.
@@ -330,7 +330,7 @@ enum TargetKind<'a, T> {
 
 /// Sorts the target into indices (the input's row shape, integer dtype) or
 /// probabilities (the input's shape, float dtype), with PyTorch's batch-size message.
-fn classify<'a, T: Elem>(
+pub fn classify<'a, T: Elem>(
     nll: bool,
     target: &'a Array,
     layout: &Layout,
