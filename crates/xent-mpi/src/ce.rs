@@ -9,12 +9,12 @@ use xent::{
     GradOut, Layout, Reduction, Targets,
 };
 use xent_cli::loss::{
-    check_distinct, classify, deliver, not_float, reduction_name, upstream, vector, Computed,
-    TargetKind,
+    check_distinct, classify, deliver, reduction_name, upstream, vector, Computed, TargetKind,
 };
-use xent_cli::npy::{self, Array, Data, Elem};
+use xent_cli::npy::{self, Array, Elem};
 use xent_cli::Failure;
 
+use crate::block::Source;
 use crate::comm::{even_range, gather, gather_world, reduce_sum, Agreed, Groups, VocabParallel};
 
 /// The arguments of `loss cross-entropy`, as `xent loss cross-entropy` takes them.
@@ -49,7 +49,7 @@ pub struct Request {
 /// Runs the request on every rank; rank 0's report comes back (empty elsewhere).
 pub fn run(g: &Groups, req: &Request) -> Result<String, Agreed> {
     // Everything that can fail on bad input happens before the first collective.
-    let read = g.agree(read(req));
+    let read = g.agree(read(g, req));
     match read? {
         Input::F32(x) => compute::<f32>(g, req, x),
         Input::F64(x) => compute::<f64>(g, req, x),
@@ -66,28 +66,39 @@ enum Input {
 struct Prepared<T> {
     /// The global shape and its layout.
     layout: Layout,
-    /// The whole logits (this rank keeps its block).
+    /// This rank's block of the logits.
     x: Vec<T>,
-    /// The rank's class indices (as i64, validated) or probabilities.
+    /// The class indices of every row (as i64, validated), or this rank's block of
+    /// the probabilities.
     indices: Option<Vec<i64>>,
     probs: Option<Vec<T>>,
     weight: Option<Vec<T>>,
     grad_output: Option<Vec<T>>,
 }
 
-fn read(req: &Request) -> Result<Input, Failure> {
+fn read(g: &Groups, req: &Request) -> Result<Input, Failure> {
     check_distinct(&[
         ("--out", req.out.as_deref()),
         ("--grad-out", req.grad_out.as_deref()),
     ])?;
-    let input = npy::read(&req.input)?;
-    let target = npy::read(&req.target)?;
-    let Array { shape, data } = input;
-    Ok(match data {
-        Data::F32(x) => Input::F32(prepare(req, x, shape, &target)?),
-        Data::F64(x) => Input::F64(prepare(req, x, shape, &target)?),
-        other => return Err(not_float("input", &req.input, &other)),
+    let input = Source::open(&req.input, "input")?;
+    // Probability targets (the input's shape, a float file) are read a block at a
+    // time like the logits; class indices whole.
+    let target = match Source::peek(&req.target) {
+        Some(t) if t.shape == input.shape => Target::Block(t),
+        _ => Target::Whole(npy::read(&req.target)?),
+    };
+    Ok(if input.f64 {
+        Input::F64(prepare(g, req, &input, &target)?)
+    } else {
+        Input::F32(prepare(g, req, &input, &target)?)
     })
+}
+
+/// The target file: probabilities read by block, or the whole array.
+enum Target {
+    Block(Source),
+    Whole(Array),
 }
 
 /// The options as the library takes them.
@@ -111,29 +122,19 @@ fn dims(layout: &Layout) -> (usize, usize, usize) {
     (layout.outer(), layout.classes(), layout.inner())
 }
 
-/// `x[n0..n1, c0..c1, :]` of an `(outer, C, inner)` array.
-pub fn block<T: Copy>(
-    x: &[T],
-    (c, inner): (usize, usize),
-    (n0, n1): (usize, usize),
-    (c0, c1): (usize, usize),
-) -> Vec<T> {
-    let mut out = Vec::with_capacity((n1 - n0) * (c1 - c0) * inner);
-    for n in n0..n1 {
-        out.extend_from_slice(&x[(n * c + c0) * inner..(n * c + c1) * inner]);
-    }
-    out
-}
-
 /// Checks the whole problem as `xent loss` does (the same messages, every rank the
-/// same), then keeps this rank's part.
+/// same), then reads this rank's block.
 fn prepare<T: Elem>(
+    g: &Groups,
     req: &Request,
-    x: Vec<T>,
-    shape: Vec<usize>,
-    target: &Array,
+    input: &Source,
+    target: &Target,
 ) -> Result<Prepared<T>, Failure> {
-    let layout = Layout::new(&shape, x.len())?;
+    let len = input
+        .shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d));
+    let layout = Layout::new(&input.shape, len.unwrap_or(usize::MAX))?;
     let none = req.reduction == Reduction::None;
     let loss_shape = if none { layout.row_shape() } else { Vec::new() };
     let weight = match &req.weight {
@@ -149,29 +150,42 @@ fn prepare<T: Elem>(
         )?),
         None => None,
     };
-    let kind = classify::<T>(false, target, &layout)?;
+    let kind = match target {
+        Target::Whole(t) => Some(classify::<T>(false, t, &layout)?),
+        Target::Block(_) => None,
+    };
     let opts = options(req, weight.as_deref());
-    let (outer, c, _) = dims(&layout);
+    let (outer, c, inner) = dims(&layout);
     // The library's checks against the global shape, with no classes: every target
     // and option, with the positions `xent loss` names.
     let mut empty_shape = vec![outer, 0];
     empty_shape.extend_from_slice(&layout.shape()[layout.shape().len().min(2)..]);
     let targets: Targets<'_, T> = match &kind {
-        TargetKind::Indices(t) => Targets::Indices(*t),
-        TargetKind::Probabilities(_) => Targets::Probabilities(&[]),
+        Some(TargetKind::Indices(t)) => Targets::Indices(*t),
+        _ => Targets::Probabilities(&[]),
     };
     cross_entropy_shard_stats::<T>(&[], &empty_shape, targets, &opts, ClassShard::full(c))?;
+    let ((n0, n1), (c0, c1)) = parts(g, outer, c)[g.rank];
+    let block = |s: &Source, path| s.block::<T>(path, (c, inner), (n0, n1), (c0, c1));
+    let probs = match (target, &kind) {
+        (Target::Block(t), _) => Some(block(t, &req.target)?),
+        (_, Some(TargetKind::Probabilities(p))) => {
+            let mut out = Vec::with_capacity((n1 - n0) * (c1 - c0) * inner);
+            for n in n0..n1 {
+                out.extend_from_slice(&p[(n * c + c0) * inner..(n * c + c1) * inner]);
+            }
+            Some(out)
+        }
+        _ => None,
+    };
     Ok(Prepared {
+        x: block(input, &req.input)?,
         layout,
-        x,
         indices: match &kind {
-            TargetKind::Indices(t) => Some((0..t.len()).map(|i| t.get(i) as i64).collect()),
-            TargetKind::Probabilities(_) => None,
+            Some(TargetKind::Indices(t)) => Some((0..t.len()).map(|i| t.get(i) as i64).collect()),
+            _ => None,
         },
-        probs: match kind {
-            TargetKind::Probabilities(p) => Some(p),
-            TargetKind::Indices(_) => None,
-        },
+        probs,
         weight,
         grad_output,
     })
@@ -203,15 +217,11 @@ fn compute<T: Elem>(g: &Groups, req: &Request, p: Prepared<T>) -> Result<String,
     let (outer, c, inner) = dims(&p.layout);
     let all = parts(g, outer, c);
     let ((n0, n1), (c0, c1)) = all[g.rank];
-    let xs = block(&p.x, (c, inner), (n0, n1), (c0, c1));
-    drop(p.x);
+    let xs = p.x;
     let (r0, r1) = (n0 * inner, n1 * inner);
     let local_shape = vec![n1 - n0, c1 - c0, inner];
     let opts = options(req, p.weight.as_deref());
-    let probs = p
-        .probs
-        .as_ref()
-        .map(|t| block(t, (c, inner), (n0, n1), (c0, c1)));
+    let probs = p.probs;
     let idx = p.indices.as_deref().map(|i| &i[r0..r1]);
     let target = || local_target(idx, probs.as_deref());
     let shard = ClassShard::new(c0, c);

@@ -4,16 +4,18 @@
 //! never the `N × V` logits.
 
 use xent::{
-    linear_cross_entropy_shard_grad_into, linear_cross_entropy_shard_stats, ClassIndices,
-    ClassShard, Error, LinearCrossEntropyOptions, LinearGradOut, LinearInputs, Reduction,
+    cross_entropy_shard_stats, linear_cross_entropy_shard_grad_into,
+    linear_cross_entropy_shard_stats, ClassIndices, ClassShard, Error, LinearCrossEntropyOptions,
+    LinearGradOut, LinearInputs, Reduction,
 };
-use xent_cli::linear::{matrix, Request};
+use xent_cli::linear::Request;
 use xent_cli::loss::{
     check_distinct, class_indices, deliver, not_float, reduction_name, upstream, vector, Computed,
 };
-use xent_cli::npy::{self, Array, Data, Elem};
+use xent_cli::npy::{self, Data, Elem};
 use xent_cli::Failure;
 
+use crate::block::Source;
 use crate::comm::{even_range, gather, reduce_sum, Agreed, Groups, VocabParallel};
 
 /// The operands as read, by dtype.
@@ -22,7 +24,7 @@ enum Input {
     F64(Prepared<f64>),
 }
 
-/// The whole problem, checked; each rank then keeps its part.
+/// The problem, checked; this rank's rows of `h`, `W` and `b`, and its targets.
 struct Prepared<T> {
     n: usize,
     d: usize,
@@ -38,13 +40,13 @@ struct Prepared<T> {
 
 /// Runs the request on every rank; rank 0's report comes back (empty elsewhere).
 pub fn run(g: &Groups, req: &Request) -> Result<String, Agreed> {
-    match g.agree(read(req))? {
+    match g.agree(read(g, req))? {
         Input::F32(p) => compute::<f32>(g, req, p),
         Input::F64(p) => compute::<f64>(g, req, p),
     }
 }
 
-fn read(req: &Request) -> Result<Input, Failure> {
+fn read(g: &Groups, req: &Request) -> Result<Input, Failure> {
     check_distinct(&[
         ("--out", req.out.as_deref()),
         ("--grad-out-hidden", req.grad_out_hidden.as_deref()),
@@ -60,11 +62,11 @@ fn read(req: &Request) -> Result<Input, Failure> {
                 req.scratch_mib
             ))
         })?;
-    let Array { shape, data } = npy::read(&req.hidden)?;
-    Ok(match data {
-        Data::F32(h) => Input::F32(prepare(req, h, &shape, scratch_bytes)?),
-        Data::F64(h) => Input::F64(prepare(req, h, &shape, scratch_bytes)?),
-        other => return Err(not_float("hidden", &req.hidden, &other)),
+    let hidden = Source::open(&req.hidden, "hidden")?;
+    Ok(if hidden.f64 {
+        Input::F64(prepare(g, req, &hidden, scratch_bytes)?)
+    } else {
+        Input::F32(prepare(g, req, &hidden, scratch_bytes)?)
     })
 }
 
@@ -89,19 +91,26 @@ fn options<'a, T: Elem>(
 }
 
 /// Reads and checks every operand as `xent loss linear-cross-entropy` does, with its
-/// messages.
+/// messages, and keeps this rank's rows of `h` and of `W` and `b`.
 fn prepare<T: Elem>(
+    g: &Groups,
     req: &Request,
-    h: Vec<T>,
-    h_shape: &[usize],
+    hidden: &Source,
     scratch_bytes: usize,
 ) -> Result<Prepared<T>, Failure> {
-    let &[n, d] = h_shape else {
+    let &[n, d] = &hidden.shape[..] else {
         return Err(Failure::new(format!(
-            "hidden must be a matrix (N, D), got shape {h_shape:?}"
+            "hidden must be a matrix (N, D), got shape {:?}",
+            hidden.shape
         )));
     };
-    let (w_shape, w) = matrix::<T>(&req.weight, "weight")?;
+    let weight = Source::open(&req.weight, "weight")?;
+    let &[v, dw] = &weight.shape[..] else {
+        return Err(Failure::new(format!(
+            "weight must be a matrix (2-d), got shape {:?}",
+            weight.shape
+        )));
+    };
     let bias = match &req.bias {
         Some(p) => {
             let a = npy::read(p)?;
@@ -140,7 +149,17 @@ fn prepare<T: Elem>(
         )?),
         None => None,
     };
-    let v = w_shape[0];
+    // The library's operand checks, in its order and words.
+    if d != dw {
+        return Err(Error::DimMismatch {
+            left: "hidden",
+            left_dim: d,
+            right: "linear_weight",
+            right_dim: dw,
+            what: "columns",
+        }
+        .into());
+    }
     if let Some(b) = &bias {
         if b.len() != v {
             return Err(Error::DimMismatch {
@@ -153,20 +172,42 @@ fn prepare<T: Elem>(
             .into());
         }
     }
-    // The library's checks on the global operands, on a shard of no classes (no
-    // logits are formed): shapes, every target against V, every option.
+    if v == 0 && n > 0 {
+        return Err(Error::NoClasses { shape: vec![n, v] }.into());
+    }
+    if indices.len() != n {
+        return Err(Error::DimMismatch {
+            left: "hidden",
+            left_dim: n,
+            right: "target",
+            right_dim: indices.len(),
+            what: "rows",
+        }
+        .into());
+    }
+    // Every target against V and every option, on a shard of no classes (the
+    // positions are the global rows).
     let opts = options(req, class_weight.as_deref(), scratch_bytes);
-    let no_w: &[T] = &[];
-    let inputs = LinearInputs::new(&h, [n, d], no_w, [0, w_shape[1]]);
-    linear_cross_entropy_shard_stats(inputs, indices, &opts, ClassShard::full(v))?;
-    let target = (0..indices.len()).map(|i| indices.get(i) as i64).collect();
+    let none_x: &[T] = &[];
+    cross_entropy_shard_stats(
+        none_x,
+        &[n, 0],
+        indices,
+        &opts.cross_entropy,
+        ClassShard::full(v),
+    )?;
+    let (n0, n1) = even_range(n, g.dp_size, g.dp_rank);
+    let (c0, c1) = even_range(v, g.tp_size, g.tp_rank);
+    let h = hidden.block::<T>(&req.hidden, (d, 1), (n0, n1), (0, d))?;
+    let w = weight.block::<T>(&req.weight, (d, 1), (c0, c1), (0, d))?;
+    let target = (n0..n1).map(|i| indices.get(i) as i64).collect();
     Ok(Prepared {
         n,
         d,
         v,
         h,
         w,
-        bias,
+        bias: bias.map(|b| b[c0..c1].to_vec()),
         target,
         class_weight,
         grad_output,
@@ -184,12 +225,7 @@ fn compute<T: Elem>(g: &Groups, req: &Request, p: Prepared<T>) -> Result<String,
     let (n0, n1) = even_range(n, g.dp_size, g.dp_rank);
     let (c0, c1) = even_range(v, g.tp_size, g.tp_rank);
     let rows = n1 - n0;
-    // This rank's operands; the rest is dropped before any work.
-    let h: Vec<T> = p.h[n0 * d..n1 * d].to_vec();
-    let w: Vec<T> = p.w[c0 * d..c1 * d].to_vec();
-    let b: Option<Vec<T>> = p.bias.as_ref().map(|b| b[c0..c1].to_vec());
-    let target = &p.target[n0..n1];
-    drop((p.h, p.w, p.bias));
+    let (h, w, b, target) = (p.h, p.w, p.bias, &p.target[..]);
     let opts = options(req, p.class_weight.as_deref(), p.scratch_bytes);
     let inputs = || {
         let i = LinearInputs::new(&h, [rows, d], &w, [c1 - c0, d]);

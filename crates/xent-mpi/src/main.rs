@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 mod bench;
+mod block;
 mod ce;
 mod comm;
 mod linear;
