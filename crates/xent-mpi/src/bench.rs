@@ -152,11 +152,11 @@ pub fn run(g: &Groups, config: &Config) -> Result<String, Agreed> {
                 g.dp_size, g.tp_size, config.reps
             );
             s.push_str(
-                "rank  time_ms  allreduce_ms  share  allreduces  bytes_sent  peak_rss_mib\n",
+                "rank    time_ms  allreduce_ms  share  allreduces  bytes_sent  peak_rss_mib\n",
             );
             for (r, m) in all.chunks_exact(5).enumerate() {
                 s.push_str(&format!(
-                    "{r:>4}  {:>7.1}  {:>12.3}  {:>5.1}%  {:>10}  {:>10}  {:>12.1}\n",
+                    "{r:>4}  {:>9.3}  {:>12.4}  {:>5.1}%  {:>10}  {:>10}  {:>12.1}\n",
                     m[0] * 1e3,
                     m[1] * 1e3,
                     100.0 * m[1] / m[0],

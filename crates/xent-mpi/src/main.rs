@@ -241,9 +241,10 @@ fn run(world: mpi::topology::SimpleCommunicator, command: Command) -> Result<Str
     };
     // The same arguments on every rank: a bad --tp fails everywhere, before any
     // collective.
+    let rank = mpi::traits::Communicator::rank(&world);
     let groups = Groups::new(world, tp).map_err(|failure| Agreed {
         failure,
-        print: true,
+        print: rank == 0,
     })?;
     let g = &groups;
     let failed = |failure: Failure| Agreed {

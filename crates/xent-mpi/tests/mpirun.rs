@@ -538,7 +538,15 @@ fn bad_input_fails_every_rank_with_one_line() {
         ],
     );
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--tp 3 does not divide the 2 ranks"));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("xent-mpi: error:"))
+        .collect();
+    assert_eq!(
+        ours,
+        ["xent-mpi: error: --tp 3 does not divide the 2 ranks (P = DP × TP)"]
+    );
 }
 
 #[test]
