@@ -179,12 +179,7 @@ pub struct Encoded {
 
 impl<T: Elem> Computed<T> {
     /// A loss without output files yet; the loss itself goes to `out` when given.
-    pub fn new(
-        loss: Vec<T>,
-        shape: Vec<usize>,
-        z_loss: Option<T>,
-        out: Option<&Path>,
-    ) -> Self {
+    pub fn new(loss: Vec<T>, shape: Vec<usize>, z_loss: Option<T>, out: Option<&Path>) -> Self {
         let files = out
             .map(|p| (p.to_path_buf(), shape.clone(), loss.clone()))
             .into_iter()
@@ -198,12 +193,7 @@ impl<T: Elem> Computed<T> {
     }
 
     /// Adds an output array when both a path and values exist.
-    pub fn file(
-        mut self,
-        path: Option<&Path>,
-        shape: &[usize],
-        values: Option<Vec<T>>,
-    ) -> Self {
+    pub fn file(mut self, path: Option<&Path>, shape: &[usize], values: Option<Vec<T>>) -> Self {
         if let (Some(p), Some(v)) = (path, values) {
             self.files.push((p.to_path_buf(), shape.to_vec(), v));
         }
@@ -284,10 +274,7 @@ pub fn upstream<T: Elem>(
 }
 
 /// `GradOut` on `grad` with the upstream gradient when there is one.
-pub fn grad_out<'a, T: Elem>(
-    grad: &'a mut [T],
-    upstream: Option<&'a [T]>,
-) -> GradOut<'a, T> {
+pub fn grad_out<'a, T: Elem>(grad: &'a mut [T], upstream: Option<&'a [T]>) -> GradOut<'a, T> {
     let out = GradOut::new(grad);
     match upstream {
         Some(go) => out.grad_output(go),
