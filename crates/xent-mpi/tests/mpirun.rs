@@ -87,6 +87,25 @@ fn write<T: npyz::AutoSerialize + Copy>(
     p
 }
 
+/// A big-endian (`>f4`, `>f8`) `.npy` file.
+fn write_big_endian<T: Elem>(dir: &Path, name: &str, shape: &[usize], v: &[T]) -> PathBuf {
+    use npyz::WriterBuilder;
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let ty: npyz::TypeStr = format!(">f{}", size_of::<T>()).parse().unwrap();
+    let mut bytes = Vec::new();
+    let mut w = npyz::WriteOptions::<T>::new()
+        .dtype(npyz::DType::Plain(ty))
+        .shape(&dims)
+        .writer(&mut bytes)
+        .begin_nd()
+        .unwrap();
+    w.extend(v.iter().copied()).unwrap();
+    w.finish().unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
 fn read<T: Elem>(p: &Path) -> Vec<T> {
     npy::read(p).unwrap().data.to_float()
 }
@@ -127,6 +146,8 @@ struct Ce {
     probs: bool,
     reduction: Reduction,
     upstream: bool,
+    /// Logits (and probabilities) in a big-endian file: read whole, not in place.
+    big_endian: bool,
 }
 
 impl Ce {
@@ -141,6 +162,7 @@ impl Ce {
             probs: false,
             reduction: Reduction::Mean,
             upstream: false,
+            big_endian: false,
         }
     }
 }
@@ -191,9 +213,16 @@ fn check_ce<T: Elem>(case: &Ce, p: usize, tp: Option<usize>, seed: u64) {
         .map(|_| T::from_f64(0.5 + rng.uniform()))
         .collect();
 
-    let xp = write(dir.path(), "x.npy", shape, &x);
+    let float_file = |name: &str, v: &[T]| {
+        if case.big_endian {
+            write_big_endian(dir.path(), name, shape, v)
+        } else {
+            write(dir.path(), name, shape, v)
+        }
+    };
+    let xp = float_file("x.npy", &x);
     let tp_ = if case.probs {
-        write(dir.path(), "t.npy", shape, &t)
+        float_file("t.npy", &t)
     } else {
         write(dir.path(), "t.npy", &row_shape, &y)
     };
@@ -370,6 +399,22 @@ fn uneven_shards_idle_ranks_and_all_ignored_batches() {
         };
         check_ce::<f64>(&case, 4, Some(2), 310);
     }
+    // Files that are not read in place (big-endian): read whole, the same results.
+    let be = Ce {
+        big_endian: true,
+        weight: true,
+        ..Ce::base(&[5, 13])
+    };
+    check_ce::<f32>(&be, 2, None, 330);
+    check_ce::<f64>(
+        &Ce {
+            probs: true,
+            ..be.clone()
+        },
+        4,
+        Some(2),
+        331,
+    );
     // Data parallel only: 3 row groups over 2 rows (one group has none).
     check_ce::<f64>(
         &Ce {
