@@ -754,3 +754,95 @@ fn linear_shards_match_single_process() {
         run_linear::<f32>(seed, (9, 5, 3), &[0, 1, 3], 0.0, 0.0, reduction, false);
     }
 }
+
+/// bf16 logits (computed in f32, f32 gradients): the shards' rows run the same
+/// kernels on the same widened values as one process.
+#[test]
+fn bf16_shards_match_single_process() {
+    use xent::bf16;
+    let mut rng = Rng::new(99);
+    for (shape, cuts) in [
+        (vec![5usize, 300], vec![0usize, 100, 101, 300]),
+        (vec![3, 40, 2], vec![0, 17, 40]),
+    ] {
+        let c = shape[1];
+        let inner: usize = shape[2..].iter().product();
+        let n = shape[0];
+        let len: usize = shape.iter().product();
+        let x: Vec<bf16> = rng
+            .logits(len, 3.0)
+            .into_iter()
+            .map(bf16::from_f64)
+            .collect();
+        let y: Vec<i64> = (0..n * inner)
+            .map(|r| {
+                if r % 4 == 3 {
+                    -100
+                } else {
+                    rng.below(c) as i64
+                }
+            })
+            .collect();
+        let w: Vec<f32> = (0..c).map(|_| 0.5 + rng.uniform() as f32).collect();
+        let opts = CrossEntropyOptions::<f32>::default()
+            .weight(&w)
+            .label_smoothing(0.1)
+            .z_loss(1e-3)
+            .softcap(20.0);
+        let mut want = [0.0f32];
+        let mut want_g = vec![0.0f32; len];
+        cross_entropy_into(
+            &x,
+            &shape,
+            &y[..],
+            &opts,
+            &mut want,
+            Some(GradOut::new_acc(&mut want_g)),
+        )
+        .unwrap();
+        let shards: Vec<(usize, usize)> = cuts.windows(2).map(|k| (k[0], k[1])).collect();
+        let block = |(c0, c1): (usize, usize)| slice(&x, c, inner, (0, n), (c0, c1));
+        let local_shape = |(c0, c1): (usize, usize)| {
+            let mut s = shape.clone();
+            s[1] = c1 - c0;
+            s
+        };
+        let mut stats: Vec<ShardStats> = shards
+            .iter()
+            .map(|&sh| {
+                cross_entropy_shard_stats(
+                    &block(sh),
+                    &local_shape(sh),
+                    &y[..],
+                    &opts,
+                    ClassShard::new(sh.0, c),
+                )
+                .unwrap()
+            })
+            .collect();
+        all_reduce(&mut stats);
+        let scale = want_g.iter().map(|v| v.abs() as f64).fold(0.0, f64::max);
+        for (st, &sh) in stats.iter_mut().zip(&shards) {
+            let mut loss = [0.0f32];
+            let counts = st.counts();
+            st.finish(counts, &mut loss).unwrap();
+            close("bf16 loss", loss[0] as f64, want[0] as f64, 1e-6, 0.0);
+            let mut g = vec![0.0f32; (sh.1 - sh.0) * n * inner];
+            let out = GradOut::<bf16>::new_acc(&mut g);
+            cross_entropy_shard_grad_into(
+                &block(sh),
+                &local_shape(sh),
+                &y[..],
+                &opts,
+                ClassShard::new(sh.0, c),
+                st,
+                out,
+            )
+            .unwrap();
+            let want_block = slice(&want_g, c, inner, (0, n), sh);
+            for (a, b) in g.iter().zip(&want_block) {
+                close("bf16 grad", *a as f64, *b as f64, 1e-6, scale);
+            }
+        }
+    }
+}
