@@ -12,3 +12,4 @@ cargo test --workspace
 python3 .ci/stack_frames.py
 bash scripts/test-fuzz.sh
 bash scripts/test-python.sh
+bash scripts/test-mpi.sh

@@ -2,8 +2,10 @@
 //! commands from their parsed arguments to the library calls, and the file
 //! transaction that writes their outputs.
 //!
-//! It is a library so that the fuzz targets (`fuzz/`, cargo-fuzz) and the tests that
-//! replay their corpus call the same code the binary runs; the binary itself holds
+//! It is a library so that `xent-mpi` (crates/xent-mpi) reads and writes the same
+//! files, with the same checks and messages, as `xent loss`, and so that the fuzz
+//! targets (`fuzz/`, cargo-fuzz) and the tests that replay their corpus call the same
+//! code the binary runs; the binary itself holds
 //! only the argument parsing, the demo and the benchmark.
 #![deny(missing_docs)]
 

@@ -92,7 +92,7 @@ pub fn run(req: &Request) -> Result<String, Failure> {
 }
 
 /// A 2-d float operand, converted to `T`: `(rows, cols)` and its values.
-fn matrix<T: Elem>(path: &Path, what: &str) -> Result<([usize; 2], Vec<T>), Failure> {
+pub fn matrix<T: Elem>(path: &Path, what: &str) -> Result<([usize; 2], Vec<T>), Failure> {
     let a = npy::read(path)?;
     if !matches!(a.data, Data::F32(_) | Data::F64(_)) {
         return Err(not_float(what, path, &a.data));

@@ -147,7 +147,7 @@ pub fn run(req: &Request) -> Result<String, Failure> {
 }
 
 /// The failure for a float operand read with another dtype.
-pub(crate) fn not_float(what: &str, path: &Path, data: &Data) -> Failure {
+pub fn not_float(what: &str, path: &Path, data: &Data) -> Failure {
     Failure::new(format!(
         "{what} {} has dtype {}: expected float32 or float64",
         path.display(),
@@ -155,9 +155,22 @@ pub(crate) fn not_float(what: &str, path: &Path, data: &Data) -> Failure {
     ))
 }
 
+/// Validates the output paths before anything is computed, as `xent loss` does: each
+/// writable, and no two outputs nor an output and an input (flag, path) the same file
+/// (compared by identity, not by text).
+///
+/// # Errors
+/// A [`Failure`] naming the flag(s) and the path.
+pub fn check_outputs(
+    outputs: &[(&str, Option<&Path>)],
+    inputs: &[(&str, Option<&Path>)],
+) -> Result<(), Failure> {
+    outputs::check(outputs, inputs)
+}
+
 /// A computed loss, its z-loss term, and the arrays to write: each a path, a shape
 /// and values in the input's dtype `T`.
-pub(crate) struct Computed<T> {
+pub struct Computed<T> {
     /// The loss values (one for a reduced loss).
     pub loss: Vec<T>,
     /// The loss's shape (`[]` for a reduced loss).
@@ -170,7 +183,7 @@ pub(crate) struct Computed<T> {
 
 /// A [`Computed`] with its files encoded and its report formatted: what is left
 /// does not depend on the dtype.
-pub(crate) struct Encoded {
+pub struct Encoded {
     files: Vec<(PathBuf, Vec<u8>)>,
     text: String,
     json: String,
@@ -178,12 +191,7 @@ pub(crate) struct Encoded {
 
 impl<T: Elem> Computed<T> {
     /// A loss without output files yet; the loss itself goes to `out` when given.
-    pub(crate) fn new(
-        loss: Vec<T>,
-        shape: Vec<usize>,
-        z_loss: Option<T>,
-        out: Option<&Path>,
-    ) -> Self {
+    pub fn new(loss: Vec<T>, shape: Vec<usize>, z_loss: Option<T>, out: Option<&Path>) -> Self {
         let files = out
             .map(|p| (p.to_path_buf(), shape.clone(), loss.clone()))
             .into_iter()
@@ -197,12 +205,7 @@ impl<T: Elem> Computed<T> {
     }
 
     /// Adds an output array when both a path and values exist.
-    pub(crate) fn file(
-        mut self,
-        path: Option<&Path>,
-        shape: &[usize],
-        values: Option<Vec<T>>,
-    ) -> Self {
+    pub fn file(mut self, path: Option<&Path>, shape: &[usize], values: Option<Vec<T>>) -> Self {
         if let (Some(p), Some(v)) = (path, values) {
             self.files.push((p.to_path_buf(), shape.to_vec(), v));
         }
@@ -210,7 +213,7 @@ impl<T: Elem> Computed<T> {
     }
 
     /// Encodes the files and formats both reports.
-    pub(crate) fn encode(self) -> Result<Encoded, Failure> {
+    pub fn encode(self) -> Result<Encoded, Failure> {
         let files = self
             .files
             .iter()
@@ -225,7 +228,7 @@ impl<T: Elem> Computed<T> {
 }
 
 /// Writes the encoded files (all or none) and returns the report to print.
-pub(crate) fn deliver(e: Encoded, json: bool) -> Result<String, Failure> {
+pub fn deliver(e: Encoded, json: bool) -> Result<String, Failure> {
     outputs::write_all(&e.files)?;
     Ok(if json { e.json } else { e.text })
 }
@@ -245,7 +248,7 @@ fn compute_typed<T: Elem>(
 }
 
 /// A weight vector in `T`.
-pub(crate) fn vector<T: Elem>(a: &Array, what: &str) -> Result<Vec<T>, Failure> {
+pub fn vector<T: Elem>(a: &Array, what: &str) -> Result<Vec<T>, Failure> {
     if a.shape.len() != 1 {
         return Err(Failure::new(format!(
             "{what} must be a vector (1-d), got shape {:?}",
@@ -257,7 +260,7 @@ pub(crate) fn vector<T: Elem>(a: &Array, what: &str) -> Result<Vec<T>, Failure> 
 
 /// The upstream gradient in `T`: the loss's shape for `none`, one element otherwise
 /// (`reduction` names the reduction in the message).
-pub(crate) fn upstream<T: Elem>(
+pub fn upstream<T: Elem>(
     go: &Array,
     loss_shape: &[usize],
     none: bool,
@@ -283,10 +286,7 @@ pub(crate) fn upstream<T: Elem>(
 }
 
 /// `GradOut` on `grad` with the upstream gradient when there is one.
-pub(crate) fn grad_out<'a, T: Elem>(
-    grad: &'a mut [T],
-    upstream: Option<&'a [T]>,
-) -> GradOut<'a, T> {
+pub fn grad_out<'a, T: Elem>(grad: &'a mut [T], upstream: Option<&'a [T]>) -> GradOut<'a, T> {
     let out = GradOut::new(grad);
     match upstream {
         Some(go) => out.grad_output(go),
@@ -295,7 +295,7 @@ pub(crate) fn grad_out<'a, T: Elem>(
 }
 
 /// The name of a reduction, as the command line spells it.
-pub(crate) fn reduction_name(r: Reduction) -> &'static str {
+pub fn reduction_name(r: Reduction) -> &'static str {
     match r {
         Reduction::None => "none",
         Reduction::Mean => "mean",
@@ -304,7 +304,7 @@ pub(crate) fn reduction_name(r: Reduction) -> &'static str {
 }
 
 /// Class indices in the file's own integer type; `None` for a float array.
-pub(crate) fn class_indices(a: &Array) -> Option<ClassIndices<'_>> {
+pub fn class_indices(a: &Array) -> Option<ClassIndices<'_>> {
     Some(match &a.data {
         Data::I8(v) => ClassIndices::from(&v[..]),
         Data::I16(v) => ClassIndices::from(&v[..]),
@@ -320,7 +320,7 @@ pub(crate) fn class_indices(a: &Array) -> Option<ClassIndices<'_>> {
 
 /// How the target file is read: class indices or probabilities (PyTorch tells them
 /// apart by shape).
-enum TargetKind<'a, T> {
+pub enum TargetKind<'a, T> {
     /// Class indices in the file's own integer type.
     Indices(ClassIndices<'a>),
     /// Probabilities converted to the input's dtype.
@@ -329,7 +329,7 @@ enum TargetKind<'a, T> {
 
 /// Sorts the target into indices (the input's row shape, integer dtype) or
 /// probabilities (the input's shape, float dtype), with PyTorch's batch-size message.
-fn classify<'a, T: Elem>(
+pub fn classify<'a, T: Elem>(
     nll: bool,
     target: &'a Array,
     layout: &Layout,

@@ -1,11 +1,15 @@
 //! Storage types of logits and gradients, and the type each is computed in.
 
 use crate::float::Float;
-use crate::par::{self, CeCall, ConstPtr, Ptr};
+use crate::kernels::shard::ShardRow;
+use crate::par::{self, CeCall, ConstPtr, GradPtr, Ptr};
+use crate::par_shard::{self, RowGrad, ShardCall};
 pub use half::{bf16, f16};
 
 pub(crate) mod sealed {
-    use crate::par::{CeCall, ConstPtr, Ptr};
+    use crate::kernels::shard::ShardRow;
+    use crate::par::{CeCall, ConstPtr, GradPtr, Ptr};
+    use crate::par_shard::{RowGrad, ShardCall};
 
     /// The kernel entry points of each [`super::Element`] type. Crate-private: the
     /// public trait carries no kernels, and no other crate can implement it.
@@ -24,6 +28,18 @@ pub(crate) mod sealed {
             shape: (usize, usize, usize),
             log: bool,
         );
+        /// The partial statistics of a class shard's rows on this type's kernels.
+        fn run_shard_stats(call: &ShardCall<'_, Self>, out: &mut [ShardRow])
+        where
+            Self: super::Element;
+        /// The gradient of a class shard's rows on this type's kernels.
+        fn run_shard_grad(
+            call: &ShardCall<'_, Self>,
+            consts: &[RowGrad],
+            g: GradPtr<Self>,
+            accumulate: bool,
+        ) where
+            Self: super::Element;
     }
 }
 
@@ -74,6 +90,17 @@ macro_rules! f32_kernels {
             ) {
                 par::backward_simd(y, gy, gx, shape, log)
             }
+            fn run_shard_stats(call: &ShardCall<'_, Self>, out: &mut [ShardRow]) {
+                par_shard::stats_simd(call, out)
+            }
+            fn run_shard_grad(
+                call: &ShardCall<'_, Self>,
+                consts: &[RowGrad],
+                g: GradPtr<Self>,
+                accumulate: bool,
+            ) {
+                par_shard::grad_simd(call, consts, g, accumulate)
+            }
         }
     };
 }
@@ -97,6 +124,17 @@ impl sealed::Sealed for f64 {
         log: bool,
     ) {
         par::backward_f64(y, gy, gx, shape, log)
+    }
+    fn run_shard_stats(call: &ShardCall<'_, Self>, out: &mut [ShardRow]) {
+        par_shard::stats_f64(call, out)
+    }
+    fn run_shard_grad(
+        call: &ShardCall<'_, Self>,
+        consts: &[RowGrad],
+        g: GradPtr<Self>,
+        accumulate: bool,
+    ) {
+        par_shard::grad_f64(call, consts, g, accumulate)
     }
 }
 

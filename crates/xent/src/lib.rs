@@ -52,6 +52,7 @@ mod layout;
 mod ops;
 mod options;
 mod par;
+mod par_shard;
 mod reduce;
 mod targets;
 mod weights;
@@ -70,6 +71,10 @@ pub use ops::linear::{
     LinearCrossEntropyOptions, LinearGradOut, LinearGrads, LinearInputs, DEFAULT_SCRATCH_BYTES,
 };
 pub use ops::nll::{nll_loss, nll_loss_into, nll_loss_with_grad};
+pub use ops::shard::{
+    cross_entropy_shard_grad_into, cross_entropy_shard_stats, linear_cross_entropy_shard_grad_into,
+    linear_cross_entropy_shard_stats, ClassShard, ShardStats,
+};
 pub use ops::softmax::{
     log_softmax, log_softmax_backward_into, log_softmax_into, softmax, softmax_backward_into,
     softmax_into,

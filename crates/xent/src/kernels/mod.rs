@@ -8,6 +8,8 @@
 //! - [`fused`]: the per-block jobs that put them together;
 //! - [`pointwise`]: the elementwise losses (binary cross-entropy, KL divergence);
 //! - [`f64_path`]: the portable scalar kernels that `f64` data runs;
+//! - [`shard`]: a row's shard of the classes (vocab parallelism): the combine step of
+//!   the reduced statistics and the portable (`f64`) shard kernels;
 //! - [`dispatch`]: runtime choice of the instruction set, and the [`dispatch::Job`]s
 //!   (driver code) it runs with its token.
 
@@ -17,6 +19,7 @@ pub(crate) mod fused;
 pub(crate) mod lanes;
 pub(crate) mod pointwise;
 pub(crate) mod row;
+pub(crate) mod shard;
 pub(crate) mod simd;
 #[cfg(test)]
 mod tests;

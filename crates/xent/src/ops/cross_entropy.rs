@@ -399,6 +399,29 @@ pub(crate) fn check_options<T: Element>(
     layout: &Layout,
     target: &Targets<'_, T>,
 ) -> Result<()> {
+    check_scalars(opts)?;
+    check_weight(opts.weight, layout)?;
+    match target {
+        Targets::Indices(idx) => check_indices(idx, layout, opts.ignore_index),
+        Targets::Probabilities(t) => {
+            if opts.ignore_index >= 0 {
+                return Err(Error::IgnoreIndexWithProbabilities {
+                    ignore_index: opts.ignore_index,
+                });
+            }
+            if t.len() != layout.numel() {
+                return Err(Error::TargetShape {
+                    expected: layout.shape().to_vec(),
+                    len: t.len(),
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Checks the scalar options: `label_smoothing`, `z_loss`, `softcap`.
+pub(crate) fn check_scalars<A>(opts: &CrossEntropyOptions<'_, A>) -> Result<()> {
     let eps = opts.label_smoothing;
     // PyTorch treats a negative value as 0; we reject it with PyTorch's message.
     if !(0.0..=1.0).contains(&eps) {
@@ -420,22 +443,5 @@ pub(crate) fn check_options<T: Element>(
             });
         }
     }
-    check_weight(opts.weight, layout)?;
-    match target {
-        Targets::Indices(idx) => check_indices(idx, layout, opts.ignore_index),
-        Targets::Probabilities(t) => {
-            if opts.ignore_index >= 0 {
-                return Err(Error::IgnoreIndexWithProbabilities {
-                    ignore_index: opts.ignore_index,
-                });
-            }
-            if t.len() != layout.numel() {
-                return Err(Error::TargetShape {
-                    expected: layout.shape().to_vec(),
-                    len: t.len(),
-                });
-            }
-            Ok(())
-        }
-    }
+    Ok(())
 }

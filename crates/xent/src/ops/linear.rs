@@ -47,13 +47,13 @@ pub const DEFAULT_SCRATCH_BYTES: usize = 64 << 20;
 /// per-thread packing buffers, 0.3 MiB of the fused kernel's per-thread work rows and
 /// about 1 MiB of code paged in. 160 rows measured 4.5% and ran no faster (6.7 s
 /// against 6.3 s); for `V = 128256`, 128 rows are 3.3%.
-const MAX_BLOCK_ROWS: usize = 128;
+pub(super) const MAX_BLOCK_ROWS: usize = 128;
 
 /// Classes of a half-precision `W` widened to `f32` at a time (per thread): 1 MiB for
 /// `D = 1024`. With it, and blocks of at most `MAX_BLOCK_ROWS / 2` rows (the block's
 /// logits are `f32`, twice the inputs' width), bf16 inputs add the same fraction of
 /// their own (bf16) logits as `f32` inputs do.
-const WIDEN_CLASSES: usize = 256;
+pub(super) const WIDEN_CLASSES: usize = 256;
 
 /// Classes per task of the logits GEMM. `gemm` wants its destination column-major and
 /// packs (transposes, element by element) whichever operand is not: with the block's
@@ -63,7 +63,7 @@ const WIDEN_CLASSES: usize = 256;
 /// and transposes it into the logits rows. 512 rather than 1024 halves the tiles
 /// (`threads · B · 512` elements) for one more packing of `h_block` per 512 classes
 /// (`B·D` copies against `2·B·D·512` flops).
-const X_CLASS_CHUNK: usize = 512;
+pub(super) const X_CLASS_CHUNK: usize = 512;
 
 /// The rows of the logits GEMM are padded to a multiple of this. `gemm` allocates a
 /// buffer per call to pack the whole left operand at once when it is not column-major
@@ -634,7 +634,7 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
 }
 
 /// Checks the operands' shapes against each other; returns `(N, D, V)`.
-fn check_inputs<T>(inputs: &LinearInputs<'_, T>) -> Result<(usize, usize, usize)> {
+pub(super) fn check_inputs<T>(inputs: &LinearInputs<'_, T>) -> Result<(usize, usize, usize)> {
     let [n, d] = inputs.hidden_shape;
     let [v, dw] = inputs.linear_weight_shape;
     let operand = |name, len: usize, shape: [usize; 2]| {
@@ -708,7 +708,7 @@ fn loss_shape(n: usize, reduction: Reduction) -> Vec<usize> {
 /// that an empty batch allocates nothing (its `D` may be anything). The thread count
 /// does not enter: the block size changes the rounding of `dW` and `db`, and results
 /// must not depend on the thread count.
-fn block_rows(
+pub(super) fn block_rows(
     n: usize,
     (d, v): (usize, usize),
     elem: usize,
@@ -727,7 +727,7 @@ fn block_rows(
 
 /// `db += Σ_rows G`, split over column ranges so that every column is summed in row
 /// order whatever the thread count.
-fn column_sums_into<T: Float>(g: &[T], v: usize, db: &mut [T]) {
+pub(super) fn column_sums_into<T: Float>(g: &[T], v: usize, db: &mut [T]) {
     const COLUMNS: usize = 4096;
     let rows = g.len() / v;
     Blocks::new(v, COLUMNS).map_mut([(Some(db), 1)], |cols, [db]| {
@@ -748,7 +748,7 @@ fn column_sums_into<T: Float>(g: &[T], v: usize, db: &mut [T]) {
 /// apart, so that `gemm` packs it into its per-thread buffer rather than allocating one
 /// per call.
 #[allow(clippy::too_many_arguments)]
-fn logits_into<E: Element>(
+pub(super) fn logits_into<E: Element>(
     ht: &[E::Acc],
     (rows, ld): (usize, usize),
     w: &Widened<'_, E>,
@@ -793,7 +793,7 @@ fn logits_into<E: Element>(
 /// The rows of the logits GEMM for a block of `rows` rows: padded to a multiple of
 /// [`LHS_ROW_ALIGN`], except below it (where padding costs more arithmetic than the
 /// small allocation it saves).
-fn lhs_ld(rows: usize) -> usize {
+pub(super) fn lhs_ld(rows: usize) -> usize {
     if rows >= LHS_ROW_ALIGN {
         rows.next_multiple_of(LHS_ROW_ALIGN)
     } else {
@@ -804,7 +804,7 @@ fn lhs_ld(rows: usize) -> usize {
 /// `dst[k·ld + r] = src[r·src_ld + k]` for `r < rows`, `k < cols`, and zero for
 /// `rows ≤ r < ld`: `rows × cols` of a row-major matrix, column-major (and widened to
 /// the accumulation type).
-fn transpose_into<S: Element>(
+pub(super) fn transpose_into<S: Element>(
     src: &[S],
     (rows, src_ld): (usize, usize),
     cols: usize,
@@ -872,7 +872,7 @@ unsafe fn scatter_transposed<T: Float>(
 /// accumulation type a task is one GEMM over all `V` classes; otherwise it widens
 /// [`WIDEN_CLASSES`] classes of its columns at a time and accumulates one GEMM per
 /// chunk, in class order.
-fn hidden_grad_into<E: Element>(
+pub(super) fn hidden_grad_into<E: Element>(
     g: &[E::Acc],
     rows: usize,
     w: &Widened<'_, E>,
@@ -927,7 +927,7 @@ fn hidden_grad_into<E: Element>(
 /// which `gemm` then reads in place: with `G`'s rows `V` apart, it packed them into a
 /// new allocation per call. Its calls cover [`DW_COL_CHUNK`] columns of `dW` each, few
 /// enough that `gemm` never packs the copy again.
-fn weight_grad_add<T: Float>(
+pub(super) fn weight_grad_add<T: Float>(
     g: &[T],
     h: Strided<'_, T>,
     rows: usize,
@@ -956,14 +956,14 @@ fn weight_grad_add<T: Float>(
 
 /// A read-only matrix view: element `(i, j)` at `data[i·row_stride + j·col_stride]`.
 #[derive(Clone, Copy)]
-struct Strided<'a, T> {
+pub(super) struct Strided<'a, T> {
     data: &'a [T],
     row_stride: usize,
     col_stride: usize,
 }
 
 impl<'a, T> Strided<'a, T> {
-    fn new(data: &'a [T], row_stride: usize, col_stride: usize) -> Self {
+    pub(super) fn new(data: &'a [T], row_stride: usize, col_stride: usize) -> Self {
         Strided {
             data,
             row_stride,
@@ -987,7 +987,7 @@ impl<'a, T> Strided<'a, T> {
 }
 
 /// `s` as a slice of its accumulation type when that is its own type (f32, f64).
-fn as_acc<E: Element>(s: &[E]) -> Option<&[E::Acc]> {
+pub(super) fn as_acc<E: Element>(s: &[E]) -> Option<&[E::Acc]> {
     (std::any::TypeId::of::<E>() == std::any::TypeId::of::<E::Acc>()).then(|| {
         // SAFETY: `E` and `E::Acc` are the same type (equal `TypeId`s), so the cast
         // reinterprets nothing: same pointer, length, layout and lifetime.
@@ -996,7 +996,7 @@ fn as_acc<E: Element>(s: &[E]) -> Option<&[E::Acc]> {
 }
 
 /// `s` in its accumulation type: borrowed when that is its own type, widened otherwise.
-fn widen<E: Element>(s: &[E]) -> std::borrow::Cow<'_, [E::Acc]> {
+pub(super) fn widen<E: Element>(s: &[E]) -> std::borrow::Cow<'_, [E::Acc]> {
     match as_acc(s) {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(s.iter().map(|v| v.to_acc()).collect()),
@@ -1006,7 +1006,7 @@ fn widen<E: Element>(s: &[E]) -> std::borrow::Cow<'_, [E::Acc]> {
 /// The classifier weight as the GEMMs read it: the caller's `W` when it is already in
 /// the accumulation type, else widened a tile at a time into a per-thread scratch
 /// (made here, by the calling thread), so that no widened copy of `W` is ever whole.
-struct Widened<'a, E: Element> {
+pub(super) struct Widened<'a, E: Element> {
     w: &'a [E],
     same: Option<&'a [E::Acc]>,
     scratch: ThreadScratch<E::Acc>,
@@ -1014,7 +1014,7 @@ struct Widened<'a, E: Element> {
 
 impl<'a, E: Element> Widened<'a, E> {
     /// `tile` elements of scratch per thread, when `w` needs widening.
-    fn new(w: &'a [E], threads: usize, tile: usize) -> Self {
+    pub(super) fn new(w: &'a [E], threads: usize, tile: usize) -> Self {
         let same = as_acc(w);
         let (threads, tile) = if same.is_some() {
             (0, 0)

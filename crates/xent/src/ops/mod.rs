@@ -6,6 +6,7 @@ pub(crate) mod divergence;
 pub(crate) mod elementwise;
 pub(crate) mod linear;
 pub(crate) mod nll;
+pub(crate) mod shard;
 pub(crate) mod softmax;
 
 use crate::element::Element;

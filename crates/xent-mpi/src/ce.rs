@@ -1,0 +1,344 @@
+//! `xent-mpi loss cross-entropy`: the files and flags of `xent loss cross-entropy`,
+//! computed by `P = DP × TP` ranks: each holds the columns of its class shard for
+//! the rows of its data-parallel group.
+
+use std::path::PathBuf;
+
+use xent::{
+    cross_entropy_shard_grad_into, cross_entropy_shard_stats, ClassShard, CrossEntropyOptions,
+    GradOut, Layout, Reduction, Targets,
+};
+use xent_cli::loss::{
+    check_outputs, classify, deliver, reduction_name, upstream, vector, Computed, TargetKind,
+};
+use xent_cli::npy::{self, Array, Elem};
+use xent_cli::Failure;
+
+use crate::block::Source;
+use crate::comm::{even_range, gather, gather_world, reduce_sum, Agreed, Groups, VocabParallel};
+
+/// The arguments of `loss cross-entropy`, as `xent loss cross-entropy` takes them.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Logits `.npy`.
+    pub input: PathBuf,
+    /// Class indices or probabilities `.npy`.
+    pub target: PathBuf,
+    /// Where rank 0 writes the loss.
+    pub out: Option<PathBuf>,
+    /// Where rank 0 writes the gradient.
+    pub grad_out: Option<PathBuf>,
+    /// The upstream gradient `.npy`.
+    pub grad_output: Option<PathBuf>,
+    /// Print JSON.
+    pub json: bool,
+    /// Class weights `.npy`.
+    pub weight: Option<PathBuf>,
+    /// The ignored class index.
+    pub ignore_index: i64,
+    /// Label smoothing ε.
+    pub label_smoothing: f64,
+    /// z-loss scale.
+    pub z_loss: f64,
+    /// Logit soft-cap.
+    pub softcap: Option<f64>,
+    /// The reduction.
+    pub reduction: Reduction,
+}
+
+/// Runs the request on every rank; rank 0's report comes back (empty elsewhere).
+pub fn run(g: &Groups, req: &Request) -> Result<String, Agreed> {
+    // Everything that can fail on bad input happens before the first collective.
+    let read = g.agree(read(g, req));
+    match read? {
+        Input::F32(x) => compute::<f32>(g, req, x),
+        Input::F64(x) => compute::<f64>(g, req, x),
+    }
+}
+
+/// The logits as read, by dtype.
+enum Input {
+    F32(Prepared<f32>),
+    F64(Prepared<f64>),
+}
+
+/// This rank's part of the problem, checked.
+struct Prepared<T> {
+    /// The global shape and its layout.
+    layout: Layout,
+    /// This rank's block of the logits.
+    x: Vec<T>,
+    /// The class indices of every row (as i64, validated), or this rank's block of
+    /// the probabilities.
+    indices: Option<Vec<i64>>,
+    probs: Option<Vec<T>>,
+    weight: Option<Vec<T>>,
+    grad_output: Option<Vec<T>>,
+}
+
+fn read(g: &Groups, req: &Request) -> Result<Input, Failure> {
+    check_outputs(
+        &[
+            ("--out", req.out.as_deref()),
+            ("--grad-out", req.grad_out.as_deref()),
+        ],
+        &[
+            ("--input", Some(&req.input)),
+            ("--target", Some(&req.target)),
+            ("--grad-output", req.grad_output.as_deref()),
+            ("--weight", req.weight.as_deref()),
+        ],
+    )?;
+    let input = Source::open(&req.input, "input")?;
+    // Probability targets (the input's shape, a float file) are read a block at a
+    // time like the logits; class indices whole.
+    let target = match Source::peek(&req.target) {
+        Some(t) if t.shape == input.shape => Target::Block(t),
+        _ => Target::Whole(npy::read(&req.target)?),
+    };
+    Ok(if input.f64 {
+        Input::F64(prepare(g, req, &input, &target)?)
+    } else {
+        Input::F32(prepare(g, req, &input, &target)?)
+    })
+}
+
+/// The target file: probabilities read by block, or the whole array.
+enum Target {
+    Block(Source),
+    Whole(Array),
+}
+
+/// The options as the library takes them.
+fn options<'a, T: Elem>(req: &Request, weight: Option<&'a [T]>) -> CrossEntropyOptions<'a, T> {
+    let mut opts = CrossEntropyOptions::default()
+        .ignore_index(req.ignore_index)
+        .label_smoothing(req.label_smoothing)
+        .z_loss(req.z_loss)
+        .reduction(req.reduction);
+    if let Some(cap) = req.softcap {
+        opts = opts.softcap(cap);
+    }
+    if let Some(w) = weight {
+        opts = opts.weight(w);
+    }
+    opts
+}
+
+/// `(outer, C, inner)` of a layout, an unbatched `(C,)` input as one row.
+fn dims(layout: &Layout) -> (usize, usize, usize) {
+    (layout.outer(), layout.classes(), layout.inner())
+}
+
+/// Checks the whole problem as `xent loss` does (the same messages, every rank the
+/// same), then reads this rank's block.
+fn prepare<T: Elem>(
+    g: &Groups,
+    req: &Request,
+    input: &Source,
+    target: &Target,
+) -> Result<Prepared<T>, Failure> {
+    let len = input
+        .shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d));
+    let layout = Layout::new(&input.shape, len.unwrap_or(usize::MAX))?;
+    let none = req.reduction == Reduction::None;
+    let loss_shape = if none { layout.row_shape() } else { Vec::new() };
+    let weight = match &req.weight {
+        Some(p) => Some(vector::<T>(&npy::read(p)?, "weight")?),
+        None => None,
+    };
+    let grad_output = match &req.grad_output {
+        Some(p) => Some(upstream::<T>(
+            &npy::read(p)?,
+            &loss_shape,
+            none,
+            reduction_name(req.reduction),
+        )?),
+        None => None,
+    };
+    let kind = match target {
+        Target::Whole(t) => Some(classify::<T>(false, t, &layout)?),
+        Target::Block(_) => None,
+    };
+    let opts = options(req, weight.as_deref());
+    let (outer, c, inner) = dims(&layout);
+    // The library's checks against the global shape, with no classes: every target
+    // and option, with the positions `xent loss` names.
+    let mut empty_shape = vec![outer, 0];
+    empty_shape.extend_from_slice(&layout.shape()[layout.shape().len().min(2)..]);
+    let targets: Targets<'_, T> = match &kind {
+        Some(TargetKind::Indices(t)) => Targets::Indices(*t),
+        _ => Targets::Probabilities(&[]),
+    };
+    cross_entropy_shard_stats::<T>(&[], &empty_shape, targets, &opts, ClassShard::full(c))?;
+    let ((n0, n1), (c0, c1)) = parts(g, outer, c)[g.rank];
+    let block = |s: &Source, path| s.block::<T>(path, (c, inner), (n0, n1), (c0, c1));
+    let probs = match (target, &kind) {
+        (Target::Block(t), _) => Some(block(t, &req.target)?),
+        (_, Some(TargetKind::Probabilities(p))) => {
+            let mut out = Vec::with_capacity((n1 - n0) * (c1 - c0) * inner);
+            for n in n0..n1 {
+                out.extend_from_slice(&p[(n * c + c0) * inner..(n * c + c1) * inner]);
+            }
+            Some(out)
+        }
+        _ => None,
+    };
+    Ok(Prepared {
+        x: block(input, &req.input)?,
+        layout,
+        indices: match &kind {
+            Some(TargetKind::Indices(t)) => Some((0..t.len()).map(|i| t.get(i) as i64).collect()),
+            _ => None,
+        },
+        probs,
+        weight,
+        grad_output,
+    })
+}
+
+/// This rank's targets: its rows' class indices or its block of probabilities.
+fn local_target<'a, T: Elem>(idx: Option<&'a [i64]>, probs: Option<&'a [T]>) -> Targets<'a, T> {
+    match (idx, probs) {
+        (Some(idx), _) => Targets::Indices(idx.into()),
+        (None, Some(t)) => Targets::Probabilities(t),
+        (None, None) => Targets::Probabilities(&[]),
+    }
+}
+
+/// Every rank's part, with `(n0, n1)` over dim 0 and `(c0, c1)` over the classes.
+fn parts(g: &Groups, outer: usize, c: usize) -> Vec<((usize, usize), (usize, usize))> {
+    (0..g.dp_size * g.tp_size)
+        .map(|r| {
+            let (dp, tp) = (r / g.tp_size, r % g.tp_size);
+            (
+                even_range(outer, g.dp_size, dp),
+                even_range(c, g.tp_size, tp),
+            )
+        })
+        .collect()
+}
+
+fn compute<T: Elem>(g: &Groups, req: &Request, p: Prepared<T>) -> Result<String, Agreed> {
+    let (outer, c, inner) = dims(&p.layout);
+    let all = parts(g, outer, c);
+    let ((n0, n1), (c0, c1)) = all[g.rank];
+    let xs = p.x;
+    let (r0, r1) = (n0 * inner, n1 * inner);
+    let local_shape = vec![n1 - n0, c1 - c0, inner];
+    let opts = options(req, p.weight.as_deref());
+    let probs = p.probs;
+    let idx = p.indices.as_deref().map(|i| &i[r0..r1]);
+    let target = || local_target(idx, probs.as_deref());
+    let shard = ClassShard::new(c0, c);
+    let local = (|| -> Result<_, Failure> {
+        Ok(cross_entropy_shard_stats(
+            &xs,
+            &local_shape,
+            target(),
+            &opts,
+            shard,
+        )?)
+    })();
+    let mut stats = g.agree(local)?;
+
+    let mut vp = VocabParallel::new(g);
+    let mean = req.reduction == Reduction::Mean;
+    let counts = vp.reduce(&mut stats, mean);
+    let none = req.reduction == Reduction::None;
+    let mut loss = vec![0.0f64; if none { r1 - r0 } else { 1 }];
+    let z = g.agree(stats.finish(counts, &mut loss).map_err(Failure::from))?;
+    let grad = match &req.grad_out {
+        None => None,
+        Some(_) => {
+            let mut gr = vec![T::ZERO; xs.len()];
+            let go = p
+                .grad_output
+                .as_deref()
+                .map(|go| if none { &go[r0..r1] } else { go });
+            let mut out = GradOut::new(&mut gr);
+            if let Some(go) = go {
+                out = out.grad_output(go);
+            }
+            let res = cross_entropy_shard_grad_into(
+                &xs,
+                &local_shape,
+                target(),
+                &opts,
+                shard,
+                &stats,
+                out,
+            );
+            g.agree(res.map_err(Failure::from))?;
+            Some(gr)
+        }
+    };
+
+    // Rank 0 collects: the loss from the first class shard of every row group, the
+    // gradient from every rank.
+    let dp_rows: Vec<usize> = (0..g.dp_size)
+        .map(|k| {
+            let (a, b) = even_range(outer, g.dp_size, k);
+            (b - a) * inner
+        })
+        .collect();
+    let (loss_all, z_all) = if g.tp_rank == 0 {
+        if none {
+            (
+                gather(&g.dp, &loss, &dp_rows),
+                reduce_sum(&g.dp, &[z.unwrap_or(0.0)]),
+            )
+        } else {
+            let s = reduce_sum(&g.dp, &[loss[0], z.unwrap_or(0.0)]);
+            (s.as_ref().map(|v| vec![v[0]]), s.map(|v| vec![v[1]]))
+        }
+    } else {
+        (None, None)
+    };
+    let grad_all = grad.map(|gr| {
+        let local: Vec<f64> = gr.iter().map(|v| v.to_f64()).collect();
+        let counts: Vec<usize> = all
+            .iter()
+            .map(|&((a, b), (c0, c1))| (b - a) * (c1 - c0) * inner)
+            .collect();
+        gather_world(g, &local, &counts)
+    });
+
+    let written = if g.rank == 0 {
+        let loss_vals: Vec<T> = loss_all
+            .unwrap_or_default()
+            .into_iter()
+            .map(T::from_f64)
+            .collect();
+        let zv = z.map(|_| T::from_f64(z_all.map_or(0.0, |v| v[0])));
+        let loss_shape = if none {
+            p.layout.row_shape()
+        } else {
+            Vec::new()
+        };
+        let grad_full = grad_all.flatten().map(|flat| {
+            let mut full = vec![T::ZERO; outer * c * inner];
+            let mut at = 0;
+            for &((a, b), (c0, c1)) in &all {
+                for n in a..b {
+                    let len = (c1 - c0) * inner;
+                    let dst = &mut full[(n * c + c0) * inner..(n * c + c1) * inner];
+                    for (d, s) in dst.iter_mut().zip(&flat[at..at + len]) {
+                        *d = T::from_f64(*s);
+                    }
+                    at += len;
+                }
+            }
+            full
+        });
+        Computed::new(loss_vals, loss_shape, zv, req.out.as_deref())
+            .file(req.grad_out.as_deref(), p.layout.shape(), grad_full)
+            .encode()
+            .and_then(|e| deliver(e, req.json))
+    } else {
+        Ok(String::new())
+    };
+    g.agree(written)
+}

@@ -1,0 +1,212 @@
+//! The communicators of a run and the collectives of one sharded loss.
+//!
+//! The `P = DP × TP` ranks of `MPI_COMM_WORLD` form a grid: world rank
+//! `dp_rank · TP + tp_rank`. `MPI_Comm_split` gives each rank its tensor-parallel group
+//! (the `TP` ranks that hold the same rows, each a shard of the classes: the
+//! [`VocabParallel`] group) and its data-parallel group (the `DP` ranks that hold the
+//! same class shard for different rows).
+
+use std::time::{Duration, Instant};
+
+use mpi::collective::SystemOperation;
+use mpi::topology::{Color, SimpleCommunicator};
+use mpi::traits::*;
+use xent::ShardStats;
+use xent_cli::Failure;
+
+/// The world and its tensor- and data-parallel groups.
+pub struct Groups {
+    /// `MPI_COMM_WORLD`.
+    pub world: SimpleCommunicator,
+    /// The ranks holding the same rows (one class shard each).
+    pub tp: SimpleCommunicator,
+    /// The ranks holding the same class shard (different rows).
+    pub dp: SimpleCommunicator,
+    /// This rank in the world.
+    pub rank: usize,
+    /// `TP`, and this rank's class shard.
+    pub tp_size: usize,
+    /// This rank's index in its tensor-parallel group.
+    pub tp_rank: usize,
+    /// `DP`.
+    pub dp_size: usize,
+    /// This rank's index in its data-parallel group.
+    pub dp_rank: usize,
+}
+
+impl Groups {
+    /// Splits `world` into `P / tp` tensor-parallel groups of `tp` consecutive ranks
+    /// (`tp = None`: one group of all ranks).
+    ///
+    /// # Errors
+    /// When `tp` does not divide the number of ranks; every rank sees the same
+    /// arguments, so every rank fails alike (no collective has run).
+    pub fn new(world: SimpleCommunicator, tp: Option<usize>) -> Result<Groups, Failure> {
+        let size = world.size() as usize;
+        let rank = world.rank() as usize;
+        let tp_size = tp.unwrap_or(size);
+        if tp_size == 0 || !size.is_multiple_of(tp_size) {
+            return Err(Failure::new(format!(
+                "--tp {tp_size} does not divide the {size} ranks (P = DP × TP)"
+            )));
+        }
+        let (dp_rank, tp_rank) = (rank / tp_size, rank % tp_size);
+        let split = |color: usize, key: usize| {
+            world
+                .split_by_color_with_key(Color::with_value(color as i32), key as i32)
+                .ok_or_else(|| Failure::new("MPI_Comm_split gave no communicator"))
+        };
+        let tp_comm = split(dp_rank, tp_rank)?;
+        let dp_comm = split(tp_rank, dp_rank)?;
+        Ok(Groups {
+            world,
+            tp: tp_comm,
+            dp: dp_comm,
+            rank,
+            tp_size,
+            tp_rank,
+            dp_size: size / tp_size,
+            dp_rank,
+        })
+    }
+
+    /// Agrees on failure: an all-reduce (MIN) of the lowest failing rank. Every rank
+    /// returns an error when any failed; the lowest failing rank's error carries its
+    /// message (and `print` is set on it), the others' say which rank failed.
+    pub fn agree<T>(&self, result: Result<T, Failure>) -> Result<T, Agreed> {
+        let size = self.world.size();
+        let mine = if result.is_err() {
+            self.rank as i32
+        } else {
+            size
+        };
+        let mut lowest = size;
+        self.world
+            .all_reduce_into(&mine, &mut lowest, SystemOperation::min());
+        match result {
+            Err(f) => Err(Agreed {
+                failure: f,
+                print: lowest == mine,
+            }),
+            Ok(_) if lowest < size => Err(Agreed {
+                failure: Failure::new(format!("rank {lowest} failed")),
+                print: false,
+            }),
+            Ok(v) => Ok(v),
+        }
+    }
+}
+
+/// A failure every rank agreed on: all exit 2, one prints.
+#[derive(Debug)]
+pub struct Agreed {
+    /// What failed.
+    pub failure: Failure,
+    /// Whether this rank prints it (the lowest failing rank).
+    pub print: bool,
+}
+
+/// The collectives of one vocab-parallel loss, timed.
+pub struct VocabParallel<'g> {
+    groups: &'g Groups,
+    /// All-reduces run so far.
+    pub all_reduces: usize,
+    /// Bytes this rank sent into them.
+    pub bytes: usize,
+    /// Time spent in them.
+    pub time: Duration,
+}
+
+impl<'g> VocabParallel<'g> {
+    /// Collectives over `groups`.
+    pub fn new(groups: &'g Groups) -> Self {
+        VocabParallel {
+            groups,
+            all_reduces: 0,
+            bytes: 0,
+            time: Duration::ZERO,
+        }
+    }
+
+    fn all_reduce(&mut self, comm: &SimpleCommunicator, buf: &mut [f64], op: SystemOperation) {
+        let t = Instant::now();
+        let send = buf.to_vec();
+        comm.all_reduce_into(&send[..], buf, op);
+        self.time += t.elapsed();
+        self.all_reduces += 1;
+        self.bytes += 8 * buf.len();
+    }
+
+    /// The forward's collectives: MAX of the row maxima and one packed SUM of the
+    /// row sums over the tensor-parallel group, then, when `mean` and the rows are
+    /// split across data-parallel ranks, a SUM of the counts over that group.
+    /// Returns the counts to finish with.
+    pub fn reduce(&mut self, stats: &mut ShardStats, mean: bool) -> [f64; 2] {
+        let g = self.groups;
+        self.all_reduce(&g.tp, stats.max_mut(), SystemOperation::max());
+        self.all_reduce(&g.tp, stats.sums_mut(), SystemOperation::sum());
+        let mut counts = stats.counts();
+        if mean && g.dp_size > 1 {
+            self.all_reduce(&g.dp, &mut counts, SystemOperation::sum());
+        }
+        counts
+    }
+
+    /// SUM of `buf` over the tensor-parallel group (`∂h` of the linear form).
+    pub fn sum_tp(&mut self, buf: &mut [f64]) {
+        let g = self.groups;
+        self.all_reduce(&g.tp, buf, SystemOperation::sum());
+    }
+}
+
+/// The `index`-th of `parts` contiguous, even ranges of `0..len`: `(start, end)`.
+pub fn even_range(len: usize, parts: usize, index: usize) -> (usize, usize) {
+    let (base, extra) = (len / parts, len % parts);
+    let start = index * base + index.min(extra);
+    (start, start + base + usize::from(index < extra))
+}
+
+/// Gathers `local` (this rank's part, `counts[r]` elements on world rank `r`) on
+/// world rank 0, in rank order; `None` elsewhere.
+pub fn gather_world(g: &Groups, local: &[f64], counts: &[usize]) -> Option<Vec<f64>> {
+    gather(&g.world, local, counts)
+}
+
+/// [`gather_world`] over `comm`, on its rank 0.
+pub fn gather(comm: &SimpleCommunicator, local: &[f64], counts: &[usize]) -> Option<Vec<f64>> {
+    let root = comm.process_at_rank(0);
+    if comm.rank() == 0 {
+        let total: usize = counts.iter().sum();
+        let mut buf = vec![0.0f64; total];
+        let c: Vec<mpi::Count> = counts.iter().map(|&n| n as mpi::Count).collect();
+        let displs: Vec<mpi::Count> = c
+            .iter()
+            .scan(0, |acc, &n| {
+                let at = *acc;
+                *acc += n;
+                Some(at)
+            })
+            .collect();
+        {
+            let mut part = mpi::datatype::PartitionMut::new(&mut buf[..], c, &displs[..]);
+            root.gather_varcount_into_root(local, &mut part);
+        }
+        Some(buf)
+    } else {
+        root.gather_varcount_into(local);
+        None
+    }
+}
+
+/// SUM of `local` over `comm` on its rank 0; `None` elsewhere.
+pub fn reduce_sum(comm: &SimpleCommunicator, local: &[f64]) -> Option<Vec<f64>> {
+    let root = comm.process_at_rank(0);
+    if comm.rank() == 0 {
+        let mut out = vec![0.0f64; local.len()];
+        root.reduce_into_root(local, &mut out[..], SystemOperation::sum());
+        Some(out)
+    } else {
+        root.reduce_into(local, SystemOperation::sum());
+        None
+    }
+}

@@ -1,0 +1,371 @@
+//! `xent-mpi loss linear-cross-entropy`: the files and flags of `xent loss
+//! linear-cross-entropy`, computed by `P = DP × TP` ranks: each holds the rows of `W`
+//! and `b` of its class shard and the rows of `h` of its data-parallel group, and
+//! never the `N × V` logits.
+
+use xent::{
+    cross_entropy_shard_stats, linear_cross_entropy_shard_grad_into,
+    linear_cross_entropy_shard_stats, ClassIndices, ClassShard, Error, LinearCrossEntropyOptions,
+    LinearGradOut, LinearInputs, Reduction,
+};
+use xent_cli::linear::Request;
+use xent_cli::loss::{
+    check_outputs, class_indices, deliver, not_float, reduction_name, upstream, vector, Computed,
+};
+use xent_cli::npy::{self, Data, Elem};
+use xent_cli::Failure;
+
+use crate::block::Source;
+use crate::comm::{even_range, gather, reduce_sum, Agreed, Groups, VocabParallel};
+
+/// The operands as read, by dtype.
+enum Input {
+    F32(Prepared<f32>),
+    F64(Prepared<f64>),
+}
+
+/// The problem, checked; this rank's rows of `h`, `W` and `b`, and its targets.
+struct Prepared<T> {
+    n: usize,
+    d: usize,
+    v: usize,
+    h: Vec<T>,
+    w: Vec<T>,
+    bias: Option<Vec<T>>,
+    target: Vec<i64>,
+    class_weight: Option<Vec<T>>,
+    grad_output: Option<Vec<T>>,
+    scratch_bytes: usize,
+}
+
+/// Runs the request on every rank; rank 0's report comes back (empty elsewhere).
+pub fn run(g: &Groups, req: &Request) -> Result<String, Agreed> {
+    match g.agree(read(g, req))? {
+        Input::F32(p) => compute::<f32>(g, req, p),
+        Input::F64(p) => compute::<f64>(g, req, p),
+    }
+}
+
+fn read(g: &Groups, req: &Request) -> Result<Input, Failure> {
+    check_outputs(
+        &[
+            ("--out", req.out.as_deref()),
+            ("--grad-out-hidden", req.grad_out_hidden.as_deref()),
+            ("--grad-out-weight", req.grad_out_weight.as_deref()),
+            ("--grad-out-bias", req.grad_out_bias.as_deref()),
+        ],
+        &[
+            ("--hidden", Some(&req.hidden)),
+            ("--weight", Some(&req.weight)),
+            ("--bias", req.bias.as_deref()),
+            ("--target", Some(&req.target)),
+            ("--class-weight", req.class_weight.as_deref()),
+            ("--grad-output", req.grad_output.as_deref()),
+        ],
+    )?;
+    let scratch_bytes = usize::try_from(req.scratch_mib)
+        .ok()
+        .and_then(|m| m.checked_mul(1 << 20))
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "--scratch-mib {} does not fit in memory addresses",
+                req.scratch_mib
+            ))
+        })?;
+    let hidden = Source::open(&req.hidden, "hidden")?;
+    Ok(if hidden.f64 {
+        Input::F64(prepare(g, req, &hidden, scratch_bytes)?)
+    } else {
+        Input::F32(prepare(g, req, &hidden, scratch_bytes)?)
+    })
+}
+
+fn options<'a, T: Elem>(
+    req: &Request,
+    class_weight: Option<&'a [T]>,
+    scratch_bytes: usize,
+) -> LinearCrossEntropyOptions<'a, T> {
+    let mut opts = LinearCrossEntropyOptions::default()
+        .ignore_index(req.ignore_index)
+        .label_smoothing(req.label_smoothing)
+        .z_loss(req.z_loss)
+        .reduction(req.reduction)
+        .scratch_bytes(scratch_bytes);
+    if let Some(cap) = req.softcap {
+        opts = opts.softcap(cap);
+    }
+    if let Some(cw) = class_weight {
+        opts = opts.weight(cw);
+    }
+    opts
+}
+
+/// Reads and checks every operand as `xent loss linear-cross-entropy` does, with its
+/// messages, and keeps this rank's rows of `h` and of `W` and `b`.
+fn prepare<T: Elem>(
+    g: &Groups,
+    req: &Request,
+    hidden: &Source,
+    scratch_bytes: usize,
+) -> Result<Prepared<T>, Failure> {
+    let &[n, d] = &hidden.shape[..] else {
+        return Err(Failure::new(format!(
+            "hidden must be a matrix (N, D), got shape {:?}",
+            hidden.shape
+        )));
+    };
+    let weight = Source::open(&req.weight, "weight")?;
+    let &[v, dw] = &weight.shape[..] else {
+        return Err(Failure::new(format!(
+            "weight must be a matrix (2-d), got shape {:?}",
+            weight.shape
+        )));
+    };
+    let bias = match &req.bias {
+        Some(p) => {
+            let a = npy::read(p)?;
+            if !matches!(a.data, Data::F32(_) | Data::F64(_)) {
+                return Err(not_float("bias", p, &a.data));
+            }
+            Some(vector::<T>(&a, "bias")?)
+        }
+        None => None,
+    };
+    let target = npy::read(&req.target)?;
+    let Some(indices) = class_indices(&target) else {
+        return Err(Failure::new(format!(
+            "target must hold class indices of an integer dtype, got {}",
+            target.data.dtype()
+        )));
+    };
+    if target.shape.len() != 1 {
+        return Err(Failure::new(format!(
+            "target must be a vector of N = {n} class indices, got shape {:?}",
+            target.shape
+        )));
+    }
+    let class_weight = match &req.class_weight {
+        Some(p) => Some(vector::<T>(&npy::read(p)?, "class weight")?),
+        None => None,
+    };
+    let none = req.reduction == Reduction::None;
+    let loss_shape = if none { vec![n] } else { Vec::new() };
+    let grad_output = match &req.grad_output {
+        Some(p) => Some(upstream::<T>(
+            &npy::read(p)?,
+            &loss_shape,
+            none,
+            reduction_name(req.reduction),
+        )?),
+        None => None,
+    };
+    // The library's operand checks, in its order and words.
+    if d != dw {
+        return Err(Error::DimMismatch {
+            left: "hidden",
+            left_dim: d,
+            right: "linear_weight",
+            right_dim: dw,
+            what: "columns",
+        }
+        .into());
+    }
+    if let Some(b) = &bias {
+        if b.len() != v {
+            return Err(Error::DimMismatch {
+                left: "linear_weight",
+                left_dim: v,
+                right: "linear_bias",
+                right_dim: b.len(),
+                what: "rows",
+            }
+            .into());
+        }
+    }
+    if v == 0 && n > 0 {
+        return Err(Error::NoClasses { shape: vec![n, v] }.into());
+    }
+    if indices.len() != n {
+        return Err(Error::DimMismatch {
+            left: "hidden",
+            left_dim: n,
+            right: "target",
+            right_dim: indices.len(),
+            what: "rows",
+        }
+        .into());
+    }
+    // Every target against V and every option, on a shard of no classes (the
+    // positions are the global rows).
+    let opts = options(req, class_weight.as_deref(), scratch_bytes);
+    let none_x: &[T] = &[];
+    cross_entropy_shard_stats(
+        none_x,
+        &[n, 0],
+        indices,
+        &opts.cross_entropy,
+        ClassShard::full(v),
+    )?;
+    let (n0, n1) = even_range(n, g.dp_size, g.dp_rank);
+    let (c0, c1) = even_range(v, g.tp_size, g.tp_rank);
+    let h = hidden.block::<T>(&req.hidden, (d, 1), (n0, n1), (0, d))?;
+    let w = weight.block::<T>(&req.weight, (d, 1), (c0, c1), (0, d))?;
+    let target = (n0..n1).map(|i| indices.get(i) as i64).collect();
+    Ok(Prepared {
+        n,
+        d,
+        v,
+        h,
+        w,
+        bias: bias.map(|b| b[c0..c1].to_vec()),
+        target,
+        class_weight,
+        grad_output,
+        scratch_bytes,
+    })
+}
+
+/// `src` converted through `f64`.
+fn to_f64<T: Elem>(src: &[T]) -> Vec<f64> {
+    src.iter().map(|v| v.to_f64()).collect()
+}
+
+fn compute<T: Elem>(g: &Groups, req: &Request, p: Prepared<T>) -> Result<String, Agreed> {
+    let (n, d, v) = (p.n, p.d, p.v);
+    let (n0, n1) = even_range(n, g.dp_size, g.dp_rank);
+    let (c0, c1) = even_range(v, g.tp_size, g.tp_rank);
+    let rows = n1 - n0;
+    let (h, w, b, target) = (p.h, p.w, p.bias, &p.target[..]);
+    let opts = options(req, p.class_weight.as_deref(), p.scratch_bytes);
+    let inputs = || {
+        let i = LinearInputs::new(&h, [rows, d], &w, [c1 - c0, d]);
+        match &b {
+            Some(b) => i.linear_bias(b),
+            None => i,
+        }
+    };
+    let shard = ClassShard::new(c0, v);
+    let local =
+        linear_cross_entropy_shard_stats(inputs(), ClassIndices::from(target), &opts, shard)
+            .map_err(Failure::from);
+    let mut stats = g.agree(local)?;
+
+    let mut vp = VocabParallel::new(g);
+    let none = req.reduction == Reduction::None;
+    let counts = vp.reduce(&mut stats, req.reduction == Reduction::Mean);
+    let mut loss = vec![0.0f64; if none { rows } else { 1 }];
+    let z = g.agree(stats.finish(counts, &mut loss).map_err(Failure::from))?;
+
+    let want_grad = req.grad_out_hidden.is_some()
+        || req.grad_out_weight.is_some()
+        || req.grad_out_bias.is_some();
+    let (mut dh, mut dw, mut db) = (
+        req.grad_out_hidden
+            .as_ref()
+            .map(|_| vec![T::ZERO; rows * d]),
+        req.grad_out_weight
+            .as_ref()
+            .map(|_| vec![T::ZERO; (c1 - c0) * d]),
+        req.grad_out_bias.as_ref().map(|_| vec![T::ZERO; c1 - c0]),
+    );
+    if want_grad {
+        let mut out = LinearGradOut::new();
+        if let Some(x) = dh.as_deref_mut() {
+            out = out.hidden(x);
+        }
+        if let Some(x) = dw.as_deref_mut() {
+            out = out.linear_weight(x);
+        }
+        if let Some(x) = db.as_deref_mut() {
+            out = out.linear_bias(x);
+        }
+        let go = p
+            .grad_output
+            .as_deref()
+            .map(|go| if none { &go[n0..n1] } else { go });
+        if let Some(go) = go {
+            out = out.grad_output(go);
+        }
+        let res = linear_cross_entropy_shard_grad_into(
+            inputs(),
+            ClassIndices::from(target),
+            &opts,
+            shard,
+            &stats,
+            out,
+        );
+        g.agree(res.map_err(Failure::from))?;
+    }
+    // ∂h: this shard's part of a sum over the class shards.
+    let dh = dh.map(|dh| {
+        let mut s = to_f64(&dh);
+        vp.sum_tp(&mut s);
+        s
+    });
+
+    // Rank 0 collects the loss and ∂h from the first class shard of every row group,
+    // ∂W and ∂b summed over the row groups, then from every class shard.
+    let dp_rows: Vec<usize> = (0..g.dp_size)
+        .map(|k| {
+            let (a, b) = even_range(n, g.dp_size, k);
+            b - a
+        })
+        .collect();
+    let tp_classes: Vec<usize> = (0..g.tp_size)
+        .map(|k| {
+            let (a, b) = even_range(v, g.tp_size, k);
+            b - a
+        })
+        .collect();
+    let (loss_all, z_all, dh_all) = if g.tp_rank == 0 {
+        let (l, z) = if none {
+            (
+                gather(&g.dp, &loss, &dp_rows),
+                reduce_sum(&g.dp, &[z.unwrap_or(0.0)]),
+            )
+        } else {
+            let s = reduce_sum(&g.dp, &[loss[0], z.unwrap_or(0.0)]);
+            (s.as_ref().map(|v| vec![v[0]]), s.map(|v| vec![v[1]]))
+        };
+        let dh_counts: Vec<usize> = dp_rows.iter().map(|r| r * d).collect();
+        (l, z, dh.map(|dh| gather(&g.dp, &dh, &dh_counts)))
+    } else {
+        (None, None, None)
+    };
+    let collect_classes = |local: Option<Vec<T>>, per: usize| {
+        local.map(|x| {
+            let summed = reduce_sum(&g.dp, &to_f64(&x));
+            if g.dp_rank == 0 {
+                let counts: Vec<usize> = tp_classes.iter().map(|c| c * per).collect();
+                gather(&g.tp, summed.as_deref().unwrap_or(&[]), &counts)
+            } else {
+                None
+            }
+        })
+    };
+    let dw_all = collect_classes(dw, d);
+    let db_all = collect_classes(db, 1);
+
+    let written = if g.rank == 0 {
+        let cast = |v: Option<Option<Vec<f64>>>| {
+            v.flatten()
+                .map(|v| v.into_iter().map(T::from_f64).collect::<Vec<T>>())
+        };
+        let loss_vals: Vec<T> = loss_all
+            .unwrap_or_default()
+            .into_iter()
+            .map(T::from_f64)
+            .collect();
+        let zv = z.map(|_| T::from_f64(z_all.map_or(0.0, |v| v[0])));
+        let loss_shape = if none { vec![n] } else { Vec::new() };
+        Computed::new(loss_vals, loss_shape, zv, req.out.as_deref())
+            .file(req.grad_out_hidden.as_deref(), &[n, d], cast(dh_all))
+            .file(req.grad_out_weight.as_deref(), &[v, d], cast(dw_all))
+            .file(req.grad_out_bias.as_deref(), &[v], cast(db_all))
+            .encode()
+            .and_then(|e| deliver(e, req.json))
+    } else {
+        Ok(String::new())
+    };
+    g.agree(written)
+}

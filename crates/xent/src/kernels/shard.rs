@@ -1,0 +1,318 @@
+//! Kernels of a cross-entropy whose classes are split across processes (vocab
+//! parallelism): the partial statistics of a row's shard, the combination of the
+//! reduced statistics into the row's loss and gradient constants, and the portable
+//! (`f64`) row kernels. The `f32` rows run the existing row kernels
+//! ([`super::fused::PieceJob`]); the driver is [`crate::par_shard`].
+//!
+//! A shard of a row (classes `[o, o + n)` of `C`) reduces to its max `m` and, relative
+//! to `shift(m)` (0 for an all `−inf` shard), `s = Σ exp(x̃ − shift)`,
+//! `l = Σ a_c·(x̃_c − shift)`, `a = Σ a_c` and the target logit `x̃_y` (0 where the
+//! target lies in another shard). Once every shard is rebased to the row's global max
+//! `M` (`s·exp(shift − M)`, `l − a·(M − shift)`, the online-softmax merge), the sums of
+//! the shards' values are the whole row's statistics, and [`combine_row`] gives what
+//! the single-process kernels compute from them.
+
+use crate::float::Float;
+
+/// The shift used for a max: 0 for an all `−inf` run (no `−inf − (−inf)`).
+#[inline]
+pub(crate) fn shift64(m: f64) -> f64 {
+    if m == f64::NEG_INFINITY {
+        0.0
+    } else {
+        m
+    }
+}
+
+/// A row shard's statistics: `m`, then `(s, l, a, x̃_y)` relative to `shift(m)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShardRow {
+    pub m: f64,
+    pub s: f64,
+    pub l: f64,
+    pub a: f64,
+    pub x_y: f64,
+}
+
+impl ShardRow {
+    /// A shard without classes, or an ignored row.
+    pub(crate) const EMPTY: ShardRow = ShardRow {
+        m: f64::NEG_INFINITY,
+        s: 0.0,
+        l: 0.0,
+        a: 0.0,
+        x_y: 0.0,
+    };
+
+    /// `(s, l, a, x̃_y)` relative to the global max `big_m` instead of `shift(m)`.
+    pub(crate) fn rebased(self, big_m: f64) -> [f64; 4] {
+        let (ps, ms) = (shift64(self.m), shift64(big_m));
+        // An all −inf shard has s = 0: never form exp(0 − ms), which can be inf.
+        let f = if self.m == f64::NEG_INFINITY {
+            0.0
+        } else {
+            (ps - ms).exp()
+        };
+        [self.s * f, self.l - self.a * (ms - ps), self.a, self.x_y]
+    }
+}
+
+/// The per-row options of a sharded call, in `f64`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CombineConsts {
+    /// Label smoothing ε.
+    pub eps: f64,
+    /// The global class count C.
+    pub classes: f64,
+    /// z-loss scale.
+    pub z: f64,
+}
+
+/// A row's loss and the gradient constants for unit upstream scales, from its reduced
+/// statistics: the gradient at class `j` of the row is
+/// `(α·exp(x̃_j − shift(M)) − β·a_j − [j = y]·b)·dx̃_j/dx_j` with
+/// `α = scale_ce·alpha_ce + scale_z·alpha_z`, `β = scale_ce·beta`, `b = scale_ce·b`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct RowCombined {
+    /// The row's loss without its z term.
+    pub loss: f64,
+    /// Its z term.
+    pub z: f64,
+    /// `shift(M)`.
+    pub ms: f64,
+    pub alpha_ce: f64,
+    pub alpha_z: f64,
+    pub beta: f64,
+    pub b: f64,
+}
+
+/// Combines a row's reduced statistics `[s, l, a, x̃_y]` (relative to `shift(big_m)`),
+/// as the single-process kernels' `finish` does: `w_y` is the target's weight for a
+/// class-index row, `None` for a probability row (whose coefficients are in `l`, `a`).
+pub(crate) fn combine_row(
+    big_m: f64,
+    sums: [f64; 4],
+    w_y: Option<f64>,
+    k: &CombineConsts,
+) -> RowCombined {
+    let [s, l, a, x_y] = sums;
+    let ms = shift64(big_m);
+    let ln_s = s.ln();
+    let (zt, alpha_z) = if k.z != 0.0 {
+        let lse = ms + ln_s;
+        (k.z * lse * lse, 2.0 * k.z * lse / s)
+    } else {
+        (0.0, 0.0)
+    };
+    // a·ln S − l: the smoothing (or probability-target) part of the loss.
+    let spread = a * ln_s - l;
+    match w_y {
+        Some(w_y) => {
+            let keep = 1.0 - k.eps;
+            let nll = ln_s - (x_y - ms);
+            let mut loss = keep * w_y * nll;
+            let b = keep * w_y;
+            let mut alpha = b;
+            let mut beta = 0.0;
+            if k.eps > 0.0 {
+                let e = k.eps / k.classes;
+                loss += e * spread;
+                alpha += e * a;
+                beta = e;
+            }
+            RowCombined {
+                loss,
+                z: zt,
+                ms,
+                alpha_ce: alpha / s,
+                alpha_z,
+                beta,
+                b,
+            }
+        }
+        None => RowCombined {
+            loss: spread,
+            z: zt,
+            ms,
+            alpha_ce: a / s,
+            alpha_z,
+            beta: 1.0,
+            b: 0.0,
+        },
+    }
+}
+
+/// A row shard of the portable path: `c` classes at `stride` from `x` (targets `t`
+/// and gradient `g` laid out alike).
+#[derive(Clone, Copy)]
+pub(crate) struct RowShard<T> {
+    pub x: *const T,
+    pub t: Option<*const T>,
+    pub c: usize,
+    pub stride: usize,
+}
+
+/// The coefficients `a_j` of a row shard's linear terms.
+#[derive(Clone, Copy)]
+pub(crate) struct ShardCoef<'a, T> {
+    /// The shard's class weights (its `c` entries), `None` for all 1.
+    pub weight: Option<&'a [T]>,
+    /// Label smoothing ε (class-index targets have linear terms only when ε > 0).
+    pub eps: f64,
+    /// The global class count C.
+    pub classes: f64,
+}
+
+impl<T: Float> ShardCoef<'_, T> {
+    /// `a_j` of class `j` of the row (`t_j` its probability target, if any).
+    #[inline]
+    fn at(&self, j: usize, t_j: Option<T>) -> T {
+        let w = self.weight.map_or(T::ONE, |w| w[j]);
+        match t_j {
+            Some(t) => {
+                let (keep, spread) = (
+                    T::from_f64(1.0 - self.eps),
+                    T::from_f64(self.eps / self.classes),
+                );
+                w * (keep * t + spread)
+            }
+            None if self.eps > 0.0 => w,
+            None => T::ZERO,
+        }
+    }
+}
+
+/// `(x̃, dx̃/dx)` for soft-capping `x̃ = cap·tanh(x/cap)` (the portable path's).
+#[inline]
+fn capped<T: Float>(x: T, cap: Option<T>) -> (T, T) {
+    match cap {
+        None => (x, T::ONE),
+        Some(cap) => {
+            let t = T::from_f64((x / cap).to_f64().tanh());
+            (cap * t, T::ONE - t * t)
+        }
+    }
+}
+
+/// The statistics of a row shard on the portable path; `y` the target's class within
+/// the shard, if it lies there.
+///
+/// # Safety
+/// `row.x` (and `row.t`) valid for `row.c` elements at `row.stride`; `y < row.c`.
+pub(crate) unsafe fn row_stats<T: Float>(
+    row: RowShard<T>,
+    coef: &ShardCoef<'_, T>,
+    cap: Option<f64>,
+    y: Option<usize>,
+) -> ShardRow {
+    let cap = cap.map(T::from_f64);
+    // SAFETY: every access is at k·stride with k < c (the caller's contract).
+    let (xt, t) = unsafe {
+        (
+            |k: usize| capped(*row.x.add(k * row.stride), cap).0,
+            |k: usize| row.t.map(|t| *t.add(k * row.stride)),
+        )
+    };
+    let mut m = T::NEG_INFINITY;
+    for k in 0..row.c {
+        m = m.max_nan(xt(k));
+    }
+    let ms = T::from_f64(shift64(m.to_f64()));
+    let (mut s, mut l, mut a) = (T::ZERO, T::ZERO, T::ZERO);
+    let linear = row.t.is_some() || coef.eps > 0.0;
+    for k in 0..row.c {
+        let d = xt(k) - ms;
+        s += d.exp();
+        if linear {
+            let c = coef.at(k, t(k));
+            l += c * d;
+            a += c;
+        }
+    }
+    ShardRow {
+        m: m.to_f64(),
+        s: s.to_f64(),
+        l: l.to_f64(),
+        a: a.to_f64(),
+        x_y: y.map_or(0.0, |y| xt(y).to_f64()),
+    }
+}
+
+/// Writes (or adds) the gradient of a row shard on the portable path from its
+/// combined constants (scaled): `(α·exp(x̃_j − ms) − β·a_j − [j = y]·b)·dx̃_j/dx_j`.
+///
+/// # Safety
+/// As [`row_stats`], and `g` valid for writes at the same positions.
+pub(crate) unsafe fn row_grad<T: Float>(
+    row: RowShard<T>,
+    g: *mut T,
+    coef: &ShardCoef<'_, T>,
+    cap: Option<f64>,
+    y: Option<usize>,
+    (ms, alpha, beta, b): (f64, f64, f64, f64),
+    accumulate: bool,
+) {
+    let cap = cap.map(T::from_f64);
+    let (ms, alpha, beta, b) = (
+        T::from_f64(ms),
+        T::from_f64(alpha),
+        T::from_f64(beta),
+        T::from_f64(b),
+    );
+    let linear = row.t.is_some() || coef.eps > 0.0;
+    for k in 0..row.c {
+        let at = k * row.stride;
+        // SAFETY: k < c, within the row (the caller's contract).
+        unsafe {
+            let (x, d) = capped(*row.x.add(at), cap);
+            let mut v = alpha * (x - ms).exp();
+            if linear {
+                v -= beta * coef.at(k, row.t.map(|t| *t.add(at)));
+            }
+            if Some(k) == y {
+                v -= b;
+            }
+            let v = v * d;
+            let gp = g.add(at);
+            *gp = if accumulate { *gp + v } else { v };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebase_of_an_all_neg_inf_shard_is_zero() {
+        let r = ShardRow::EMPTY.rebased(3.0);
+        assert_eq!(r, [0.0, 0.0, 0.0, 0.0]);
+        // A shard whose max is the global one keeps its sums.
+        let p = ShardRow {
+            m: 2.0,
+            s: 1.5,
+            l: -0.5,
+            a: 2.0,
+            x_y: 1.0,
+        };
+        assert_eq!(p.rebased(2.0), [1.5, -0.5, 2.0, 1.0]);
+        let q = p.rebased(3.0);
+        assert!((q[0] - 1.5 * (-1.0f64).exp()).abs() < 1e-15);
+        assert_eq!(q[1], -0.5 - 2.0);
+    }
+
+    #[test]
+    fn combine_matches_the_closed_form() {
+        // One row [1, 2, 3], target 2, no options: loss = ln Σ exp(x − 3) − 0.
+        let s = (-2.0f64).exp() + (-1.0f64).exp() + 1.0;
+        let k = CombineConsts {
+            eps: 0.0,
+            classes: 3.0,
+            z: 0.0,
+        };
+        let r = combine_row(3.0, [s, 0.0, 0.0, 3.0], Some(1.0), &k);
+        assert!((r.loss - s.ln()).abs() < 1e-15);
+        assert_eq!((r.b, r.beta, r.z), (1.0, 0.0, 0.0));
+        assert!((r.alpha_ce - 1.0 / s).abs() < 1e-15);
+    }
+}
