@@ -19,8 +19,8 @@ fn bench_json_has_one_record_per_case_with_the_documented_keys() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
-    // 2 shapes × {f32, bf16} × {fwd, fwd_bwd}.
-    assert_eq!(records.len(), 8, "{text}");
+    // 2 shapes × {f32, bf16} × {fwd, fwd_bwd reuse, fwd_bwd fresh}.
+    assert_eq!(records.len(), 12, "{text}");
     for r in &records {
         for key in [
             "shape",
@@ -30,6 +30,8 @@ fn bench_json_has_one_record_per_case_with_the_documented_keys() {
             "floor_ms",
             "ratio",
             "gbps",
+            "alloc",
+            "thp",
         ] {
             assert!(r.get(key).is_some(), "{key} missing in {r}");
         }
@@ -38,17 +40,22 @@ fn bench_json_has_one_record_per_case_with_the_documented_keys() {
         assert_eq!(r["threads"], 2);
     }
     assert_eq!(records[0]["shape"], serde_json::json!([64, 10]));
-    assert_eq!(records[7]["shape"], serde_json::json!([2, 3, 4, 5]));
+    assert_eq!(records[11]["shape"], serde_json::json!([2, 3, 4, 5]));
     let passes: Vec<&str> = records
         .iter()
         .map(|r| r["pass"].as_str().unwrap())
         .collect();
-    assert_eq!(passes[..2], ["fwd", "fwd_bwd"]);
+    assert_eq!(passes[..3], ["fwd", "fwd_bwd", "fwd_bwd"]);
+    let allocs: Vec<&str> = records
+        .iter()
+        .map(|r| r["alloc"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(allocs[..3], ["-", "reuse", "fresh"]);
     let dtypes: Vec<&str> = records
         .iter()
         .map(|r| r["dtype"].as_str().unwrap())
         .collect();
-    assert_eq!(dtypes[..4], ["f32", "f32", "bf16", "bf16"]);
+    assert_eq!(dtypes[..6], ["f32", "f32", "f32", "bf16", "bf16", "bf16"]);
 }
 
 #[test]
