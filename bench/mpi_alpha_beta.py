@@ -6,11 +6,12 @@ Ring all-reduce of n bytes over p ranks: t = 2(p-1)*alpha + 2(p-1)/p * n * beta.
 Per call and rank (N rows per tensor-parallel group, V classes split over T ranks):
   forward: MAX of N f64 row maxima + one SUM of N x 4 f64 (s, l, a, x_y) over the
            T ranks of a node, and a SUM of 2 f64 counts over the P/T groups (mean);
-  backward: nothing for cross-entropy; the linear form also SUMs dh (N x D, f64).
+  backward: nothing for cross-entropy; the linear form also SUMs dh (N x D, in the
+            inputs' type: f32 here).
 Compute per rank: the per-element (cross-entropy) and per-flop (linear) rates
 measured with `xent-mpi bench` on this machine, one core per rank.
 
-Usage: python3 bench/mpi_alpha_beta.py [--ns-per-elem 2.94] [--gflops 15] ...
+Usage: python3 bench/mpi_alpha_beta.py [--ns-per-elem 1.25] [--gflops 55.7] ...
 Only the standard library.
 """
 import argparse
@@ -32,8 +33,8 @@ def main():
     ap.add_argument("--beta-intra", type=float, default=1.1e-9, help="s/byte, measured")
     ap.add_argument("--alpha-inter", type=float, default=5e-6, help="s, assumed")
     ap.add_argument("--beta-inter", type=float, default=0.04e-9, help="s/byte, assumed")
-    ap.add_argument("--ns-per-elem", type=float, default=2.94, help="CE fwd+bwd, measured")
-    ap.add_argument("--gflops", type=float, default=15.0, help="linear GEMMs, measured")
+    ap.add_argument("--ns-per-elem", type=float, default=1.25, help="CE fwd+bwd, ns per logit, measured")
+    ap.add_argument("--gflops", type=float, default=55.7, help="linear GEMMs per rank, measured")
     ap.add_argument("--speedup", type=float, default=100.0,
                     help="second column: compute this many times faster (an accelerator)")
     a = ap.parse_args()
@@ -46,7 +47,7 @@ def main():
     ce_comp = n * (v / t) * a.ns_per_elem * 1e-9
     lin_comp = 8 * n * d * (v / t) / (a.gflops * 1e9)
     tp_fwd = ring(t, 8 * n, a.alpha_intra, a.beta_intra) + ring(t, 32 * n, a.alpha_intra, a.beta_intra)
-    tp_dh = ring(t, 8 * n * d, a.alpha_intra, a.beta_intra)
+    tp_dh = ring(t, 4 * n * d, a.alpha_intra, a.beta_intra)
     print(f"per rank: CE compute {ce_comp * 1e3:.1f} ms, linear compute {lin_comp:.1f} s, "
           f"TP forward all-reduces {tp_fwd * 1e6:.1f} us, TP dh all-reduce {tp_dh * 1e3:.1f} ms")
     print()

@@ -118,8 +118,7 @@ pub fn run(g: &Groups, config: &Config) -> Result<String, Agreed> {
                     st.finish(counts, &mut [0.0f64])?;
                     let out = LinearGradOut::new().hidden(&mut dh).linear_weight(&mut dw);
                     linear_cross_entropy_shard_grad_into(inputs, y, &opts, shard, &st, out)?;
-                    let mut s: Vec<f64> = dh.iter().map(|&v| v as f64).collect();
-                    vp.sum_tp(&mut s);
+                    vp.sum_tp(&mut dh);
                     Ok(())
                 })();
                 g.agree(step)?;

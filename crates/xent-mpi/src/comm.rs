@@ -128,13 +128,23 @@ impl<'g> VocabParallel<'g> {
         }
     }
 
-    fn all_reduce(&mut self, comm: &SimpleCommunicator, buf: &mut [f64], op: SystemOperation) {
+    /// All-reduces `buf` in place over `comm`; nothing to do (and nothing counted)
+    /// on a group of one rank.
+    fn all_reduce<X: Equivalence + Copy>(
+        &mut self,
+        comm: &SimpleCommunicator,
+        buf: &mut [X],
+        op: SystemOperation,
+    ) {
+        if comm.size() == 1 {
+            return;
+        }
         let t = Instant::now();
         let send = buf.to_vec();
         comm.all_reduce_into(&send[..], buf, op);
         self.time += t.elapsed();
         self.all_reduces += 1;
-        self.bytes += 8 * buf.len();
+        self.bytes += size_of_val(buf);
     }
 
     /// The forward's collectives: MAX of the row maxima and one packed SUM of the
@@ -152,8 +162,9 @@ impl<'g> VocabParallel<'g> {
         counts
     }
 
-    /// SUM of `buf` over the tensor-parallel group (`∂h` of the linear form).
-    pub fn sum_tp(&mut self, buf: &mut [f64]) {
+    /// SUM of `buf` over the tensor-parallel group (`∂h` of the linear form, in its
+    /// own type).
+    pub fn sum_tp<X: Equivalence + Copy>(&mut self, buf: &mut [X]) {
         let g = self.groups;
         self.all_reduce(&g.tp, buf, SystemOperation::sum());
     }

@@ -15,6 +15,8 @@ use xent_cli::loss::{
 use xent_cli::npy::{self, Data, Elem};
 use xent_cli::Failure;
 
+use mpi::traits::Equivalence;
+
 use crate::block::Source;
 use crate::comm::{even_range, gather, reduce_sum, Agreed, Groups, VocabParallel};
 
@@ -230,7 +232,11 @@ fn to_f64<T: Elem>(src: &[T]) -> Vec<f64> {
     src.iter().map(|v| v.to_f64()).collect()
 }
 
-fn compute<T: Elem>(g: &Groups, req: &Request, p: Prepared<T>) -> Result<String, Agreed> {
+fn compute<T: Elem + Equivalence>(
+    g: &Groups,
+    req: &Request,
+    p: Prepared<T>,
+) -> Result<String, Agreed> {
     let (n, d, v) = (p.n, p.d, p.v);
     let (n0, n1) = even_range(n, g.dp_size, g.dp_rank);
     let (c0, c1) = even_range(v, g.tp_size, g.tp_rank);
@@ -297,10 +303,9 @@ fn compute<T: Elem>(g: &Groups, req: &Request, p: Prepared<T>) -> Result<String,
         g.agree(res.map_err(Failure::from))?;
     }
     // ∂h: this shard's part of a sum over the class shards.
-    let dh = dh.map(|dh| {
-        let mut s = to_f64(&dh);
-        vp.sum_tp(&mut s);
-        s
+    let dh = dh.map(|mut dh| {
+        vp.sum_tp(&mut dh);
+        to_f64(&dh)
     });
 
     // Rank 0 collects the loss and ∂h from the first class shard of every row group,
