@@ -43,15 +43,31 @@ fn py_err(e: Error) -> PyErr {
     }
 }
 
-/// Rayon pools by thread count, built once each and kept: building one per call would
-/// cost a thread spawn per thread.
-static POOLS: Mutex<Option<HashMap<usize, Arc<rayon::ThreadPool>>>> = Mutex::new(None);
+/// Rayon pools by thread count, built once each and kept (building one per call would
+/// cost a thread spawn per thread), with the id of the process that built them: a
+/// child made by `fork()` (a DataLoader worker) has none of its parent's threads, so
+/// it builds its own pools instead of queueing work for threads that do not exist.
+/// rayon's global pool is never used, for the same reason.
+static POOLS: Mutex<Option<(u32, HashMap<usize, Arc<rayon::ThreadPool>>)>> = Mutex::new(None);
 
 fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
-    let mut pools = POOLS
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    let mut guard = POOLS
         .lock()
         .map_err(|_| PyRuntimeError::new_err("xent's thread-pool registry is poisoned"))?;
-    let pools = pools.get_or_insert_with(HashMap::new);
+    let pid = std::process::id();
+    if guard.as_ref().is_some_and(|(owner, _)| *owner != pid) {
+        // The parent's pools: their threads are not in this process, and dropping
+        // them would signal threads that do not exist. They are left as they are.
+        if let Some((_, old)) = guard.take() {
+            std::mem::forget(old);
+        }
+    }
+    let (_, pools) = guard.get_or_insert_with(|| (pid, HashMap::new()));
     if let Some(p) = pools.get(&threads) {
         return Ok(p.clone());
     }
@@ -65,20 +81,13 @@ fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
     Ok(p)
 }
 
-/// Runs `f` without the GIL, on a pool of `threads` threads (`0`: rayon's global
-/// pool, sized by `RAYON_NUM_THREADS` or the core count).
+/// Runs `f` without the GIL, on a pool of `threads` threads (`0`: one per core).
 fn compute<R: Send>(
     py: Python<'_>,
     threads: usize,
     f: impl FnOnce() -> xent::Result<R> + Send,
 ) -> PyResult<R> {
-    let r = py.detach(|| -> PyResult<xent::Result<R>> {
-        if threads == 0 {
-            Ok(f())
-        } else {
-            Ok(pool(threads)?.install(f))
-        }
-    })?;
+    let r = py.detach(|| -> PyResult<xent::Result<R>> { Ok(pool(threads)?.install(f)) })?;
     r.map_err(py_err)
 }
 

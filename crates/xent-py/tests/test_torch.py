@@ -494,3 +494,30 @@ def test_linear_none_backward_never_holds_the_logits(gen):
     torch.testing.assert_close(loss[:64].detach(), ref.detach(), rtol=1e-5, atol=1e-5)
     (ref * up[:64]).sum().backward()
     torch.testing.assert_close(h.grad[:64], h2.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_works_in_a_forked_child_after_use_in_the_parent(gen):
+    import os
+
+    x = torch.randn(64, 50, generator=gen)
+    y = torch.randint(0, 50, (64,), generator=gen)
+    want = xt.cross_entropy(x, y).item()  # the parent's pool exists now
+    pid = os.fork()
+    if pid == 0:  # child: a DataLoader worker would be here
+        code = 1
+        try:
+            code = 0 if xt.cross_entropy(x, y).item() == want else 2
+        finally:
+            os._exit(code)
+    import time
+
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("xent hung in a forked child")
