@@ -13,9 +13,8 @@ use crate::kernels::fused::{target_grad, AnyCoef, PieceJob, PieceStep};
 use crate::kernels::row::{GradConsts, Identity, Probs, SoftCap, Xform};
 use crate::kernels::shard::{self, RowShard, ShardCoef, ShardRow};
 use crate::kernels::simd::{Scalar, Store32};
-use crate::par::{ConstPtr, GradPtr, Ptr};
+use crate::par::{Blocks, ConstPtr, GradPtr, Ptr};
 use crate::targets::ClassIndices;
-use rayon::prelude::*;
 
 /// Elements per task: enough work per task, the rows' logits within L2.
 const TASK_ELEMS: usize = 1 << 15;
@@ -69,8 +68,9 @@ impl<T: Element> ShardCall<'_, T> {
         n * self.classes * self.inner + i
     }
 
-    fn rows_per_task(&self) -> usize {
-        (TASK_ELEMS / self.classes.max(1)).max(1)
+    /// The call's rows in tasks of about [`TASK_ELEMS`] elements.
+    fn tasks(&self, rows: usize) -> Blocks {
+        Blocks::new(rows, (TASK_ELEMS / self.classes.max(1)).max(1))
     }
 }
 
@@ -80,13 +80,13 @@ pub(crate) fn stats_simd<E: Element<Acc = f32> + Store32>(
     out: &mut [ShardRow],
 ) {
     let isa = Isa::active();
-    let per = call.rows_per_task();
-    out.par_chunks_mut(per).enumerate().for_each(|(task, out)| {
-        let mut rows = RowBufs::new(call);
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = rows.stats(call, isa, task * per + i);
-        }
-    });
+    call.tasks(out.len())
+        .map_mut([(Some(out), 1)], |rows, [out]| {
+            let mut bufs = RowBufs::new(call);
+            for (r, o) in rows.zip(out.into_iter().flatten()) {
+                *o = bufs.stats(call, isa, r);
+            }
+        });
 }
 
 /// The gradient of every row of the call from its constants (one per row).
@@ -110,16 +110,12 @@ fn grad_simd_into<E: Element<Acc = f32> + Store32, G: Store32>(
     accumulate: bool,
 ) {
     let isa = Isa::active();
-    let per = call.rows_per_task();
-    consts
-        .par_chunks(per)
-        .enumerate()
-        .for_each(|(task, consts)| {
-            let mut rows = RowBufs::new(call);
-            for (i, k) in consts.iter().enumerate() {
-                rows.grad(call, isa, task * per + i, *k, g, accumulate);
-            }
-        });
+    call.tasks(consts.len()).for_each(|rows| {
+        let mut bufs = RowBufs::new(call);
+        for r in rows {
+            bufs.grad(call, isa, r, consts[r], g, accumulate);
+        }
+    });
 }
 
 /// A task's `f32` work rows for K-dim rows (gathered logits, targets, gradient);
@@ -356,33 +352,32 @@ unsafe fn grad_of<R: Store32, G: Store32>(
 
 /// The partial statistics of every row of an `f64` call into `out`.
 pub(crate) fn stats_f64(call: &ShardCall<'_, f64>, out: &mut [ShardRow]) {
-    let per = call.rows_per_task();
     let coef = ShardCoef {
         weight: call.weight,
         eps: call.eps,
         classes: call.global_classes as f64,
     };
-    out.par_chunks_mut(per).enumerate().for_each(|(task, out)| {
-        for (i, o) in out.iter_mut().enumerate() {
-            let r = task * per + i;
-            *o = match call.target(r) {
-                None => ShardRow::EMPTY,
-                Some(y) => {
-                    let off = call.row_offset(r);
-                    // SAFETY: the row lies in the buffers (checked by the ops layer).
-                    unsafe {
-                        let row = RowShard {
-                            x: call.x.at(off),
-                            t: call.probs.map(|t| t.at(off)),
-                            c: call.classes,
-                            stride: call.inner,
-                        };
-                        shard::row_stats(row, &coef, call.cap, y)
+    call.tasks(out.len())
+        .map_mut([(Some(out), 1)], |rows, [out]| {
+            for (r, o) in rows.zip(out.into_iter().flatten()) {
+                *o = match call.target(r) {
+                    None => ShardRow::EMPTY,
+                    Some(y) => {
+                        let off = call.row_offset(r);
+                        // SAFETY: the row lies in the buffers (checked by the ops layer).
+                        unsafe {
+                            let row = RowShard {
+                                x: call.x.at(off),
+                                t: call.probs.map(|t| t.at(off)),
+                                c: call.classes,
+                                stride: call.inner,
+                            };
+                            shard::row_stats(row, &coef, call.cap, y)
+                        }
                     }
-                }
-            };
-        }
-    });
+                };
+            }
+        });
 }
 
 /// The gradient of every row of an `f64` call from its constants.
@@ -396,41 +391,37 @@ pub(crate) fn grad_f64(
         GradPtr::None => return,
         GradPtr::Same(g) | GradPtr::Acc(g) => g,
     };
-    let per = call.rows_per_task();
     let coef = ShardCoef {
         weight: call.weight,
         eps: call.eps,
         classes: call.global_classes as f64,
     };
-    consts
-        .par_chunks(per)
-        .enumerate()
-        .for_each(|(task, consts)| {
-            for (i, k) in consts.iter().enumerate() {
-                let r = task * per + i;
-                let (off, c, inner) = (call.row_offset(r), call.classes, call.inner);
-                // SAFETY: the row lies in the buffers (checked by the ops layer); the
-                // tasks' rows are disjoint.
-                unsafe {
-                    match *k {
-                        None if !accumulate => {
-                            for j in 0..c {
-                                *g.at(off + j * inner) = 0.0;
-                            }
+    call.tasks(consts.len()).for_each(|rows| {
+        for r in rows {
+            let k = &consts[r];
+            let (off, c, inner) = (call.row_offset(r), call.classes, call.inner);
+            // SAFETY: the row lies in the buffers (checked by the ops layer); the
+            // tasks' rows are disjoint.
+            unsafe {
+                match *k {
+                    None if !accumulate => {
+                        for j in 0..c {
+                            *g.at(off + j * inner) = 0.0;
                         }
-                        None => {}
-                        Some(k) => {
-                            let row = RowShard {
-                                x: call.x.at(off),
-                                t: call.probs.map(|t| t.at(off)),
-                                c,
-                                stride: inner,
-                            };
-                            let y = call.target(r).flatten();
-                            shard::row_grad(row, g.at(off), &coef, call.cap, y, k, accumulate);
-                        }
+                    }
+                    None => {}
+                    Some(k) => {
+                        let row = RowShard {
+                            x: call.x.at(off),
+                            t: call.probs.map(|t| t.at(off)),
+                            c,
+                            stride: inner,
+                        };
+                        let y = call.target(r).flatten();
+                        shard::row_grad(row, g.at(off), &coef, call.cap, y, k, accumulate);
                     }
                 }
             }
-        });
+        }
+    });
 }
