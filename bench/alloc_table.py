@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The allocation table of BENCHMARKS.md (issue 20): xent's fwd_bwd with a gradient
+"""The allocation table of BENCHMARKS.md: xent's fwd_bwd with a gradient
 kept across repetitions (`reuse`), a fresh one from the allocating API (`fresh`) and
 a fresh `vec!` (`plain`), next to the copy floor and PyTorch without and with
 THP_MEM_ALLOC_ENABLE=1.

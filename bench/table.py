@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Merges the JSON lines of `xent bench --json`, bench/torch_ce.py and bench/candle
-into the side-by-side Markdown table of BENCHMARKS.md.
+into the side-by-side Markdown table of BENCHMARKS.md: xent into a kept gradient
+buffer ("reuse") and into a fresh one per call ("fresh"), PyTorch with its default
+allocator and with huge pages (THP_MEM_ALLOC_ENABLE=1), candle.
 
     python3 bench/table.py xent.jsonl torch.jsonl [candle.jsonl]
 
@@ -24,14 +26,12 @@ def load(path):
             if not line.startswith("{"):
                 continue
             r = json.loads(line)
-            # This table is the kept-buffer one against PyTorch's default allocator;
-            # bench/alloc_table.py compares the allocations.
-            if r.get("alloc") not in (None, "reuse") or r.get("torch_alloc") not in (
-                None,
-                "default",
-            ):
-                continue
-            key = (tuple(r["shape"]), r["dtype"], r["pass"], r.get("impl", ""))
+            # The variant: xent's gradient allocation (`alloc`: null for fwd, reuse,
+            # fresh, plain), PyTorch's allocator (`torch_alloc`), or candle's `impl`.
+            variant = r.get("alloc") or r.get("torch_alloc") or r.get("impl") or ""
+            if variant in ("reuse", "default"):
+                variant = ""
+            key = (tuple(r["shape"]), r["dtype"], r["pass"], variant)
             rows.setdefault(key, []).append(r)
     return rows
 
@@ -57,10 +57,11 @@ def main():
         print(f"\n**{dtype}** (times in ms, medians)\n")
         print(
             "| shape | xent fwd | read floor | ratio | GB/s | xent fwd_bwd | copy floor "
-            "| ratio | GB/s | torch fwd | torch fwd_bwd | candle fwd_bwd "
-            "| fwd: torch/xent | fwd_bwd: torch/xent |"
+            "| ratio | GB/s | xent fresh | torch fwd | torch fwd_bwd | torch THP "
+            "| candle fwd_bwd | fwd: torch/xent | fwd_bwd: torch/xent "
+            "| fwd_bwd: THP/xent | fwd_bwd: THP/fresh |"
         )
-        print("|" + "---|" * 14)
+        print("|" + "---|" * 18)
         for shape in shapes:
             f = xent.get((shape, dtype, "fwd", ""))
             b = xent.get((shape, dtype, "fwd_bwd", ""))
@@ -70,17 +71,22 @@ def main():
                               med(b, "median_ms"), med(b, "floor_ms"))
             fg = f[0]["bytes"] / (fm * 1e6)
             bg = b[0]["bytes"] / (bm * 1e6)
+            xfresh = med(xent.get((shape, dtype, "fwd_bwd", "fresh"), []), "median_ms")
             tf = med(torch.get((shape, dtype, "fwd", ""), []), "median_ms")
             tb = med(torch.get((shape, dtype, "fwd_bwd", ""), []), "median_ms")
+            th = med(torch.get((shape, dtype, "fwd_bwd", "huge_pages"), []), "median_ms")
             cb = med(candle.get((shape, dtype, "fwd_bwd", "candle"), []), "median_ms")
+
+            def ratio(a, b):
+                return f"{fmt(a / b if a and b else None)}×"
+
             print(
                 f"| {'×'.join(map(str, shape))} | {fmt(fm, 2)} | {fmt(ff, 2)} | "
                 f"{fmt(fm / ff, 2)} | {fmt(fg)} | {fmt(bm, 2)} | {fmt(bf, 2)} | "
-                f"{fmt(bm / bf, 2)} | {fmt(bg)} | {fmt(tf, 1)} | {fmt(tb, 1)} | "
-                f"{fmt(cb, 0)} | {fmt(tf / fm if tf else None)}× | "
-                f"{fmt(tb / bm if tb else None)}× |"
+                f"{fmt(bm / bf, 2)} | {fmt(bg)} | {fmt(xfresh, 2)} | {fmt(tf, 1)} | "
+                f"{fmt(tb, 1)} | {fmt(th, 1)} | {fmt(cb, 0)} | {ratio(tf, fm)} | "
+                f"{ratio(tb, bm)} | {ratio(th, bm)} | {ratio(th, xfresh)} |"
             )
-
 
 if __name__ == "__main__":
     main()

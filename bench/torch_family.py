@@ -1,4 +1,4 @@
-"""PyTorch CPU baseline for `xent bench --suite family` (BENCHMARKS-family.md).
+"""PyTorch CPU baseline for `xent bench --suite family` (BENCHMARKS.md).
 
 Times F.binary_cross_entropy, F.binary_cross_entropy_with_logits and F.kl_div
 (reduction batchmean) on float32 of shape (16384, 1024) = 16M elements, forward
@@ -7,7 +7,7 @@ input), on 2 threads; prints the median of each in milliseconds. The data are ma
 as the Rust benchmark makes them (probabilities = sigmoid(logits), soft targets =
 sigmoid of other logits, log q = log(probabilities)), not bit-identical.
 
-Run:   /work/torch-venv/bin/python bench/torch_family.py [--elems N] [--threads 2]
+Run:   .venv/bin/python bench/torch_family.py [--elems N] [--threads 2]
 Never run by CI or the tests: it needs PyTorch.
 """
 

@@ -20,8 +20,8 @@ printed beside the overall one, as xent's linear_bench does.
 
 Needs PyTorch; not run by CI. From the worktree root:
 
-    /work/torch-venv/bin/python bench/torch_linear.py               # N=4096 D=1024 V=32000
-    /work/torch-venv/bin/python bench/torch_linear.py --v 128256 --reps 1
+    .venv/bin/python bench/torch_linear.py               # N=4096 D=1024 V=32000
+    .venv/bin/python bench/torch_linear.py --v 128256 --reps 1
 """
 
 import argparse

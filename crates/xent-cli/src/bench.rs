@@ -39,7 +39,7 @@ use xent::{
 };
 use xent::{Isa, Targets};
 
-/// The shapes of issue 3: `(N, C)` rows and one K-dim input `(N, C, d1, d2)`.
+/// The default shapes: `(N, C)` rows and one K-dim input `(N, C, d1, d2)`.
 pub const DEFAULT_SHAPES: [&[usize]; 6] = [
     &[65536, 10],
     &[16384, 1000],

@@ -1,4 +1,4 @@
-//! Regression tests for the hostile command lines of issue 16: `.npy` headers whose
+//! Regression tests for the hostile command lines: `.npy` headers whose
 //! shapes overflow or whose data is missing, a linear cross-entropy with `D = 0` or an
 //! empty `(2⁴⁰, 0)` weight, and outputs that would have lost a user's file (a
 //! directory among the outputs, an output that is an input, two paths to one file,

@@ -1,4 +1,4 @@
-//! Regression tests for the hostile library calls of issue 16: shapes whose sizes
+//! Regression tests for the hostile library calls: shapes whose sizes
 //! overflow behind a zero dim, a linear cross-entropy with `D = 0`, and buffers whose
 //! size comes from a shape that holds no data. Each must return an `Err` naming the
 //! shape (or compute the legal answer), fast, without panicking, aborting or touching

@@ -5,7 +5,7 @@
 //!
 //! The fixtures and the script that writes them (`fixtures/torch/make_linear_goldens.py`,
 //! which needs PyTorch and is never run by CI) are committed together; regenerate with
-//! `/work/torch-venv/bin/python fixtures/torch/make_linear_goldens.py` from the repo root.
+//! `.venv/bin/python fixtures/torch/make_linear_goldens.py` from the repo root.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

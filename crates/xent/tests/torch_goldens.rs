@@ -3,7 +3,7 @@
 //!
 //! The fixtures and the script that writes them (`fixtures/torch/make_goldens.py`,
 //! which needs PyTorch and is never run by CI) are committed together; regenerate with
-//! `../torch-venv/bin/python fixtures/torch/make_goldens.py` from the repo root.
+//! `.venv/bin/python fixtures/torch/make_goldens.py` from the repo root.
 //!
 //! Every test collects all failing cases before it panics, so one run lists them all;
 //! each message names the file, the case, the precision and the worst element's index.

@@ -2,7 +2,7 @@
 //! (1797 images of 8×8, `data/digits/`), trained with candle and xent.
 //!
 //! ```sh
-//! cargo run --release -p xent-candle --example digits             # plots into docs/
+//! cargo run --release -p xent-candle --example digits             # ./digits-training.png
 //! cargo run --release -p xent-candle --example digits -- --autograd --out /tmp/plots
 //! ```
 //!
@@ -349,7 +349,8 @@ fn plot(
 }
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let mut out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    // The plot goes to the working directory unless `--out` names another one.
+    let mut out = PathBuf::from(".");
     let mut autograd = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

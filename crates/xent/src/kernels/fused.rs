@@ -319,7 +319,7 @@ const STREAM_LANES: usize = 256;
 /// follow, rather than for L2: 96-lane tiles made the K-dim benchmark (C = 21) ~15 %
 /// slower than 2048-lane ones, and with 40 Ki-element tiles (within L2) C = 150, 300
 /// and 1000 were 1.2–1.7× slower than with the 160 Ki-element tiles used now (about
-/// 1100, 540 and 160 lanes; see BENCHMARKS.md, session 13).
+/// 1100, 540 and 160 lanes; see BENCHMARKS.md, design note "K-dim inputs").
 pub(super) fn tile_lanes(classes: usize) -> usize {
     ((TILE_ELEMS / classes.max(1)) / 16 * 16).clamp(16, 2048)
 }
@@ -340,7 +340,7 @@ fn tile_stride(tw: usize) -> usize {
 /// and a lane unit's three walks over all C lines no longer stay in cache (against
 /// a first gather of 8 rows at a time, C = 8192 and 32000 took 1.8–1.9× as long
 /// through the tiles, and C = 2048, with 80-lane tiles, 1.3× as long through the
-/// rows; see BENCHMARKS.md, session 13). Rows of [`crate::par::LONG_ROW`] classes or
+/// rows; see BENCHMARKS.md, design note "K-dim inputs"). Rows of [`crate::par::LONG_ROW`] classes or
 /// more stay on the tiles (the row kernels' stored-exp pass keeps one max per chunk,
 /// for shorter rows only).
 pub(crate) fn kdim_as_rows(classes: usize) -> bool {

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Reruns the benchmarks behind BENCHMARKS.md and writes their raw output to
+# bench/results/<suite>-<commit>.*: each tool several times, alternating, so that
+# the tables can take medians over runs (bench/table.py, bench/alloc_table.py).
+#
+#   python3 -m venv .venv && .venv/bin/pip install torch numpy   # once: PyTorch
+#   bash bench/run.sh [ce] [family] [linear] [candle] [memory]   # default: all
+#
+# Needs the Rust toolchain and .venv/bin/python with torch; nothing else. About
+# 20 minutes on 2 cores. Set RUNS (default 3) for the number of alternating runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=${PYTHON:-.venv/bin/python}
+runs=${RUNS:-3}
+rev=$(git rev-parse --short HEAD)
+out=bench/results
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(ce family linear candle memory)
+mkdir -p "$out"
+cargo build --release -p xent-cli -p xent --example linear_bench
+xent=target/release/xent
+{ lscpu | grep -E 'Model name|^CPU\(s\)|Thread'; uptime; } > "$out/machine-$rev.txt"
+
+for suite in "${suites[@]}"; do
+    case $suite in
+    ce)  # cross-entropy: xent (kept and fresh gradient), PyTorch (default and THP)
+        for _ in $(seq "$runs"); do
+            $xent bench --json --threads 2 >> "$out/ce-xent-$rev.jsonl"
+            $py bench/torch_ce.py --threads 2 >> "$out/ce-torch-$rev.jsonl"
+        done ;;
+    family)  # bce, bce-with-logits, kl-div on 16M f32
+        for _ in $(seq "$runs"); do
+            $xent bench --suite family --json --threads 2 >> "$out/family-xent-$rev.jsonl"
+            $py bench/torch_family.py --threads 2 >> "$out/family-torch-$rev.txt"
+        done ;;
+    linear)  # linear cross-entropy, N = 4096, D = 1024
+        for v in 32000 128256; do
+            reps=$([ "$v" = 32000 ] && echo 3 || echo 1)
+            target/release/examples/linear_bench 4096 1024 "$v" "$reps" >> "$out/linear-xent-$rev.txt"
+            $py bench/torch_linear.py --v "$v" --reps "$reps" >> "$out/linear-torch-$rev.txt"
+        done ;;
+    candle)  # candle-nn's cross-entropy and xent in one process
+        RAYON_NUM_THREADS=2 cargo run --release --manifest-path bench/candle/Cargo.toml \
+            -- --json > "$out/ce-candle-$rev.jsonl" ;;
+    memory)  # peak resident memory of one fwd_bwd call
+        /usr/bin/time -v $xent bench --quick --threads 2 --shape 4096x32000 --dtype f32 \
+            --pass fwd_bwd --alloc reuse 2>&1 | grep -E 'Maximum resident|median' \
+            > "$out/memory-xent-$rev.txt" ;;
+    *) echo "unknown suite $suite (ce, family, linear, candle, memory)" >&2; exit 2 ;;
+    esac
+done
+echo "raw results in $out/*-$rev.*"
