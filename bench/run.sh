@@ -17,7 +17,8 @@ out=bench/results
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(ce family linear candle memory)
 mkdir -p "$out"
-cargo build --release -p xent-cli -p xent --example linear_bench
+cargo build --release -p xent-cli
+cargo build --release -p xent --example linear_bench
 xent=target/release/xent
 { lscpu | grep -E 'Model name|^CPU\(s\)|Thread'; uptime; } > "$out/machine-$rev.txt"
 
