@@ -9,6 +9,8 @@ if ! command -v objdump >/dev/null; then
 fi
 cargo --version
 cargo test --workspace
+# The hostile-input tests again in an optimized build with overflow checks.
+cargo test --profile release-checked -p xent --test hostile --test hostile_props
 python3 .ci/stack_frames.py
 bash scripts/test-fuzz.sh
 bash scripts/test-python.sh
