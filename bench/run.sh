@@ -4,7 +4,7 @@
 # the tables can take medians over runs (bench/table.py, bench/alloc_table.py).
 #
 #   python3 -m venv .venv && .venv/bin/pip install torch numpy   # once: PyTorch
-#   bash bench/run.sh [ce] [family] [linear] [candle] [memory]   # default: all
+#   bash bench/run.sh [ce] [family] [linear] [candle] [memory] [python]   # default: all
 #
 # Needs the Rust toolchain and .venv/bin/python with torch; nothing else. About
 # 20 minutes on 2 cores. Set RUNS (default 3) for the number of alternating runs.
@@ -15,7 +15,7 @@ runs=${RUNS:-3}
 rev=$(git rev-parse --short HEAD)
 out=bench/results
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(ce family linear candle memory)
+[ ${#suites[@]} -gt 0 ] || suites=(ce family linear candle memory python)
 mkdir -p "$out"
 cargo build --release -p xent-cli
 cargo build --release -p xent --example linear_bench
@@ -47,7 +47,14 @@ for suite in "${suites[@]}"; do
         /usr/bin/time -v $xent bench --quick --threads 2 --shape 4096x32000 --dtype f32 \
             --pass fwd_bwd --alloc reuse 2>&1 | grep -E 'Maximum resident|median' \
             > "$out/memory-xent-$rev.txt" ;;
-    *) echo "unknown suite $suite (ce, family, linear, candle, memory)" >&2; exit 2 ;;
+    python)  # xent.torch against torch.nn.functional, next to xent bench's kept buffer
+        $py -m pip install -q --force-reinstall --no-deps ./crates/xent-py
+        for _ in $(seq "$runs"); do
+            $py -m xent.bench --threads 2 >> "$out/python-xent-bench-$rev.txt"
+            $xent bench --threads 2 --pass fwd_bwd --alloc reuse --shape 4096x32000 \
+                --shape 16384x1000 --shape 1024x128256 >> "$out/python-xent-bench-$rev.txt"
+        done ;;
+    *) echo "unknown suite $suite (ce, family, linear, candle, memory, python)" >&2; exit 2 ;;
     esac
 done
 echo "raw results in $out/*-$rev.*"

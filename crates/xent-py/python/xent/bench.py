@@ -12,7 +12,8 @@ For each shape and dtype it prints the median time of:
   ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch's CPU allocator then advises huge pages);
 
 all with the same thread count (``torch.get_num_threads()``, or
-``--threads``), ``x.grad`` reset to ``None`` before each call as a training step
+``--threads``) and the repetition plan of ``xent bench`` (0.1 s of warm-up, then at
+least ``--reps`` calls and 0.5 s), ``x.grad`` reset to ``None`` before each call as a training step
 does after ``zero_grad()``. ``peak MiB`` is the rise of the process's peak resident
 memory (``VmHWM``, reset before each case through ``/proc/self/clear_refs``) over its
 resident memory before the case (the logits allocated, no gradient), against the size
@@ -49,19 +50,26 @@ def _reset_peak():
         return False
 
 
-def _case(fn, reps, reset):
-    """(median seconds, peak rise MiB) of ``fn`` run ``reps`` times after a warm-up;
-    ``reset`` drops what the warm-up left (the gradient) before the baseline."""
+def _case(fn, reps, reset, warmup=0.1, min_time=0.5):
+    """(median seconds, peak rise MiB) of ``fn``: called for ``warmup`` seconds (at
+    least once), then timed at least ``reps`` times and for at least ``min_time``
+    seconds, as ``xent bench`` does (its warm-up is 0.1 s, its timing 0.5 s), so that
+    short calls are measured in the same steady state on both sides. ``reset`` drops
+    what the warm-up left (the gradient) before the baseline."""
     import gc
 
     gc.collect()
-    fn()  # warm-up: code paged in, pools started
+    t0 = time.perf_counter()
+    fn()  # warm-up: code paged in, pools started, threads awake
+    while time.perf_counter() - t0 < warmup:
+        fn()
     reset()
     gc.collect()
     base = _status_kib("VmRSS")
     ok = _reset_peak()
     times = []
-    for _ in range(reps):
+    t_start = time.perf_counter()
+    while len(times) < reps or time.perf_counter() - t_start < min_time:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -136,7 +144,9 @@ def _cpu_name():
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m xent.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--reps", type=int, default=7, help="timed calls per case (median)")
+    p.add_argument("--reps", type=int, default=7,
+                   help="at least this many timed calls per case (median); short cases "
+                        "repeat for at least 0.5 s after a 0.1 s warm-up, as xent bench")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for both (default torch.get_num_threads())")
     p.add_argument("--shape", action="append", default=None, metavar="NxC",
@@ -171,7 +181,8 @@ def main(argv=None):
             print(json.dumps(r))
         return 0
     print(f"# python -m xent.bench: {_cpu_name()}, {threads} thread(s), torch "
-          f"{torch.__version__}; medians of {a.reps}; forward + backward")
+          f"{torch.__version__}; medians of >= {a.reps} calls and >= 0.5 s after a 0.1 s "
+          f"warm-up; forward + backward")
     hdr = (f"{'shape':>13} {'dtype':>8} {'impl':>12} {'ms':>9} {'peak MiB':>9} "
            f"{'grad MiB':>9} {'torch/xt':>9} {'THP/xt':>7} {'xt/reused':>9}")
     print(hdr)
