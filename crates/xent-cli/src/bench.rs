@@ -19,6 +19,10 @@
 //!   - `plain` (only on request): a new `vec!` on the plain allocator every
 //!     repetition, then `cross_entropy_into`.
 //!
+//!   `fresh` and `plain` warm up for at least 1 s and time at least 1 s: they report
+//!   the steady state of a training loop, not a process's first large allocations
+//!   (which can cost several times more while the memory behind them is first used).
+//!
 //! The header names the kernel's transparent-huge-page mode ([`xent::alloc::thp_mode`]):
 //! with `never`, `fresh` runs on 4 KiB pages.
 //!
@@ -447,6 +451,7 @@ fn copy_floor<T: BenchElement>(x: &[T], dst: &mut [T], chunk: usize) {
 }
 
 /// How long and how often to repeat.
+#[derive(Clone)]
 struct Plan {
     warmup: Duration,
     min_time: Duration,
@@ -471,6 +476,22 @@ impl Plan {
                 max_reps: 2000,
             }
         }
+    }
+}
+
+impl Plan {
+    /// The plan for a case that allocates its gradient every repetition: a warm-up
+    /// of at least 1 s and the timing of at least 1 s (unless `--quick`). A process's
+    /// first large allocations can cost several times the steady state (the memory
+    /// behind them has not been used yet; on a virtual machine the host may fault it
+    /// in too), while a training loop pays the steady state at every step.
+    fn allocating(&self) -> Plan {
+        let mut plan = self.clone();
+        if plan.warmup > Duration::ZERO {
+            plan.warmup = plan.warmup.max(Duration::from_secs(1));
+            plan.min_time = plan.min_time.max(Duration::from_secs(1));
+        }
+        plan
     }
 }
 
@@ -585,6 +606,10 @@ fn run_case<T: BenchElement>(
                 // The floor writes into the kept gradient buffer (no third buffer);
                 // `reuse` writes there too.
                 let grad = std::cell::RefCell::new(&mut grad[..]);
+                let plan = match alloc {
+                    Some(Alloc::Fresh | Alloc::Plain) => plan.allocating(),
+                    _ => plan.clone(),
+                };
                 let (k, f, r) = measure(
                     &plan,
                     || {
@@ -673,6 +698,16 @@ fn run_case<T: BenchElement>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allocating_cases_warm_up_and_time_for_a_second_unless_quick() {
+        let full = Plan::new(false).allocating();
+        assert_eq!(full.warmup, Duration::from_secs(1));
+        assert_eq!(full.min_time, Duration::from_secs(1));
+        let quick = Plan::new(true).allocating();
+        assert_eq!(quick.warmup, Duration::ZERO);
+        assert_eq!(quick.min_time, Plan::new(true).min_time);
+    }
 
     #[test]
     fn shapes_parse() {

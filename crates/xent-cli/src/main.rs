@@ -83,6 +83,7 @@ struct BenchArgs {
     /// allocating `cross_entropy_with_grad`, which allocates a new gradient (on huge
     /// pages when large) every repetition, as a training loop with that API does;
     /// "plain" (only when asked for) allocates it with `vec!` on the plain allocator.
+    /// "fresh" and "plain" warm up and time for at least 1 s each (the steady state).
     #[arg(long, value_parser = ["reuse", "fresh", "plain"])]
     alloc: Option<String>,
     /// Which losses: "ce" (cross-entropy on the shapes) or "family" (bce,
