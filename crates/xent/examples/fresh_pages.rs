@@ -3,9 +3,10 @@
 //! next to what the operating system alone charges for a fresh buffer of that size:
 //! allocate it, have the kernel fault in and zero every page on all threads
 //! (`MADV_POPULATE_WRITE` on each thread's share, Linux 5.14 and later, nothing
-//! written from user space) and free it. No allocating API can cost less than
-//! kept + that floor; only a buffer kept across calls avoids it (`cross_entropy_into`,
-//! `xent::alloc::HugeBuf`).
+//! written from user space) and free it. An allocating call pays that on top of the
+//! kernel's own work, less what the two overlap (xent's allocating functions touch
+//! the fresh pages first inside the parallel kernel); only a buffer kept across calls
+//! avoids it (`cross_entropy_into`, `xent::alloc::HugeBuf`).
 //!
 //! ```text
 //! cargo run --release -p xent --example fresh_pages -- [N] [C] [reps] [threads]

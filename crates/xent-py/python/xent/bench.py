@@ -11,9 +11,9 @@ For each shape and dtype it prints the median time of:
 - ``torch THP``: the same in a second process started with
   ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch's CPU allocator then advises huge pages);
 
-all with the same thread count (``torch.get_num_threads()``, or
-``--threads``) and the repetition plan of ``xent bench`` (0.1 s of warm-up, then at
-least ``--reps`` calls and 0.5 s), ``x.grad`` reset to ``None`` before each call as a training step
+all with the same thread count (``torch.get_num_threads()``, or ``--threads``) and
+the repetition plan of ``xent bench`` (0.1 s of warm-up, then at least ``--reps``
+calls and 0.5 s), ``x.grad`` reset to ``None`` before each call as a training step
 does after ``zero_grad()``. ``peak MiB`` is the rise of the process's peak resident
 memory (``VmHWM``, reset before each case through ``/proc/self/clear_refs``) over its
 resident memory before the case (the logits allocated, no gradient), against the size
