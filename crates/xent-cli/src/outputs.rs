@@ -208,6 +208,13 @@ struct Entry {
 /// process ends, so nothing else happens.
 static STATE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
+/// One transaction at a time per process ([`STATE`] holds one): held for the whole of
+/// [`write_all_with`].
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE: Mutex<()> = Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn state() -> MutexGuard<'static, Vec<Entry>> {
     // A panic while holding the lock leaves consistent entries: each field is updated
     // right after the operation it records.
@@ -288,9 +295,7 @@ pub(crate) fn write_all_with(
     files: &[(PathBuf, Vec<u8>)],
     ops: &mut impl Ops,
 ) -> Result<(), Failure> {
-    // One transaction at a time per process ([`STATE`] holds one).
-    static ONE: Mutex<()> = Mutex::new(());
-    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_at_a_time();
     let resolved = files
         .iter()
         .map(|(p, _)| resolve(p))
@@ -523,6 +528,8 @@ mod tests {
                         ]
                     );
                 }
+                // Between transactions (another test may be writing), nothing is left.
+                let _one = one_at_a_time();
                 assert!(state().is_empty());
             }
         }
