@@ -695,8 +695,14 @@ fn every_isa_matches_the_scalar_twin() {
 
 /// The public API dispatches to the best instruction set of this CPU, and that path
 /// really ran; on x86-64 machines with AVX2 the best is never scalar.
+/// Held by a test while it forces an instruction set (process-wide) and by tests that
+/// check which one ran.
+static FORCING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn dispatch_runs_the_best_path() {
+    // No other test of this binary forces an instruction set meanwhile.
+    let _forcing = FORCING.lock().unwrap_or_else(|e| e.into_inner());
     let best = Isa::best();
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -789,6 +795,7 @@ fn pointwise_kernels_match_f64() {
             .sum
             .value();
             for isa in Isa::available() {
+                let _forcing = FORCING.lock().unwrap_or_else(|e| e.into_inner());
                 Isa::force(Some(isa)).unwrap();
                 let mut loss = vec![0.0f32; n];
                 let mut ga = start.clone();
