@@ -84,6 +84,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let arg = |i: usize, default: usize| args.get(i).copied().unwrap_or(default);
     let (n, c, reps) = (arg(0, 4096), arg(1, 32000), arg(2, 7).max(1));
+    if n == 0 || c == 0 {
+        return Err(format!("N and C must be positive, got N = {n}, C = {c}").into());
+    }
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(&t) = args.get(3) {
         pool = pool.num_threads(t);
