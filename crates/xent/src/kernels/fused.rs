@@ -853,9 +853,9 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let lanes = S::LANES;
         // f32 tiles whatever E and G are: widened once on the way in, rounded once
         // on the way out, and the statistics pass can store its exps in `gt`.
-        let mut xt = [0.0f32; 16 * SMALL_C];
-        let mut tt = [0.0f32; 16 * SMALL_C];
-        let mut gt = [0.0f32; 16 * SMALL_C];
+        let mut xt = Tile::new();
+        let mut tt = Tile::new();
+        let mut gt = Tile::new();
         let (t, g) = (self.t.map(NonNull::as_ptr), self.g.map(NonNull::as_ptr));
         let mut r0 = 0;
         while r0 < self.outer {
@@ -865,17 +865,17 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 // tiles hold lanes·C ≤ 16·SMALL_C f32.
                 unsafe {
                     let base = r0 * c;
-                    s.rows_to_tile(self.x.add(base), c, c, xt.as_mut_ptr());
+                    s.rows_to_tile(self.x.add(base), c, c, xt.0.as_mut_ptr());
                     if let Some(t) = t {
-                        s.rows_to_tile(t.add(base), c, c, tt.as_mut_ptr());
+                        s.rows_to_tile(t.add(base), c, c, tt.0.as_mut_ptr());
                     }
                     if let (Some(g), true) = (g, self.accumulate) {
-                        s.rows_to_tile(g.add(base), c, c, gt.as_mut_ptr());
+                        s.rows_to_tile(g.add(base), c, c, gt.0.as_mut_ptr());
                     }
                     let at = LaneAt {
-                        x: xt.as_ptr(),
-                        t: t.map(|_| tt.as_ptr()),
-                        g: g.map(|_| gt.as_mut_ptr()),
+                        x: xt.0.as_ptr(),
+                        t: t.map(|_| tt.0.as_ptr()),
+                        g: g.map(|_| gt.0.as_mut_ptr()),
                         stride: lanes,
                     };
                     sums.add(
@@ -883,7 +883,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         self.lane_unit_body::<S, X, _, _, ST, AC, ACT>(s, xf, at, r0),
                     );
                     if let Some(g) = g {
-                        s.tile_to_rows(gt.as_ptr(), g.add(base), c, c);
+                        s.tile_to_rows(gt.0.as_ptr(), g.add(base), c, c);
                     }
                 }
             } else {
@@ -1428,6 +1428,18 @@ struct LaneAt<E, G> {
     t: Option<*const E>,
     g: Option<*mut G>,
     stride: usize,
+}
+
+/// A tile of [`CeJob`]'s `small_rows`: `LANES` rows of up to [`SMALL_C`] classes,
+/// class-major. Cache-line aligned, so that no vector load or store of it straddles
+/// two lines (an unaligned tile splits every other access at AVX2 width).
+#[repr(C, align(64))]
+struct Tile([f32; 16 * SMALL_C]);
+
+impl Tile {
+    fn new() -> Self {
+        Tile([0.0; 16 * SMALL_C])
+    }
 }
 
 /// Rows of at most this many classes are transposed into tiles ([`CeJob`]'s
