@@ -35,26 +35,33 @@ const _: () = assert!(LONG_ROW <= crate::kernels::row::MAX_STORED_CHUNKS * CHUNK
 const PIECE: usize = 32 * CHUNK;
 const _: () = assert!(PIECE <= MAX_STORED_CHUNKS * CHUNK);
 
+/// One cache line of f32 scratch: the unit the scratch is allocated in, so that it
+/// starts on a line (the kernels' vector loads and stores of it never straddle two).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
 thread_local! {
     /// Each pool thread's kernel scratch, kept across calls: O(threads · C) memory.
-    static SCRATCH: core::cell::RefCell<Vec<f32>> = const { core::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: core::cell::RefCell<Vec<Line>> = const { core::cell::RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with at least `len` f32 of this thread's scratch (none for `len = 0`).
-/// Kernels do not call back into rayon, so the borrow is never nested; if it ever
-/// were, a temporary buffer is used instead of panicking.
+/// Runs `f` with at least `len` f32 of this thread's scratch, cache-line aligned
+/// (none for `len = 0`). Kernels do not call back into rayon, so the borrow is never
+/// nested; if it ever were, a temporary buffer is used instead of panicking.
 fn with_scratch<R>(len: usize, f: impl FnOnce(Option<NonNull<f32>>) -> R) -> R {
     if len == 0 {
         return f(None);
     }
+    let lines = len.div_ceil(16);
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut v) => {
-            if v.len() < len {
-                v.resize(len, 0.0);
+            if v.len() < lines {
+                v.resize(lines, Line([0.0; 16]));
             }
             f(Some(NonNull::from(&mut v[..]).cast()))
         }
-        Err(_) => f(Some(NonNull::from(&mut vec![0.0f32; len][..]).cast())),
+        Err(_) => f(Some(NonNull::from(&mut vec![Line([0.0; 16]); lines][..]).cast())),
     })
 }
 
