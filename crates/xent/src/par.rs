@@ -61,7 +61,9 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(Option<NonNull<f32>>) -> R) -> R {
             }
             f(Some(NonNull::from(&mut v[..]).cast()))
         }
-        Err(_) => f(Some(NonNull::from(&mut vec![Line([0.0; 16]); lines][..]).cast())),
+        Err(_) => f(Some(
+            NonNull::from(&mut vec![Line([0.0; 16]); lines][..]).cast(),
+        )),
     })
 }
 

@@ -172,6 +172,57 @@ impl SimdKernel<Avx2> for Transpose8 {
     }
 }
 
+/// [`Avx2::rows_to_tile_in`] on each 8 rows of a tile of `lanes` rows, as a kernel
+/// (made only by [`Avx2::rows_to_tile_wide`], under its caller's guarantees).
+struct RowsToTile<E> {
+    p: *const E,
+    stride: usize,
+    c: usize,
+    tile: *mut f32,
+    lanes: usize,
+}
+
+impl<E: Store32> SimdKernel<Avx2> for RowsToTile<E> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self, s: Avx2) {
+        for h in 0..self.lanes / 8 {
+            // SAFETY: `rows_to_tile_wide`'s caller guarantees `lanes` rows and a
+            // tile of `lanes` lanes; rows 8h..8h + 8 go to lanes 8h..8h + 8.
+            unsafe {
+                let (p, tile) = (self.p.add(8 * h * self.stride), self.tile.add(8 * h));
+                s.rows_to_tile_in(p, self.stride, self.c, tile, self.lanes);
+            }
+        }
+    }
+}
+
+/// [`Avx2::tile_to_rows_in`] on each 8 lanes of a tile of `lanes` lanes, as a
+/// kernel (made only by [`Avx2::tile_to_rows_wide`], under its caller's
+/// guarantees).
+struct TileToRows<E> {
+    tile: *const f32,
+    p: *mut E,
+    stride: usize,
+    c: usize,
+    lanes: usize,
+}
+
+impl<E: Store32> SimdKernel<Avx2> for TileToRows<E> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self, s: Avx2) {
+        for h in 0..self.lanes / 8 {
+            // SAFETY: `tile_to_rows_wide`'s caller guarantees `lanes` rows and a
+            // tile of `lanes` lanes; lanes 8h..8h + 8 go to rows 8h..8h + 8.
+            unsafe {
+                let (tile, p) = (self.tile.add(8 * h), self.p.add(8 * h * self.stride));
+                s.tile_to_rows_in(tile, p, self.stride, self.c, self.lanes);
+            }
+        }
+    }
+}
+
 impl Avx2 {
     /// The 8 × 8 transpose: lane `j` of output `i` is lane `i` of input `j`. A kernel
     /// of its own ([`Transpose8`]): an unoptimized build gives each inlined copy of its
@@ -226,6 +277,130 @@ impl Avx2 {
         // `out` holds 8 floats.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), a) };
         out[i]
+    }
+
+    /// [`Simd::rows_to_tile`] for 8 rows into a tile of `lanes ≥ 8` f32 per class
+    /// (8 rows of a wider tile, from `tile`): rows of at least 8 classes go through
+    /// 8 × 8 transposes of windows that start at classes 0, 8, 16, … and, for the
+    /// last, at `c − 8` (overlapping the one before rather than reading past the row).
+    ///
+    /// # Safety
+    /// `p + l·stride + k` readable for `l < 8`, `k < c`; `tile + k·lanes + l`
+    /// writable for `k < c`, `l < 8`, not overlapping the rows.
+    #[inline(always)]
+    unsafe fn rows_to_tile_in<E: Store32>(
+        self,
+        p: *const E,
+        stride: usize,
+        c: usize,
+        tile: *mut f32,
+        lanes: usize,
+    ) {
+        // SAFETY: AVX2 and F16C are available (an `Avx2` is only made by
+        // `Avx2::detect`); every window lies in classes w..w + 8 ≤ c of the
+        // caller's rows and tile.
+        unsafe {
+            if c < 8 {
+                return transpose_each(p, stride, tile, lanes, (8, c));
+            }
+            let mut k0 = 0;
+            while k0 < c {
+                let w = k0.min(c - 8);
+                let r = core::array::from_fn(|l| E::load_avx2(p.add(l * stride + w)));
+                for (j, v) in self.transpose8(r).into_iter().enumerate() {
+                    _mm256_storeu_ps(tile.add((w + j) * lanes), v);
+                }
+                k0 += 8;
+            }
+        }
+    }
+
+    /// The inverse of [`Avx2::rows_to_tile_in`] (an overlap writes the same values
+    /// twice).
+    ///
+    /// # Safety
+    /// `p + l·stride + k` writable for `l < 8`, `k < c`; `tile + k·lanes + l`
+    /// readable for `k < c`, `l < 8`, not overlapping the rows.
+    #[inline(always)]
+    unsafe fn tile_to_rows_in<E: Store32>(
+        self,
+        tile: *const f32,
+        p: *mut E,
+        stride: usize,
+        c: usize,
+        lanes: usize,
+    ) {
+        // SAFETY: as rows_to_tile_in.
+        unsafe {
+            if c < 8 {
+                return transpose_each(tile, lanes, p, stride, (c, 8));
+            }
+            let mut k0 = 0;
+            while k0 < c {
+                let w = k0.min(c - 8);
+                let t = core::array::from_fn(|j| _mm256_loadu_ps(tile.add((w + j) * lanes)));
+                for (l, v) in self.transpose8(t).into_iter().enumerate() {
+                    E::store_avx2(p.add(l * stride + w), v);
+                }
+                k0 += 8;
+            }
+        }
+    }
+
+    /// [`Simd::rows_to_tile`] for a tile of `lanes` (a multiple of 8) rows, 8 rows
+    /// at a time, as a kernel of its own ([`RowsToTile`]): the AVX-512 tiles of 16
+    /// lanes use it, and an unoptimized build would otherwise give each inlined copy
+    /// its own stack slots in the short-row kernels.
+    ///
+    /// # Safety
+    /// `p + l·stride + k` readable for `l < lanes`, `k < c`; `tile` writable for
+    /// `c·lanes` f32 and not overlapping the rows.
+    #[inline(always)]
+    pub(super) unsafe fn rows_to_tile_wide<E: Store32>(
+        self,
+        p: *const E,
+        stride: usize,
+        c: usize,
+        tile: *mut f32,
+        lanes: usize,
+    ) {
+        self.vectorize(RowsToTile {
+            p,
+            stride,
+            c,
+            tile,
+            lanes,
+        })
+    }
+
+    /// The inverse of [`Avx2::rows_to_tile_wide`], as a kernel ([`TileToRows`]).
+    ///
+    /// # Safety
+    /// `p + l·stride + k` writable for `l < lanes`, `k < c`; `tile` readable for
+    /// `c·lanes` f32 and not overlapping the rows.
+    #[inline(always)]
+    pub(super) unsafe fn tile_to_rows_wide<E: Store32>(
+        self,
+        tile: *const f32,
+        p: *mut E,
+        stride: usize,
+        c: usize,
+        lanes: usize,
+    ) {
+        self.vectorize(TileToRows {
+            tile,
+            p,
+            stride,
+            c,
+            lanes,
+        })
+    }
+
+    /// The AVX2 token an [`Avx512`] implies (its detection checks everything
+    /// [`Avx2::detect`] does).
+    #[inline(always)]
+    pub(super) fn implied_by(_: super::avx512::Avx512) -> Self {
+        Avx2(())
     }
 
     /// `Some` when the running CPU has AVX2, FMA and F16C.
@@ -295,28 +470,11 @@ impl Simd for Avx2 {
         // SAFETY: as `prefetch`.
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p as *const i8) }
     }
-    /// Rows of at least 8 classes go through 8 × 8 transposes of windows that
-    /// start at classes 0, 8, 16, … and, for the last, at `c − 8` (overlapping
-    /// the one before rather than reading past the row).
+    /// 8 × 8 transposes in registers ([`Avx2::rows_to_tile_in`]).
     #[inline(always)]
     unsafe fn rows_to_tile<E: Store32>(self, p: *const E, stride: usize, c: usize, tile: *mut f32) {
-        // SAFETY: AVX2 and F16C are available (an `Avx2` is only made by
-        // `Avx2::detect`); the caller guarantees rows of c elements and a tile of
-        // 8·c f32, and every window lies in classes w..w + 8 ≤ c.
-        unsafe {
-            if c < 8 {
-                return transpose_each(p, stride, tile, 8, (8, c));
-            }
-            let mut k0 = 0;
-            while k0 < c {
-                let w = k0.min(c - 8);
-                let r = core::array::from_fn(|l| E::load_avx2(p.add(l * stride + w)));
-                for (j, v) in self.transpose8(r).into_iter().enumerate() {
-                    _mm256_storeu_ps(tile.add((w + j) * 8), v);
-                }
-                k0 += 8;
-            }
-        }
+        // SAFETY: forwarded (a tile of 8 lanes).
+        unsafe { self.rows_to_tile_in(p, stride, c, tile, 8) }
     }
     #[inline(always)]
     unsafe fn transpose_block<A: Store32, B: Store32>(
@@ -336,25 +494,11 @@ impl Simd for Avx2 {
             }
         }
     }
-    /// The windows of [`Simd::rows_to_tile`] in the other direction (an overlap
-    /// writes the same values twice).
+    /// 8 × 8 transposes in registers ([`Avx2::tile_to_rows_in`]).
     #[inline(always)]
     unsafe fn tile_to_rows<E: Store32>(self, tile: *const f32, p: *mut E, stride: usize, c: usize) {
-        // SAFETY: as rows_to_tile.
-        unsafe {
-            if c < 8 {
-                return transpose_each(tile, 8, p, stride, (c, 8));
-            }
-            let mut k0 = 0;
-            while k0 < c {
-                let w = k0.min(c - 8);
-                let t = core::array::from_fn(|j| _mm256_loadu_ps(tile.add((w + j) * 8)));
-                for (l, v) in self.transpose8(t).into_iter().enumerate() {
-                    E::store_avx2(p.add(l * stride + w), v);
-                }
-                k0 += 8;
-            }
-        }
+        // SAFETY: forwarded (a tile of 8 lanes).
+        unsafe { self.tile_to_rows_in(tile, p, stride, c, 8) }
     }
 
     #[inline(always)]

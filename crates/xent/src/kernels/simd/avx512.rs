@@ -131,6 +131,19 @@ impl Simd for Avx512 {
         // AVX-512F, AVX2, FMA and F16C on this CPU.
         unsafe { trampoline(self, k) }
     }
+    /// 8 × 8 transposes in registers, on each 8-row half of the tile
+    /// ([`Avx2::rows_to_tile_wide`]).
+    #[inline(always)]
+    unsafe fn rows_to_tile<E: Store32>(self, p: *const E, stride: usize, c: usize, tile: *mut f32) {
+        // SAFETY: forwarded (16 rows, a tile of 16 lanes).
+        unsafe { Avx2::implied_by(self).rows_to_tile_wide(p, stride, c, tile, 16) }
+    }
+    /// As [`Avx512::rows_to_tile`], the other way.
+    #[inline(always)]
+    unsafe fn tile_to_rows<E: Store32>(self, tile: *const f32, p: *mut E, stride: usize, c: usize) {
+        // SAFETY: forwarded (16 rows, a tile of 16 lanes).
+        unsafe { Avx2::implied_by(self).tile_to_rows_wide(tile, p, stride, c, 16) }
+    }
     #[inline(always)]
     fn splat(self, v: f32) -> __m512 {
         // SAFETY: AVX-512F is available: an `Avx512` is only made by `Avx512::detect`.

@@ -156,7 +156,7 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     fn stream_fence(self) {}
     /// `LANES` rows of `c` classes into a class-major f32 tile: class `k` of row
     /// `l` (at `p + l·stride + k`) goes to `tile[k·LANES + l]`. Element by element
-    /// here; [`Avx2`] transposes 8 × 8 blocks in registers.
+    /// here; [`Avx2`] and [`Avx512`] transpose 8 × 8 blocks in registers.
     ///
     /// # Safety
     /// `p + l·stride + k` readable for `l < LANES`, `k < c`; `tile` writable for
