@@ -724,3 +724,28 @@ fn ce_f64_into(call: &CeCall<'_, f64>, g: Option<Ptr<f64>>) -> (f64, f64) {
     });
     fold(sums)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::with_scratch;
+
+    /// The kernels' scratch starts on a cache line, for every length and also when
+    /// the thread's buffer is taken (the fallback buffer); it holds `len` f32.
+    #[test]
+    fn scratch_is_cache_line_aligned() {
+        for len in [1, 15, 16, 17, 1000, 40_000] {
+            with_scratch(len, |outer| {
+                let outer = outer.expect("len > 0 gives a buffer");
+                assert_eq!(outer.as_ptr() as usize % 64, 0, "len {len}");
+                // SAFETY: the scratch holds at least len f32.
+                unsafe { outer.as_ptr().add(len - 1).write(1.0) };
+                with_scratch(len, |inner| {
+                    let inner = inner.expect("len > 0 gives a buffer");
+                    assert_ne!(inner, outer, "a nested call gets its own buffer");
+                    assert_eq!(inner.as_ptr() as usize % 64, 0, "nested, len {len}");
+                });
+            });
+        }
+        with_scratch(0, |none| assert!(none.is_none()));
+    }
+}

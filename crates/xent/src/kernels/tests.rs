@@ -408,9 +408,8 @@ fn tile_trip_is_exact<E: Store32 + PartialEq + core::fmt::Debug>(isa: Isa, x: &[
 }
 
 /// Short rows go through class-major tiles (8 × 8 register transposes on AVX2 and
-/// AVX-512):
-/// every class of every row lands at its place and comes back unchanged, for
-/// every row length up to `SMALL_C` and f32, bf16 and f16 rows.
+/// AVX-512): every class of every row lands at its place and comes back unchanged,
+/// for every row length up to `SMALL_C` and f32, bf16 and f16 rows.
 #[test]
 fn short_row_tiles_round_trip() {
     let n = 20 * SMALL_C;
