@@ -172,8 +172,8 @@ impl SimdKernel<Avx2> for Transpose8 {
     }
 }
 
-/// [`Avx2::rows_to_tile_in`] on each 8 rows of a tile of `lanes` rows, as a kernel
-/// (made only by [`Avx2::rows_to_tile_wide`], under its caller's guarantees).
+/// [`Avx2::rows_to_tile_in`] as a kernel (made only by [`Avx2::rows_to_tile_wide`],
+/// under its caller's guarantees).
 struct RowsToTile<E> {
     p: *const E,
     stride: usize,
@@ -186,20 +186,14 @@ impl<E: Store32> SimdKernel<Avx2> for RowsToTile<E> {
     type Out = ();
     #[inline(always)]
     fn run(self, s: Avx2) {
-        for h in 0..self.lanes / 8 {
-            // SAFETY: `rows_to_tile_wide`'s caller guarantees `lanes` rows and a
-            // tile of `lanes` lanes; rows 8h..8h + 8 go to lanes 8h..8h + 8.
-            unsafe {
-                let (p, tile) = (self.p.add(8 * h * self.stride), self.tile.add(8 * h));
-                s.rows_to_tile_in(p, self.stride, self.c, tile, self.lanes);
-            }
-        }
+        // SAFETY: `rows_to_tile_wide`'s caller guarantees `rows_to_tile_in`'s
+        // contract for these fields.
+        unsafe { s.rows_to_tile_in(self.p, self.stride, self.c, self.tile, self.lanes) }
     }
 }
 
-/// [`Avx2::tile_to_rows_in`] on each 8 lanes of a tile of `lanes` lanes, as a
-/// kernel (made only by [`Avx2::tile_to_rows_wide`], under its caller's
-/// guarantees).
+/// [`Avx2::tile_to_rows_in`] as a kernel (made only by [`Avx2::tile_to_rows_wide`],
+/// under its caller's guarantees).
 struct TileToRows<E> {
     tile: *const f32,
     p: *mut E,
@@ -212,14 +206,9 @@ impl<E: Store32> SimdKernel<Avx2> for TileToRows<E> {
     type Out = ();
     #[inline(always)]
     fn run(self, s: Avx2) {
-        for h in 0..self.lanes / 8 {
-            // SAFETY: `tile_to_rows_wide`'s caller guarantees `lanes` rows and a
-            // tile of `lanes` lanes; lanes 8h..8h + 8 go to rows 8h..8h + 8.
-            unsafe {
-                let (tile, p) = (self.tile.add(8 * h), self.p.add(8 * h * self.stride));
-                s.tile_to_rows_in(tile, p, self.stride, self.c, self.lanes);
-            }
-        }
+        // SAFETY: `tile_to_rows_wide`'s caller guarantees `tile_to_rows_in`'s
+        // contract for these fields.
+        unsafe { s.tile_to_rows_in(self.tile, self.p, self.stride, self.c, self.lanes) }
     }
 }
 
@@ -279,14 +268,14 @@ impl Avx2 {
         out[i]
     }
 
-    /// [`Simd::rows_to_tile`] for 8 rows into a tile of `lanes ≥ 8` f32 per class
-    /// (8 rows of a wider tile, from `tile`): rows of at least 8 classes go through
-    /// 8 × 8 transposes of windows that start at classes 0, 8, 16, … and, for the
-    /// last, at `c − 8` (overlapping the one before rather than reading past the row).
+    /// [`Simd::rows_to_tile`] for `lanes` rows (a multiple of 8) into a tile of
+    /// `lanes` lanes, 8 rows at a time: rows of at least 8 classes go through 8 × 8
+    /// transposes of windows that start at classes 0, 8, 16, … and, for the last, at
+    /// `c − 8` (overlapping the one before rather than reading past the row).
     ///
     /// # Safety
-    /// `p + l·stride + k` readable for `l < 8`, `k < c`; `tile + k·lanes + l`
-    /// writable for `k < c`, `l < 8`, not overlapping the rows.
+    /// `p + l·stride + k` readable for `l < lanes`, `k < c`; `tile` writable for
+    /// `c·lanes` f32 and not overlapping the rows.
     #[inline(always)]
     unsafe fn rows_to_tile_in<E: Store32>(
         self,
@@ -297,20 +286,23 @@ impl Avx2 {
         lanes: usize,
     ) {
         // SAFETY: AVX2 and F16C are available (an `Avx2` is only made by
-        // `Avx2::detect`); every window lies in classes w..w + 8 ≤ c of the
-        // caller's rows and tile.
+        // `Avx2::detect`); rows 8h..8h + 8 go to lanes 8h..8h + 8, and every window
+        // lies in classes w..w + 8 ≤ c of the caller's rows and tile.
         unsafe {
             if c < 8 {
-                return transpose_each(p, stride, tile, lanes, (8, c));
+                return transpose_each(p, stride, tile, lanes, (lanes, c));
             }
-            let mut k0 = 0;
-            while k0 < c {
-                let w = k0.min(c - 8);
-                let r = core::array::from_fn(|l| E::load_avx2(p.add(l * stride + w)));
-                for (j, v) in self.transpose8(r).into_iter().enumerate() {
-                    _mm256_storeu_ps(tile.add((w + j) * lanes), v);
+            for h in 0..lanes / 8 {
+                let (p, tile) = (p.add(8 * h * stride), tile.add(8 * h));
+                let mut k0 = 0;
+                while k0 < c {
+                    let w = k0.min(c - 8);
+                    let r = core::array::from_fn(|l| E::load_avx2(p.add(l * stride + w)));
+                    for (j, v) in self.transpose8(r).into_iter().enumerate() {
+                        _mm256_storeu_ps(tile.add((w + j) * lanes), v);
+                    }
+                    k0 += 8;
                 }
-                k0 += 8;
             }
         }
     }
@@ -319,8 +311,8 @@ impl Avx2 {
     /// twice).
     ///
     /// # Safety
-    /// `p + l·stride + k` writable for `l < 8`, `k < c`; `tile + k·lanes + l`
-    /// readable for `k < c`, `l < 8`, not overlapping the rows.
+    /// `p + l·stride + k` writable for `l < lanes`, `k < c`; `tile` readable for
+    /// `c·lanes` f32 and not overlapping the rows.
     #[inline(always)]
     unsafe fn tile_to_rows_in<E: Store32>(
         self,
@@ -333,28 +325,29 @@ impl Avx2 {
         // SAFETY: as rows_to_tile_in.
         unsafe {
             if c < 8 {
-                return transpose_each(tile, lanes, p, stride, (c, 8));
+                return transpose_each(tile, lanes, p, stride, (c, lanes));
             }
-            let mut k0 = 0;
-            while k0 < c {
-                let w = k0.min(c - 8);
-                let t = core::array::from_fn(|j| _mm256_loadu_ps(tile.add((w + j) * lanes)));
-                for (l, v) in self.transpose8(t).into_iter().enumerate() {
-                    E::store_avx2(p.add(l * stride + w), v);
+            for h in 0..lanes / 8 {
+                let (tile, p) = (tile.add(8 * h), p.add(8 * h * stride));
+                let mut k0 = 0;
+                while k0 < c {
+                    let w = k0.min(c - 8);
+                    let t = core::array::from_fn(|j| _mm256_loadu_ps(tile.add((w + j) * lanes)));
+                    for (l, v) in self.transpose8(t).into_iter().enumerate() {
+                        E::store_avx2(p.add(l * stride + w), v);
+                    }
+                    k0 += 8;
                 }
-                k0 += 8;
             }
         }
     }
 
-    /// [`Simd::rows_to_tile`] for a tile of `lanes` (a multiple of 8) rows, 8 rows
-    /// at a time, as a kernel of its own ([`RowsToTile`]): the AVX-512 tiles of 16
-    /// lanes use it, and an unoptimized build would otherwise give each inlined copy
-    /// its own stack slots in the short-row kernels.
+    /// [`Avx2::rows_to_tile_in`] as a kernel of its own ([`RowsToTile`]): the
+    /// AVX-512 tiles of 16 lanes use it, and an unoptimized build would otherwise
+    /// give each inlined copy its own stack slots in the short-row kernels.
     ///
     /// # Safety
-    /// `p + l·stride + k` readable for `l < lanes`, `k < c`; `tile` writable for
-    /// `c·lanes` f32 and not overlapping the rows.
+    /// As [`Avx2::rows_to_tile_in`].
     #[inline(always)]
     pub(super) unsafe fn rows_to_tile_wide<E: Store32>(
         self,
@@ -376,8 +369,7 @@ impl Avx2 {
     /// The inverse of [`Avx2::rows_to_tile_wide`], as a kernel ([`TileToRows`]).
     ///
     /// # Safety
-    /// `p + l·stride + k` writable for `l < lanes`, `k < c`; `tile` readable for
-    /// `c·lanes` f32 and not overlapping the rows.
+    /// As [`Avx2::tile_to_rows_in`].
     #[inline(always)]
     pub(super) unsafe fn tile_to_rows_wide<E: Store32>(
         self,
