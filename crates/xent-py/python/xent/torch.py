@@ -41,9 +41,12 @@ How it runs:
   ``IndexError`` for a target out of range, ``ValueError`` for a bad option.
 """
 
-import sys
+import collections
+import operator
+import os
 import threading
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -65,6 +68,8 @@ __all__ = [
     "BCEWithLogitsLoss",
     "KLDivLoss",
     "empty_cache",
+    "set_grad_cache_limit",
+    "grad_cache_info",
 ]
 
 _HALF = {torch.bfloat16: "bfloat16", torch.float16: "float16"}
@@ -97,6 +102,20 @@ def _acc(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _autocast():
+    """Whether CPU autocast is on: torch then computes these losses in float32."""
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
+def _out_dtype(dtype):
+    """The loss dtype for inputs of ``dtype``: float32 for 16-bit inputs under CPU
+    autocast (torch's float32 policy for these losses), else the input's dtype."""
+    return torch.float32 if dtype in _HALF and _autocast() else dtype
+
+
 def _np(t):
     """A contiguous CPU tensor's memory as a numpy array, no copy (16-bit floats as
     an int16 view); a non-contiguous tensor is made contiguous first."""
@@ -106,6 +125,11 @@ def _np(t):
     if t.dtype in _HALF:
         return t.view(torch.int16).numpy()
     return t.numpy()
+
+
+def _flat(t):
+    """``t`` detached and contiguous (a copy only when it is not)."""
+    return t.detach() if t.is_contiguous() else t.detach().contiguous()
 
 
 def _empty(shape, dtype):
@@ -118,20 +142,117 @@ def _empty(shape, dtype):
     return torch.from_numpy(a), a
 
 
-# Gradient buffers of at least this many bytes are kept for reuse once nothing refers
-# to them any more (a training step's `x.grad = None` / `zero_grad()` frees the last
-# reference): a fresh buffer costs a page fault per page on its first touch, as much as
-# the kernel itself at these sizes, and a reused one none. At most _CACHE_PER_SIZE
-# buffers per size are kept; empty_cache() releases them.
+def _env_bytes(name, default):
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        n = int(raw)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise ValueError(f"{name} must be a byte count (an integer ≥ 0), got {raw!r}")
+    return n
+
+
+class _GradCache:
+    """Idle gradient buffers, kept for reuse within a byte budget and a buffer count,
+    least recently returned dropped first.
+
+    A buffer is handed out as a numpy view that the gradient tensor's storage holds;
+    a ``weakref.finalize`` on that view returns the buffer when the storage is freed
+    (after ``x.grad = None``, ``zero_grad()``, or at the end of the backward pass for
+    a non-leaf's gradient). That is the storage's lifetime, whatever the reference
+    counts are. The finalizer can run in any thread, at any allocation (a garbage
+    collection), also while this thread holds the lock: it queues the buffer and
+    takes the lock only when it is free; whoever releases the lock drains the queue.
+    """
+
+    def __init__(self, max_bytes, max_buffers):
+        self.max_bytes, self.max_buffers = max_bytes, max_buffers
+        self.idle = collections.OrderedDict()  # id -> uint8 base, oldest first
+        self.bytes = 0
+        self.lock = threading.Lock()
+        self.returned = collections.deque()
+
+    def take(self, nbytes):
+        """A free buffer of ``nbytes`` to ``nbytes·5/4`` bytes (the smallest), or None."""
+        best = None
+        with self.lock:
+            for key, b in self.idle.items():
+                if nbytes <= b.nbytes <= nbytes + (nbytes >> 2) and (
+                        best is None or b.nbytes < best[1].nbytes):
+                    best = (key, b)
+            if best is not None:
+                del self.idle[best[0]]
+                self.bytes -= best[1].nbytes
+        self.drain()
+        return None if best is None else best[1]
+
+    def give_back(self, base):
+        self.returned.append(base)
+        self.drain()
+
+    def drain(self):
+        while self.returned:
+            if not self.lock.acquire(blocking=False):
+                return  # the holder drains when it lets go
+            try:
+                while self.returned:
+                    self._keep(self.returned.popleft())
+            finally:
+                self.lock.release()
+
+    def _keep(self, base):
+        if base.nbytes > self.max_bytes or self.max_buffers < 1:
+            return
+        self.idle[id(base)] = base
+        self.bytes += base.nbytes
+        self._evict()
+
+    def _evict(self):
+        while self.idle and (self.bytes > self.max_bytes or len(self.idle) > self.max_buffers):
+            _, old = self.idle.popitem(last=False)
+            self.bytes -= old.nbytes
+
+    def set_limits(self, max_bytes, max_buffers):
+        with self.lock:
+            prev = (self.max_bytes, self.max_buffers)
+            if max_bytes is not None:
+                self.max_bytes = max_bytes
+            if max_buffers is not None:
+                self.max_buffers = max_buffers
+            self._evict()
+        self.drain()
+        return prev
+
+    def clear(self):
+        self.drain()
+        with self.lock:
+            self.idle.clear()
+            self.bytes = 0
+        self.drain()
+
+    def info(self):
+        self.drain()
+        with self.lock:
+            out = dict(bytes=self.bytes, buffers=len(self.idle), max_bytes=self.max_bytes,
+                       max_buffers=self.max_buffers)
+        self.drain()
+        return out
+
+
+# Gradient buffers of at least this many bytes come from the cache: a fresh buffer costs
+# a page fault per page on its first touch, as much as the kernel itself at these sizes,
+# and a reused one none. Smaller ones are plain numpy allocations.
 _CACHE_MIN_BYTES = 1 << 20
-_CACHE_PER_SIZE = 2
-_cache = {}
-_cache_lock = threading.Lock()
+_cache = _GradCache(_env_bytes("XENT_GRAD_CACHE_BYTES", 1 << 30), 2)
 
 
 def _grad_buffer(shape, dtype):
-    """(tensor, numpy storage view) of a gradient buffer: a free cached buffer of the
-    same size, else a new numpy allocation (kept in the cache when there is room)."""
+    """(tensor, numpy storage view) of a gradient buffer: an idle cached buffer of
+    about the same size, else a new numpy allocation, returned to the cache when the
+    tensor's storage is freed."""
     storage = np.int16 if dtype in _HALF else _NP[dtype]
     n = 1
     for d in shape:
@@ -139,29 +260,43 @@ def _grad_buffer(shape, dtype):
     nbytes = n * np.dtype(storage).itemsize
     if nbytes < _CACHE_MIN_BYTES:
         return _empty(shape, dtype)
-    with _cache_lock:
-        kept = _cache.setdefault(nbytes, [])
-        base = None
-        for b in kept:
-            # 3 references: the list, the loop variable and getrefcount's argument;
-            # any view handed out (and so any tensor made from one) adds one.
-            if sys.getrefcount(b) == 3:
-                base = b
-                break
-        if base is None:
-            base = np.empty(nbytes, np.uint8)
-            if len(kept) < _CACHE_PER_SIZE:
-                kept.append(base)
-        a = base.view(storage).reshape(tuple(shape))
+    base = _cache.take(nbytes)
+    if base is None:
+        base = np.empty(nbytes, np.uint8)
+    a = base[:nbytes].view(storage).reshape(tuple(shape))
+    weakref.finalize(a, _cache.give_back, base).atexit = False
     t = torch.from_numpy(a)
     return (t.view(dtype) if dtype in _HALF else t), a
 
 
 def empty_cache():
-    """Releases the gradient buffers xent.torch keeps for reuse (those still in use
-    are freed when their last user lets go of them)."""
-    with _cache_lock:
-        _cache.clear()
+    """Releases the idle gradient buffers xent.torch keeps for reuse (those in use are
+    not kept when their last user lets go of them either, until the next call)."""
+    _cache.clear()
+
+
+def set_grad_cache_limit(max_bytes=None, max_buffers=None):
+    """Sets how many idle gradient buffers xent.torch keeps for reuse: at most
+    ``max_bytes`` bytes in all (default 1 GiB, or ``XENT_GRAD_CACHE_BYTES``) and at most
+    ``max_buffers`` buffers (default 2), the least recently freed dropped first;
+    ``None`` leaves a limit as it is, ``0`` keeps none. Returns the previous
+    ``(max_bytes, max_buffers)``.
+
+    A training step needs one gradient buffer per loss call; a buffer is reused by a
+    later call whose gradient is at most 1/4 smaller. Memory above the limits goes back
+    to the allocator (and to the OS for large buffers) as soon as it is freed.
+    """
+    for name, v in (("max_bytes", max_bytes), ("max_buffers", max_buffers)):
+        if v is not None and (isinstance(v, bool) or operator.index(v) < 0):
+            raise ValueError(f"{name} must be an integer ≥ 0, got {v!r}")
+    return _cache.set_limits(None if max_bytes is None else operator.index(max_bytes),
+                             None if max_buffers is None else operator.index(max_buffers))
+
+
+def grad_cache_info():
+    """The gradient cache's state: ``bytes`` and ``buffers`` idle now, and the limits
+    ``max_bytes`` and ``max_buffers``."""
+    return _cache.info()
 
 
 def _opt_np(t, dtype):
@@ -174,14 +309,51 @@ def _reduction(size_average, reduce, reduction):
     return reduction
 
 
+def _int_arg(fn, name, value):
+    """``value`` as an int, with torch's TypeError for a float or bool (torch takes any
+    object with ``__index__``: a Python or numpy integer, a one-element int tensor)."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{fn}(): argument '{name}' must be int, not {type(value).__name__}")
+    return operator.index(value)
+
+
+_PROBE = (np.zeros((1, 1), np.float64), np.zeros(1, np.int64))
+
+
+def _check_options(label_smoothing, z_loss, softcap):
+    """Raises xent's error for options it rejects, on the paths where torch computes:
+    xent's own check, run on a one-element problem."""
+    _xent.cross_entropy_into(
+        _PROBE[0], _PROBE[1], np.empty((), np.float64), label_smoothing=float(label_smoothing),
+        z_loss=float(z_loss), softcap=None if softcap is None else float(softcap), threads=1)
+
+
 def _not_cpu(*ts):
     return any(isinstance(t, torch.Tensor) and t.device.type != "cpu" for t in ts)
+
+
+_functorch_wrapped = getattr(getattr(torch._C, "_functorch", None),
+                             "is_functorch_wrapped_tensor", None)
+
+
+def _transformed(*ts):
+    """Whether a tensor is seen through a torch.func transform (vmap, grad, jacrev, …)
+    or carries a forward-mode tangent: xent's kernels see neither."""
+    ts = [t for t in ts if isinstance(t, torch.Tensor)]
+    if _functorch_wrapped is not None and any(_functorch_wrapped(t) for t in ts):
+        return True
+    fwd = torch.autograd.forward_ad
+    if getattr(fwd, "_current_level", -1) >= 0:
+        return any(fwd.unpack_dual(t).tangent is not None for t in ts)
+    return False
 
 
 def _why_not(input, *others):
     """Why xent cannot take these tensors (None when it can)."""
     if not isinstance(input, torch.Tensor):
         return "input is not a tensor"
+    if _transformed(input, *others):
+        return "inside a torch.func transform (vmap, grad, jacrev, …) or forward-mode AD"
     if _not_cpu(input, *others):
         return "a tensor is not on the CPU"
     if input.dtype not in _DTYPES:
@@ -193,71 +365,162 @@ def _is_one(g):
     return g.numel() == 1 and float(g.reshape(())) == 1.0
 
 
+def _modified(t, version, why=""):
+    """torch's error for a tensor changed in place between forward and backward."""
+    return RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an "
+        f"inplace operation: [{t.type()} {list(t.shape)}] is at version {t._version}; "
+        f"expected version {version} instead{why}")
+
+
+def _hooks():
+    """Saved-tensor hooks that keep the saved tensors as they are (autograd still frees
+    them after a backward without ``retain_graph``, and gives them back with their
+    graph for a double backward), without autograd's own version check: _Fused checks
+    versions itself, for the tensors torch's backward needs, as torch does."""
+    if not torch._C._autograd._saved_tensors_hooks_is_enabled():
+        return None
+    return torch.autograd.graph.saved_tensors_hooks(_same, _same)
+
+
+def _same(t):
+    return t
+
+
 class _Fused(torch.autograd.Function):
     """Runs an xent op: ``op.run(xs, need, grad_output)`` returns the loss and, for
-    each ``xs[i]`` with ``need[i]``, its gradient (``None`` elsewhere)."""
+    each ``xs[i]`` with ``need[i]``, its gradient (``None`` elsewhere).
+
+    Mean/sum: the forward keeps the gradients, and the backward scales them by the
+    upstream gradient. None: the backward runs the fused pass again with the upstream
+    gradients. Under ``create_graph=True`` the backward is torch's differentiable
+    composition (``op.reference``) on the same tensors, so that second derivatives
+    exist. In-place changes: the tensors torch's backward keeps (``op.keeps``:
+    targets, weights, the inputs torch keeps) raise at every backward, as in torch;
+    the others only when xent's backward reads them (a recomputation).
+    """
 
     @staticmethod
     def forward(ctx, op, *xs):
         need = tuple(ctx.needs_input_grad[1:])
-        xs = tuple(x.detach() if x.is_contiguous() else x.detach().contiguous() for x in xs)
+        flat = tuple(_flat(x) for x in xs)
         if op.reduction == "none":
-            loss, _ = op.run(xs, (False,) * len(xs), None)
+            loss, _ = op.run(flat, (False,) * len(xs), None)
             ctx.grads = None
         else:
-            loss, ctx.grads = op.run(xs, need, None)
+            loss, ctx.grads = op.run(flat, need, None)
         ctx.op, ctx.need = op, need
+        ctx.dtypes = tuple(x.dtype for x in xs)
+        ctx.versions = tuple(x._version for x in xs)
+        ctx.extra_versions = tuple(None if t is None else t._version for t in op.extras())
         ctx.save_for_backward(*xs)
         return loss
 
     @staticmethod
     def backward(ctx, grad_output):
-        grads, ctx.grads = ctx.grads, None
+        op, need = ctx.op, ctx.need
         xs = ctx.saved_tensors
-        if grads is not None and _is_one(grad_output):
-            grads = ctx.op.finish(grads, None)
-        elif grads is not None and ctx.op.scales:
-            grads = ctx.op.finish(grads, grad_output)
-        else:
-            _, grads = ctx.op.run(xs, ctx.need, grad_output)
-            grads = ctx.op.finish(grads, None)
-        return (None,) + tuple(grads)
+        keeps = op.keeps(need)
+        for t, v in zip(op.extras(), ctx.extra_versions):
+            if t is not None and t._version != v:
+                raise _modified(t, v)
+        for x, v, k in zip(xs, ctx.versions, keeps):
+            if k and x._version != v:
+                raise _modified(x, v)
+        grads, ctx.grads = ctx.grads, None
+        if grads is not None and not torch.is_grad_enabled():
+            scale = None if _is_one(grad_output) else float(grad_output.reshape(()))
+            return (None,) + _finish(grads, scale, ctx.dtypes)
+        for x, v, k in zip(xs, ctx.versions, keeps):
+            if not k and x._version != v:
+                raise _modified(x, v, (
+                    f". xent.torch.{op.name} keeps no softmax for reduction='none', a second "
+                    "backward or create_graph=True: it recomputes from this input, which "
+                    "must not change before the backward"))
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            with torch.enable_grad():
+                loss = op.reference(xs)
+                wrt = [x for x, n in zip(xs, need) if n]
+                got = iter(torch.autograd.grad(loss, wrt, grad_output, create_graph=True,
+                                               allow_unused=True))
+            return (None,) + tuple(next(got) if n else None for n in need)
+        _, grads = op.run(tuple(_flat(x) for x in xs), need, grad_output)
+        return (None,) + _finish(grads, None, ctx.dtypes)
+
+
+def _finish(grads, scale, dtypes):
+    """Gradients scaled by a scalar upstream gradient (in their own dtype, the scale a
+    Python float) and rounded to each input's dtype once."""
+    out = []
+    for g, dt in zip(grads, dtypes):
+        if g is not None:
+            if scale is not None:
+                g.mul_(scale)
+            if g.dtype != dt:
+                g = g.to(dt)
+        out.append(g)
+    return tuple(out)
 
 
 def _apply(op, *xs):
     """The loss, through autograd when a gradient is wanted, else a plain call that
     allocates no gradient."""
     if torch.is_grad_enabled() and any(x.requires_grad for x in xs):
-        return _Fused.apply(op, *xs)
-    xs = tuple(x.detach() for x in xs)
-    loss, _ = op.run(xs, (False,) * len(xs), None)
+        hooks = _hooks()
+        if hooks is None:
+            return _Fused.apply(op, *xs)
+        with hooks:
+            return _Fused.apply(op, *xs)
+    loss, _ = op.run(tuple(_flat(x) for x in xs), (False,) * len(xs), None)
     return loss
 
 
 class _Op:
     reduction = "mean"
-    # Whether the backward may scale kept gradients by a scalar upstream gradient
-    # instead of running the fused pass again.
-    scales = False
-
-    def finish(self, grads, grad_output):
-        return grads
+    name = ""
 
     def _go(self, grad_output, acc):
         return None if grad_output is None else _np(grad_output.detach().to(acc))
 
+    def extras(self):
+        """The tensors other than the inputs that torch's backward keeps."""
+        return ()
+
+    def keeps(self, need):
+        """For each input, whether torch's backward keeps it (an in-place change then
+        raises at the backward)."""
+        return (True,) * len(need)
+
 
 class _CrossEntropy(_Op):
-    def __init__(self, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+    def __init__(self, input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
                  softcap, nll=False):
+        self.name = "nll_loss" if nll else "cross_entropy"
         self.probs = target.is_floating_point()
         self.target = target.detach()
-        self.weight, self.ignore_index, self.reduction = weight, ignore_index, reduction
+        self.weight = None if weight is None else weight.detach()
+        self.ignore_index, self.reduction = ignore_index, reduction
         self.label_smoothing, self.z_loss, self.softcap, self.nll = (
             label_smoothing, z_loss, softcap, nll)
+        self.out_dtype = _out_dtype(input.dtype)
+        # Under autocast torch computes in float32 from a float32 probability target;
+        # rounding that target to the logits' 16 bits would change the loss, so the
+        # logits are widened instead (only in this case).
+        self.widen = (self.out_dtype != input.dtype and self.probs
+                      and target.dtype not in _HALF)
+
+    def extras(self):
+        return (self.target, self.weight)
+
+    def keeps(self, need):
+        # torch's cross_entropy keeps its log-softmax, not the logits; nll_loss keeps
+        # its input
+        return (self.nll,)
 
     def run(self, xs, need, grad_output):
         (x,) = xs
+        if self.widen:
+            x = x.float()
         acc = _acc(x.dtype)
         half = _HALF.get(x.dtype)
         target = self.target
@@ -267,7 +530,7 @@ class _CrossEntropy(_Op):
         grad, grad_np = _grad_buffer(x.shape, x.dtype) if need[0] else (None, None)
         common = dict(grad=grad_np, weight=_opt_np(self.weight, acc),
                       grad_output=self._go(grad_output, acc),
-                      ignore_index=int(self.ignore_index), reduction=self.reduction, half=half,
+                      ignore_index=self.ignore_index, reduction=self.reduction, half=half,
                       threads=_threads())
         if self.nll:
             _xent.nll_loss_into(_np(x), _np(target), loss_np, **common)
@@ -277,7 +540,18 @@ class _CrossEntropy(_Op):
                 z_loss=float(self.z_loss),
                 softcap=None if self.softcap is None else float(self.softcap),
                 probabilities=self.probs, **common)
-        return loss.to(x.dtype), (grad,)
+        return loss.to(self.out_dtype), (grad,)
+
+    def reference(self, xs):
+        x = xs[0]
+        work = _acc(x.dtype)
+        x = x.to(work)
+        t = self.target.to(work) if self.probs else self.target.long()
+        w = None if self.weight is None else self.weight.to(work)
+        if self.nll:
+            return F.nll_loss(x, t, w, ignore_index=self.ignore_index, reduction=self.reduction)
+        return _torch_cross_entropy(x, t, w, self.ignore_index, self.reduction,
+                                    self.label_smoothing, self.z_loss, self.softcap)
 
 
 def _torch_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
@@ -305,6 +579,15 @@ def _torch_cross_entropy(input, target, weight, ignore_index, reduction, label_s
     return loss
 
 
+def _target_shape_why(input, target):
+    """Why the target's shape is not the one xent takes (None when it is): the
+    input's shape for probabilities, its row shape for class indices."""
+    want = tuple(input.shape) if target.is_floating_point() else row_shape(input.shape)
+    if input.dim() == 0 or tuple(target.shape) != want:
+        return f"target shape {tuple(target.shape)} for input shape {tuple(input.shape)}"
+    return None
+
+
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
                   reduce=None, reduction="mean", label_smoothing=0.0, *, z_loss=0.0,
                   softcap=None):
@@ -323,6 +606,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     >>> loss.backward()  # x.grad = (softmax(x) - onehot) / 3
     """
     reduction = _reduction(size_average, reduce, reduction)
+    ignore_index = _int_arg("cross_entropy", "ignore_index", ignore_index)
     why = _why_not(input, target, weight)
     if why is None and not isinstance(target, torch.Tensor):
         why = "target is not a tensor"
@@ -333,11 +617,19 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         why = f"target dtype {target.dtype} is not an integer or float dtype"
     if why is None and weight is not None and weight.requires_grad:
         why = "a gradient with respect to the class weights is asked for"
-    if why is not None:
-        _warn_once("cross_entropy", why)
-        return _torch_cross_entropy(input, target, weight, ignore_index, reduction,
+    shape_why = None if why is not None else _target_shape_why(input, target)
+    if why is not None or shape_why is not None:
+        _check_options(label_smoothing, z_loss, softcap)
+        if why is not None:
+            _warn_once("cross_entropy", why)
+        # a target shape xent does not take: torch's error, or (where torch takes it)
+        # torch's loss and the warning
+        loss = _torch_cross_entropy(input, target, weight, ignore_index, reduction,
                                     label_smoothing, z_loss, softcap)
-    op = _CrossEntropy(target, weight, ignore_index, reduction, label_smoothing, z_loss,
+        if why is None:
+            _warn_once("cross_entropy", shape_why)
+        return loss
+    op = _CrossEntropy(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
                        softcap)
     return _apply(op, input)
 
@@ -347,17 +639,23 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     """``torch.nn.functional.nll_loss`` (log-probabilities ``input``, classes on dim 1,
     class-index ``target``) computed by xent."""
     reduction = _reduction(size_average, reduce, reduction)
+    ignore_index = _int_arg("nll_loss", "ignore_index", ignore_index)
     why = _why_not(input, target, weight)
     if why is None and (not isinstance(target, torch.Tensor) or target.is_floating_point()
                         or target.dtype == torch.bool):
         why = "target is not a tensor of class indices"
     if why is None and weight is not None and weight.requires_grad:
         why = "a gradient with respect to the class weights is asked for"
-    if why is not None:
-        _warn_once("nll_loss", why)
-        return F.nll_loss(input, target, weight, ignore_index=ignore_index,
+    shape_why = None if why is not None else _target_shape_why(input, target)
+    if why is not None or shape_why is not None:
+        if why is not None:
+            _warn_once("nll_loss", why)
+        loss = F.nll_loss(input, target, weight, ignore_index=ignore_index,
                           reduction=reduction)
-    op = _CrossEntropy(target, weight, ignore_index, reduction, 0.0, 0.0, None, nll=True)
+        if why is None:
+            _warn_once("nll_loss", shape_why)
+        return loss
+    op = _CrossEntropy(input, target, weight, ignore_index, reduction, 0.0, 0.0, None, nll=True)
     return _apply(op, input)
 
 
@@ -380,13 +678,28 @@ class _Elementwise(_Op):
     """binary_cross_entropy(_with_logits) and kl_div: f32/f64 in xent; 16-bit inputs are
     widened to f32 and their gradients rounded back."""
 
-    def __init__(self, kind, target, weight, pos_weight, reduction, log_target=False):
-        self.kind, self.target, self.weight, self.pos_weight = kind, target, weight, pos_weight
-        self.reduction, self.log_target = reduction, log_target
+    def __init__(self, kind, input, target, weight, pos_weight, reduction, log_target=False):
+        self.name = {"bce": "binary_cross_entropy", "bcel": "binary_cross_entropy_with_logits",
+                     "kl_div": "kl_div"}[kind]
+        self.kind, self.reduction, self.log_target = kind, reduction, log_target
+        self.target = None if target is None else target.detach()
+        self.weight = None if weight is None else weight.detach()
+        self.pos_weight = None if pos_weight is None else pos_weight.detach()
+        self.out_dtype = _out_dtype(input.dtype)
+
+    def extras(self):
+        return (self.target, self.weight, self.pos_weight)
+
+    def keeps(self, need):
+        if self.kind == "kl_div":
+            # kl_div's gradient for its input is −target·g: torch keeps the input only
+            # for the target's gradient
+            return (need[1], True)
+        return (True,) * len(need)
 
     def run(self, xs, need, grad_output):
         x = xs[0]
-        t = xs[1] if len(xs) > 1 else self.target.detach()
+        t = xs[1] if len(xs) > 1 else self.target
         work = torch.float32 if x.dtype in _HALF else x.dtype
         xw = x if x.dtype == work else x.to(work)
         tw = t if t.dtype == work else t.to(work)
@@ -415,7 +728,21 @@ class _Elementwise(_Op):
                 reduction=self.reduction, threads=_threads())
             grads = (gi,)
         grads = tuple(None if g is None else g.to(x.dtype) for g in grads)[: len(xs)]
-        return loss.to(x.dtype), grads
+        return loss.to(self.out_dtype), grads
+
+    def reference(self, xs):
+        x = xs[0]
+        work = _acc(x.dtype)
+        xw = x.to(work)
+        tw = (xs[1] if len(xs) > 1 else self.target).to(work)
+        w = None if self.weight is None else self.weight.to(work)
+        if self.kind == "kl_div":
+            return F.kl_div(xw, tw, reduction=self.reduction, log_target=self.log_target)
+        if self.kind == "bce":
+            return F.binary_cross_entropy(xw, tw, w, reduction=self.reduction)
+        pw = None if self.pos_weight is None else self.pos_weight.to(work)
+        return F.binary_cross_entropy_with_logits(xw, tw, w, reduction=self.reduction,
+                                                  pos_weight=pw)
 
 
 def _binary_why(name, input, target, weight, pos_weight=None):
@@ -444,7 +771,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     if why is not None:
         _warn_once("binary_cross_entropy", why)
         return F.binary_cross_entropy(input, target, weight, reduction=reduction)
-    return _apply(_Elementwise("bce", target, weight, None, reduction), input)
+    return _apply(_Elementwise("bce", input, target, weight, None, reduction), input)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None,
@@ -457,7 +784,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         _warn_once("binary_cross_entropy_with_logits", why)
         return F.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
                                                   pos_weight=pos_weight)
-    return _apply(_Elementwise("bcel", target, weight, pos_weight, reduction), input)
+    return _apply(_Elementwise("bcel", input, target, weight, pos_weight, reduction), input)
 
 
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean",
@@ -473,19 +800,30 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean",
     if why is not None:
         _warn_once("kl_div", why)
         return F.kl_div(input, target, reduction=reduction, log_target=log_target)
-    return _apply(_Elementwise("kl_div", None, None, None, reduction, log_target), input,
-                  target)
+    return _apply(_Elementwise("kl_div", input, None, None, None, reduction, log_target),
+                  input, target)
 
 
 class _Linear(_Op):
-    scales = True
+    name = "linear_cross_entropy"
 
-    def __init__(self, target, weight, reduction, ignore_index, label_smoothing, z_loss,
-                 softcap, has_bias, lead, in_dtypes):
+    def __init__(self, input, target, weight, reduction, ignore_index, label_smoothing, z_loss,
+                 softcap, has_bias):
         self.target = target.detach()
-        self.weight, self.reduction, self.ignore_index = weight, reduction, ignore_index
+        self.weight = None if weight is None else weight.detach()
+        self.reduction, self.ignore_index = reduction, ignore_index
         self.label_smoothing, self.z_loss, self.softcap = label_smoothing, z_loss, softcap
-        self.has_bias, self.lead, self.in_dtypes = has_bias, lead, in_dtypes
+        self.has_bias = has_bias
+        self.lead = tuple(input.shape[:-1])
+        self.out_dtype = _out_dtype(input.dtype)
+
+    def extras(self):
+        return (self.target, self.weight)
+
+    def keeps(self, need):
+        # torch keeps linear_weight for the input's gradient and the input for
+        # linear_weight's, never the bias
+        return (need[1], need[0]) + ((False,) if self.has_bias else ())
 
     def run(self, xs, need, grad_output):
         h, w = xs[0], xs[1]
@@ -493,39 +831,40 @@ class _Linear(_Op):
         acc = _acc(h.dtype)
         half = _HALF.get(h.dtype)
         d = h.shape[-1]
+        rows = 1
+        for s in self.lead:
+            rows *= s
         loss, loss_np = _empty(self.lead if self.reduction == "none" else (), acc)
         gh, gh_np = _empty(h.shape, acc) if need[0] else (None, None)
         gw, gw_np = _empty(w.shape, acc) if need[1] else (None, None)
         gb, gb_np = _empty(b.shape, acc) if b is not None and need[2] else (None, None)
         _xent.linear_cross_entropy_into(
-            _np(h).reshape(-1, d), _np(w), _np(self.target).reshape(-1),
+            _np(h).reshape(rows, d), _np(w), _np(self.target).reshape(-1),
             loss_np.reshape(-1) if self.reduction == "none" else loss_np,
             linear_bias=None if b is None else _np(b).reshape(-1),
             weight=_opt_np(self.weight, acc),
-            grad_hidden=None if gh_np is None else gh_np.reshape(-1, d),
+            grad_hidden=None if gh_np is None else gh_np.reshape(rows, d),
             grad_linear_weight=gw_np,
             grad_linear_bias=None if gb_np is None else gb_np.reshape(-1),
             grad_output=None if grad_output is None else _np(
                 grad_output.detach().to(acc).reshape(-1)),
-            ignore_index=int(self.ignore_index), label_smoothing=float(self.label_smoothing),
+            ignore_index=self.ignore_index, label_smoothing=float(self.label_smoothing),
             reduction=self.reduction, z_loss=float(self.z_loss),
             softcap=None if self.softcap is None else float(self.softcap), half=half,
             threads=_threads())
         grads = (gh, gw, gb) if self.has_bias else (gh, gw)
-        return loss.to(h.dtype), grads
+        return loss.to(self.out_dtype), grads
 
-    def finish(self, grads, grad_output):
-        # The kept gradients are in the accumulation dtype: scaled there, then rounded
-        # to each input's dtype once.
-        out = []
-        for g, dt in zip(grads, self.in_dtypes):
-            if g is None:
-                out.append(None)
-                continue
-            if grad_output is not None:
-                g.mul_(grad_output.detach().to(g.dtype).reshape(()))
-            out.append(g if g.dtype == dt else g.to(dt))
-        return tuple(out)
+    def reference(self, xs):
+        work = _acc(xs[0].dtype)
+        h, w = xs[0].to(work), xs[1].to(work)
+        b = xs[2].to(work) if self.has_bias else None
+        logits = F.linear(h, w, b).reshape(-1, w.shape[0])
+        cw = None if self.weight is None else self.weight.to(work)
+        loss = _torch_cross_entropy(logits, self.target.long().reshape(-1), cw,
+                                    self.ignore_index, self.reduction, self.label_smoothing,
+                                    self.z_loss, self.softcap)
+        return loss.reshape(self.lead) if self.reduction == "none" else loss
 
 
 def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
@@ -538,6 +877,8 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     ``target`` ``(...)``; ``ignore_index=None`` means −100. ``options`` (torch's
     chunking options) is accepted and not needed: xent always works in blocks.
     Probability targets and K-dim weights fall back to torch."""
+    if ignore_index is not None:
+        ignore_index = _int_arg("linear_cross_entropy", "ignore_index", ignore_index)
     why = _why_not(input, linear_weight, target, linear_bias, weight)
     if why is None and not isinstance(target, torch.Tensor):
         why = "target is not a tensor"
@@ -553,6 +894,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     if why is None and tuple(target.shape) != tuple(input.shape[:-1]):
         why = "target's shape is not input's leading shape"
     if why is not None:
+        _check_options(label_smoothing, z_loss, softcap)
         _warn_once("linear_cross_entropy", why)
         kw = {} if ignore_index is None else {"ignore_index": ignore_index}
         x = input
@@ -566,13 +908,9 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
                                       weight=weight, reduction=reduction,
                                       label_smoothing=label_smoothing, options=options, **kw)
     xs = (input, linear_weight) + ((linear_bias,) if linear_bias is not None else ())
-    op = _Linear(target, weight, reduction, -100 if ignore_index is None else ignore_index,
-                 label_smoothing, z_loss, softcap, linear_bias is not None,
-                 tuple(input.shape[:-1]), tuple(x.dtype for x in xs))
-    if torch.is_grad_enabled() and any(x.requires_grad for x in xs):
-        return _Fused.apply(op, *xs)
-    loss, _ = op.run(tuple(x.detach() for x in xs), (False,) * len(xs), None)
-    return loss
+    op = _Linear(input, target, weight, reduction, -100 if ignore_index is None else ignore_index,
+                 label_smoothing, z_loss, softcap, linear_bias is not None)
+    return _apply(op, *xs)
 
 
 class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
