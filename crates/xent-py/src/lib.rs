@@ -28,17 +28,15 @@ use xent::{
 
 /// xent's error as the Python exception PyTorch raises for the same mistake:
 /// `IndexError` for a target out of range (as `F.cross_entropy` on the CPU),
-/// `ValueError` for a bad option or value, `RuntimeError` for shapes that do not fit.
+/// `ValueError` for a batch-size mismatch and for an option torch does not have (or
+/// checks in Python: `reduction`), `RuntimeError` for the rest (torch's `TORCH_CHECK`:
+/// `label_smoothing` out of range, binary cross-entropy inputs outside `[0, 1]`,
+/// `ignore_index` or a non-float dtype with probability targets, shapes that do not fit).
 fn py_err(e: Error) -> PyErr {
     let msg = e.to_string();
     match e {
         Error::TargetOutOfBounds { .. } => PyIndexError::new_err(msg),
-        Error::LabelSmoothing { .. }
-        | Error::InvalidArgument { .. }
-        | Error::IgnoreIndexWithProbabilities { .. }
-        | Error::NonFloatProbabilities { .. }
-        | Error::ValueOutOfRange { .. }
-        | Error::BatchMismatch { .. } => PyValueError::new_err(msg),
+        Error::InvalidArgument { .. } | Error::BatchMismatch { .. } => PyValueError::new_err(msg),
         _ => PyRuntimeError::new_err(msg),
     }
 }

@@ -122,12 +122,25 @@ def test_linear_cross_entropy_and_class_weights():
     np.testing.assert_allclose(cw, [4 / 6, 2.0])
 
 
+def test_linear_cross_entropy_with_no_features():
+    """D = 0: the logits are the bias, the loss log V without one (as torch)."""
+    y = np.array([0, 1, 4, 3])
+    loss, (gh, gw, gb) = xent.linear_cross_entropy(np.zeros((4, 0), np.float32),
+                                                   np.zeros((5, 0), np.float32), y, grad=True)
+    np.testing.assert_allclose(loss, np.log(5.0), rtol=1e-6)
+    assert gh.shape == (4, 0) and gw.shape == (5, 0) and gb is None
+
+
 def test_errors_are_python_exceptions():
     x = np.zeros((2, 5), np.float32)
     with pytest.raises(IndexError, match=r"target 7 at index \[1\]"):
         xent.cross_entropy(x, np.array([1, 7]))
-    with pytest.raises(ValueError, match="label_smoothing"):
+    with pytest.raises(RuntimeError, match="label_smoothing"):  # as torch raises it
         xent.cross_entropy(x, np.array([1, 0]), label_smoothing=2.0)
+    with pytest.raises(RuntimeError, match=r"input 1.5 at index \[1\] is out of range"):
+        xent.binary_cross_entropy(np.array([0.5, 1.5]), np.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match="z_loss"):  # an option torch does not have
+        xent.cross_entropy(x, np.array([1, 0]), z_loss=-1.0)
     with pytest.raises(TypeError, match="target"):
         xent.nll_loss(x, np.array(["a", "b"]))
     with pytest.raises(ValueError, match="scheme"):

@@ -293,7 +293,10 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     lead = h.shape[:-1]
     if h.ndim == 0:
         raise ValueError("input must have at least 1 dimension (the feature dim)")
-    h2 = hs.reshape(-1, h.shape[-1])
+    rows = 1
+    for s in lead:
+        rows *= s
+    h2 = hs.reshape(rows, h.shape[-1])  # (-1, D) is ambiguous for D = 0
     t = _indices(target).reshape(-1)
     b = None
     if linear_bias is not None:
@@ -307,7 +310,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     _xent.linear_cross_entropy_into(
         h2, ws, t, loss.reshape(-1) if reduction == "none" else loss, linear_bias=b,
         weight=_opt(weight, acc),
-        grad_hidden=None if grads is None else grads[0].reshape(-1, h.shape[-1]),
+        grad_hidden=None if grads is None else grads[0].reshape(rows, h.shape[-1]),
         grad_linear_weight=None if grads is None else grads[1],
         grad_linear_bias=None if grads is None else grads[2],
         ignore_index=-100 if ignore_index is None else int(ignore_index),

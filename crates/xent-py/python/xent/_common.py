@@ -2,13 +2,20 @@
 
 import os
 
-__all__ = ["env_threads", "row_shape", "class_dim_view"]
+__all__ = ["env_threads", "max_threads", "row_shape", "class_dim_view"]
+
+
+def max_threads():
+    """The most threads ``XENT_NUM_THREADS`` may ask for: 4 per logical CPU. More never
+    speeds xent up, and each is a thread to start (100000 of them take minutes)."""
+    return 4 * (os.cpu_count() or 1)
 
 
 def env_threads():
     """The thread count set by ``XENT_NUM_THREADS``, or ``None`` when unset.
 
-    Raises ``ValueError`` for a value that is not a positive integer.
+    Raises ``ValueError`` for a value that is not a positive integer, or that is above
+    :func:`max_threads`.
     """
     raw = os.environ.get("XENT_NUM_THREADS")
     if raw is None or raw.strip() == "":
@@ -19,6 +26,10 @@ def env_threads():
         n = 0
     if n < 1:
         raise ValueError(f"XENT_NUM_THREADS must be a positive integer, got {raw!r}")
+    if n > max_threads():
+        raise ValueError(
+            f"XENT_NUM_THREADS={raw.strip()} is more than {max_threads()} (4 threads per "
+            f"logical CPU, {os.cpu_count() or 1} here); set it to at most the core count")
     return n
 
 
