@@ -13,32 +13,59 @@ How it runs:
 
 - Each loss is a ``torch.autograd.Function``. With ``reduction='mean'``/``'sum'`` the
   forward computes the loss and the gradient in one fused pass and keeps the
-  gradient; the backward returns it as it is for the usual upstream gradient of 1
-  (so ``loss.backward()`` reads the logits once in all), and otherwise runs the
-  fused pass again with the upstream gradient. With ``reduction='none'`` the
-  upstream gradient is only known in the backward: the forward computes the loss
-  alone and the backward runs the fused pass with it.
+  gradient; the backward returns it, scaled by the upstream gradient when that is not
+  1 (AMP's GradScaler), so ``loss.backward()`` reads the logits once in all. With
+  ``reduction='none'`` the upstream gradient is only known in the backward: the
+  forward computes the loss alone and the backward runs the fused pass with it.
+- Double backward: under ``create_graph=True`` (gradient penalties, Hessian-vector
+  products, MAML) the backward is torch's own composition on the same tensors (the
+  logits' softmax, as torch computes it), so the gradient has a graph and
+  ``torch.autograd.gradgradcheck`` passes. That backward costs what torch's does.
+- In-place changes between forward and backward are caught as torch catches them:
+  the target, the class weights and ``pos_weight`` (and the inputs of ``nll_loss`` and
+  the binary cross-entropies) raise "modified by an inplace operation" at the
+  backward. The logits of ``cross_entropy`` (and ``kl_div``'s input, ``linear_cross_
+  entropy``'s bias) are not needed by torch's backward, nor by xent's for mean/sum:
+  changing them there is fine. A deliberate difference: for ``reduction='none'`` (a
+  second backward through a retained graph, and ``create_graph=True``) xent reads the
+  logits again instead of keeping an N × C softmax, and a change raises there.
 - Under ``torch.no_grad()``, or when no input requires grad, no gradient is computed
   and no gradient buffer is allocated.
 - A contiguous CPU tensor's memory is handed to xent without a copy (bf16/f16 as
   their raw 16-bit storage); a non-contiguous one is made contiguous once.
 - Gradients (and other large outputs) are allocated by numpy, which advises large
   buffers for transparent huge pages; ``torch.empty`` does not, and its first touch
-  then costs a page fault per 4 KiB. A cross-entropy gradient buffer that nothing
-  refers to any more (after ``x.grad = None`` or ``zero_grad()``) is kept and reused
-  by the next call of the same size, without any page fault; ``empty_cache()``
-  releases the kept buffers.
+  then costs a page fault per 4 KiB. Cross-entropy gradient buffers of 1 MiB or more
+  are kept for reuse once freed (after ``x.grad = None``, ``zero_grad()``, or the
+  backward pass that consumed a non-leaf's gradient; a ``weakref.finalize`` on the
+  storage tells, not reference counts) and reused by a later call whose gradient is at
+  most a quarter smaller, without page faults. At most 2 idle buffers and 1 GiB are
+  kept, the least recently freed dropped first (``set_grad_cache_limit``; the byte
+  limit also from ``XENT_GRAD_CACHE_BYTES``); ``grad_cache_info()`` reports them and
+  ``empty_cache()`` releases them.
 - Dtypes float32, float64, bfloat16, float16. 16-bit losses are computed with f32
-  accumulation and returned in the input's dtype. The elementwise losses
-  (binary cross-entropies, ``kl_div``) widen 16-bit inputs to f32 once.
-- A CUDA tensor, another dtype, or a case xent does not cover (a gradient with
+  accumulation and returned in the input's dtype; under ``torch.autocast('cpu')``
+  they are returned in float32, as torch's float32 policy for these losses does,
+  computed from the 16-bit logits (no float32 copy; only a float32 probability
+  target makes xent widen 16-bit logits, as torch does). Gradients have the input's
+  dtype. The elementwise losses (binary cross-entropies, ``kl_div``) widen 16-bit
+  inputs to f32 once.
+- A CUDA tensor, another dtype, a ``torch.func`` transform (``vmap``, ``grad``,
+  ``jacrev``, …) or forward-mode AD, or a case xent does not cover (a gradient with
   respect to a probability target or a class weight, a K-dim ``linear_weight``, …)
-  falls back to torch's own function with a one-time warning.
+  falls back to torch's own function with a one-time warning. A target whose shape is
+  not the logits' (probabilities) or their row shape (class indices) goes to torch's
+  function too: torch raises its error, or computes what it accepts, with the warning.
 - The GIL is released during the computation. Threads: ``XENT_NUM_THREADS`` when
-  set, else ``torch.get_num_threads()``, so that xent does not oversubscribe the
-  cores torch uses.
+  set (at most 4 per logical CPU, else ``ValueError``), else
+  ``torch.get_num_threads()``, so that xent does not oversubscribe the cores torch uses.
 - Errors are xent's messages as the exception torch raises for the same mistake:
-  ``IndexError`` for a target out of range, ``ValueError`` for a bad option.
+  ``IndexError`` for a target out of range; ``RuntimeError`` for ``label_smoothing``
+  outside ``[0, 1]``, binary cross-entropy values outside ``[0, 1]``, a class-weight
+  length or an ``ignore_index`` with probability targets; ``ValueError`` for a batch
+  mismatch, a bad ``reduction`` and xent's own options (``z_loss``, ``softcap``,
+  checked on every path, the fallback's too); ``TypeError`` for an ``ignore_index``
+  that is not an integer.
 """
 
 import collections
@@ -332,15 +359,24 @@ def _not_cpu(*ts):
     return any(isinstance(t, torch.Tensor) and t.device.type != "cpu" for t in ts)
 
 
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+_functorch_active = getattr(torch._C, "_are_functorch_transforms_active", None)
 _functorch_wrapped = getattr(getattr(torch._C, "_functorch", None),
                              "is_functorch_wrapped_tensor", None)
 
 
 def _transformed(*ts):
-    """Whether a tensor is seen through a torch.func transform (vmap, grad, jacrev, …)
-    or carries a forward-mode tangent: xent's kernels see neither."""
+    """Whether a torch.func transform (vmap, grad, jacrev, …) is running or a tensor
+    carries a forward-mode tangent: xent's kernels see neither. (Not asked while
+    torch.compile traces, which cannot trace these queries and handles the transforms
+    itself.)"""
+    if _compiling():
+        return False
     ts = [t for t in ts if isinstance(t, torch.Tensor)]
-    if _functorch_wrapped is not None and any(_functorch_wrapped(t) for t in ts):
+    if _functorch_active is not None:
+        if _functorch_active():
+            return True
+    elif _functorch_wrapped is not None and any(_functorch_wrapped(t) for t in ts):
         return True
     fwd = torch.autograd.forward_ad
     if getattr(fwd, "_current_level", -1) >= 0:
@@ -378,7 +414,7 @@ def _hooks():
     them after a backward without ``retain_graph``, and gives them back with their
     graph for a double backward), without autograd's own version check: _Fused checks
     versions itself, for the tensors torch's backward needs, as torch does."""
-    if not torch._C._autograd._saved_tensors_hooks_is_enabled():
+    if _compiling() or not torch._C._autograd._saved_tensors_hooks_is_enabled():
         return None
     return torch.autograd.graph.saved_tensors_hooks(_same, _same)
 
