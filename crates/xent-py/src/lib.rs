@@ -46,7 +46,10 @@ fn py_err(e: Error) -> PyErr {
 /// child made by `fork()` (a DataLoader worker) has none of its parent's threads, so
 /// it builds its own pools instead of queueing work for threads that do not exist.
 /// rayon's global pool is never used, for the same reason.
-static POOLS: Mutex<Option<(u32, HashMap<usize, Arc<rayon::ThreadPool>>)>> = Mutex::new(None);
+static POOLS: Mutex<Option<PoolRegistry>> = Mutex::new(None);
+
+/// The pools' owner process and the pools by thread count.
+type PoolRegistry = (u32, HashMap<usize, Arc<rayon::ThreadPool>>);
 
 fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
     let threads = if threads == 0 {

@@ -297,8 +297,9 @@ def _grad_buffer(shape, dtype):
 
 
 def empty_cache():
-    """Releases the idle gradient buffers xent.torch keeps for reuse (those in use are
-    not kept when their last user lets go of them either, until the next call)."""
+    """Releases the idle gradient buffers xent.torch keeps for reuse. Buffers in use
+    come back to the cache when they are freed, within its limits
+    (:func:`set_grad_cache_limit`; ``max_buffers=0`` keeps none)."""
     _cache.clear()
 
 
@@ -773,6 +774,9 @@ class _Elementwise(_Op):
         tw = (xs[1] if len(xs) > 1 else self.target).to(work)
         w = None if self.weight is None else self.weight.to(work)
         if self.kind == "kl_div":
+            if self.reduction == "mean":  # the same, without torch's warning about 'mean'
+                return F.kl_div(xw, tw, reduction="sum", log_target=self.log_target) / max(
+                    xw.numel(), 1)
             return F.kl_div(xw, tw, reduction=self.reduction, log_target=self.log_target)
         if self.kind == "bce":
             return F.binary_cross_entropy(xw, tw, w, reduction=self.reduction)
