@@ -458,6 +458,12 @@ def test_torch_func_transforms_fall_back_to_torch_with_a_warning():
     _, t2 = torch.func.jvp(lambda a: F.binary_cross_entropy_with_logits(a, xs[1].sigmoid()),
                            (xs[0],), (v,))
     torch.testing.assert_close(t1, t2)
+    fwd = torch.autograd.forward_ad  # forward-mode AD outside torch.func
+    tangents = []
+    for f in (xt.cross_entropy, F.cross_entropy):
+        with fwd.dual_level():
+            tangents.append(fwd.unpack_dual(f(fwd.make_dual(xs[0], v), ys[0])).tangent)
+    torch.testing.assert_close(tangents[0], tangents[1])
 
 
 # --- smaller ones -------------------------------------------------------------------

@@ -380,7 +380,7 @@ def _transformed(*ts):
     elif _functorch_wrapped is not None and any(_functorch_wrapped(t) for t in ts):
         return True
     fwd = torch.autograd.forward_ad
-    if getattr(fwd, "_current_level", -1) >= 0:
+    if getattr(fwd, "_current_level", -1) >= 0:  # inside a dual_level
         return any(fwd.unpack_dual(t).tangent is not None for t in ts)
     return False
 
