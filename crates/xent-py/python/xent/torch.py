@@ -471,9 +471,10 @@ class _Fused(torch.autograd.Function):
         for x, v, k in zip(xs, ctx.versions, keeps):
             if not k and x._version != v:
                 raise _modified(x, v, (
-                    f". xent.torch.{op.name} keeps no softmax for reduction='none', a second "
-                    "backward or create_graph=True: it recomputes from this input, which "
-                    "must not change before the backward"))
+                    f". xent.torch.{op.name} recomputes its gradient from this input for "
+                    "reduction='none', a second backward through a retained graph and "
+                    "create_graph=True (where torch keeps an intermediate of the input's "
+                    "size instead), so the input must not change before the backward"))
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
             with torch.enable_grad():
                 loss = op.reference(xs)
