@@ -47,6 +47,7 @@ mod check;
 mod element;
 mod error;
 mod float;
+mod gemm;
 mod kernels;
 mod layout;
 mod ops;
