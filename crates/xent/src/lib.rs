@@ -62,6 +62,7 @@ pub use check::{gradcheck, gradcheck_cross_entropy, gradcheck_nll_loss, Gradchec
 pub use element::{bf16, f16, Element};
 pub use error::{Error, Result};
 pub use float::Float;
+pub use gemm::GradPrecision;
 pub use kernels::dispatch::Isa;
 pub use layout::Layout;
 pub use ops::cross_entropy::{

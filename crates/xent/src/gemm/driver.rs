@@ -85,8 +85,7 @@ impl<'a> Grad<'a> {
 /// rewritten front to back, each value read before its bytes are written over).
 pub(crate) fn round_rows_to_bf16(g: &mut [f32], rows: usize, v: usize) -> Grad<'_> {
     assert_eq!(g.len(), rows * v);
-    let rows_mut: Vec<&mut [f32]> = g.chunks_mut(v.max(1)).collect();
-    rows_mut.into_par_iter().for_each(|row| round_row(row));
+    g.par_chunks_mut(v.max(1)).for_each(round_row);
     let len = 2 * g.len();
     // SAFETY: `g`'s bytes reread as `2·len(g)` bf16 (no invalid bit patterns, a smaller
     // alignment); the exclusive borrow of `g` becomes this shared one.
@@ -102,6 +101,12 @@ fn round_row(row: &mut [f32]) {
     let n = row.len();
     let base = row.as_mut_ptr();
     let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        i = n / W * W;
+        // SAFETY: the row holds `n ≥ i` f32, exclusively borrowed; AVX-512F checked.
+        unsafe { super::kernels::x86::round_bf16_in_place(base, i) };
+    }
     while i < n {
         let w = W.min(n - i);
         let mut bits = [0u16; W];

@@ -23,15 +23,18 @@
 //! that depend only on the shape: each output element is summed by one task in one
 //! order, so results are the same bits for any thread count.
 
+#[cfg(test)]
+mod bench;
 pub(crate) mod blocking;
 pub(crate) mod driver;
 pub(crate) mod kernels;
+mod linear;
 mod pack;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use driver::{round_rows_to_bf16, Gemm, Grad, Workspace};
-pub(crate) use kernels::Unit;
+pub(crate) use linear::LinearGemm;
 
 use half::{bf16, f16};
 
@@ -167,12 +170,31 @@ impl<'a> View<'a> {
     }
 }
 
-/// Which type the logit gradient `G` is multiplied in by the backward GEMMs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GradPrecision {
-    /// `G` as computed, in `f32`.
-    F32,
-    /// `G` rounded to bf16 (nearest even), as PyTorch's bf16 path, Liger and Cut
-    /// Cross-Entropy do.
+/// Which type linear cross-entropy's logit gradient `G = ∂loss/∂x` is multiplied in
+/// by the backward products `∂h = G·W` and `∂W = Gᵀ·h`, for bf16 inputs (`f32`, `f64`
+/// and f16 inputs always keep `G` in their accumulation type).
+///
+/// [`Bf16`](GradPrecision::Bf16) (the default) rounds `G` to bf16 (nearest even, unit roundoff `2⁻⁸`), as
+/// PyTorch's bf16 path, Liger-Kernel and Cut Cross-Entropy do, so that both products
+/// run on the CPU's bf16 units (AMX, AVX512-BF16); the sums stay in `f32`, and `∂W`,
+/// `∂b` accumulate over row blocks in `f32` (`∂b` sums `G` before rounding). The
+/// rounding adds at most `2⁻⁸·Σ_c |G_nc|·|W_cd|` to `∂h_nd` and `2⁻⁸·Σ_n |G_nc|·|h_nd|`
+/// to `∂W_cd`, beyond the `f32` summation error (tested against an `f64` reference).
+/// [`F32`](GradPrecision::F32) keeps `G` in `f32` (the bf16 operands are widened):
+/// the results then equal those of `f32` inputs holding the same values, up to `f32`
+/// summation order.
+///
+/// ```
+/// use xent::{GradPrecision, LinearCrossEntropyOptions};
+/// let opts = LinearCrossEntropyOptions::<f32>::default().grad_precision(GradPrecision::F32);
+/// assert_eq!(opts.grad_precision, GradPrecision::F32);
+/// assert_eq!(LinearCrossEntropyOptions::<f32>::default().grad_precision, GradPrecision::Bf16);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GradPrecision {
+    /// `G` rounded to bf16 for the backward products (bf16 inputs).
+    #[default]
     Bf16,
+    /// `G` kept in `f32`.
+    F32,
 }

@@ -38,6 +38,13 @@ pub(super) fn pack_a(
                         }
                     }
                 }
+            } else if let (crate::gemm::Src::F32(x), 1) = (a.src, a.rs) {
+                for p in 0..klen {
+                    let base = (k0 + p) * a.cs + i0;
+                    for (i, &v) in x[base..base + rows].iter().enumerate() {
+                        dst[i * kpad + p] = v;
+                    }
+                }
             } else {
                 for p in 0..klen {
                     let base = (k0 + p) * a.cs + i0 * a.rs;
@@ -55,6 +62,15 @@ pub(super) fn pack_a(
                     let s = (i0 + i) * a.rs + k0;
                     for (p, d) in dst[i * kpad..i * kpad + klen].iter_mut().enumerate() {
                         *d = a.src.get_bf16(s + p);
+                    }
+                }
+            } else if let (crate::gemm::Src::Bf16(x), 1) = (a.src, a.rs) {
+                // Gᵀ of the dW product: each step of k reads a contiguous piece of a
+                // row of G and writes a column of the panel.
+                for p in 0..klen {
+                    let base = (k0 + p) * a.cs + i0;
+                    for (i, v) in x[base..base + rows].iter().enumerate() {
+                        dst[i * kpad + p] = v.to_bits();
                     }
                 }
             } else {
@@ -125,31 +141,26 @@ pub(super) fn pack_b(
             for (q, panel) in dst.chunks_exact_mut(kpad * nr).enumerate() {
                 let (c0, cols) = (j0 + q * nr, nr.min(n - q * nr));
                 if b.cs == 1 {
-                    // Rows p and p + 1 interleaved: (p, j) at (p/2)·2nr + 2j + p%2.
+                    // Rows p and p + 1 interleaved: (p, j) at (p/2)·2nr + 2j + p%2, i.e.
+                    // one u32 per column and pair of rows (low half: row p).
                     for (q2, pair) in panel.chunks_exact_mut(2 * nr).enumerate() {
-                        for half in 0..2 {
-                            let p = 2 * q2 + half;
-                            if p >= klen {
-                                for j in 0..nr {
-                                    pair[2 * j + half] = 0;
-                                }
-                                continue;
+                        let (p0, p1) = (2 * q2, 2 * q2 + 1);
+                        let row = |p: usize| (p < klen).then(|| (k0 + p) * b.rs + c0);
+                        let (s0, s1) = (row(p0), row(p1));
+                        match b.src {
+                            crate::gemm::Src::Bf16(x) => {
+                                let r0 = s0.map(|s| &x[s..s + cols]);
+                                let r1 = s1.map(|s| &x[s..s + cols]);
+                                interleave(pair, r0, r1, cols);
                             }
-                            let s = (k0 + p) * b.rs + c0;
-                            match b.src {
-                                crate::gemm::Src::Bf16(x) => {
-                                    for (j, v) in x[s..s + cols].iter().enumerate() {
-                                        pair[2 * j + half] = v.to_bits();
-                                    }
-                                }
-                                src => {
-                                    for j in 0..cols {
-                                        pair[2 * j + half] = src.get_bf16(s + j);
-                                    }
-                                }
-                            }
-                            for j in cols..nr {
-                                pair[2 * j + half] = 0;
+                            src => {
+                                let conv = |s: Option<usize>| {
+                                    s.map(|s| {
+                                        (0..cols).map(|j| src.get_bf16(s + j)).collect::<Vec<_>>()
+                                    })
+                                };
+                                let (v0, v1) = (conv(s0), conv(s1));
+                                interleave_bits(pair, v0.as_deref(), v1.as_deref(), cols);
                             }
                         }
                     }
@@ -165,6 +176,36 @@ pub(super) fn pack_b(
                 }
             }
         }
+    }
+}
+
+/// A pair of bf16 rows (`None`: a padding row of zeros) interleaved into `nr` u32
+/// columns, zero past `cols`.
+fn interleave(pair: &mut [u16], r0: Option<&[half::bf16]>, r1: Option<&[half::bf16]>, cols: usize) {
+    let bits = |r: Option<&[half::bf16]>| {
+        // SAFETY: `bf16` is a `repr(transparent)` `u16`.
+        r.map(|r| unsafe { std::slice::from_raw_parts(r.as_ptr().cast::<u16>(), r.len()) })
+    };
+    interleave_bits(pair, bits(r0), bits(r1), cols);
+}
+
+fn interleave_bits(pair: &mut [u16], r0: Option<&[u16]>, r1: Option<&[u16]>, cols: usize) {
+    let (head, tail) = pair.split_at_mut(2 * cols);
+    tail.fill(0);
+    match (r0, r1) {
+        (Some(r0), Some(r1)) => {
+            for ((d, &x), &y) in head.chunks_exact_mut(2).zip(&r0[..cols]).zip(&r1[..cols]) {
+                d[0] = x;
+                d[1] = y;
+            }
+        }
+        (Some(r0), None) => {
+            for (d, &x) in head.chunks_exact_mut(2).zip(&r0[..cols]) {
+                d[0] = x;
+                d[1] = 0;
+            }
+        }
+        _ => head.fill(0),
     }
 }
 

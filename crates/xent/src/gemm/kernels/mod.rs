@@ -17,7 +17,7 @@ use super::Packed;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod amx;
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub(crate) mod x86;
 
 /// A microkernel: `(k, a, lda, b, c, ldc, acc)` in the layouts of the module docs,
 /// `a` and `b` pointing at the kernel's element type (`f32`, or bf16 bits).

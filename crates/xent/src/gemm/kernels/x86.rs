@@ -165,3 +165,37 @@ pub(super) unsafe fn avx512_bf16(
         }
     }
 }
+
+/// Rounds `n` (a multiple of 16) `f32` at `x` to bf16 bits (nearest even; NaN stays
+/// a quiet NaN with its sign; subnormals rounded, not flushed), written as `n` u16
+/// from the same address: each 16 are loaded before their 32 bytes are stored over
+/// the first half of their own 64.
+///
+/// # Safety
+/// `x` must be valid for reads and writes of `n` `f32`; AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn round_bf16_in_place(x: *mut f32, n: usize) {
+    let dst = x.cast::<u16>();
+    let (one, bias, quiet, abs, inf) = (
+        _mm512_set1_epi32(1),
+        _mm512_set1_epi32(0x7fff),
+        _mm512_set1_epi32(0x40),
+        _mm512_set1_epi32(0x7fff_ffff),
+        _mm512_set1_epi32(0x7f80_0000),
+    );
+    for i in (0..n).step_by(16) {
+        // SAFETY: elements i..i + 16 < n of `x`; the store covers bytes 2i..2i + 32,
+        // which lie in elements < i + 16, all loaded first.
+        unsafe {
+            let b = _mm512_loadu_si512(x.add(i).cast());
+            let hi = _mm512_srli_epi32::<16>(b);
+            let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(
+                _mm512_add_epi32(b, bias),
+                _mm512_and_si512(hi, one),
+            ));
+            let nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(b, abs), inf);
+            let r = _mm512_mask_blend_epi32(nan, rounded, _mm512_or_si512(hi, quiet));
+            _mm256_storeu_si256(dst.add(i).cast(), _mm512_cvtepi32_epi16(r));
+        }
+    }
+}
