@@ -192,21 +192,57 @@ fn interleave(pair: &mut [u16], r0: Option<&[half::bf16]>, r1: Option<&[half::bf
 fn interleave_bits(pair: &mut [u16], r0: Option<&[u16]>, r1: Option<&[u16]>, cols: usize) {
     let (head, tail) = pair.split_at_mut(2 * cols);
     tail.fill(0);
-    match (r0, r1) {
-        (Some(r0), Some(r1)) => {
-            for ((d, &x), &y) in head.chunks_exact_mut(2).zip(&r0[..cols]).zip(&r1[..cols]) {
-                d[0] = x;
-                d[1] = y;
-            }
-        }
+    let zeros;
+    let (r0, r1) = match (r0, r1) {
+        (Some(r0), Some(r1)) => (&r0[..cols], &r1[..cols]),
         (Some(r0), None) => {
-            for (d, &x) in head.chunks_exact_mut(2).zip(&r0[..cols]) {
-                d[0] = x;
-                d[1] = 0;
-            }
+            zeros = vec![0u16; cols];
+            (&r0[..cols], &zeros[..])
         }
-        _ => head.fill(0),
+        _ => {
+            head.fill(0);
+            return;
+        }
+    };
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected.
+        unsafe { interleave_avx512(head, r0, r1) };
+        return;
     }
+    interleave_rows(head, r0, r1);
+}
+
+/// `out[2j] = r0[j]`, `out[2j + 1] = r1[j]`, written as one u32 per column so that it
+/// vectorizes (zero-extend, shift, or).
+#[inline(always)]
+fn interleave_rows(out: &mut [u16], r0: &[u16], r1: &[u16]) {
+    for ((o, &x), &y) in out.chunks_exact_mut(2).zip(r0).zip(r1) {
+        let w = (x as u32) | ((y as u32) << 16);
+        o.copy_from_slice(&[w as u16, (w >> 16) as u16]);
+    }
+}
+
+/// [`interleave_rows`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn interleave_avx512(out: &mut [u16], r0: &[u16], r1: &[u16]) {
+    use std::arch::x86_64::*;
+    let n = r0.len().min(r1.len()).min(out.len() / 2);
+    let full = n / 16 * 16;
+    for j in (0..full).step_by(16) {
+        // SAFETY: columns j..j + 16 ≤ n of both rows, u16 slots 2j..2j + 32 ≤ 2n of `out`.
+        unsafe {
+            let x = _mm512_cvtepu16_epi32(_mm256_loadu_si256(r0.as_ptr().add(j).cast()));
+            let y = _mm512_cvtepu16_epi32(_mm256_loadu_si256(r1.as_ptr().add(j).cast()));
+            let w = _mm512_or_si512(x, _mm512_slli_epi32::<16>(y));
+            _mm512_storeu_si512(out.as_mut_ptr().add(2 * j).cast(), w);
+        }
+    }
+    interleave_rows(&mut out[2 * full..2 * n], &r0[full..n], &r1[full..n]);
 }
 
 /// The first `len` bf16 slots of an `f32` scratch (two per `f32`).
