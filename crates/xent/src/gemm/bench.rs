@@ -115,7 +115,7 @@ fn bench_products() {
     let mut x = vec![0.0f32; rows * v];
     let mut dh = vec![0.0f32; rows * d];
     let mut dw = vec![0.0f32; v * d];
-    let mut row = |name: &str, t: [f64; 3]| {
+    let row = |name: &str, t: [f64; 3]| {
         let gf = t.map(|t| flops / t * 1e-9);
         println!(
             "{name:<28} logits {:7.1}  dh {:7.1}  dW {:7.1}  (ms {:.1} {:.1} {:.1})",
@@ -190,8 +190,9 @@ fn bench_products() {
 
     // The gemm crate 0.19, one call per product on all threads.
     let par = gemm::Parallelism::Rayon(threads);
-    // SAFETY (all three calls): every view below lies inside its buffer (the shapes
-    // above), the destination is exclusively borrowed and apart from the operands.
+    // Each call: every view lies inside its buffer (the shapes above), the destination
+    // is exclusively borrowed and apart from the operands.
+    // SAFETY: as said above.
     let tl = time(reps, || unsafe {
         // x (rows × v, row-major) = h (rows × d) · Wᵀ
         gemm::gemm(
@@ -216,6 +217,7 @@ fn bench_products() {
             par,
         )
     });
+    // SAFETY: as said above.
     let th = time(reps, || unsafe {
         gemm::gemm(
             rows,
@@ -239,6 +241,7 @@ fn bench_products() {
             par,
         )
     });
+    // SAFETY: as said above.
     let tw = time(reps, || unsafe {
         gemm::gemm(
             v,

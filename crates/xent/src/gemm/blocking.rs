@@ -37,6 +37,8 @@ pub(crate) const DH_COLUMNS: usize = 256;
 /// classes of `G` transposed (`classes × rows`, 192 KiB for 128 `f32` rows).
 pub(crate) const DW_CLASSES: usize = 384;
 
-const _: () = assert!(LOGITS_CLASSES % 6 == 0 && LOGITS_CLASSES % 32 == 0);
-const _: () = assert!(DW_CLASSES % 6 == 0 && DW_CLASSES % 32 == 0);
-const _: () = assert!(DH_COLUMNS % 64 == 0 && KC_F32 % 32 == 0 && KC_BF16 % 32 == 0);
+const _: () = assert!(LOGITS_CLASSES.is_multiple_of(6) && LOGITS_CLASSES.is_multiple_of(32));
+const _: () = assert!(DW_CLASSES.is_multiple_of(6) && DW_CLASSES.is_multiple_of(32));
+const _: () = assert!(
+    DH_COLUMNS.is_multiple_of(64) && KC_F32.is_multiple_of(32) && KC_BF16.is_multiple_of(32)
+);

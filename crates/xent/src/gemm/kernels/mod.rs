@@ -46,6 +46,7 @@ pub(crate) enum Unit {
 }
 
 impl Unit {
+    #[cfg(test)]
     pub(crate) const ALL: [Unit; 5] = [
         Unit::Scalar,
         Unit::Avx2,
@@ -54,6 +55,7 @@ impl Unit {
         Unit::Amx,
     ];
 
+    #[cfg(test)]
     pub(crate) fn index(self) -> usize {
         self as usize
     }
@@ -69,6 +71,7 @@ impl Unit {
     }
 
     /// The element type the unit multiplies.
+    #[cfg(test)]
     pub(crate) fn packed(self) -> Option<Packed> {
         match self {
             Unit::Scalar => None,
@@ -168,7 +171,7 @@ impl Kernel {
         ldc: usize,
         acc: bool,
     ) {
-        debug_assert!(k > 0 && k % self.kstep == 0);
+        debug_assert!(k > 0 && k.is_multiple_of(self.kstep));
         // SAFETY: the caller's contract; the unit was checked in `Kernel::get`.
         unsafe { (self.f)(k, a, lda, b, c, ldc, acc) }
     }
@@ -191,8 +194,8 @@ unsafe fn scalar_f32<const MR: usize, const NR: usize>(
     let mut t = [[0.0f32; NR]; MR];
     for (i, row) in t.iter_mut().enumerate() {
         for (j, x) in row.iter_mut().enumerate() {
-            // SAFETY: (i, j) lies in the C tile (the caller's contract).
             *x = if acc {
+                // SAFETY: (i, j) lies in the C tile (the caller's contract).
                 unsafe { *c.add(i * ldc + j) }
             } else {
                 0.0
@@ -204,6 +207,7 @@ unsafe fn scalar_f32<const MR: usize, const NR: usize>(
             // SAFETY: row i < MR, p < k lie in A; p·NR + j in the B panel.
             let ai = unsafe { *a.add(i * lda + p) };
             for (j, x) in row.iter_mut().enumerate() {
+                // SAFETY: p·NR + j lies in the B panel.
                 *x += ai * unsafe { *b.add(p * NR + j) };
             }
         }
@@ -236,8 +240,8 @@ unsafe fn scalar_bf16<const MR: usize, const NR: usize>(
     let mut t = [[0.0f32; NR]; MR];
     for (i, row) in t.iter_mut().enumerate() {
         for (j, x) in row.iter_mut().enumerate() {
-            // SAFETY: (i, j) lies in the C tile (the caller's contract).
             *x = if acc {
+                // SAFETY: (i, j) lies in the C tile (the caller's contract).
                 unsafe { *c.add(i * ldc + j) }
             } else {
                 0.0
@@ -249,6 +253,7 @@ unsafe fn scalar_bf16<const MR: usize, const NR: usize>(
             // SAFETY: pair q of row i < MR lies in A, pair q of column j in B.
             let (a0, a1) = unsafe { (f(*a.add(i * lda + 2 * q)), f(*a.add(i * lda + 2 * q + 1))) };
             for (j, x) in row.iter_mut().enumerate() {
+                // SAFETY: pair q of column j < NR lies in the B panel.
                 let (b0, b1) = unsafe {
                     (
                         f(*b.add(q * 2 * NR + 2 * j)),
