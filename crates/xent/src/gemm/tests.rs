@@ -223,8 +223,8 @@ fn every_available_unit_is_tested() {
     }
 }
 
-/// f16 and bf16 operands widened for the `f32` kernels give the `f32` kernel's result
-/// on the widened values exactly.
+/// f16 and bf16 operands (and a bf16 `G`) widened for the `f32` kernels give the
+/// `f32` kernel's result on the widened values exactly.
 #[test]
 fn half_operands_widen_exactly_for_f32_kernels() {
     let ker = Kernel::best(Packed::F32).unwrap();
@@ -275,6 +275,31 @@ fn half_operands_widen_exactly_for_f32_kernels() {
         &mut d2,
     );
     assert_eq!(d1, d2);
+
+    // bf16 operands and a bf16 G on the f32 kernels (a CPU without bf16 units): the
+    // same as the widened values in f32.
+    let hb: Vec<bf16> = h.iter().map(|&x| bf16::from_f32(x)).collect();
+    let wb: Vec<bf16> = w.iter().map(|&x| bf16::from_f32(x)).collect();
+    let hw: Vec<f32> = hb.iter().map(|x| x.to_f32()).collect();
+    let ww: Vec<f32> = wb.iter().map(|x| x.to_f32()).collect();
+    let (hb_v, hw_v) = (
+        View::new(Src::Bf16(&hb), d, 1),
+        View::new(Src::F32(&hw), d, 1),
+    );
+    let dims = (rows, d, v);
+    gemm.logits(hb_v, Src::Bf16(&wb), None, dims, &mut x1, &mut ws);
+    gemm.logits(hw_v, Src::F32(&ww), None, dims, &mut x2, &mut ws);
+    assert_eq!(x1, x2);
+    let mut gb = g.clone();
+    let grad = round_rows_to_bf16(&mut gb, rows, v);
+    let gw: Vec<f32> = g.iter().map(|&x| bf16::from_f32(x).to_f32()).collect();
+    gemm.hidden_grad(grad, Src::Bf16(&wb), dims, false, &mut d1);
+    gemm.hidden_grad(Grad::f32(&gw, v), Src::F32(&ww), dims, false, &mut d2);
+    assert_eq!(d1, d2);
+    let (mut w1, mut w2) = (vec![0.0; v * d], vec![0.0; v * d]);
+    gemm.weight_grad_add(grad, hb_v, dims, &mut w1, &mut ws);
+    gemm.weight_grad_add(Grad::f32(&gw, v), hw_v, dims, &mut w2, &mut ws);
+    assert_eq!(w1, w2);
 }
 
 /// The same bits on 1 and 3 threads, for every kernel.
