@@ -37,6 +37,19 @@
 //! compute. The fused `*_into` calls write into caller buffers, overwriting or
 //! accumulating ([`GradMode`]); the allocating functions sit on top.
 //!
+//! The source folders are the layers, and imports run one way (no two files import
+//! each other: `.ci/import_cycles.py` checks it):
+//! - `ops/`: the public functions and their checks;
+//! - `dtype.rs`, `entry.rs`: the public dtype traits ([`Element`], [`Float`]), and
+//!   the one file that joins each dtype to its driver entry;
+//! - `driver/`: blocks of rows on rayon's threads (every parallel loop goes through
+//!   one primitive), the pointer types a call carries, one driver per layout
+//!   (cross-entropy and softmax rows, class shards, linear cross-entropy's GEMMs);
+//! - `kernels/`: the row, K-dim and short-row kernels over `kernels/simd/`, the
+//!   instruction sets' primitives (one file per ISA, the math written once); they
+//!   know only kernel-level number traits and a plain index view of the targets;
+//! - `sizes.rs`: every block size and path threshold.
+//!
 //! ## Deliberate differences from PyTorch
 //! - Class-index targets of any integer type are accepted.
 //! - A negative `label_smoothing` is an error (PyTorch silently uses 0).
@@ -44,33 +57,35 @@
 
 pub mod alloc;
 mod check;
-mod element;
+mod driver;
+mod dtype;
+mod entry;
 mod error;
-mod float;
 mod gemm;
+mod indices;
 mod kernels;
 mod layout;
 mod ops;
 mod options;
-mod par;
-mod par_shard;
 mod reduce;
+mod sizes;
 mod targets;
 mod weights;
 
 pub use check::{gradcheck, gradcheck_cross_entropy, gradcheck_nll_loss, GradcheckReport};
-pub use element::{bf16, f16, Element};
+pub use dtype::{bf16, f16, Element, Float};
 pub use error::{Error, Result};
-pub use float::Float;
 pub use gemm::GradPrecision;
+pub use indices::ClassIndices;
 pub use kernels::dispatch::Isa;
 pub use layout::Layout;
 pub use ops::cross_entropy::{
     cross_entropy, cross_entropy_inplace, cross_entropy_into, cross_entropy_with_grad,
 };
 pub use ops::linear::{
-    linear_cross_entropy, linear_cross_entropy_into, linear_cross_entropy_with_grad,
-    LinearCrossEntropyOptions, LinearGradOut, LinearGrads, LinearInputs, DEFAULT_SCRATCH_BYTES,
+    check_linear_shapes, linear_cross_entropy, linear_cross_entropy_into,
+    linear_cross_entropy_with_grad, LinearCrossEntropyOptions, LinearGradOut, LinearGrads,
+    LinearInputs, DEFAULT_SCRATCH_BYTES,
 };
 pub use ops::nll::{nll_loss, nll_loss_into, nll_loss_with_grad};
 pub use ops::shard::{
@@ -83,7 +98,7 @@ pub use ops::softmax::{
 };
 pub use ops::{GradBuf, GradOut, Loss};
 pub use options::{CrossEntropyOptions, GradMode, NllLossOptions, Reduction, DEFAULT_IGNORE_INDEX};
-pub use targets::{ClassIndices, Targets};
+pub use targets::Targets;
 
 // Binary and divergence losses, class weights.
 pub use ops::binary::{

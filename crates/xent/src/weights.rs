@@ -7,11 +7,12 @@
 //! loss term, and no division by zero happens); a class without positives gets
 //! `pos_weight` 1 (no reweighting). See each function.
 
-use crate::error::{try_vec, Error, Result};
-use crate::float::Float;
+use crate::alloc::try_vec;
+use crate::dtype::Float;
+use crate::error::{Error, Result};
+use crate::indices::ClassIndices;
 use crate::ops::elementwise::{check_shape, check_unit_interval};
 use crate::reduce::CompensatedSum;
-use crate::targets::ClassIndices;
 
 /// How class weights are derived from the count `n_c` of each class.
 ///

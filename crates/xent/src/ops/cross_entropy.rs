@@ -4,15 +4,17 @@ use super::{
     check_grad, check_grad_output, check_indices, check_len, check_weight, loss_buf, loss_len,
     loss_shape, scalar_upstream, GradOut, Loss,
 };
-use crate::element::sealed::Sealed;
-use crate::element::Element;
+use crate::driver::ce::{CeCall, Scale};
+use crate::driver::ptr::{ConstPtr, GradPtr, Ptr};
+use crate::dtype::Element;
+use crate::dtype::Float;
+use crate::entry::ElementEntry as Sealed;
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::indices::ClassIndices;
 use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
-use crate::par::{CeCall, ConstPtr, GradPtr, Ptr, Scale};
 use crate::reduce::CompensatedSum;
-use crate::targets::{ClassIndices, Targets};
+use crate::targets::Targets;
 
 /// Softmax cross-entropy of `input` (logits of shape `shape`) against `target`, as
 /// PyTorch's `F.cross_entropy(input, target, weight, ignore_index=…,
@@ -261,9 +263,9 @@ fn run<T: Element>(
         inner,
         weight: opts.weight,
         weight_sum,
-        eps: opts.label_smoothing,
-        z: opts.z_loss,
-        cap: opts.softcap,
+        label_smoothing: opts.label_smoothing,
+        z_loss: opts.z_loss,
+        softcap: opts.softcap,
         scale,
         loss_out: (reduction == Reduction::None).then(|| Ptr::new(loss_out)),
     };
@@ -385,9 +387,9 @@ pub(crate) fn block_inplace<T: Element>(
         inner: 1,
         weight: opts.weight,
         weight_sum,
-        eps: opts.label_smoothing,
-        z: opts.z_loss,
-        cap: opts.softcap,
+        label_smoothing: opts.label_smoothing,
+        z_loss: opts.z_loss,
+        softcap: opts.softcap,
         scale,
         loss_out: Some(Ptr::new(row_loss)),
     };
