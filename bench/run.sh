@@ -34,12 +34,20 @@ for suite in "${suites[@]}"; do
             $xent bench --suite family --json --threads 2 >> "$out/family-xent-$rev.jsonl"
             $py bench/torch_family.py --threads 2 >> "$out/family-torch-$rev.txt"
         done ;;
-    linear)  # linear cross-entropy, N = 4096, D = 1024
-        for v in 32000 128256; do
-            reps=$([ "$v" = 32000 ] && echo 3 || echo 1)
-            target/release/examples/linear_bench 4096 1024 "$v" "$reps" >> "$out/linear-xent-$rev.txt"
-            $py bench/torch_linear.py --v "$v" --reps "$reps" >> "$out/linear-torch-$rev.txt"
-        done ;;
+    linear)  # linear cross-entropy, N = 4096, D = 1024: f32 and bf16 at V = 32000, f32 at 128256
+        grep -o -w -E 'avx512f|avx512_bf16|avx512_fp16|amx_tile|amx_bf16' /proc/cpuinfo \
+            | sort -u | tr '\n' ' ' | sed 's/^/cpu flags: /' >> "$out/machine-$rev.txt"
+        echo >> "$out/machine-$rev.txt"
+        for dt in f32 bf16; do
+            for _ in $(seq "$runs"); do
+                target/release/examples/linear_bench 4096 1024 32000 3 64 "$dt" \
+                    >> "$out/linear-xent-$rev.txt"
+                $py bench/torch_linear.py --v 32000 --reps 3 --dtype "$dt" \
+                    >> "$out/linear-torch-$rev.txt"
+            done
+        done
+        target/release/examples/linear_bench 4096 1024 128256 1 >> "$out/linear-xent-$rev.txt"
+        $py bench/torch_linear.py --v 128256 --reps 1 >> "$out/linear-torch-$rev.txt" ;;
     candle)  # candle-nn's cross-entropy and xent in one process
         RAYON_NUM_THREADS=2 cargo run --release --manifest-path bench/candle/Cargo.toml \
             -- --json > "$out/ce-candle-$rev.jsonl" ;;

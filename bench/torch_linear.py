@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch CPU baseline for linear cross-entropy, forward + backward.
 
-Times, with 2 threads, on N×D hidden states and a V×D classifier (float32):
+Times, with 2 threads, on N×D hidden states and a V×D classifier (float32, or
+bfloat16 with ``--dtype bf16``: h, W, the logits and the gradients in bf16, as a bf16
+model trains):
 
 - ``unfused``: ``F.cross_entropy(h @ W.T, y)`` then ``.backward()`` (holds the N×V
   logits and their gradient);
@@ -55,8 +57,9 @@ def child(args):
 
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
-    h0 = (torch.rand(args.n, args.d, generator=g) * 2 - 1)
-    w0 = (torch.rand(args.v, args.d, generator=g) * 2 - 1) * 0.05
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    h0 = (torch.rand(args.n, args.d, generator=g) * 2 - 1).to(dtype)
+    w0 = ((torch.rand(args.v, args.d, generator=g) * 2 - 1) * 0.05).to(dtype)
     y = (torch.arange(args.n) * 7919) % args.v
     base_kib = status_kib("VmRSS:")
     times = []
@@ -85,16 +88,17 @@ def child(args):
     peak_kib = status_kib("VmHWM:")
     # h and w are clones of h0/w0 (inputs counted twice by this harness): subtract one
     # copy of them, and the two gradients, from the peak.
-    grads_kib = (args.n * args.d + args.v * args.d) * 4 // 1024
+    elem = 4 if args.dtype == "f32" else 2
+    grads_kib = (args.n * args.d + args.v * args.d) * elem // 1024
     extra_kib = peak_kib - base_kib - 2 * grads_kib
     print(json.dumps({
-        "method": args.method, "n": args.n, "d": args.d, "v": args.v,
+        "method": args.method, "n": args.n, "d": args.d, "v": args.v, "dtype": args.dtype,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "median_s": times[len(times) // 2], "min_s": times[0], "reps": args.reps,
         "quiet_reps": len(quiet), "quiet_median_s": quiet[len(quiet) // 2] if quiet else None,
         "loss": loss_value, "peak_rss_mib": peak_kib / 1024,
         "extra_mib": extra_kib / 1024,
-        "logits_mib": args.n * args.v * 4 / 2**20,
+        "logits_mib": args.n * args.v * elem / 2**20,
     }))
 
 
@@ -105,6 +109,7 @@ def main():
     p.add_argument("--v", type=int, default=32000)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     p.add_argument("--methods", default="unfused,chunked")
     p.add_argument("--method", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -119,14 +124,15 @@ def main():
             continue
         cmd = [sys.executable, os.path.abspath(__file__), "--method", method,
                "--n", str(args.n), "--d", str(args.d), "--v", str(args.v),
-               "--reps", str(args.reps), "--threads", str(args.threads)]
+               "--reps", str(args.reps), "--threads", str(args.threads),
+               "--dtype", args.dtype]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{method}: failed\n{out.stderr}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         qm = "-" if r["quiet_median_s"] is None else f"{r['quiet_median_s']:.3f} s"
-        print(f"torch {r['torch']} {method} N={r['n']} D={r['d']} V={r['v']} "
+        print(f"torch {r['torch']} {method} {r['dtype']} N={r['n']} D={r['d']} V={r['v']} "
               f"threads={r['threads']}: median {r['median_s']:.3f} s (min {r['min_s']:.3f}, "
               f"{r['reps']} reps; quiet {r['quiet_reps']}: median {qm}), loss {r['loss']:.6f}")
         print(f"  peak RSS {r['peak_rss_mib']:.1f} MiB; extra above inputs+grads "

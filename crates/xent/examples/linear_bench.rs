@@ -110,6 +110,12 @@ fn run<E: Element>(n: usize, d: usize, v: usize, reps: usize, scratch: usize) {
             .map_or("-".to_string(), |t| format!("{t:.3} s")),
         loss[0].to_f64(),
     );
+    // Three GEMMs of 2·N·D·V flops each (logits, dh, dW): nearly all the work.
+    let gflop = 6.0 * (n * d * v) as f64 * 1e-9;
+    println!(
+        "  {:.0} GFLOP/s (6·N·D·V = {gflop:.0} GFLOP over the median time)",
+        gflop / times[times.len() / 2]
+    );
     println!(
         "  peak RSS {:.1} MiB; inputs+grads resident {:.1} MiB; extra {:.1} MiB = {:.2}% of \
          the {:.1} MiB logits",

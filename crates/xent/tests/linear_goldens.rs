@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use serde_json::Value;
 use xent::{
     bf16, f16, linear_cross_entropy, linear_cross_entropy_into, linear_cross_entropy_with_grad,
-    CrossEntropyOptions, Element, Error, Float, GradMode, LinearCrossEntropyOptions, LinearGradOut,
-    LinearInputs, Reduction, DEFAULT_SCRATCH_BYTES,
+    CrossEntropyOptions, Element, Error, Float, GradMode, GradPrecision, LinearCrossEntropyOptions,
+    LinearGradOut, LinearInputs, Reduction, DEFAULT_SCRATCH_BYTES,
 };
 
 // ---------------------------------------------------------------------------------
@@ -170,6 +170,15 @@ fn run_case<E: Element<Acc = T>, T: Float>(
     c: &Case,
     scratch_bytes: usize,
 ) -> Result<Out<T>, Error> {
+    run_case_with::<E, T>(c, scratch_bytes, GradPrecision::default())
+}
+
+/// [`run_case`] with the logit gradient multiplied in `grad_precision` (bf16 inputs).
+fn run_case_with<E: Element<Acc = T>, T: Float>(
+    c: &Case,
+    scratch_bytes: usize,
+    grad_precision: GradPrecision,
+) -> Result<Out<T>, Error> {
     let input = |v: &[f64]| -> Vec<E> { v.iter().map(|&x| E::from_acc(T::from_f64(x))).collect() };
     let (h, w) = (input(&c.hidden), input(&c.linear_weight));
     let b = c.linear_bias.as_deref().map(input);
@@ -183,7 +192,8 @@ fn run_case<E: Element<Acc = T>, T: Float>(
         .ignore_index(c.ignore_index)
         .label_smoothing(c.label_smoothing)
         .reduction(c.reduction)
-        .scratch_bytes(scratch_bytes);
+        .scratch_bytes(scratch_bytes)
+        .grad_precision(grad_precision);
     if let Some(cw) = &cw {
         opts = opts.weight(cw);
     }
@@ -577,10 +587,11 @@ fn long_accumulation<E: Element<Acc = f32>>() {
     }
 }
 
-/// bf16 and f16 inputs give what `f32` inputs holding the same values give (the
-/// half-precision path widens `W` tile by tile and sums `dh` per class chunk, so the
-/// rounding may differ), and the same bits on 1 and 3 threads. Options, a bias, two
-/// ragged row blocks and ragged GEMM tasks.
+/// bf16 and f16 inputs with the logit gradient kept in `f32` ([`GradPrecision::F32`])
+/// give what `f32` inputs holding the same values give (the half-precision path sums
+/// in another order, so the rounding may differ), and the same bits on 1 and 3
+/// threads, also with the default bf16 logit gradient. Options, a bias, two ragged row
+/// blocks and ragged GEMM tasks.
 #[test]
 fn half_precision_inputs_match_f32_inputs_with_the_same_values() {
     let (n, d, v) = (140, 260, 1100);
@@ -614,11 +625,12 @@ fn half_precision_inputs_match_f32_inputs_with_the_same_values() {
             grad_linear_bias: None,
         };
         let want = run_case::<f32, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap();
-        let half = || match name {
-            "bf16" => run_case::<bf16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
-            _ => run_case::<f16, f32>(&case, DEFAULT_SCRATCH_BYTES).unwrap(),
+        let half_with = |p| match name {
+            "bf16" => run_case_with::<bf16, f32>(&case, DEFAULT_SCRATCH_BYTES, p).unwrap(),
+            _ => run_case_with::<f16, f32>(&case, DEFAULT_SCRATCH_BYTES, p).unwrap(),
         };
-        let got = half();
+        let half = || half_with(GradPrecision::default());
+        let got = half_with(GradPrecision::F32);
         let db = (got.db.as_deref().unwrap(), want.db.as_deref().unwrap());
         for (what, g, w) in [
             ("loss", &got.loss[..], &want.loss[..]),
@@ -637,6 +649,118 @@ fn half_precision_inputs_match_f32_inputs_with_the_same_values() {
         assert!(
             bits(&on(3, half)) == bits(&on(1, half)),
             "{name}: 3 threads differ from 1"
+        );
+    }
+}
+
+/// The default bf16 logit gradient ([`GradPrecision::Bf16`]) against an `f64`
+/// reference of the same bf16 inputs: `dh` and `dW` within the documented bound
+/// `2⁻⁸·Σ|G·W|` (resp. `2⁻⁸·Σ|G·h|`) per element on top of the `f32` tolerance; loss
+/// and `db` (summed from `G` before rounding) within the `f32` tolerance alone. Several
+/// row blocks (a small budget), a bias, class weights and label smoothing. Prints the
+/// largest error measured, as a fraction of its element's `Σ|G·W|`.
+#[test]
+fn bf16_logit_gradient_stays_within_its_documented_bound() {
+    let (n, d, v) = (48, 160, 700);
+    let mut rng = Rng(31);
+    let round =
+        |x: Vec<f64>| -> Vec<f64> { x.into_iter().map(|v| bf16::from_f64(v).to_f64()).collect() };
+    let h = round(rng.vec(n * d, 1.0));
+    let w = round(rng.vec(v * d, 0.3));
+    let b = round(rng.vec(v, 0.5));
+    let cw: Vec<f64> = rng.vec(v, 1.0).into_iter().map(|x| 1.0 + x.abs()).collect();
+    let y: Vec<i64> = (0..n).map(|_| (rng.next() % v as u64) as i64).collect();
+    let eps = 0.1;
+
+    // f64 reference (mean, class weights, label smoothing; SEMANTICS.md).
+    let den: f64 = y.iter().map(|&t| cw[t as usize]).sum();
+    let wsum: f64 = cw.iter().sum();
+    let mut g = vec![0.0f64; n * v];
+    let mut loss = 0.0;
+    for r in 0..n {
+        let x: Vec<f64> = (0..v)
+            .map(|c| b[c] + (0..d).map(|k| h[r * d + k] * w[c * d + k]).sum::<f64>())
+            .collect();
+        let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + x.iter().map(|&xc| (xc - m).exp()).sum::<f64>().ln();
+        let t = y[r] as usize;
+        let smooth: f64 = (0..v).map(|c| -cw[c] * (x[c] - lse)).sum();
+        loss += ((1.0 - eps) * -cw[t] * (x[t] - lse) + eps / v as f64 * smooth) / den;
+        for c in 0..v {
+            let p = (x[c] - lse).exp();
+            let onehot = if c == t { 1.0 } else { 0.0 };
+            g[r * v + c] =
+                ((1.0 - eps) * cw[t] * (p - onehot) + eps / v as f64 * (wsum * p - cw[c])) / den;
+        }
+    }
+    let (mut dh, mut dh_abs) = (vec![0.0f64; n * d], vec![0.0f64; n * d]);
+    let (mut dw, mut dw_abs) = (vec![0.0f64; v * d], vec![0.0f64; v * d]);
+    let mut db = vec![0.0f64; v];
+    for r in 0..n {
+        for c in 0..v {
+            let gc = g[r * v + c];
+            db[c] += gc;
+            for k in 0..d {
+                dh[r * d + k] += gc * w[c * d + k];
+                dh_abs[r * d + k] += (gc * w[c * d + k]).abs();
+                dw[c * d + k] += gc * h[r * d + k];
+                dw_abs[c * d + k] += (gc * h[r * d + k]).abs();
+            }
+        }
+    }
+
+    let bf = |x: &[f64]| -> Vec<bf16> { x.iter().map(|&v| bf16::from_f64(v)).collect() };
+    let (hb, wb, bb) = (bf(&h), bf(&w), bf(&b));
+    let cw32: Vec<f32> = cw.iter().map(|&x| x as f32).collect();
+    let opts = LinearCrossEntropyOptions::default()
+        .weight(&cw32)
+        .label_smoothing(eps)
+        .scratch_bytes(16 * (v + d) * 4);
+    assert_eq!(opts.grad_precision, GradPrecision::Bf16);
+    let (got_loss, got) = linear_cross_entropy_with_grad(
+        LinearInputs::new(&hb, [n, d], &wb, [v, d]).linear_bias(&bb),
+        &y[..],
+        &opts,
+    )
+    .unwrap();
+
+    let tol = GemmTolerance::F32;
+    let k = d + v + n;
+    let max_abs = |x: &[f64]| x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let loss_err = (got_loss.item().unwrap() as f64 - loss).abs();
+    assert!(
+        loss_err <= tol.bound(k, loss.abs().max(1.0)),
+        "loss error {loss_err:e}"
+    );
+    let db_scale = max_abs(&db);
+    for (c, (&gv, &e)) in got
+        .linear_bias
+        .as_ref()
+        .unwrap()
+        .iter()
+        .zip(&db)
+        .enumerate()
+    {
+        let err = (gv as f64 - e).abs();
+        assert!(err <= tol.bound(k, db_scale), "db[{c}]: error {err:e}");
+    }
+    let half_ulp = 2f64.powi(-8);
+    for (what, got, want, abs) in [
+        ("dh", &got.hidden, &dh, &dh_abs),
+        ("dW", &got.linear_weight, &dw, &dw_abs),
+    ] {
+        let f32_part = tol.bound(k, max_abs(want));
+        let mut worst = 0.0f64;
+        for (i, ((&gv, &e), &a)) in got.iter().zip(want).zip(abs).enumerate() {
+            let err = (gv as f64 - e).abs();
+            assert!(
+                err <= half_ulp * a + f32_part,
+                "{what}[{i}]: error {err:e} > 2^-8 * {a:e} + {f32_part:e}"
+            );
+            worst = worst.max(err / a.max(1e-300));
+        }
+        println!(
+            "bf16 G: {what} max error / sum|G*operand| = {worst:.3e} (bound 2^-8 = {half_ulp:.3e})"
         );
     }
 }

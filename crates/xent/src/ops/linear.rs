@@ -121,6 +121,8 @@ pub struct LinearCrossEntropyOptions<'a, T> {
     /// Memory budget of a block in bytes (default 64 MiB); per-thread scratch comes on
     /// top.
     pub scratch_bytes: usize,
+    /// The type the logit gradient is multiplied in for bf16 inputs (default bf16).
+    pub grad_precision: crate::GradPrecision,
 }
 
 impl<T> Default for LinearCrossEntropyOptions<'_, T> {
@@ -128,6 +130,7 @@ impl<T> Default for LinearCrossEntropyOptions<'_, T> {
         LinearCrossEntropyOptions {
             cross_entropy: CrossEntropyOptions::default(),
             scratch_bytes: DEFAULT_SCRATCH_BYTES,
+            grad_precision: crate::GradPrecision::default(),
         }
     }
 }
@@ -137,6 +140,7 @@ impl<'a, T: Float> From<CrossEntropyOptions<'a, T>> for LinearCrossEntropyOption
         LinearCrossEntropyOptions {
             cross_entropy,
             scratch_bytes: DEFAULT_SCRATCH_BYTES,
+            grad_precision: crate::GradPrecision::default(),
         }
     }
 }
@@ -175,6 +179,11 @@ impl<'a, T: Float> LinearCrossEntropyOptions<'a, T> {
     /// Sets the scratch budget in bytes.
     pub fn scratch_bytes(mut self, scratch_bytes: usize) -> Self {
         self.scratch_bytes = scratch_bytes;
+        self
+    }
+    /// Sets the type the logit gradient is multiplied in for bf16 inputs.
+    pub fn grad_precision(mut self, grad_precision: crate::GradPrecision) -> Self {
+        self.grad_precision = grad_precision;
         self
     }
 }
@@ -479,7 +488,17 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
     // (2⁴⁰, 0) is empty but its block of logits is not. Reused by every block, on huge
     // pages when large.
     let mut logits = crate::alloc::zeroed_vec::<E::Acc>("logits block", &[block, v])?;
-    let mut ht = crate::alloc::zeroed_vec::<E::Acc>("hidden block", &[lhs_ld(block), d])?;
+    // f32, bf16 and f16 inputs multiply on the crate's GEMM engine (which packs what it
+    // needs itself); f64 on the `gemm` crate, with the copies and tiles below.
+    let mut engine = crate::gemm::LinearGemm::new::<E, E::Acc>(
+        inputs.hidden,
+        inputs.linear_weight,
+        (d, v),
+        opts.grad_precision,
+    );
+    let old_path = usize::from(engine.is_none());
+    let mut ht =
+        crate::alloc::zeroed_vec::<E::Acc>("hidden block", &[lhs_ld(block) * old_path, d])?;
     // Nothing was written before this point: an error above leaves the buffers as
     // they were.
     let want_grad = dh.is_some() || dw.is_some() || db.is_some();
@@ -491,10 +510,18 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
     }
     // Every scratch a task needs, made here rather than on the pool's threads.
     let threads = pool_threads();
-    let tiles = ThreadScratch::new(threads, lhs_ld(block) * X_CLASS_CHUNK.min(v), E::Acc::ZERO);
+    let tiles = ThreadScratch::new(
+        threads * old_path,
+        lhs_ld(block) * X_CLASS_CHUNK.min(v),
+        E::Acc::ZERO,
+    );
     // Half-precision inputs: W is widened a tile at a time (never all of it), the bias
     // once.
-    let weight = Widened::new(inputs.linear_weight, threads, WIDEN_CLASSES.min(v) * d);
+    let weight = Widened::new(
+        inputs.linear_weight,
+        threads * old_path,
+        WIDEN_CLASSES.min(v) * d,
+    );
     let bias = inputs.linear_bias.map(|b| widen(b));
     let mut row_loss = vec![E::Acc::ZERO; block];
     let mut total = CompensatedSum::default();
@@ -508,16 +535,20 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
         let x = &mut logits[..rows * v];
 
         let ld = lhs_ld(rows);
-        transpose_into(h_block, (rows, d), d, &mut ht[..ld * d], ld);
-        logits_into(
-            &ht[..ld * d],
-            (rows, ld),
-            &weight,
-            bias.as_deref(),
-            (d, v),
-            x,
-            &tiles,
-        );
+        if let Some(engine) = engine.as_mut() {
+            engine.logits(r0, rows, bias.as_deref(), x);
+        } else {
+            transpose_into(h_block, (rows, d), d, &mut ht[..ld * d], ld);
+            logits_into(
+                &ht[..ld * d],
+                (rows, ld),
+                &weight,
+                bias.as_deref(),
+                (d, v),
+                x,
+                &tiles,
+            );
+        }
 
         // The block through the library's fused kernel; G overwrites the logits.
         block_targets.clear();
@@ -546,6 +577,17 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
         }
 
         let g = &logits[..rows * v];
+        // db first: the engine may round G to bf16 in place for dh and dW.
+        if let Some(db) = db.as_deref_mut() {
+            column_sums_into(g, v, db);
+        }
+        if let Some(engine) = engine.as_mut() {
+            let dh_block = dh.as_deref_mut().map(|dh| &mut dh[r0 * d..(r0 + rows) * d]);
+            let g = &mut logits[..rows * v];
+            engine.backward(r0, rows, g, accumulate, dh_block, dw.as_deref_mut());
+            r0 += rows;
+            continue;
+        }
         if let Some(dh) = dh.as_deref_mut() {
             let dh_block = &mut dh[r0 * d..(r0 + rows) * d];
             hidden_grad_into(g, rows, &weight, (d, v), accumulate, dh_block);
@@ -557,9 +599,6 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
                 None => Strided::new(&ht[..ld * d], 1, ld),
             };
             weight_grad_add(g, hb, rows, (d, v), dw, &tiles);
-        }
-        if let Some(db) = db.as_deref_mut() {
-            column_sums_into(g, v, db);
         }
         r0 += rows;
     }

@@ -748,6 +748,8 @@ struct LinearWalk<'w, E: Element> {
     tiles: ThreadScratch<E::Acc>,
     weight: Widened<'w, E>,
     bias: Option<std::borrow::Cow<'w, [E::Acc]>>,
+    /// The GEMM engine (f32, bf16, f16 inputs); `None`: the `gemm` crate (f64).
+    engine: Option<crate::gemm::LinearGemm<'w>>,
 }
 
 impl<'w, E: Element> LinearWalk<'w, E> {
@@ -760,15 +762,24 @@ impl<'w, E: Element> LinearWalk<'w, E> {
         let (elem, acc) = (size_of::<E>(), size_of::<E::Acc>());
         let max_rows = MAX_BLOCK_ROWS * elem / acc;
         let block = block_rows(n, (d, v), acc, opts.scratch_bytes, max_rows);
-        let threads = pool_threads();
+        let engine = crate::gemm::LinearGemm::new::<E, E::Acc>(
+            inputs.hidden,
+            inputs.linear_weight,
+            (d, v),
+            opts.grad_precision,
+        );
+        // The gemm crate's copies and tiles, for the f64 path only.
+        let threads = pool_threads() * usize::from(engine.is_none());
+        let old = usize::from(engine.is_none());
         LinearWalk {
             block,
             x: vec![E::Acc::ZERO; block * v],
-            ht: vec![E::Acc::ZERO; lhs_ld(block) * d],
+            ht: vec![E::Acc::ZERO; lhs_ld(block) * d * old],
             t: Vec::with_capacity(block),
             tiles: ThreadScratch::new(threads, lhs_ld(block) * X_CLASS_CHUNK.min(v), E::Acc::ZERO),
             weight: Widened::new(inputs.linear_weight, threads, WIDEN_CLASSES.min(v) * d),
             bias: inputs.linear_bias.map(|b| widen(b)),
+            engine,
         }
     }
 
@@ -786,7 +797,9 @@ impl<'w, E: Element> LinearWalk<'w, E> {
         let h_block = &inputs.hidden[r0 * d..(r0 + rows) * d];
         let ld = lhs_ld(rows);
         let x = &mut self.x[..rows * v];
-        if v > 0 {
+        if let (true, Some(engine)) = (v > 0, self.engine.as_mut()) {
+            engine.logits(r0, rows, self.bias.as_deref(), x);
+        } else if v > 0 {
             transpose_into(h_block, (rows, d), d, &mut self.ht[..ld * d], ld);
             logits_into(
                 &self.ht[..ld * d],
@@ -820,6 +833,18 @@ impl<'w, E: Element> LinearWalk<'w, E> {
         dw: &mut Option<&mut [E::Acc]>,
         db: &mut Option<&mut [E::Acc]>,
     ) {
+        if v > 0 {
+            if let Some(engine) = self.engine.as_mut() {
+                // db first: the engine may round G to bf16 in place for dh and dW.
+                if let Some(db) = db.as_deref_mut() {
+                    column_sums_into(&self.x[..rows * v], v, db);
+                }
+                let dh_block = dh.as_deref_mut().map(|dh| &mut dh[r0 * d..(r0 + rows) * d]);
+                let g = &mut self.x[..rows * v];
+                engine.backward(r0, rows, g, accumulate, dh_block, dw.as_deref_mut());
+                return;
+            }
+        }
         let g = &self.x[..rows * v];
         if let Some(dh) = dh.as_deref_mut() {
             let dh_block = &mut dh[r0 * d..(r0 + rows) * d];
