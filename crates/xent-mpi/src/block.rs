@@ -41,7 +41,7 @@ impl Source {
         let f64 = match &a.data {
             Data::F32(_) => false,
             Data::F64(_) => true,
-            other => return Err(xent_cli::loss::not_float(what, path, other)),
+            other => return Err(xent_cli::operands::not_float(what, path, other)),
         };
         Ok(Source {
             shape: a.shape.clone(),

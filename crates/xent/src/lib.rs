@@ -54,6 +54,7 @@ mod options;
 mod par;
 mod par_shard;
 mod reduce;
+mod settings;
 mod targets;
 mod weights;
 
@@ -81,6 +82,7 @@ pub use ops::softmax::{
 };
 pub use ops::{GradBuf, GradOut, Loss};
 pub use options::{CrossEntropyOptions, GradMode, NllLossOptions, Reduction, DEFAULT_IGNORE_INDEX};
+pub use settings::CrossEntropySettings;
 pub use targets::{ClassIndices, Targets};
 
 // Binary and divergence losses, class weights.
