@@ -120,6 +120,20 @@ impl<T: Elem> Operands<T> {
         })
     }
 
+    /// The shapes and dtypes read, for comparing what several processes read:
+    /// `bias [V], target int64 [N], class weight [V], grad_output [..]`.
+    pub fn describe(&self) -> String {
+        let len = |v: &Option<Vec<T>>| v.as_ref().map(Vec::len);
+        format!(
+            "bias {:?}, target {} {:?}, class weight {:?}, grad_output {:?}",
+            len(&self.bias),
+            self.target.data.dtype(),
+            self.target.shape,
+            len(&self.class_weight),
+            len(&self.grad_output)
+        )
+    }
+
     /// The class indices, in the file's own integer type.
     pub fn indices(&self) -> ClassIndices<'_> {
         class_indices(&self.target).unwrap_or(ClassIndices::from(&[0i64; 0][..]))

@@ -30,6 +30,29 @@ pub fn check_outputs(
     outputs::check(outputs, inputs)
 }
 
+/// Refuses inputs (flag, path) that exist and are not regular files (a FIFO, a
+/// device, a directory, a socket), as [`check_outputs`] refuses such outputs: for a
+/// tool whose every process opens every input (`xent-mpi`), a FIFO can feed only one
+/// of them and blocks the rest. Paths that cannot be looked up are left to the reader.
+///
+/// # Errors
+/// A [`Failure`] naming the flag, the path and what it is.
+pub fn check_regular_inputs(inputs: &[(&str, Option<&Path>)]) -> Result<(), Failure> {
+    for &(flag, path) in inputs {
+        let Some(path) = path else { continue };
+        if let Ok(m) = std::fs::metadata(path) {
+            if !m.is_file() {
+                return Err(Failure::new(format!(
+                    "cannot read {flag} {}: it is {}; only regular files are read",
+                    path.display(),
+                    outputs::kind(m.file_type())
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A weight vector in `T`.
 pub fn vector<T: Elem>(a: &Array, what: &str) -> Result<Vec<T>, Failure> {
     if a.shape.len() != 1 {

@@ -92,6 +92,15 @@ impl Source {
         })
     }
 
+    /// The dtype's NumPy name: `float32` or `float64`.
+    pub fn dtype(&self) -> &'static str {
+        if self.f64 {
+            "float64"
+        } else {
+            "float32"
+        }
+    }
+
     /// `x[n0..n1, c0..c1, :]` of the array seen as `(outer, c, inner)`, in `T`.
     ///
     /// # Errors

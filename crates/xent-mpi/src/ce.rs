@@ -8,7 +8,9 @@ use xent::{
 };
 use xent_cli::args::CrossEntropyArgs as Request;
 use xent_cli::npy::{self, Array, Elem};
-use xent_cli::operands::{check_outputs, classify, reduction_name, upstream, vector, TargetKind};
+use xent_cli::operands::{
+    check_outputs, check_regular_inputs, classify, reduction_name, upstream, vector, TargetKind,
+};
 use xent_cli::report::{deliver, Computed};
 use xent_cli::Failure;
 
@@ -18,8 +20,13 @@ use crate::comm::{even_range, gather, gather_world, reduce_sum, Agreed, Groups, 
 /// Runs the request on every rank; rank 0's report comes back (empty elsewhere).
 pub fn run(g: &Groups, req: &Request) -> Result<String, Agreed> {
     // Everything that can fail on bad input happens before the first collective.
-    let read = g.agree(read(g, req));
-    match read? {
+    let read = g.agree(read(g, req))?;
+    let description = match &read {
+        Input::F32(x) => &x.description,
+        Input::F64(x) => &x.description,
+    };
+    g.same_inputs(description)?;
+    match read {
         Input::F32(x) => compute::<f32>(g, req, x),
         Input::F64(x) => compute::<f64>(g, req, x),
     }
@@ -46,6 +53,8 @@ struct Prepared<T> {
     /// The class weights in `T`.
     weight: Option<Vec<T>>,
     grad_output: Option<Vec<T>>,
+    /// The shapes and dtypes read, the same on every rank.
+    description: String,
 }
 
 fn read(g: &Groups, req: &Request) -> Result<Input, Failure> {
@@ -61,6 +70,13 @@ fn read(g: &Groups, req: &Request) -> Result<Input, Failure> {
             ("--weight", req.class.weight.as_deref()),
         ],
     )?;
+    // Every rank opens every input: a FIFO would feed one and block the others.
+    check_regular_inputs(&[
+        ("--input", Some(&req.class.files.input)),
+        ("--target", Some(&req.class.files.target)),
+        ("--grad-output", req.class.files.grad_output.as_deref()),
+        ("--weight", req.class.weight.as_deref()),
+    ])?;
     let input = Source::open(&req.class.files.input, "input")?;
     // Probability targets (the input's shape, a float file) are read a block at a
     // time like the logits; class indices whole.
@@ -143,6 +159,17 @@ fn prepare<T: Elem>(
         }
         _ => None,
     };
+    let description = format!(
+        "input {} {:?}, target {}, weight {:?}, grad_output {:?}",
+        input.dtype(),
+        input.shape,
+        match target {
+            Target::Block(t) => format!("{} {:?}", t.dtype(), t.shape),
+            Target::Whole(t) => format!("{} {:?}", t.data.dtype(), t.shape),
+        },
+        weight.as_ref().map(Vec::len),
+        grad_output.as_ref().map(Vec::len),
+    );
     Ok(Prepared {
         x: block(input, &req.class.files.input)?,
         layout,
@@ -154,6 +181,7 @@ fn prepare<T: Elem>(
         settings,
         weight,
         grad_output,
+        description,
     })
 }
 

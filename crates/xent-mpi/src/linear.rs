@@ -11,7 +11,7 @@ use xent::{
 use xent_cli::args::LinearArgs as Request;
 use xent_cli::linear::Operands;
 use xent_cli::npy::Elem;
-use xent_cli::operands::check_outputs;
+use xent_cli::operands::{check_outputs, check_regular_inputs};
 use xent_cli::report::{deliver, Computed};
 use xent_cli::Failure;
 
@@ -40,11 +40,19 @@ struct Prepared<T> {
     class_weight: Option<Vec<T>>,
     grad_output: Option<Vec<T>>,
     scratch_bytes: usize,
+    /// The shapes and dtypes read, the same on every rank.
+    description: String,
 }
 
 /// Runs the request on every rank; rank 0's report comes back (empty elsewhere).
 pub fn run(g: &Groups, req: &Request) -> Result<String, Agreed> {
-    match g.agree(read(g, req))? {
+    let read = g.agree(read(g, req))?;
+    let description = match &read {
+        Input::F32(p) => &p.description,
+        Input::F64(p) => &p.description,
+    };
+    g.same_inputs(description)?;
+    match read {
         Input::F32(p) => compute::<f32>(g, req, p),
         Input::F64(p) => compute::<f64>(g, req, p),
     }
@@ -52,6 +60,8 @@ pub fn run(g: &Groups, req: &Request) -> Result<String, Agreed> {
 
 fn read(g: &Groups, req: &Request) -> Result<Input, Failure> {
     check_outputs(&req.outputs(), &req.inputs())?;
+    // Every rank opens every input: a FIFO would feed one and block the others.
+    check_regular_inputs(&req.inputs())?;
     let scratch_bytes = req.scratch_bytes()?;
     let hidden = Source::open(&req.hidden, "hidden")?;
     Ok(if hidden.f64 {
@@ -138,6 +148,14 @@ fn prepare<T: Elem>(
     let h = hidden.block::<T>(&req.hidden, (d, 1), (n0, n1), (0, d))?;
     let w = weight.block::<T>(&req.weight, (d, 1), (c0, c1), (0, d))?;
     let target = (n0..n1).map(|i| indices.get(i) as i64).collect();
+    let description = format!(
+        "hidden {} {:?}, weight {} {:?}, {}",
+        hidden.dtype(),
+        hidden.shape,
+        weight.dtype(),
+        weight.shape,
+        ops.describe()
+    );
     let Operands {
         bias,
         settings,
@@ -157,6 +175,7 @@ fn prepare<T: Elem>(
         grad_output,
         settings,
         scratch_bytes,
+        description,
     })
 }
 

@@ -171,10 +171,34 @@ fn run(world: mpi::topology::SimpleCommunicator, command: Command) -> Result<Str
     }
 }
 
+/// This process's rank as the MPI launcher announces it in the environment (Open
+/// MPI, PMIx, MPICH/Intel's PMI, MVAPICH, Slurm's srun), before MPI starts; `None`
+/// outside a launcher.
+fn launcher_rank() -> Option<u64> {
+    [
+        "OMPI_COMM_WORLD_RANK",
+        "PMIX_RANK",
+        "PMI_RANK",
+        "MV2_COMM_WORLD_RANK",
+        "SLURM_PROCID",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
+}
+
 fn main() {
-    // Arguments first: a usage error exits (2, from clap) on every rank alike,
-    // before MPI starts.
-    let cli = Cli::parse();
+    // Arguments first, before MPI starts: a usage error (or --help) exits with clap's
+    // code on every rank alike, and only rank 0 (or a process outside a launcher)
+    // prints it, once.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if launcher_rank().unwrap_or(0) == 0 {
+                let _ = e.print();
+            }
+            std::process::exit(e.exit_code());
+        }
+    };
     let code = {
         let Some(universe) = mpi::initialize() else {
             eprintln!("xent-mpi: error: MPI was already initialised");
