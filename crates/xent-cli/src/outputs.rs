@@ -411,9 +411,10 @@ fn commit(
             }
         }
         let mut st = state();
-        let temp = st[i].temp.clone().ok_or_else(|| {
-            fail(path, io::Error::other("its temporary file has no name"))
-        })?;
+        let temp = st[i]
+            .temp
+            .clone()
+            .ok_or_else(|| fail(path, io::Error::other("its temporary file has no name")))?;
         ops.rename(&temp, &st[i].dest).map_err(|e| fail(path, e))?;
         st[i].temp = None;
         st[i].installed = true;
