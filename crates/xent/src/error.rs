@@ -293,24 +293,3 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-/// A vector of `shape`'s element count filled with `value`, or [`Error::Allocation`]
-/// naming `what` and `shape` when the count or its bytes overflow or the allocator
-/// refuses: for buffers whose size comes from the caller's shapes rather than from
-/// data the caller already holds (a `(2⁴⁰, 0)` weight holds no data but asks for
-/// `2⁴⁰`-class rows), which must fail as an `Err`, not abort the process.
-pub(crate) fn try_vec<T: Clone>(what: &'static str, shape: &[usize], value: T) -> Result<Vec<T>> {
-    let fail = |bytes| Error::Allocation {
-        name: what,
-        shape: shape.to_vec(),
-        bytes,
-    };
-    let len = crate::layout::numel(shape).ok_or_else(|| fail(None))?;
-    let bytes = len
-        .checked_mul(core::mem::size_of::<T>())
-        .ok_or_else(|| fail(None))?;
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| fail(Some(bytes)))?;
-    v.resize(len, value);
-    Ok(v)
-}

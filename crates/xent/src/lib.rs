@@ -68,8 +68,9 @@ pub use ops::cross_entropy::{
     cross_entropy, cross_entropy_inplace, cross_entropy_into, cross_entropy_with_grad,
 };
 pub use ops::linear::{
-    linear_cross_entropy, linear_cross_entropy_into, linear_cross_entropy_with_grad,
-    LinearCrossEntropyOptions, LinearGradOut, LinearGrads, LinearInputs, DEFAULT_SCRATCH_BYTES,
+    check_linear_shapes, linear_cross_entropy, linear_cross_entropy_into,
+    linear_cross_entropy_with_grad, LinearCrossEntropyOptions, LinearGradOut, LinearGrads,
+    LinearInputs, DEFAULT_SCRATCH_BYTES,
 };
 pub use ops::nll::{nll_loss, nll_loss_into, nll_loss_with_grad};
 pub use ops::shard::{

@@ -7,7 +7,8 @@
 //! loss term, and no division by zero happens); a class without positives gets
 //! `pos_weight` 1 (no reweighting). See each function.
 
-use crate::error::{try_vec, Error, Result};
+use crate::alloc::try_vec;
+use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::{check_shape, check_unit_interval};
 use crate::reduce::CompensatedSum;

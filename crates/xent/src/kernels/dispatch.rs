@@ -2,6 +2,7 @@
 //! chosen on the machine it runs on.
 
 use super::simd::{Kernel, Scalar, Simd};
+use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// An instruction set the f32 kernels (f32, bf16 and f16 data) are compiled for.
@@ -99,13 +100,13 @@ impl Isa {
     /// and comparisons; results differ only by rounding.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidArgument`] when the CPU cannot execute `isa`.
-    pub fn force(isa: Option<Isa>) -> crate::Result<()> {
+    /// [`Error::InvalidArgument`] when the CPU cannot execute `isa`.
+    pub fn force(isa: Option<Isa>) -> Result<()> {
         match isa {
             None => FORCED.store(0, Ordering::Relaxed),
             Some(i) if i.is_available() => FORCED.store(i.index() as u8 + 1, Ordering::Relaxed),
             Some(i) => {
-                return Err(crate::Error::InvalidArgument {
+                return Err(Error::InvalidArgument {
                     name: "isa",
                     value: i.name().to_string(),
                     expected: "an instruction set this CPU has",
@@ -123,12 +124,12 @@ impl Isa {
 }
 
 impl core::str::FromStr for Isa {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<Isa> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Isa> {
         Isa::ALL
             .into_iter()
             .find(|i| i.name() == s)
-            .ok_or_else(|| crate::Error::InvalidArgument {
+            .ok_or_else(|| Error::InvalidArgument {
                 name: "isa",
                 value: s.to_string(),
                 expected: "one of scalar, avx2, avx512",

@@ -481,17 +481,9 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
 ) -> Result<Option<E::Acc>> {
     let target = target.into();
     let (n, d, v) = check_inputs(&inputs)?;
+    check_target_rows(n, target.len())?;
     let ce = &opts.cross_entropy;
     let reduction = ce.reduction;
-    if target.len() != n {
-        return Err(Error::DimMismatch {
-            left: "hidden",
-            left_dim: n,
-            right: "target",
-            right_dim: target.len(),
-            what: "rows",
-        });
-    }
     // The logits' layout, for the checks shared with cross_entropy (no logits exist).
     let layout = Layout::new(&[n, v], n * v)?;
     check_options::<E::Acc>(ce, &layout, &Targets::Indices(target))?;
@@ -633,10 +625,9 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
     ))
 }
 
-/// Checks the operands' shapes against each other; returns `(N, D, V)`.
+/// Checks the operands' lengths against their shapes, then the shapes against each
+/// other ([`linear_shapes`]); returns `(N, D, V)`.
 pub(super) fn check_inputs<T>(inputs: &LinearInputs<'_, T>) -> Result<(usize, usize, usize)> {
-    let [n, d] = inputs.hidden_shape;
-    let [v, dw] = inputs.linear_weight_shape;
     let operand = |name, len: usize, shape: [usize; 2]| {
         if shape[0].checked_mul(shape[1]) == Some(len) {
             Ok(())
@@ -654,6 +645,21 @@ pub(super) fn check_inputs<T>(inputs: &LinearInputs<'_, T>) -> Result<(usize, us
         inputs.linear_weight.len(),
         inputs.linear_weight_shape,
     )?;
+    linear_shapes(
+        inputs.hidden_shape,
+        inputs.linear_weight_shape,
+        inputs.linear_bias.map(<[T]>::len),
+    )
+}
+
+/// The shape checks of [`check_linear_shapes`] before the target's: the columns of
+/// `h` against `W`'s, `b` against `W`'s rows, an empty vocabulary, and the logits'
+/// size; returns `(N, D, V)`.
+pub(super) fn linear_shapes(
+    [n, d]: [usize; 2],
+    [v, dw]: [usize; 2],
+    linear_bias_len: Option<usize>,
+) -> Result<(usize, usize, usize)> {
     if d != dw {
         return Err(Error::DimMismatch {
             left: "hidden",
@@ -663,13 +669,13 @@ pub(super) fn check_inputs<T>(inputs: &LinearInputs<'_, T>) -> Result<(usize, us
             what: "columns",
         });
     }
-    if let Some(b) = inputs.linear_bias {
-        if b.len() != v {
+    if let Some(b) = linear_bias_len {
+        if b != v {
             return Err(Error::DimMismatch {
                 left: "linear_weight",
                 left_dim: v,
                 right: "linear_bias",
-                right_dim: b.len(),
+                right_dim: b,
                 what: "rows",
             });
         }
@@ -684,6 +690,53 @@ pub(super) fn check_inputs<T>(inputs: &LinearInputs<'_, T>) -> Result<(usize, us
             reason: "the logits' size overflows usize",
         });
     }
+    Ok((n, d, v))
+}
+
+/// The target's row count against the hidden states' `N`.
+pub(super) fn check_target_rows(n: usize, target_len: usize) -> Result<()> {
+    if target_len == n {
+        return Ok(());
+    }
+    Err(Error::DimMismatch {
+        left: "hidden",
+        left_dim: n,
+        right: "target",
+        right_dim: target_len,
+        what: "rows",
+    })
+}
+
+/// Checks the shapes of linear cross-entropy's operands against each other, in the
+/// order and words of [`linear_cross_entropy`] and the shard functions: `h` is
+/// `(N, D)`, `W` `(V, D)`, `b` (if any) `(V,)`, and the target holds `N` class
+/// indices. Returns `(N, D, V)`.
+///
+/// This is the check for a caller that holds only the operands' shapes, before it
+/// reads their data (a distributed binding that reads each rank's block of `h` and
+/// `W` from files, say); the functions that take the operands run it themselves.
+///
+/// # Errors
+/// - [`Error::DimMismatch`] when `h`'s `D` is not `W`'s, `b`'s length is not `W`'s
+///   `V`, or the target's length is not `N`;
+/// - [`Error::NoClasses`] when `V = 0` and `N > 0`;
+/// - [`Error::BadShape`] when `N·V` overflows `usize`.
+///
+/// ```
+/// use xent::{check_linear_shapes, Error};
+/// assert_eq!(check_linear_shapes([4, 8], [10, 8], Some(10), 4)?, (4, 8, 10));
+/// let err = check_linear_shapes([4, 8], [10, 6], None, 4).unwrap_err();
+/// assert!(matches!(err, Error::DimMismatch { left_dim: 8, right_dim: 6, .. }));
+/// # Ok::<(), xent::Error>(())
+/// ```
+pub fn check_linear_shapes(
+    hidden_shape: [usize; 2],
+    linear_weight_shape: [usize; 2],
+    linear_bias_len: Option<usize>,
+    target_len: usize,
+) -> Result<(usize, usize, usize)> {
+    let (n, d, v) = linear_shapes(hidden_shape, linear_weight_shape, linear_bias_len)?;
+    check_target_rows(n, target_len)?;
     Ok((n, d, v))
 }
 

@@ -5,9 +5,9 @@
 
 use super::cross_entropy::{check_scalars, Denominators};
 use super::linear::{
-    as_acc, block_rows, check_inputs, column_sums_into, hidden_grad_into, lhs_ld, logits_into,
-    transpose_into, weight_grad_add, widen, LinearCrossEntropyOptions, LinearGradOut, LinearInputs,
-    Strided, Widened, MAX_BLOCK_ROWS, WIDEN_CLASSES, X_CLASS_CHUNK,
+    as_acc, block_rows, check_inputs, check_target_rows, column_sums_into, hidden_grad_into,
+    lhs_ld, logits_into, transpose_into, weight_grad_add, widen, LinearCrossEntropyOptions,
+    LinearGradOut, LinearInputs, Strided, Widened, MAX_BLOCK_ROWS, WIDEN_CLASSES, X_CLASS_CHUNK,
 };
 use super::{check_indices, check_len, check_weight, scalar_upstream, GradOut};
 use crate::element::sealed::Sealed;
@@ -723,15 +723,7 @@ fn check_linear<E: Element>(
         other => other?,
     };
     shard.check(v)?;
-    if target.len() != n {
-        return Err(Error::DimMismatch {
-            left: "hidden",
-            left_dim: n,
-            right: "target",
-            right_dim: target.len(),
-            what: "rows",
-        });
-    }
+    check_target_rows(n, target.len())?;
     let ce = &opts.cross_entropy;
     let global = Layout::new(&[n, shard.classes], n.saturating_mul(shard.classes))?;
     check_scalars(ce)?;

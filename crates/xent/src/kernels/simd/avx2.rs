@@ -388,13 +388,6 @@ impl Avx2 {
         })
     }
 
-    /// The AVX2 token an [`Avx512`] implies (its detection checks everything
-    /// [`Avx2::detect`] does).
-    #[inline(always)]
-    pub(super) fn implied_by(_: super::avx512::Avx512) -> Self {
-        Avx2(())
-    }
-
     /// `Some` when the running CPU has AVX2, FMA and F16C.
     pub(crate) fn detect() -> Option<Self> {
         (is_x86_feature_detected!("avx2")

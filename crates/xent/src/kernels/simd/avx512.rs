@@ -75,9 +75,19 @@ impl StoreAvx512 for f16 {
     }
 }
 
-/// AVX-512F, 16 lanes. Only constructed after runtime detection.
+/// AVX-512F, 16 lanes. Only constructed after runtime detection, which found
+/// everything [`Avx2::detect`] checks too: the token holds its [`Avx2`] and hands it
+/// out by `Deref` (pulp's `V4: Deref<Target = V3>`), so AVX2 code runs under it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Avx512(());
+pub(crate) struct Avx512(Avx2);
+
+impl core::ops::Deref for Avx512 {
+    type Target = Avx2;
+    #[inline(always)]
+    fn deref(&self) -> &Avx2 {
+        &self.0
+    }
+}
 
 impl Avx512 {
     /// Lane `i` of `a`.
@@ -110,7 +120,9 @@ impl Avx512 {
 
     /// `Some` when the running CPU has AVX-512F (and AVX2/FMA/F16C).
     pub(crate) fn detect() -> Option<Self> {
-        (is_x86_feature_detected!("avx512f") && Avx2::detect().is_some()).then_some(Avx512(()))
+        Avx2::detect()
+            .filter(|_| is_x86_feature_detected!("avx512f"))
+            .map(Avx512)
     }
 }
 
@@ -136,13 +148,13 @@ impl Simd for Avx512 {
     #[inline(always)]
     unsafe fn rows_to_tile<E: Store32>(self, p: *const E, stride: usize, c: usize, tile: *mut f32) {
         // SAFETY: forwarded (16 rows, a tile of 16 lanes).
-        unsafe { Avx2::implied_by(self).rows_to_tile_wide(p, stride, c, tile, 16) }
+        unsafe { self.rows_to_tile_wide(p, stride, c, tile, 16) }
     }
     /// As [`Avx512::rows_to_tile`], the other way.
     #[inline(always)]
     unsafe fn tile_to_rows<E: Store32>(self, tile: *const f32, p: *mut E, stride: usize, c: usize) {
         // SAFETY: forwarded (16 rows, a tile of 16 lanes).
-        unsafe { Avx2::implied_by(self).tile_to_rows_wide(tile, p, stride, c, 16) }
+        unsafe { self.tile_to_rows_wide(tile, p, stride, c, 16) }
     }
     #[inline(always)]
     fn splat(self, v: f32) -> __m512 {
