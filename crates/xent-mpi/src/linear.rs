@@ -4,8 +4,8 @@
 //! never the `N × V` logits.
 
 use xent::{
-    cross_entropy_shard_stats, linear_cross_entropy_shard_grad_into,
-    linear_cross_entropy_shard_stats, ClassIndices, ClassShard, CrossEntropySettings, Error,
+    check_linear_shapes, cross_entropy_shard_stats, linear_cross_entropy_shard_grad_into,
+    linear_cross_entropy_shard_stats, ClassIndices, ClassShard, CrossEntropySettings,
     LinearGradOut, LinearInputs, Reduction,
 };
 use xent_cli::args::LinearArgs as Request;
@@ -94,42 +94,13 @@ fn prepare<T: Elem>(
     };
     let ops = Operands::<T>::read(req, n)?;
     let indices = ops.indices();
-    // The library's operand checks, in its order and words.
-    if d != dw {
-        return Err(Error::DimMismatch {
-            left: "hidden",
-            left_dim: d,
-            right: "linear_weight",
-            right_dim: dw,
-            what: "columns",
-        }
-        .into());
-    }
-    if let Some(b) = &ops.bias {
-        if b.len() != v {
-            return Err(Error::DimMismatch {
-                left: "linear_weight",
-                left_dim: v,
-                right: "linear_bias",
-                right_dim: b.len(),
-                what: "rows",
-            }
-            .into());
-        }
-    }
-    if v == 0 && n > 0 {
-        return Err(Error::NoClasses { shape: vec![n, v] }.into());
-    }
-    if indices.len() != n {
-        return Err(Error::DimMismatch {
-            left: "hidden",
-            left_dim: n,
-            right: "target",
-            right_dim: indices.len(),
-            what: "rows",
-        }
-        .into());
-    }
+    // The library's operand checks, on the shapes alone (no rank holds all of h or W).
+    check_linear_shapes(
+        [n, d],
+        [v, dw],
+        ops.bias.as_ref().map(Vec::len),
+        indices.len(),
+    )?;
     // Every target against V and every option, on a shard of no classes (the
     // positions are the global rows).
     let opts = ops
