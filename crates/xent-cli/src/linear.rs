@@ -140,6 +140,33 @@ impl<T: Elem> Operands<T> {
     }
 }
 
+/// The gradient buffers asked for (`∂h`, `∂W`, `∂b`) with the upstream gradient, as
+/// the library takes them; `None` when no gradient is asked for.
+pub fn grad_out<'a, T: Elem>(
+    hidden: Option<&'a mut [T]>,
+    linear_weight: Option<&'a mut [T]>,
+    linear_bias: Option<&'a mut [T]>,
+    grad_output: Option<&'a [T]>,
+) -> Option<LinearGradOut<'a, T>> {
+    if hidden.is_none() && linear_weight.is_none() && linear_bias.is_none() {
+        return None;
+    }
+    let mut g = LinearGradOut::new();
+    if let Some(x) = hidden {
+        g = g.hidden(x);
+    }
+    if let Some(x) = linear_weight {
+        g = g.linear_weight(x);
+    }
+    if let Some(x) = linear_bias {
+        g = g.linear_bias(x);
+    }
+    if let Some(go) = grad_output {
+        g = g.grad_output(go);
+    }
+    Some(g)
+}
+
 /// Reads the other operands, runs the library, and collects the outputs.
 fn compute<T: Elem>(
     req: &LinearArgs,
@@ -180,24 +207,12 @@ fn compute<T: Elem>(
         .as_ref()
         .map(|_| zeroed("grad bias", &[v]))
         .transpose()?;
-    let grad = if dh.is_some() || dw.is_some() || db.is_some() {
-        let mut g = LinearGradOut::new();
-        if let Some(dh) = dh.as_deref_mut() {
-            g = g.hidden(dh);
-        }
-        if let Some(dw) = dw.as_deref_mut() {
-            g = g.linear_weight(dw);
-        }
-        if let Some(db) = db.as_deref_mut() {
-            g = g.linear_bias(db);
-        }
-        if let Some(go) = ops.grad_output.as_deref() {
-            g = g.grad_output(go);
-        }
-        Some(g)
-    } else {
-        None
-    };
+    let grad = grad_out(
+        dh.as_deref_mut(),
+        dw.as_deref_mut(),
+        db.as_deref_mut(),
+        ops.grad_output.as_deref(),
+    );
     let mut loss = vec![T::ZERO; ops.loss_shape.iter().product()];
     let z = linear_cross_entropy_into(inputs, ops.indices(), &opts, &mut loss, grad)?;
     Ok(Computed::new(loss, ops.loss_shape, z, req.out.as_deref())

@@ -5,11 +5,11 @@
 
 use xent::{
     check_linear_shapes, cross_entropy_shard_stats, linear_cross_entropy_shard_grad_into,
-    linear_cross_entropy_shard_stats, ClassIndices, ClassShard, CrossEntropySettings,
-    LinearGradOut, LinearInputs, Reduction,
+    linear_cross_entropy_shard_stats, ClassIndices, ClassShard, CrossEntropySettings, LinearInputs,
+    Reduction,
 };
 use xent_cli::args::LinearArgs as Request;
-use xent_cli::linear::Operands;
+use xent_cli::linear::{grad_out, Operands};
 use xent_cli::npy::Elem;
 use xent_cli::operands::{check_outputs, check_regular_inputs};
 use xent_cli::report::{deliver, Computed};
@@ -187,9 +187,6 @@ fn compute<T: Elem + Equivalence>(
     let mut loss = vec![0.0f64; if none { rows } else { 1 }];
     let z = g.agree(stats.finish(counts, &mut loss).map_err(Failure::from))?;
 
-    let want_grad = req.grad_out_hidden.is_some()
-        || req.grad_out_weight.is_some()
-        || req.grad_out_bias.is_some();
     let (mut dh, mut dw, mut db) = (
         req.grad_out_hidden
             .as_ref()
@@ -199,24 +196,12 @@ fn compute<T: Elem + Equivalence>(
             .map(|_| vec![T::ZERO; (c1 - c0) * d]),
         req.grad_out_bias.as_ref().map(|_| vec![T::ZERO; c1 - c0]),
     );
-    if want_grad {
-        let mut out = LinearGradOut::new();
-        if let Some(x) = dh.as_deref_mut() {
-            out = out.hidden(x);
-        }
-        if let Some(x) = dw.as_deref_mut() {
-            out = out.linear_weight(x);
-        }
-        if let Some(x) = db.as_deref_mut() {
-            out = out.linear_bias(x);
-        }
-        let go = p
-            .grad_output
-            .as_deref()
-            .map(|go| if none { &go[n0..n1] } else { go });
-        if let Some(go) = go {
-            out = out.grad_output(go);
-        }
+    let go = p
+        .grad_output
+        .as_deref()
+        .map(|go| if none { &go[n0..n1] } else { go });
+    // Some on every rank alike (the same flags): the agreement below is collective.
+    if let Some(out) = grad_out(dh.as_deref_mut(), dw.as_deref_mut(), db.as_deref_mut(), go) {
         let res = linear_cross_entropy_shard_grad_into(
             inputs(),
             ClassIndices::from(target),
