@@ -134,7 +134,8 @@ impl<T: Elem> Operands<T> {
         )
     }
 
-    /// The class indices, in the file's own integer type.
+    /// The class indices, in the file's own integer type ([`read`](Self::read)
+    /// refused any other dtype, so the empty fallback is never taken).
     pub fn indices(&self) -> ClassIndices<'_> {
         class_indices(&self.target).unwrap_or(ClassIndices::from(&[0i64; 0][..]))
     }
