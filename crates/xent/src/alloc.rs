@@ -32,7 +32,7 @@ use core::alloc::Layout;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 
-use crate::element::Element;
+use crate::dtype::Element;
 use crate::error::{Error, Result};
 
 /// The huge-page size buffers are aligned and advised to: 2 MiB (x86-64 and

@@ -1,11 +1,12 @@
 //! Finite-difference gradient checks, as `torch.autograd.gradcheck`.
 
 use crate::error::{Error, Result};
+use crate::indices::ClassIndices;
 use crate::ops::cross_entropy::cross_entropy_into;
 use crate::ops::nll::nll_loss_into;
 use crate::ops::{loss_len, GradOut};
 use crate::options::{CrossEntropyOptions, NllLossOptions, Reduction};
-use crate::targets::{ClassIndices, Targets};
+use crate::targets::Targets;
 use crate::Layout;
 
 /// The outcome of a gradient check: how far the analytic gradient is from central

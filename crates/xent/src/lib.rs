@@ -44,24 +44,24 @@
 
 pub mod alloc;
 mod check;
-mod element;
+mod driver;
+mod dtype;
+mod entry;
 mod error;
-mod float;
+mod indices;
 mod kernels;
 mod layout;
 mod ops;
 mod options;
-mod par;
-mod par_shard;
 mod reduce;
 mod settings;
 mod targets;
 mod weights;
 
 pub use check::{gradcheck, gradcheck_cross_entropy, gradcheck_nll_loss, GradcheckReport};
-pub use element::{bf16, f16, Element};
+pub use dtype::{bf16, f16, Element, Float};
 pub use error::{Error, Result};
-pub use float::Float;
+pub use indices::ClassIndices;
 pub use kernels::dispatch::Isa;
 pub use layout::Layout;
 pub use ops::cross_entropy::{
@@ -84,7 +84,7 @@ pub use ops::softmax::{
 pub use ops::{GradBuf, GradOut, Loss};
 pub use options::{CrossEntropyOptions, GradMode, NllLossOptions, Reduction, DEFAULT_IGNORE_INDEX};
 pub use settings::CrossEntropySettings;
-pub use targets::{ClassIndices, Targets};
+pub use targets::Targets;
 
 // Binary and divergence losses, class weights.
 pub use ops::binary::{

@@ -1,7 +1,7 @@
 //! Options of the losses: parameter structs with `Default` and builder methods.
 
+use crate::dtype::Float;
 use crate::error::{Error, Result};
-use crate::float::Float;
 
 /// How per-row losses are combined, as PyTorch's `reduction`.
 ///

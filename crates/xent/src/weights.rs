@@ -8,11 +8,11 @@
 //! `pos_weight` 1 (no reweighting). See each function.
 
 use crate::alloc::try_vec;
+use crate::dtype::Float;
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::indices::ClassIndices;
 use crate::ops::elementwise::{check_shape, check_unit_interval};
 use crate::reduce::CompensatedSum;
-use crate::targets::ClassIndices;
 
 /// How class weights are derived from the count `n_c` of each class.
 ///

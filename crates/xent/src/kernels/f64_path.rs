@@ -1,11 +1,11 @@
-//! Portable scalar kernels in any [`Float`]: the `f64` path.
+//! Portable scalar kernels in any [`Real`]: the `f64` path.
 //!
 //! Every log-probability is formed as `(x − m) − ln Σ exp(x − m)` with `m` the row
 //! max, never as `ln(softmax)`, so that it cannot underflow to `−inf`. A row is `c`
 //! elements at stride `stride`.
 
+use super::num::Real;
 use super::RowAt;
-use crate::float::Float;
 
 /// Where one row lives.
 #[derive(Clone, Copy)]
@@ -35,7 +35,7 @@ pub(crate) struct RowParams<'a, T> {
 
 /// `(x̃, dx̃/dx)` for soft-capping `x̃ = cap·tanh(x/cap)`.
 #[inline]
-fn capped<T: Float>(x: T, cap: Option<T>) -> (T, T) {
+fn capped<T: Real>(x: T, cap: Option<T>) -> (T, T) {
     match cap {
         None => (x, T::ONE),
         Some(cap) => {
@@ -50,7 +50,7 @@ fn capped<T: Float>(x: T, cap: Option<T>) -> (T, T) {
 ///
 /// # Safety
 /// `x` (and `t`, `g`) valid for `c` elements at `stride`; `target < c`.
-pub(crate) unsafe fn cross_entropy_row<T: Float>(row: RowArgs<T>, p: &RowParams<'_, T>) -> (T, T) {
+pub(crate) unsafe fn cross_entropy_row<T: Real>(row: RowArgs<T>, p: &RowParams<'_, T>) -> (T, T) {
     let at = |k: usize| k * row.stride;
     let cap = p.cap.map(T::from_f64);
     let probs = row.t.is_some();
@@ -147,7 +147,7 @@ pub(crate) unsafe fn cross_entropy_row<T: Float>(row: RowArgs<T>, p: &RowParams<
 ///
 /// # Safety
 /// `x` and `out` valid for `c` elements at `stride`.
-pub(crate) unsafe fn softmax_row<T: Float>(
+pub(crate) unsafe fn softmax_row<T: Real>(
     x: *const T,
     out: *mut T,
     c: usize,
@@ -177,7 +177,7 @@ pub(crate) unsafe fn softmax_row<T: Float>(
 ///
 /// # Safety
 /// `y`, `gy`, `gx` valid for `c` elements at `stride`.
-pub(crate) unsafe fn softmax_backward_row<T: Float>(
+pub(crate) unsafe fn softmax_backward_row<T: Real>(
     y: *const T,
     gy: *const T,
     gx: *mut T,
@@ -205,7 +205,7 @@ pub(crate) unsafe fn softmax_backward_row<T: Float>(
 
 /// `m = max_c x_c` (NaN if any entry is NaN) and `s = Σ_c exp(x_c − m)` of a row.
 #[inline]
-pub(crate) fn max_sumexp<T: Float>(x: &[T], row: RowAt) -> (T, T) {
+pub(crate) fn max_sumexp<T: Real>(x: &[T], row: RowAt) -> (T, T) {
     let mut m = T::NEG_INFINITY;
     for c in 0..row.len {
         m = m.max_nan(x[row.at(c)]);
@@ -219,7 +219,7 @@ pub(crate) fn max_sumexp<T: Float>(x: &[T], row: RowAt) -> (T, T) {
 
 /// Stores `v` at `i`, or adds it when accumulating.
 #[inline]
-pub(crate) fn put<T: Float>(g: &mut [T], i: usize, v: T, accumulate: bool) {
+pub(crate) fn put<T: Real>(g: &mut [T], i: usize, v: T, accumulate: bool) {
     if accumulate {
         g[i] += v;
     } else {

@@ -1,5 +1,5 @@
 //! Kernels: they only compute. No validation, no allocation, no I/O; the driver
-//! ([`crate::par`]) hands them rows that the ops layer has checked.
+//! ([`crate::driver`]) hands them rows that the ops layer has checked.
 //!
 //! - [`simd`]: the ISA layer: the instruction sets' primitives behind one trait, the
 //!   `vectorize` trampoline that enters a kernel, and the vector math written once;
@@ -7,6 +7,8 @@
 //! - [`lanes`]: K-dim rows `(N, C, inner)`, vectorized across `inner`;
 //! - [`fused`]: the per-block jobs that put them together;
 //! - [`pointwise`]: the elementwise losses (binary cross-entropy, KL divergence);
+//! - [`num`]: the number traits the kernels and the driver know (a compute scalar
+//!   and a storage scalar), which the public dtype traits imply;
 //! - [`f64_path`]: the portable scalar kernels that `f64` data runs;
 //! - [`shard`]: a row's shard of the classes (vocab parallelism): the combine step of
 //!   the reduced statistics and the portable (`f64`) shard kernels;
@@ -17,12 +19,14 @@ pub(crate) mod dispatch;
 pub(crate) mod f64_path;
 pub(crate) mod fused;
 pub(crate) mod lanes;
+pub(crate) mod num;
 pub(crate) mod pointwise;
 pub(crate) mod row;
 pub(crate) mod shard;
 pub(crate) mod simd;
 #[cfg(test)]
 mod tests;
+pub(crate) mod transpose;
 
 /// Where a row's classes live in a flat buffer: `off + c·stride` for `c < len`
 /// (used by the portable elementwise and divergence code).

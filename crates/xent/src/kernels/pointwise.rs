@@ -9,8 +9,8 @@
 
 use super::dispatch::{dispatch, dispatch_kernel, Isa, Job};
 use super::f64_path::put;
+use super::num::Real;
 use super::simd::{Kernel, Simd};
-use crate::float::Float;
 use crate::reduce::CompensatedSum;
 use core::marker::PhantomData;
 
@@ -109,7 +109,7 @@ const LOG_CLAMP: f32 = -100.0;
 const BCE_EPS: f32 = 1e-12;
 
 /// The portable kernel (`f64` data; the formulas of [`vector`] in scalar code).
-pub(crate) fn portable<T: Float>(call: PointCall<'_, T>) -> PointOut {
+pub(crate) fn portable<T: Real>(call: PointCall<'_, T>) -> PointOut {
     assert!(
         call.consistent(),
         "pointwise block operands disagree in length"
@@ -178,7 +178,7 @@ pub(crate) fn portable<T: Float>(call: PointCall<'_, T>) -> PointOut {
 }
 
 #[inline(always)]
-fn abs<T: Float>(v: T) -> T {
+fn abs<T: Real>(v: T) -> T {
     if v < T::ZERO {
         -v
     } else {
@@ -187,7 +187,7 @@ fn abs<T: Float>(v: T) -> T {
 }
 
 /// Whether every element of `data` lies in `[0, 1]` (NaN does not), portably.
-pub(crate) fn all_in_unit_portable<T: Float>(data: &[T]) -> bool {
+pub(crate) fn all_in_unit_portable<T: Real>(data: &[T]) -> bool {
     let ok = |v: T| v >= T::ZERO && v <= T::ONE;
     data.iter().fold(true, |all, &v| all & ok(v))
 }

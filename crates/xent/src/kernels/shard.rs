@@ -2,7 +2,7 @@
 //! parallelism): the partial statistics of a row's shard, the combination of the
 //! reduced statistics into the row's loss and gradient constants, and the portable
 //! (`f64`) row kernels. The `f32` rows run the existing row kernels
-//! ([`super::fused::PieceJob`]); the driver is [`crate::par_shard`].
+//! ([`super::fused::PieceJob`]); the driver is [`crate::driver::shard`].
 //!
 //! A shard of a row (classes `[o, o + n)` of `C`) reduces to its max `m` and, relative
 //! to `shift(m)` (0 for an all `−inf` shard), `s = Σ exp(x̃ − shift)`,
@@ -12,7 +12,7 @@
 //! the shards' values are the whole row's statistics, and [`combine_row`] gives what
 //! the single-process kernels compute from them.
 
-use crate::float::Float;
+use super::num::Real;
 
 /// The shift used for a max: 0 for an all `−inf` run (no `−inf − (−inf)`).
 #[inline]
@@ -163,7 +163,7 @@ pub(crate) struct ShardCoef<'a, T> {
     pub classes: f64,
 }
 
-impl<T: Float> ShardCoef<'_, T> {
+impl<T: Real> ShardCoef<'_, T> {
     /// `a_j` of class `j` of the row (`t_j` its probability target, if any).
     #[inline]
     fn at(&self, j: usize, t_j: Option<T>) -> T {
@@ -184,7 +184,7 @@ impl<T: Float> ShardCoef<'_, T> {
 
 /// `(x̃, dx̃/dx)` for soft-capping `x̃ = cap·tanh(x/cap)` (the portable path's).
 #[inline]
-fn capped<T: Float>(x: T, cap: Option<T>) -> (T, T) {
+fn capped<T: Real>(x: T, cap: Option<T>) -> (T, T) {
     match cap {
         None => (x, T::ONE),
         Some(cap) => {
@@ -199,7 +199,7 @@ fn capped<T: Float>(x: T, cap: Option<T>) -> (T, T) {
 ///
 /// # Safety
 /// `row.x` (and `row.t`) valid for `row.c` elements at `row.stride`; `y < row.c`.
-pub(crate) unsafe fn row_stats<T: Float>(
+pub(crate) unsafe fn row_stats<T: Real>(
     row: RowShard<T>,
     coef: &ShardCoef<'_, T>,
     cap: Option<f64>,
@@ -243,7 +243,7 @@ pub(crate) unsafe fn row_stats<T: Float>(
 ///
 /// # Safety
 /// As [`row_stats`], and `g` valid for writes at the same positions.
-pub(crate) unsafe fn row_grad<T: Float>(
+pub(crate) unsafe fn row_grad<T: Real>(
     row: RowShard<T>,
     g: *mut T,
     coef: &ShardCoef<'_, T>,

@@ -3,9 +3,10 @@
 //! dispatch fails if the best path of this CPU did not run.
 
 use super::dispatch::{dispatch_kernel, Isa};
-use super::fused::{copy_convert, copy_out_streaming, CeConsts, CeJob, Scale, SMALL_C};
+use super::fused::{CeConsts, CeJob, Scale, SMALL_C};
+use super::transpose::{copy_convert, copy_out_streaming};
 use super::simd::{Kernel, Simd, Store32};
-use crate::targets::ClassIndices;
+use crate::indices::ClassIndices;
 use core::ptr::NonNull;
 use half::{bf16, f16};
 
@@ -638,8 +639,8 @@ fn every_isa_matches_the_scalar_twin() {
     assert!(!super::fused::kdim_as_rows(200) && super::fused::kdim_as_rows(5203));
     assert!(!super::fused::kdim_as_rows(5120) && super::fused::kdim_as_rows(5121));
     // Rows the row kernels' stored-exp pass cannot hold stay on the tiles.
-    assert!(super::fused::kdim_as_rows(crate::par::LONG_ROW - 1));
-    assert!(!super::fused::kdim_as_rows(crate::par::LONG_ROW));
+    assert!(super::fused::kdim_as_rows(crate::driver::ce::LONG_ROW - 1));
+    assert!(!super::fused::kdim_as_rows(crate::driver::ce::LONG_ROW));
     for isa in Isa::available() {
         for (si, &shape) in shapes.iter().enumerate() {
             let p = problem(shape.0, shape.1, shape.2, si as u64);

@@ -6,8 +6,8 @@ use super::elementwise::{
     sigmoid1, Broadcast, Pointwise, Reduce,
 };
 use super::{check_len, GradOut, Loss};
+use crate::dtype::Float;
 use crate::error::Result;
-use crate::float::Float;
 use crate::kernels::pointwise::PointOp;
 use crate::options::Reduction;
 

@@ -4,15 +4,17 @@ use super::{
     check_grad, check_grad_output, check_indices, check_len, check_weight, loss_buf, loss_len,
     loss_shape, scalar_upstream, GradOut, Loss,
 };
-use crate::element::sealed::Sealed;
-use crate::element::Element;
+use crate::driver::ce::{CeCall, Scale};
+use crate::driver::ptr::{ConstPtr, GradPtr, Ptr};
+use crate::dtype::Element;
+use crate::dtype::Float;
+use crate::entry::ElementEntry as Sealed;
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::indices::ClassIndices;
 use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
-use crate::par::{CeCall, ConstPtr, GradPtr, Ptr, Scale};
 use crate::reduce::CompensatedSum;
-use crate::targets::{ClassIndices, Targets};
+use crate::targets::Targets;
 
 /// Softmax cross-entropy of `input` (logits of shape `shape`) against `target`, as
 /// PyTorch's `F.cross_entropy(input, target, weight, ignore_index=…,

@@ -6,14 +6,14 @@ use super::elementwise::{
     Pointwise, Reduce,
 };
 use super::{check_len, GradOut, Loss};
+use crate::driver::blocks::Blocks;
+use crate::dtype::Float;
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::kernels::f64_path::{max_sumexp, put};
 use crate::kernels::pointwise::PointOp;
 use crate::kernels::RowAt;
 use crate::layout::Layout;
 use crate::options::Reduction;
-use crate::par::Blocks;
 use crate::reduce::CompensatedSum;
 
 /// How [`kl_div`] combines its elementwise losses, as PyTorch's `reduction` of

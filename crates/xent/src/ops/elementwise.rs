@@ -3,11 +3,11 @@
 //! functions `Float` does not provide.
 
 use super::GradOut;
+use crate::driver::blocks::Blocks;
+use crate::dtype::Float;
+use crate::entry::FloatEntry as Sealed;
 use crate::error::{Error, Result};
-use crate::float::sealed::Sealed;
-use crate::float::Float;
 use crate::kernels::pointwise::{PointCall, PointGrad, PointOp, PointOut, Src};
-use crate::par::Blocks;
 use crate::reduce::CompensatedSum;
 
 /// Checks an elementwise shape (0-d allowed: one element) against `len`; returns the

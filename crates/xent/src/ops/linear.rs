@@ -19,15 +19,17 @@
 use gemm::Parallelism;
 
 use super::{check_len, scalar_upstream, Loss};
-use crate::element::Element;
+use crate::driver::blocks::{pool_threads, Blocks, ThreadScratch};
+use crate::driver::ce::Scale;
+use crate::driver::ptr::Ptr;
+use crate::dtype::Element;
+use crate::dtype::Float;
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::indices::ClassIndices;
 use crate::layout::Layout;
 use crate::ops::cross_entropy::{block_inplace, check_options, Denominators};
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
-use crate::par::{pool_threads, Blocks, Ptr, Scale, ThreadScratch};
 use crate::reduce::CompensatedSum;
-use crate::targets::ClassIndices;
 use crate::targets::Targets;
 
 /// The default scratch budget of [`linear_cross_entropy`]: 64 MiB.

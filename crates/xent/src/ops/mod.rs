@@ -9,13 +9,13 @@ pub(crate) mod nll;
 pub(crate) mod shard;
 pub(crate) mod softmax;
 
-use crate::element::Element;
+use crate::driver::ptr::{GradPtr, Ptr};
+use crate::dtype::Element;
+use crate::dtype::Float;
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::indices::ClassIndices;
 use crate::layout::Layout;
 use crate::options::{GradMode, Reduction};
-use crate::par::{GradPtr, Ptr};
-use crate::targets::ClassIndices;
 
 /// A loss value: a scalar for `mean`/`sum`, one value per row for `none`.
 ///

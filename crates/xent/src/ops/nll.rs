@@ -5,13 +5,13 @@ use super::{
     check_grad, check_indices, check_len, check_weight, loss_buf, loss_len, loss_shape,
     scalar_upstream, GradBuf, GradOut, Loss,
 };
-use crate::element::Element;
+use crate::dtype::Element;
+use crate::dtype::Float;
 use crate::error::Result;
-use crate::float::Float;
+use crate::indices::ClassIndices;
 use crate::layout::Layout;
 use crate::options::{GradMode, NllLossOptions, Reduction};
 use crate::reduce::CompensatedSum;
-use crate::targets::ClassIndices;
 
 /// Negative log-likelihood of log-probabilities `input` (shape `shape`, classes on
 /// dim 1) at class indices `target`, as PyTorch's `F.nll_loss`.

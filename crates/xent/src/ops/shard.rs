@@ -10,17 +10,19 @@ use super::linear::{
     LinearGradOut, LinearInputs, Strided, Widened, MAX_BLOCK_ROWS, WIDEN_CLASSES, X_CLASS_CHUNK,
 };
 use super::{check_indices, check_len, check_weight, scalar_upstream, GradOut};
-use crate::element::sealed::Sealed;
-use crate::element::Element;
+use crate::driver::blocks::{pool_threads, ThreadScratch};
+use crate::driver::ptr::{ConstPtr, GradPtr, Ptr};
+use crate::driver::shard::{RowGrad, ShardCall};
+use crate::dtype::Element;
+use crate::dtype::Float;
+use crate::entry::ElementEntry as Sealed;
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::indices::ClassIndices;
 use crate::kernels::shard::{combine_row, CombineConsts, RowCombined, ShardRow};
 use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
-use crate::par::{pool_threads, ConstPtr, GradPtr, Ptr, ThreadScratch};
-use crate::par_shard::{RowGrad, ShardCall};
 use crate::reduce::CompensatedSum;
-use crate::targets::{ClassIndices, Targets};
+use crate::targets::Targets;
 
 /// This process's shard of the classes: global classes `offset..offset + n` of
 /// `classes`, where `n` is the class dimension of the logits it holds.

@@ -1,11 +1,11 @@
 //! `softmax` and `log_softmax` over the class dimension, forward and backward.
 
 use super::check_len;
-use crate::element::sealed::Sealed;
-use crate::element::Element;
+use crate::driver::ptr::{ConstPtr, Ptr};
+use crate::dtype::Element;
+use crate::entry::ElementEntry as Sealed;
 use crate::error::Result;
 use crate::layout::Layout;
-use crate::par::{ConstPtr, Ptr};
 
 fn forward_into<T: Element>(input: &[T], shape: &[usize], out: &mut [T], log: bool) -> Result<()> {
     let layout = Layout::new(shape, input.len())?;

@@ -7,20 +7,21 @@
 //! first gathered into a contiguous `f32` row (and their gradient scattered back).
 //! `f64` rows run the portable kernels of [`crate::kernels::shard`].
 
-use crate::element::Element;
+use crate::driver::blocks::Blocks;
+use crate::driver::ptr::{ConstPtr, GradPtr, Ptr};
+use crate::indices::ClassIndices;
 use crate::kernels::dispatch::{dispatch, Isa};
 use crate::kernels::fused::{target_grad, AnyCoef, PieceJob, PieceStep};
+use crate::kernels::num::Storage;
 use crate::kernels::row::{GradConsts, Identity, Probs, SoftCap, Xform};
 use crate::kernels::shard::{self, RowShard, ShardCoef, ShardRow};
 use crate::kernels::simd::{Scalar, Store32};
-use crate::par::{Blocks, ConstPtr, GradPtr, Ptr};
-use crate::targets::ClassIndices;
 
 /// Elements per task: enough work per task, the rows' logits within L2.
 const TASK_ELEMS: usize = 1 << 15;
 
 /// A validated call on one shard of the classes: what the ops layer hands the driver.
-pub struct ShardCall<'a, T: Element> {
+pub struct ShardCall<'a, T: Storage> {
     /// The shard's logits, `outer × classes × inner`.
     pub x: ConstPtr<T>,
     /// The shard's probability targets, laid out like `x`.
@@ -42,12 +43,12 @@ pub struct ShardCall<'a, T: Element> {
 }
 
 // SAFETY: the raw pointers follow `ConstPtr`'s rules (read only); the rest is shared data.
-unsafe impl<T: Element> Sync for ShardCall<'_, T> {}
+unsafe impl<T: Storage> Sync for ShardCall<'_, T> {}
 
 /// A row's scaled gradient constants `(shift(M), α, β, b)`; `None` for an ignored row.
 pub type RowGrad = Option<(f64, f64, f64, f64)>;
 
-impl<T: Element> ShardCall<'_, T> {
+impl<T: Storage> ShardCall<'_, T> {
     /// `None` for an ignored row; else the target's class within the shard, if it
     /// lies there (always `None` for probability targets).
     #[inline]
@@ -75,7 +76,7 @@ impl<T: Element> ShardCall<'_, T> {
 }
 
 /// The partial statistics of every row of the call into `out` (one per row).
-pub(crate) fn stats_simd<E: Element<Acc = f32> + Store32>(
+pub(crate) fn stats_simd<E: Storage<Acc = f32> + Store32>(
     call: &ShardCall<'_, E>,
     out: &mut [ShardRow],
 ) {
@@ -90,7 +91,7 @@ pub(crate) fn stats_simd<E: Element<Acc = f32> + Store32>(
 }
 
 /// The gradient of every row of the call from its constants (one per row).
-pub(crate) fn grad_simd<E: Element<Acc = f32> + Store32>(
+pub(crate) fn grad_simd<E: Storage<Acc = f32> + Store32>(
     call: &ShardCall<'_, E>,
     consts: &[RowGrad],
     g: GradPtr<E>,
@@ -103,7 +104,7 @@ pub(crate) fn grad_simd<E: Element<Acc = f32> + Store32>(
     }
 }
 
-fn grad_simd_into<E: Element<Acc = f32> + Store32, G: Store32>(
+fn grad_simd_into<E: Storage<Acc = f32> + Store32, G: Store32>(
     call: &ShardCall<'_, E>,
     consts: &[RowGrad],
     g: Ptr<G>,
@@ -127,7 +128,7 @@ struct RowBufs {
 }
 
 impl RowBufs {
-    fn new<E: Element>(call: &ShardCall<'_, E>) -> Self {
+    fn new<E: Storage>(call: &ShardCall<'_, E>) -> Self {
         let c = if call.inner > 1 { call.classes } else { 0 };
         let t = if call.probs.is_some() { c } else { 0 };
         RowBufs {
@@ -142,7 +143,7 @@ impl RowBufs {
     ///
     /// # Safety
     /// `r` is a row of the call.
-    unsafe fn row<E: Element<Acc = f32> + Store32>(
+    unsafe fn row<E: Storage<Acc = f32> + Store32>(
         &mut self,
         call: &ShardCall<'_, E>,
         r: usize,
@@ -168,7 +169,7 @@ impl RowBufs {
         }
     }
 
-    fn stats<E: Element<Acc = f32> + Store32>(
+    fn stats<E: Storage<Acc = f32> + Store32>(
         &mut self,
         call: &ShardCall<'_, E>,
         isa: Isa,
@@ -187,7 +188,7 @@ impl RowBufs {
         }
     }
 
-    fn grad<E: Element<Acc = f32> + Store32, G: Store32>(
+    fn grad<E: Storage<Acc = f32> + Store32, G: Store32>(
         &mut self,
         call: &ShardCall<'_, E>,
         isa: Isa,
@@ -248,7 +249,7 @@ enum Contig<E> {
 }
 
 /// The coefficients of the row's linear terms (targets `t` of type `R`).
-fn coef_of<E: Element<Acc = f32>, R: Store32>(
+fn coef_of<E: Storage<Acc = f32>, R: Store32>(
     call: &ShardCall<'_, E>,
     t: Option<*const R>,
 ) -> AnyCoef<R> {
@@ -277,7 +278,7 @@ fn transformed(cap: Option<f32>, v: f32) -> f32 {
 /// The statistics of one contiguous row of type `R` (the call's own rows, or `f32`
 /// gathered ones), targets `t` alike.
 fn stats_of<R: Store32>(
-    call: &ShardCall<'_, impl Element<Acc = f32>>,
+    call: &ShardCall<'_, impl Storage<Acc = f32>>,
     isa: Isa,
     x: *const R,
     t: Option<*const R>,
@@ -309,7 +310,7 @@ fn stats_of<R: Store32>(
 /// `x` (and `t`) readable and `g` writable for the call's `classes`; `y` one of them.
 #[allow(clippy::too_many_arguments)]
 unsafe fn grad_of<R: Store32, G: Store32>(
-    call: &ShardCall<'_, impl Element<Acc = f32>>,
+    call: &ShardCall<'_, impl Storage<Acc = f32>>,
     isa: Isa,
     x: *const R,
     t: Option<*const R>,

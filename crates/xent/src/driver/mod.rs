@@ -1,0 +1,24 @@
+//! The driver: splits a call into blocks, runs them on rayon's threads, and
+//! reduces the block sums in a fixed order.
+//!
+//! Every parallel loop of the library goes through [`Blocks`]: the cross-entropy and
+//! softmax rows below, the elementwise losses and divergences (blocks of elements or
+//! rows), and linear cross-entropy's GEMM tasks (ranges of classes or columns). Block
+//! boundaries depend only on the shape, never on the number of threads, and each
+//! block is computed with a fixed order of operations; so results are bit-for-bit the
+//! same on 1 or 64 threads. Rows longer than [`LONG_ROW`] classes are split across
+//! threads themselves: their pieces' partial (max, Σexp) are merged in piece order.//!
+//! - [`blocks`]: the parallel primitive ([`Blocks`](blocks::Blocks)) and the
+//!   per-thread scratch;
+//! - [`ptr`]: the pointer types a validated call carries down to the kernels;
+//! - [`ce`]: cross-entropy and softmax rows, contiguous `(N, C)` or K-dim
+//!   `(N, C, inner)`, long rows split across threads;
+//! - [`shard`]: a shard of the classes (vocab parallelism).
+//!
+//! The driver knows the kernel-level number traits ([`crate::kernels::num`]), not the
+//! public dtype traits: [`crate::entry`] joins the two.
+
+pub(crate) mod blocks;
+pub(crate) mod ce;
+pub(crate) mod ptr;
+pub(crate) mod shard;

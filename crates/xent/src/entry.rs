@@ -1,0 +1,148 @@
+//! Which driver entry each dtype runs: the one place that joins the public dtype
+//! traits to the driver, as faer's public functions sit over private impls.
+//!
+//! [`Element`](crate::Element) and [`Float`](crate::Float) have these traits as
+//! sealed supertraits, so generic public code reaches its dtype's driver entry
+//! through them (`<T as ElementEntry>::run_cross_entropy`), while the driver and the
+//! kernels below know only the kernel-level traits ([`Storage`], `Real`): `f32`,
+//! `bf16` and `f16` run the SIMD kernels, `f64` the portable ones.
+
+use crate::driver::ce::{self, CeCall};
+use crate::driver::ptr::{ConstPtr, GradPtr, Ptr};
+use crate::driver::shard::{self, RowGrad, ShardCall};
+use crate::kernels::num::Storage;
+use crate::kernels::pointwise::{self, PointCall, PointOut};
+use crate::kernels::shard::ShardRow;
+use half::{bf16, f16};
+
+/// The driver entry points of each [`Element`](crate::Element) type (its sealed
+/// supertrait: the public trait carries no kernels, and no other crate can
+/// implement it).
+pub trait ElementEntry: Sized {
+    /// Runs a validated cross-entropy call on this type's kernels.
+    fn run_cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64)
+    where
+        Self: Storage;
+    /// softmax / log_softmax on this type's kernels.
+    fn run_softmax(x: ConstPtr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool);
+    /// Their backward on this type's kernels.
+    fn run_softmax_backward(
+        y: ConstPtr<Self>,
+        gy: ConstPtr<Self>,
+        gx: Ptr<Self>,
+        shape: (usize, usize, usize),
+        log: bool,
+    );
+    /// The partial statistics of a class shard's rows on this type's kernels.
+    fn run_shard_stats(call: &ShardCall<'_, Self>, out: &mut [ShardRow])
+    where
+        Self: Storage;
+    /// The gradient of a class shard's rows on this type's kernels.
+    fn run_shard_grad(
+        call: &ShardCall<'_, Self>,
+        consts: &[RowGrad],
+        g: GradPtr<Self>,
+        accumulate: bool,
+    ) where
+        Self: Storage;
+}
+
+/// The entry points of the types computed in f32: the SIMD kernels.
+macro_rules! f32_kernels {
+    ($t:ty) => {
+        impl ElementEntry for $t {
+            fn run_cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64) {
+                ce::ce_simd(call)
+            }
+            fn run_softmax(
+                x: ConstPtr<Self>,
+                out: Ptr<Self>,
+                shape: (usize, usize, usize),
+                log: bool,
+            ) {
+                ce::softmax_simd(x, out, shape, log)
+            }
+            fn run_softmax_backward(
+                y: ConstPtr<Self>,
+                gy: ConstPtr<Self>,
+                gx: Ptr<Self>,
+                shape: (usize, usize, usize),
+                log: bool,
+            ) {
+                ce::backward_simd(y, gy, gx, shape, log)
+            }
+            fn run_shard_stats(call: &ShardCall<'_, Self>, out: &mut [ShardRow]) {
+                shard::stats_simd(call, out)
+            }
+            fn run_shard_grad(
+                call: &ShardCall<'_, Self>,
+                consts: &[RowGrad],
+                g: GradPtr<Self>,
+                accumulate: bool,
+            ) {
+                shard::grad_simd(call, consts, g, accumulate)
+            }
+        }
+    };
+}
+
+f32_kernels!(f32);
+f32_kernels!(bf16);
+f32_kernels!(f16);
+
+impl ElementEntry for f64 {
+    fn run_cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64) {
+        ce::ce_f64(call)
+    }
+    fn run_softmax(x: ConstPtr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool) {
+        ce::softmax_f64(x, out, shape, log)
+    }
+    fn run_softmax_backward(
+        y: ConstPtr<Self>,
+        gy: ConstPtr<Self>,
+        gx: Ptr<Self>,
+        shape: (usize, usize, usize),
+        log: bool,
+    ) {
+        ce::backward_f64(y, gy, gx, shape, log)
+    }
+    fn run_shard_stats(call: &ShardCall<'_, Self>, out: &mut [ShardRow]) {
+        shard::stats_f64(call, out)
+    }
+    fn run_shard_grad(
+        call: &ShardCall<'_, Self>,
+        consts: &[RowGrad],
+        g: GradPtr<Self>,
+        accumulate: bool,
+    ) {
+        shard::grad_f64(call, consts, g, accumulate)
+    }
+}
+
+/// The elementwise kernel entry points of each [`Float`](crate::Float) type (its
+/// sealed supertrait).
+pub trait FloatEntry: Sized {
+    /// One block of an elementwise loss on this type's kernels.
+    fn run_pointwise(call: PointCall<'_, Self>) -> PointOut;
+    /// Whether every element lies in `[0, 1]` (NaN does not), on this type's
+    /// kernels.
+    fn all_in_unit(data: &[Self]) -> bool;
+}
+
+impl FloatEntry for f32 {
+    fn run_pointwise(call: PointCall<'_, Self>) -> PointOut {
+        pointwise::vector(call)
+    }
+    fn all_in_unit(data: &[Self]) -> bool {
+        pointwise::all_in_unit(data)
+    }
+}
+
+impl FloatEntry for f64 {
+    fn run_pointwise(call: PointCall<'_, Self>) -> PointOut {
+        pointwise::portable(call)
+    }
+    fn all_in_unit(data: &[Self]) -> bool {
+        pointwise::all_in_unit_portable(data)
+    }
+}

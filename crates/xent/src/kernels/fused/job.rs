@@ -1,0 +1,387 @@
+//! One block of a cross-entropy call ([`CeJob`]), and what every layout path of it
+//! shares: the call's constants, the upstream scales, the row finish (loss and
+//! gradient constants from the statistics), the target's gradient, the K-dim tile
+//! geometry.
+
+use crate::indices::ClassIndices;
+use crate::kernels::row::{self, GradConsts, RowStats, Xform};
+use crate::kernels::simd::{Scalar, Simd, Store32};
+use crate::reduce::CompensatedSum;
+use core::ptr::NonNull;
+
+/// Scalar constants of a cross-entropy call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CeConsts {
+    /// Label smoothing ε.
+    pub eps: f32,
+    /// C as f32.
+    pub classes: f32,
+    /// z-loss scale (`lse_square_scale`).
+    pub z: f32,
+}
+
+/// What a row's target is, for [`finish`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RowTarget {
+    /// A class index with its weight and its (transformed) logit.
+    Index { w_y: f32, x_y: f32 },
+    /// A probability row (its coefficients are in the partial's linear terms).
+    Probs,
+}
+
+/// The upstream-gradient scales of the rows of a call or of a block, in the type
+/// rows are computed in (`f32`, or `f64` for `f64` data): the cross-entropy part and
+/// the z part (they differ for a weighted mean, whose z term is averaged over rows).
+#[derive(Debug, Clone, Copy)]
+pub enum Scale<'a, A> {
+    /// The same for every row (reductions mean and sum).
+    Uniform { ce: A, z: A },
+    /// One per row (reduction none), from the first row of the call or block.
+    PerRow(&'a [A]),
+}
+
+impl<A: Copy> Scale<'_, A> {
+    /// The scales of row `r`.
+    #[inline]
+    pub(crate) fn at(&self, r: usize) -> (A, A) {
+        match *self {
+            Scale::Uniform { ce, z } => (ce, z),
+            Scale::PerRow(go) => (go[r], go[r]),
+        }
+    }
+
+    /// The scales of rows `r0..r0 + n`, from row `r0` on.
+    #[inline]
+    pub(crate) fn rows(self, r0: usize, n: usize) -> Self {
+        match self {
+            Scale::PerRow(go) => Scale::PerRow(&go[r0..r0 + n]),
+            uniform => uniform,
+        }
+    }
+}
+
+/// Row loss without its z term, the z term, and the gradient constants, from the
+/// row's statistics: [`finish_v`] on one lane.
+#[inline]
+pub(crate) fn finish(
+    p: RowStats<f32>,
+    t: RowTarget,
+    k: &CeConsts,
+    scale_ce: f32,
+    scale_z: f32,
+) -> (f32, f32, GradConsts<f32>) {
+    let index = match t {
+        RowTarget::Index { w_y, x_y } => Some((w_y, x_y)),
+        RowTarget::Probs => None,
+    };
+    finish_v(Scalar, &p, index, k, scale_ce, scale_z)
+}
+
+/// [`finish`] on `LANES` rows at once: row losses without their z terms, the z
+/// terms, and the gradient constants. `index` is `(w_y, x̃_y)` for class-index
+/// targets, `None` for probability rows (their coefficients are in `p.l`, `p.a`).
+/// Lanes of ignored rows compute values the caller discards.
+#[inline(always)]
+pub(crate) fn finish_v<S: Simd>(
+    s: S,
+    p: &RowStats<S::V>,
+    index: Option<(S::V, S::V)>,
+    k: &CeConsts,
+    scale_ce: S::V,
+    scale_z: S::V,
+) -> (S::V, S::V, GradConsts<S::V>) {
+    let zero = s.splat(0.0);
+    let ms = s.neg_inf_to(p.m, zero);
+    let ln_s = s.ln(p.s);
+    let (zt, zg) = if k.z != 0.0 {
+        let lse = s.add(ms, ln_s);
+        let z = s.splat(k.z);
+        (
+            s.mul(s.mul(z, lse), lse),
+            s.mul(s.mul(s.mul(scale_z, s.splat(2.0)), z), lse),
+        )
+    } else {
+        (zero, zero)
+    };
+    // a·ln S − l: the smoothing (or probability-target) part of the loss.
+    let spread = |s: S| s.sub(s.mul(p.a, ln_s), p.l);
+    match index {
+        Some((w_y, x_y)) => {
+            let keep = s.splat(1.0 - k.eps);
+            let nll = s.sub(ln_s, s.sub(x_y, ms));
+            let mut loss = s.mul(s.mul(keep, w_y), nll);
+            let b = s.mul(s.mul(scale_ce, keep), w_y);
+            let mut alpha = b;
+            let mut beta = zero;
+            if k.eps > 0.0 {
+                let e = s.splat(k.eps / k.classes);
+                loss = s.add(loss, s.mul(e, spread(s)));
+                alpha = s.add(alpha, s.mul(s.mul(scale_ce, e), p.a));
+                beta = s.mul(scale_ce, e);
+            }
+            let consts = GradConsts {
+                alpha: s.div(s.add(alpha, zg), p.s),
+                beta,
+                b,
+            };
+            (loss, zt, consts)
+        }
+        None => {
+            let consts = GradConsts {
+                alpha: s.div(s.add(s.mul(scale_ce, p.a), zg), p.s),
+                beta: scale_ce,
+                b: zero,
+            };
+            (spread(s), zt, consts)
+        }
+    }
+}
+
+/// The exact gradient at the target class, written after the vector pass:
+/// `prior + (α·exp(x̃_y − shift) − β·a_y − b)·dx̃_y/dx_y`: [`target_grad_v`] on one
+/// lane.
+#[inline]
+pub(crate) fn target_grad<X: Xform>(
+    xf: X,
+    x_y_raw: f32,
+    a_y: f32,
+    ms: f32,
+    k: GradConsts<f32>,
+    prior: f32,
+) -> f32 {
+    target_grad_v(Scalar, xf, x_y_raw, a_y, ms, &k, prior)
+}
+
+/// [`target_grad`] on `LANES` rows at once.
+#[inline(always)]
+pub(crate) fn target_grad_v<S: Simd, X: Xform>(
+    s: S,
+    xf: X,
+    x_y_raw: S::V,
+    a_y: S::V,
+    ms: S::V,
+    k: &GradConsts<S::V>,
+    prior: S::V,
+) -> S::V {
+    let (xt, d) = xf.apply_d(s, x_y_raw);
+    let v = s.sub(
+        // x̃_y ≤ max: `exp_small`'s domain (NaN stays NaN).
+        s.sub(
+            s.mul(k.alpha, s.exp_small(s.sub(xt, ms))),
+            s.mul(k.beta, a_y),
+        ),
+        k.b,
+    );
+    s.add(prior, if X::CHAINED { s.mul(v, d) } else { v })
+}
+
+/// A contiguous row's target, and what its passes overwrite that the target's
+/// exact gradient needs, read before they run (the gradient may be the logits
+/// themselves, or accumulate onto a prior gradient). The driver of whole rows
+/// ([`CeJob`]) and the one of rows split across threads share it.
+#[derive(Clone, Copy)]
+pub(crate) struct RowStart {
+    /// The row's target; `None` for an ignored row.
+    pub target: Option<RowTarget>,
+    /// With a gradient and a target class: the class, its raw logit and its prior
+    /// gradient (0 unless accumulating).
+    fix: Option<(usize, f32, f32)>,
+}
+
+impl RowStart {
+    /// Reads row `x`'s target: its probabilities (`probs`), or its class (`None`:
+    /// ignored) with the class's weight and transformed logit.
+    ///
+    /// # Safety
+    /// `x`, and `g` when given, readable for the row's classes; `class` one of them.
+    #[inline]
+    pub(crate) unsafe fn read<E: Store32, G: Store32, X: Xform>(
+        xf: X,
+        x: *const E,
+        g: Option<*mut G>,
+        probs: bool,
+        class: Option<usize>,
+        weight: Option<&[f32]>,
+        accumulate: bool,
+    ) -> RowStart {
+        // SAFETY: y < C, within the row (the caller's contract).
+        unsafe {
+            let target = if probs {
+                Some(RowTarget::Probs)
+            } else {
+                class.map(|y| RowTarget::Index {
+                    w_y: weight.map_or(1.0, |w| w[y]),
+                    x_y: xf.apply(Scalar, Scalar.load(x.add(y))),
+                })
+            };
+            let fix = g.zip(class).map(|(g, y)| {
+                let prior = if accumulate {
+                    (*g.add(y)).to_f32()
+                } else {
+                    0.0
+                };
+                (y, Scalar.load(x.add(y)), prior)
+            });
+            RowStart { target, fix }
+        }
+    }
+
+    /// Writes the target class's exact gradient into the row's gradient `g`, after
+    /// the gradient pass; `a_y` gives the class's linear coefficient.
+    ///
+    /// # Safety
+    /// `g` is the gradient [`RowStart::read`] was given, writable.
+    #[inline]
+    pub(crate) unsafe fn write_target_grad<G: Store32, X: Xform>(
+        &self,
+        xf: X,
+        g: *mut G,
+        a_y: impl FnOnce(usize) -> f32,
+        ms: f32,
+        k: GradConsts<f32>,
+    ) {
+        if let Some((y, x_y, prior)) = self.fix {
+            let v = target_grad(xf, x_y, a_y(y), ms, k, prior);
+            // SAFETY: y < C, within the row's gradient.
+            unsafe { *g.add(y) = G::from_f32(v) };
+        }
+    }
+}
+
+/// One block of a cross-entropy call.
+pub(crate) struct CeJob<'a, E, G> {
+    /// Logits of the block (`outer · C · inner` elements).
+    pub x: *const E,
+    /// Gradient of the block. May be `x` itself (in-place).
+    pub g: Option<NonNull<G>>,
+    pub accumulate: bool,
+    /// Probability targets of the block (none for class indices).
+    pub t: Option<NonNull<E>>,
+    /// Class indices (global) and `ignore_index`.
+    pub idx: Option<(ClassIndices<'a>, i64)>,
+    /// Global index of the block's first row.
+    pub row0: usize,
+    pub outer: usize,
+    pub classes: usize,
+    pub inner: usize,
+    pub weight: Option<&'a [f32]>,
+    pub consts: CeConsts,
+    pub cap: Option<f32>,
+    pub scale: Scale<'a, f32>,
+    /// Per-row losses of the block (reduction none).
+    pub loss_out: Option<NonNull<f32>>,
+    /// The driver's per-thread scratch of [`scratch_len`] f32 (none when that is 0):
+    /// the stored `exp` of a row, or the K-dim tiles.
+    pub scratch: Option<NonNull<f32>>,
+    /// Whether the gradient is too large to stay in cache: K-dim tiles then go back
+    /// to it with streaming stores, which skip reading its lines first.
+    pub stream: bool,
+}
+
+/// Gradients of at least this many bytes are written past the caches where a kernel
+/// can (see [`CeJob::stream`]); the L3 caches of the machines we measure hold 32 MiB.
+pub(crate) const STREAM_BYTES: usize = 16 << 20;
+
+/// Tiles whose class rows are at least this many lanes go back with streaming
+/// stores when [`CeJob::stream`] is set (shorter runs would leave lines partly written).
+pub(super) const STREAM_LANES: usize = 256;
+
+/// Lanes per K-dim tile: class-major tiles of `C` classes × at most 2048 lanes. A lane
+/// unit walks its classes at the tile's stride, which keeps its working set (a line
+/// per class) in L1 even where `inner` makes the classes alias in the cache (a 64 KiB
+/// stride puts every class of a row in the same L1 and L2 set). The tile itself is
+/// sized for long runs per class, which the hardware prefetchers and the memory
+/// follow, rather than for L2: 96-lane tiles made the K-dim benchmark (C = 21) ~15 %
+/// slower than 2048-lane ones, and with 40 Ki-element tiles (within L2) C = 150, 300
+/// and 1000 were 1.2–1.7× slower than with the 160 Ki-element tiles used now (about
+/// 1100, 540 and 160 lanes; see BENCHMARKS.md, design note "K-dim inputs").
+pub(crate) fn tile_lanes(classes: usize) -> usize {
+    ((TILE_ELEMS / classes.max(1)) / 16 * 16).clamp(16, 2048)
+}
+
+/// The f32 elements of a K-dim tile (640 KiB), within [`tile_lanes`]' clamp.
+pub(super) const TILE_ELEMS: usize = 160 * 1024;
+
+/// The distance between a K-dim tile's classes, in f32: at least `tw`, and an odd
+/// number of 64-byte lines so that the classes of a lane fall in different L1 sets.
+pub(super) fn tile_stride(tw: usize) -> usize {
+    let lines = tw.div_ceil(16);
+    16 * (lines | 1)
+}
+
+/// Whether K-dim rows of this many classes are gathered into contiguous rows for the
+/// row kernels ([`CeJob::kdim_rows`]) rather than run through the lane tiles: above
+/// `TILE_ELEMS / 32` classes the tiles are down to their 16 lanes, a line per class,
+/// and a lane unit's three walks over all C lines no longer stay in cache (against
+/// a first gather of 8 rows at a time, C = 8192 and 32000 took 1.8–1.9× as long
+/// through the tiles, and C = 2048, with 80-lane tiles, 1.3× as long through the
+/// rows; see BENCHMARKS.md, design note "K-dim inputs"). Rows of [`crate::driver::ce::LONG_ROW`] classes or
+/// more stay on the tiles (the row kernels' stored-exp pass keeps one max per chunk,
+/// for shorter rows only).
+pub(crate) fn kdim_as_rows(classes: usize) -> bool {
+    classes > TILE_ELEMS / 32 && classes < row::MAX_STORED_CHUNKS * row::CHUNK
+}
+
+/// K-dim rows gathered into contiguous ones go [`KDIM_GROUP`] lanes at a time: a
+/// whole 64-byte line of f32 logits per class.
+pub(crate) const KDIM_GROUP: usize = 16;
+
+/// A cursor over the cache lines of a K-dim tile still in memory (`c` classes of
+/// `w` elements at stride `stride` from `p`), prefetched into L2 a few lines per step
+/// so that the whole tile is covered in `steps` steps.
+pub(super) struct Ahead {
+    /// The next line to fetch, and the end of its class row.
+    at: *const u8,
+    end: *const u8,
+    /// Bytes between classes, and classes left after the current one.
+    stride: usize,
+    left: usize,
+    /// Bytes of one class row (one line more than `w` elements fill, for a row that
+    /// starts within a line).
+    row: usize,
+    per_step: usize,
+}
+
+impl Ahead {
+    pub(super) fn new<E>(p: *const E, stride: usize, c: usize, w: usize, steps: usize) -> Self {
+        let size = core::mem::size_of::<E>();
+        let row = 64 * ((w * size).div_ceil(64) + 1);
+        let at = p as *const u8;
+        Ahead {
+            at,
+            end: at.wrapping_add(row),
+            stride: stride * size,
+            left: c.saturating_sub(1),
+            row,
+            per_step: (c * row / 64).div_ceil(steps.max(1)),
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn step<S: Simd>(&mut self, s: S) {
+        // A prefetch never faults; the addresses are only computed (wrapping).
+        for _ in 0..self.per_step {
+            if self.at >= self.end {
+                if self.left == 0 {
+                    return;
+                }
+                self.left -= 1;
+                self.at = self.end.wrapping_sub(self.row).wrapping_add(self.stride);
+                self.end = self.at.wrapping_add(self.row);
+            }
+            s.prefetch_l2(self.at);
+            self.at = self.at.wrapping_add(64);
+        }
+    }
+}
+
+/// Sums of a block: (loss without z terms, z terms), over rows in order.
+pub(crate) type BlockSums = (CompensatedSum, CompensatedSum);
+
+impl<E: Store32, G: Store32> CeJob<'_, E, G> {
+    /// The class of global row `r`, `None` when ignored (targets are validated).
+    #[inline]
+    pub(super) fn class_of(&self, r: usize) -> Option<usize> {
+        self.idx.and_then(|(idx, ignore)| idx.class_at(r, ignore))
+    }
+}
