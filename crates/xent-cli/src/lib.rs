@@ -41,3 +41,13 @@ impl From<xent::Error> for Failure {
         Failure(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Failure;
+
+    #[test]
+    fn failure_message_is_one_line() {
+        assert_eq!(Failure::new("a\nb").message(), "a b");
+    }
+}

@@ -178,9 +178,4 @@ mod tests {
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
-
-    #[test]
-    fn failure_message_is_one_line() {
-        assert_eq!(Failure::new("a\nb").message(), "a b");
-    }
 }
