@@ -37,6 +37,19 @@
 //! compute. The fused `*_into` calls write into caller buffers, overwriting or
 //! accumulating ([`GradMode`]); the allocating functions sit on top.
 //!
+//! The source folders are the layers, and imports run one way (no two files import
+//! each other: `.ci/import_cycles.py` checks it):
+//! - `ops/`: the public functions and their checks;
+//! - `dtype.rs`, `entry.rs`: the public dtype traits ([`Element`], [`Float`]), and
+//!   the one file that joins each dtype to its driver entry;
+//! - `driver/`: blocks of rows on rayon's threads (every parallel loop goes through
+//!   one primitive), the pointer types a call carries, one driver per layout
+//!   (cross-entropy and softmax rows, class shards, linear cross-entropy's GEMMs);
+//! - `kernels/`: the row, K-dim and short-row kernels over `kernels/simd/`, the
+//!   instruction sets' primitives (one file per ISA, the math written once); they
+//!   know only kernel-level number traits and a plain index view of the targets;
+//! - `sizes.rs`: every block size and path threshold.
+//!
 //! ## Deliberate differences from PyTorch
 //! - Class-index targets of any integer type are accepted.
 //! - A negative `label_smoothing` is an error (PyTorch silently uses 0).
@@ -55,6 +68,7 @@ mod ops;
 mod options;
 mod reduce;
 mod settings;
+mod sizes;
 mod targets;
 mod weights;
 

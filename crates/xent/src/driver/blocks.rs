@@ -1,11 +1,10 @@
 //! The parallel primitive: [`Blocks`] of items on rayon's pool, the kernels'
 //! per-thread scratch, and per-thread buffers allocated up front.
 
+use crate::sizes::BLOCK_ELEMS;
 use core::ptr::NonNull;
 use rayon::prelude::*;
 
-/// Elements per block of rows: enough work per task, little enough to stay in L2.
-const BLOCK_ELEMS: usize = 1 << 15;
 /// One cache line of f32 scratch: the unit the scratch is allocated in, so that it
 /// starts on a line (the kernels' vector loads and stores of it never straddle two).
 #[derive(Clone, Copy)]

@@ -9,22 +9,14 @@ use crate::kernels::dispatch::{dispatch, Isa};
 use crate::kernels::f64_path;
 pub(crate) use crate::kernels::fused::Scale;
 use crate::kernels::fused::{
-    finish, run_ce_block, scratch_len, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob, PieceStep,
-    RowStart, STREAM_BYTES,
+    finish, run_ce_block, AnyCoef, BlockSums, CeConsts, CeJob, PieceJob, PieceStep, RowStart,
 };
 use crate::kernels::num::Storage;
-use crate::kernels::row::{shift, Identity, Probs, RowStats, SoftCap, CHUNK, MAX_STORED_CHUNKS};
+use crate::kernels::row::{shift, Identity, Probs, RowStats, SoftCap};
 use crate::kernels::simd::Store32;
 use crate::reduce::CompensatedSum;
+use crate::sizes::{scratch_len, LONG_ROW, MAX_STORED_CHUNKS, PIECE, STREAM_BYTES};
 use core::ptr::NonNull;
-/// Rows with at least this many classes are split across threads.
-pub(crate) const LONG_ROW: usize = 1 << 17;
-// Rows below LONG_ROW take the block path, whose stored-exp pass keeps one max per chunk.
-const _: () = assert!(LONG_ROW <= crate::kernels::row::MAX_STORED_CHUNKS * CHUNK);
-
-/// Classes per piece of a long row.
-const PIECE: usize = 32 * CHUNK;
-const _: () = assert!(PIECE <= MAX_STORED_CHUNKS * CHUNK);
 
 /// A validated cross-entropy call: what the ops layer hands the driver.
 pub struct CeCall<'a, T: Storage> {
@@ -39,9 +31,12 @@ pub struct CeCall<'a, T: Storage> {
     pub inner: usize,
     pub weight: Option<&'a [T::Acc]>,
     pub weight_sum: f64,
-    pub eps: f64,
-    pub z: f64,
-    pub cap: Option<f64>,
+    /// Label smoothing `ε`.
+    pub label_smoothing: f64,
+    /// The z-loss scale.
+    pub z_loss: f64,
+    /// Logit soft-capping.
+    pub softcap: Option<f64>,
     /// Uniform (ce, z) scales, or per-row upstream gradients.
     pub scale: Scale<'a, T::Acc>,
     /// Per-row losses (reduction none).
@@ -182,9 +177,9 @@ fn ce_simd_into<E: Storage<Acc = f32> + Store32, G: Store32>(
     let (outer, c, inner) = (call.outer, call.classes, call.inner);
     let isa = Isa::active();
     let consts = CeConsts {
-        eps: call.eps as f32,
+        eps: call.label_smoothing as f32,
         classes: c as f32,
-        z: call.z as f32,
+        z: call.z_loss as f32,
     };
     if inner == 1 && c >= LONG_ROW {
         return ce_long_rows::<E, G>(call, g, consts, isa);
@@ -211,7 +206,7 @@ fn ce_simd_into<E: Storage<Acc = f32> + Store32, G: Store32>(
                 inner,
                 weight: call.weight,
                 consts,
-                cap: call.cap.map(|c| c as f32),
+                cap: call.softcap.map(|c| c as f32),
                 scale,
                 loss_out: call.loss_out.map(|l| NonNull::new_unchecked(l.at(row0))),
                 scratch: None,
@@ -234,7 +229,7 @@ fn ce_long_rows<E: Storage<Acc = f32> + Store32, G: Store32>(
     isa: Isa,
 ) -> (f64, f64) {
     let c = call.classes;
-    let cap = call.cap.map(|c| c as f32);
+    let cap = call.softcap.map(|c| c as f32);
     // Without soft-capping, each chunk's exps are stored by the statistics pass and
     // the gradient pass only rescales them: in the gradient itself when it is f32
     // and overwritten, else in a scratch row of C f32 (kept by this thread).
@@ -260,7 +255,7 @@ fn long_rows_with<E: Storage<Acc = f32> + Store32, G: Store32>(
 ) -> (f64, f64) {
     let c = call.classes;
     let w = call.weight.map(|w| w.as_ptr());
-    let cap = call.cap.map(|c| c as f32);
+    let cap = call.softcap.map(|c| c as f32);
     let mut total = CompensatedSum::default();
     let mut ztotal = CompensatedSum::default();
     // The row's pieces: blocks of PIECE classes.
@@ -412,9 +407,9 @@ fn ce_f64_into(call: &CeCall<'_, f64>, g: Option<Ptr<f64>>) -> (f64, f64) {
                     target: class,
                     weight: call.weight,
                     weight_sum: call.weight_sum,
-                    eps: call.eps,
-                    z: call.z,
-                    cap: call.cap,
+                    eps: call.label_smoothing,
+                    z: call.z_loss,
+                    cap: call.softcap,
                     scale_ce,
                     scale_z,
                 };

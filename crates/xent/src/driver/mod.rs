@@ -13,6 +13,8 @@
 //! - [`ptr`]: the pointer types a validated call carries down to the kernels;
 //! - [`ce`]: cross-entropy and softmax rows, contiguous `(N, C)` or K-dim
 //!   `(N, C, inner)`, long rows split across threads;
+//! - [`linear`]: linear cross-entropy's GEMMs (the block of logits and the
+//!   backward products) and its block size;
 //! - [`shard`]: a shard of the classes (vocab parallelism).
 //!
 //! The driver knows the kernel-level number traits ([`crate::kernels::num`]), not the
@@ -20,5 +22,6 @@
 
 pub(crate) mod blocks;
 pub(crate) mod ce;
+pub(crate) mod linear;
 pub(crate) mod ptr;
 pub(crate) mod shard;

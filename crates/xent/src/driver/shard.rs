@@ -16,9 +16,7 @@ use crate::kernels::num::Storage;
 use crate::kernels::row::{GradConsts, Identity, Probs, SoftCap, Xform};
 use crate::kernels::shard::{self, RowShard, ShardCoef, ShardRow};
 use crate::kernels::simd::{Scalar, Store32};
-
-/// Elements per task: enough work per task, the rows' logits within L2.
-const TASK_ELEMS: usize = 1 << 15;
+use crate::sizes::TASK_ELEMS;
 
 /// A validated call on one shard of the classes: what the ops layer hands the driver.
 pub struct ShardCall<'a, T: Storage> {
@@ -36,10 +34,12 @@ pub struct ShardCall<'a, T: Storage> {
     pub inner: usize,
     /// The shard's class weights (`classes` entries).
     pub weight: Option<&'a [T::Acc]>,
-    pub eps: f64,
+    /// Label smoothing `ε`.
+    pub label_smoothing: f64,
     /// The global class count C.
     pub global_classes: usize,
-    pub cap: Option<f64>,
+    /// Logit soft-capping.
+    pub softcap: Option<f64>,
 }
 
 // SAFETY: the raw pointers follow `ConstPtr`'s rules (read only); the rest is shared data.
@@ -259,10 +259,10 @@ fn coef_of<E: Storage<Acc = f32>, R: Store32>(
             t,
             w,
             // In f32, as the single-process kernels form them.
-            keep: 1.0 - call.eps as f32,
-            spread: call.eps as f32 / call.global_classes as f32,
+            keep: 1.0 - call.label_smoothing as f32,
+            spread: call.label_smoothing as f32 / call.global_classes as f32,
         }),
-        None if call.eps > 0.0 => w.map_or(AnyCoef::Ones, AnyCoef::Weights),
+        None if call.label_smoothing > 0.0 => w.map_or(AnyCoef::Ones, AnyCoef::Weights),
         None => AnyCoef::None,
     }
 }
@@ -284,7 +284,7 @@ fn stats_of<R: Store32>(
     t: Option<*const R>,
     y: Option<usize>,
 ) -> ShardRow {
-    let cap = call.cap.map(|c| c as f32);
+    let cap = call.softcap.map(|c| c as f32);
     let job = PieceJob::<R, f32> {
         x,
         n: call.classes,
@@ -320,7 +320,7 @@ unsafe fn grad_of<R: Store32, G: Store32>(
     k: GradConsts<f32>,
     accumulate: bool,
 ) {
-    let cap = call.cap.map(|c| c as f32);
+    let cap = call.softcap.map(|c| c as f32);
     let coef = coef_of(call, t);
     // SAFETY: y < classes; read before the gradient pass overwrites it.
     let fix = y.map(|y| unsafe {
@@ -355,7 +355,7 @@ unsafe fn grad_of<R: Store32, G: Store32>(
 pub(crate) fn stats_f64(call: &ShardCall<'_, f64>, out: &mut [ShardRow]) {
     let coef = ShardCoef {
         weight: call.weight,
-        eps: call.eps,
+        eps: call.label_smoothing,
         classes: call.global_classes as f64,
     };
     call.tasks(out.len())
@@ -373,7 +373,7 @@ pub(crate) fn stats_f64(call: &ShardCall<'_, f64>, out: &mut [ShardRow]) {
                                 c: call.classes,
                                 stride: call.inner,
                             };
-                            shard::row_stats(row, &coef, call.cap, y)
+                            shard::row_stats(row, &coef, call.softcap, y)
                         }
                     }
                 };
@@ -394,7 +394,7 @@ pub(crate) fn grad_f64(
     };
     let coef = ShardCoef {
         weight: call.weight,
-        eps: call.eps,
+        eps: call.label_smoothing,
         classes: call.global_classes as f64,
     };
     call.tasks(consts.len()).for_each(|rows| {
@@ -419,7 +419,7 @@ pub(crate) fn grad_f64(
                             stride: inner,
                         };
                         let y = call.target(r).flatten();
-                        shard::row_grad(row, g.at(off), &coef, call.cap, y, k, accumulate);
+                        shard::row_grad(row, g.at(off), &coef, call.softcap, y, k, accumulate);
                     }
                 }
             }

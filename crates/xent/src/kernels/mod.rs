@@ -4,8 +4,12 @@
 //! - [`simd`]: the ISA layer: the instruction sets' primitives behind one trait, the
 //!   `vectorize` trampoline that enters a kernel, and the vector math written once;
 //! - [`row`]: contiguous rows (`(N, C)`), chunked two-pass statistics and gradients;
+//! - [`row_softmax`]: softmax / log_softmax rows and their backward;
 //! - [`lanes`]: K-dim rows `(N, C, inner)`, vectorized across `inner`;
-//! - [`fused`]: the per-block jobs that put them together;
+//! - [`fused`]: the per-block jobs that put them together, one file per layout path
+//!   (contiguous rows, short rows, K-dim rows) over the block they share;
+//! - [`transpose`]: converting copies, streaming write-backs, and the K-dim gathers
+//!   and scatters between a caller's rows and the f32 scratch;
 //! - [`pointwise`]: the elementwise losses (binary cross-entropy, KL divergence);
 //! - [`num`]: the number traits the kernels and the driver know (a compute scalar
 //!   and a storage scalar), which the public dtype traits imply;
@@ -22,6 +26,7 @@ pub(crate) mod lanes;
 pub(crate) mod num;
 pub(crate) mod pointwise;
 pub(crate) mod row;
+pub(crate) mod row_softmax;
 pub(crate) mod shard;
 pub(crate) mod simd;
 #[cfg(test)]

@@ -3,10 +3,11 @@
 //! dispatch fails if the best path of this CPU did not run.
 
 use super::dispatch::{dispatch_kernel, Isa};
-use super::fused::{CeConsts, CeJob, Scale, SMALL_C};
-use super::transpose::{copy_convert, copy_out_streaming};
+use super::fused::{CeConsts, CeJob, Scale};
 use super::simd::{Kernel, Simd, Store32};
+use super::transpose::{copy_convert, copy_out_streaming};
 use crate::indices::ClassIndices;
+use crate::sizes::SMALL_C;
 use core::ptr::NonNull;
 use half::{bf16, f16};
 
@@ -552,7 +553,7 @@ fn run_ce(
     // Without scratch: the direct K-dim path and the recomputing gradient pass; with
     // it: tiles (or K-dim rows gathered into contiguous ones) and the stored exp.
     let mut scratch = if with_scratch {
-        vec![0.0f32; super::fused::scratch_len(c, inner)]
+        vec![0.0f32; crate::sizes::scratch_len(c, inner)]
     } else {
         Vec::new()
     };
@@ -635,12 +636,12 @@ fn every_isa_matches_the_scalar_twin() {
     ];
     // The K-dim shapes above take the tiles (three of them with 816-lane tiles) and
     // the gathered rows.
-    assert_eq!(super::fused::tile_lanes(200), 816);
-    assert!(!super::fused::kdim_as_rows(200) && super::fused::kdim_as_rows(5203));
-    assert!(!super::fused::kdim_as_rows(5120) && super::fused::kdim_as_rows(5121));
+    assert_eq!(crate::sizes::tile_lanes(200), 816);
+    assert!(!crate::sizes::kdim_as_rows(200) && crate::sizes::kdim_as_rows(5203));
+    assert!(!crate::sizes::kdim_as_rows(5120) && crate::sizes::kdim_as_rows(5121));
     // Rows the row kernels' stored-exp pass cannot hold stay on the tiles.
-    assert!(super::fused::kdim_as_rows(crate::driver::ce::LONG_ROW - 1));
-    assert!(!super::fused::kdim_as_rows(crate::driver::ce::LONG_ROW));
+    assert!(crate::sizes::kdim_as_rows(crate::sizes::LONG_ROW - 1));
+    assert!(!crate::sizes::kdim_as_rows(crate::sizes::LONG_ROW));
     for isa in Isa::available() {
         for (si, &shape) in shapes.iter().enumerate() {
             let p = problem(shape.0, shape.1, shape.2, si as u64);
@@ -666,7 +667,7 @@ fn every_isa_matches_the_scalar_twin() {
                         // in another order; `kdim_rows_of_many_classes_equal_the_same_
                         // rows_contiguous` in tests/kernels.rs checks them bit for
                         // bit against the row kernels).
-                        let twin_sc = sc && shape.2 > 1 && super::fused::kdim_as_rows(shape.1);
+                        let twin_sc = sc && shape.2 > 1 && crate::sizes::kdim_as_rows(shape.1);
                         let want = run_ce(
                             Isa::Scalar,
                             &p,

@@ -2,8 +2,8 @@
 //! streaming write-backs past the caches, and the gathers and scatters of K-dim rows
 //! into contiguous ones (kernels of their own, compiled per instruction set).
 
-use crate::kernels::fused::KDIM_GROUP;
 use crate::kernels::simd::{transpose_each, Kernel, Simd, Store32};
+use crate::sizes::KDIM_GROUP;
 
 /// Copies `n` elements from `src` to `dst`, converting through f32 with vector loads
 /// and stores (the tails one by one).

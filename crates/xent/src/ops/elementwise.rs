@@ -9,6 +9,7 @@ use crate::entry::FloatEntry as Sealed;
 use crate::error::{Error, Result};
 use crate::kernels::pointwise::{PointCall, PointGrad, PointOp, PointOut, Src};
 use crate::reduce::CompensatedSum;
+use crate::sizes::ELEMENTWISE_BLOCK;
 
 /// Checks an elementwise shape (0-d allowed: one element) against `len`; returns the
 /// element count.
@@ -59,7 +60,7 @@ pub(crate) fn check_unit_interval<T: Float>(
     let (lo, hi) = (T::ZERO, T::ONE);
     // A vector test per block; the exact position only in the first block that failed.
     let ok = |v: T| v >= lo && v <= hi;
-    let bad = Blocks::new(data.len(), BLOCK)
+    let bad = Blocks::new(data.len(), ELEMENTWISE_BLOCK)
         .map(|range| (!<T as Sealed>::all_in_unit(&data[range.clone()])).then_some(range))
         .into_iter()
         .flatten()
@@ -260,17 +261,13 @@ pub(crate) fn log_sigmoid1<T: Float>(x: T) -> T {
     min - ln_1p((-abs(x)).exp())
 }
 
-/// Elements per block of the elementwise losses: blocks are the unit of parallel
-/// work and of the batch sum, so their boundaries depend only on the element count.
-pub(crate) const BLOCK: usize = 1 << 14;
-
 /// A gradient output of an elementwise loss: its buffer, upstream gradient and
 /// accumulate flag, as [`grad_parts`] returns them.
 pub(crate) type GradParts<'g, T> = (Option<&'g mut [T]>, Option<&'g [T]>, bool);
 
 /// An elementwise loss over every element: `a` and `b` (`numel` each), the weights
 /// with their broadcast, the reduction. Runs the kernels (`Sealed::run_pointwise`) over
-/// the fixed blocks of [`BLOCK`] elements on rayon's threads and merges the blocks'
+/// the fixed blocks of [`ELEMENTWISE_BLOCK`] elements on rayon's threads and merges the blocks'
 /// sums in block order, so the result does not depend on the thread count; writes
 /// the reduced loss (or the elementwise losses for `none`) into `loss_out`.
 pub(crate) struct Pointwise<'a, T> {
@@ -292,7 +289,7 @@ impl<T: Float> Pointwise<'_, T> {
         let loss_none = if red.none { Some(&mut *loss_out) } else { None };
         let bufs = [(loss_none, 1), (ga, 1), (gb, 1)];
         let parts: Vec<PointOut> =
-            Blocks::new(numel, BLOCK).map_mut(bufs, |range, [loss, ga, gb]| {
+            Blocks::new(numel, ELEMENTWISE_BLOCK).map_mut(bufs, |range, [loss, ga, gb]| {
                 let (i0, end) = (range.start, range.end);
                 let (mut w_tile, mut pw_tile) = (Vec::new(), Vec::new());
                 <T as Sealed>::run_pointwise(PointCall {

@@ -5,12 +5,14 @@
 
 use super::cross_entropy::{check_scalars, Denominators};
 use super::linear::{
-    as_acc, block_rows, check_inputs, check_target_rows, column_sums_into, hidden_grad_into,
-    lhs_ld, logits_into, transpose_into, weight_grad_add, widen, LinearCrossEntropyOptions,
-    LinearGradOut, LinearInputs, Strided, Widened, MAX_BLOCK_ROWS, WIDEN_CLASSES, X_CLASS_CHUNK,
+    check_inputs, check_target_rows, LinearCrossEntropyOptions, LinearGradOut, LinearInputs,
 };
 use super::{check_indices, check_len, check_weight, scalar_upstream, GradOut};
 use crate::driver::blocks::{pool_threads, ThreadScratch};
+use crate::driver::linear::{
+    as_acc, column_sums_into, hidden_grad_into, lhs_ld, logits_into, transpose_into,
+    weight_grad_add, widen, Strided, Widened,
+};
 use crate::driver::ptr::{ConstPtr, GradPtr, Ptr};
 use crate::driver::shard::{RowGrad, ShardCall};
 use crate::dtype::Element;
@@ -22,6 +24,7 @@ use crate::kernels::shard::{combine_row, CombineConsts, RowCombined, ShardRow};
 use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
 use crate::reduce::CompensatedSum;
+use crate::sizes::{block_rows, MAX_BLOCK_ROWS, WIDEN_CLASSES, X_CLASS_CHUNK};
 use crate::targets::Targets;
 
 /// This process's shard of the classes: global classes `offset..offset + n` of
@@ -139,9 +142,9 @@ pub struct ShardStats {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct OptionsKey {
     ignore_index: i64,
-    eps: f64,
-    z: f64,
-    cap: Option<f64>,
+    label_smoothing: f64,
+    z_loss: f64,
+    softcap: Option<f64>,
     reduction: Reduction,
     weighted: bool,
 }
@@ -150,9 +153,9 @@ impl OptionsKey {
     fn of<A>(opts: &CrossEntropyOptions<'_, A>) -> Self {
         OptionsKey {
             ignore_index: opts.ignore_index,
-            eps: opts.label_smoothing,
-            z: opts.z_loss,
-            cap: opts.softcap,
+            label_smoothing: opts.label_smoothing,
+            z_loss: opts.z_loss,
+            softcap: opts.softcap,
             reduction: opts.reduction,
             weighted: opts.weight.is_some(),
         }
@@ -424,9 +427,9 @@ fn shard_call<'a, T: Element>(
         classes: c,
         inner: layout.global.inner(),
         weight: opts.weight.map(|w| &w[shard.offset..shard.offset + c]),
-        eps: opts.label_smoothing,
+        label_smoothing: opts.label_smoothing,
         global_classes: shard.classes,
-        cap: opts.softcap,
+        softcap: opts.softcap,
     }
 }
 

@@ -4,7 +4,7 @@
 //! geometry.
 
 use crate::indices::ClassIndices;
-use crate::kernels::row::{self, GradConsts, RowStats, Xform};
+use crate::kernels::row::{GradConsts, RowStats, Xform};
 use crate::kernels::simd::{Scalar, Simd, Store32};
 use crate::reduce::CompensatedSum;
 use core::ptr::NonNull;
@@ -277,54 +277,6 @@ pub(crate) struct CeJob<'a, E, G> {
     /// to it with streaming stores, which skip reading its lines first.
     pub stream: bool,
 }
-
-/// Gradients of at least this many bytes are written past the caches where a kernel
-/// can (see [`CeJob::stream`]); the L3 caches of the machines we measure hold 32 MiB.
-pub(crate) const STREAM_BYTES: usize = 16 << 20;
-
-/// Tiles whose class rows are at least this many lanes go back with streaming
-/// stores when [`CeJob::stream`] is set (shorter runs would leave lines partly written).
-pub(super) const STREAM_LANES: usize = 256;
-
-/// Lanes per K-dim tile: class-major tiles of `C` classes × at most 2048 lanes. A lane
-/// unit walks its classes at the tile's stride, which keeps its working set (a line
-/// per class) in L1 even where `inner` makes the classes alias in the cache (a 64 KiB
-/// stride puts every class of a row in the same L1 and L2 set). The tile itself is
-/// sized for long runs per class, which the hardware prefetchers and the memory
-/// follow, rather than for L2: 96-lane tiles made the K-dim benchmark (C = 21) ~15 %
-/// slower than 2048-lane ones, and with 40 Ki-element tiles (within L2) C = 150, 300
-/// and 1000 were 1.2–1.7× slower than with the 160 Ki-element tiles used now (about
-/// 1100, 540 and 160 lanes; see BENCHMARKS.md, design note "K-dim inputs").
-pub(crate) fn tile_lanes(classes: usize) -> usize {
-    ((TILE_ELEMS / classes.max(1)) / 16 * 16).clamp(16, 2048)
-}
-
-/// The f32 elements of a K-dim tile (640 KiB), within [`tile_lanes`]' clamp.
-pub(super) const TILE_ELEMS: usize = 160 * 1024;
-
-/// The distance between a K-dim tile's classes, in f32: at least `tw`, and an odd
-/// number of 64-byte lines so that the classes of a lane fall in different L1 sets.
-pub(super) fn tile_stride(tw: usize) -> usize {
-    let lines = tw.div_ceil(16);
-    16 * (lines | 1)
-}
-
-/// Whether K-dim rows of this many classes are gathered into contiguous rows for the
-/// row kernels ([`CeJob::kdim_rows`]) rather than run through the lane tiles: above
-/// `TILE_ELEMS / 32` classes the tiles are down to their 16 lanes, a line per class,
-/// and a lane unit's three walks over all C lines no longer stay in cache (against
-/// a first gather of 8 rows at a time, C = 8192 and 32000 took 1.8–1.9× as long
-/// through the tiles, and C = 2048, with 80-lane tiles, 1.3× as long through the
-/// rows; see BENCHMARKS.md, design note "K-dim inputs"). Rows of [`crate::driver::ce::LONG_ROW`] classes or
-/// more stay on the tiles (the row kernels' stored-exp pass keeps one max per chunk,
-/// for shorter rows only).
-pub(crate) fn kdim_as_rows(classes: usize) -> bool {
-    classes > TILE_ELEMS / 32 && classes < row::MAX_STORED_CHUNKS * row::CHUNK
-}
-
-/// K-dim rows gathered into contiguous ones go [`KDIM_GROUP`] lanes at a time: a
-/// whole 64-byte line of f32 logits per class.
-pub(crate) const KDIM_GROUP: usize = 16;
 
 /// A cursor over the cache lines of a K-dim tile still in memory (`c` classes of
 /// `w` elements at stride `stride` from `p`), prefetched into L2 a few lines per step

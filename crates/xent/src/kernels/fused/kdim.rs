@@ -2,15 +2,13 @@
 //! vectorized across `inner`, through class-major tiles in the scratch or in place;
 //! or, for many classes, gathered into contiguous rows for the row kernels.
 
-use super::job::{
-    finish_v, target_grad_v, tile_lanes, tile_stride, Ahead, BlockSums, CeJob, Scale, KDIM_GROUP,
-    STREAM_LANES,
-};
+use super::job::{finish_v, target_grad_v, Ahead, BlockSums, CeJob, Scale};
 use crate::kernels::lanes::{self, LaneCoef};
 use crate::kernels::row::Xform;
 use crate::kernels::simd::{Kernel, Scalar, Simd, SimdKernel, Store32};
 use crate::kernels::transpose::{copy_convert, copy_out_streaming, gather_rows, scatter_rows};
 use crate::reduce::CompensatedSum;
+use crate::sizes::{tile_lanes, tile_stride, KDIM_GROUP, STREAM_LANES};
 use core::ptr::NonNull;
 
 impl<E: Store32, G: Store32> CeJob<'_, E, G> {

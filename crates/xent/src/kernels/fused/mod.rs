@@ -11,6 +11,7 @@
 use crate::kernels::dispatch::{dispatch, Isa, Job};
 use crate::kernels::row::{Identity, NoCoef, Ones, Probs, SoftCap, Weights, Xform};
 use crate::kernels::simd::{Simd, Store32};
+use crate::sizes::{kdim_as_rows, SMALL_C};
 
 /// Calls `recv.method::<T.., ST, AC, ACT>(args..)` with the lane flags
 /// `(store, accumulate, active)` of `flags` as const parameters (see
@@ -36,23 +37,7 @@ mod softmax;
 
 pub(crate) use job::*;
 pub(crate) use rows::{AnyCoef, PieceJob, PieceStep};
-pub(crate) use small::SMALL_C;
 pub(crate) use softmax::{BackwardJob, SoftmaxJob};
-
-/// The f32 scratch a block of this shape needs: a row's stored `exp` for contiguous
-/// rows, three K-dim tiles (logits, targets, gradient), or for K-dim rows gathered
-/// into contiguous ones three groups of [`KDIM_GROUP`] rows and a row's stored `exp`.
-pub(crate) fn scratch_len(classes: usize, inner: usize) -> usize {
-    if inner > 1 && kdim_as_rows(classes) {
-        (3 * KDIM_GROUP + 1) * classes
-    } else if inner > 1 {
-        3 * classes * tile_stride(tile_lanes(classes))
-    } else if classes > SMALL_C {
-        classes
-    } else {
-        0
-    }
-}
 
 /// Runs a cross-entropy block on `isa`.
 pub(crate) fn run_ce_block<E: Store32, G: Store32>(isa: Isa, job: CeJob<'_, E, G>) -> BlockSums {

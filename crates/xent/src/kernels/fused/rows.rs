@@ -8,6 +8,7 @@ use crate::kernels::row::{
 };
 use crate::kernels::simd::{Simd, Store32};
 use crate::reduce::CompensatedSum;
+use crate::sizes::MAX_STORED_CHUNKS;
 use core::ptr::NonNull;
 
 impl<E: Store32, G: Store32> CeJob<'_, E, G> {
@@ -53,7 +54,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                             _ => scratch,
                         };
                         let store = !X::CHAINED && e_buf.is_some();
-                        let mut chunk_max = [0.0f32; row::MAX_STORED_CHUNKS];
+                        let mut chunk_max = [0.0f32; MAX_STORED_CHUNKS];
                         let p = match (g, e_buf) {
                             // Exps in the gradient itself.
                             (Some(g), Some(e_buf))
@@ -213,7 +214,7 @@ pub(crate) enum PieceStep<G> {
     Rescale(
         *const f32,
         *mut G,
-        [f32; row::MAX_STORED_CHUNKS],
+        [f32; MAX_STORED_CHUNKS],
         f32,
         GradConsts<f32>,
         bool,
@@ -233,7 +234,7 @@ pub(crate) struct PieceJob<E, G> {
 impl<E: Store32, G: Store32> Job for PieceJob<E, G> {
     /// The piece's statistics (empty for the gradient steps) and, for
     /// [`PieceStep::StatsStore`], its chunk maxima.
-    type Out = (RowStats<f32>, [f32; row::MAX_STORED_CHUNKS]);
+    type Out = (RowStats<f32>, [f32; MAX_STORED_CHUNKS]);
     fn run<S: Simd>(self, s: S) -> Self::Out {
         match self.cap {
             None => self.with(s, Identity),
@@ -248,7 +249,7 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
         &self,
         s: S,
         xf: X,
-    ) -> (RowStats<f32>, [f32; row::MAX_STORED_CHUNKS]) {
+    ) -> (RowStats<f32>, [f32; MAX_STORED_CHUNKS]) {
         match self.coef {
             AnyCoef::None => self.go(s, xf, NoCoef),
             AnyCoef::Ones => self.go(s, xf, Ones),
@@ -263,8 +264,8 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
         s: S,
         xf: X,
         coef: C,
-    ) -> (RowStats<f32>, [f32; row::MAX_STORED_CHUNKS]) {
-        let mut chunk_max = [0.0f32; row::MAX_STORED_CHUNKS];
+    ) -> (RowStats<f32>, [f32; MAX_STORED_CHUNKS]) {
+        let mut chunk_max = [0.0f32; MAX_STORED_CHUNKS];
         // SAFETY: the driver hands a piece of n ≤ MAX_STORED_CHUNKS·CHUNK elements of
         // the row (x, g, stored exps, coefficients); stored exps are f32, and `e`
         // equals `g` only for an f32 gradient that is overwritten.

@@ -5,6 +5,7 @@ use super::job::{BlockSums, CeJob};
 use super::kdim::{LaneAt, UnitSums};
 use crate::kernels::row::Xform;
 use crate::kernels::simd::{Kernel, Scalar, Simd, Store32};
+use crate::sizes::SMALL_C;
 use core::ptr::NonNull;
 
 impl<E: Store32, G: Store32> CeJob<'_, E, G> {
@@ -129,7 +130,3 @@ impl Tile {
         Tile([0.0; 16 * SMALL_C])
     }
 }
-
-/// Rows of at most this many classes are transposed into tiles ([`CeJob`]'s
-/// `small_rows`): per-row overhead would dominate them otherwise.
-pub(crate) const SMALL_C: usize = 32;

@@ -3,6 +3,7 @@
 use crate::kernels::dispatch::Job;
 use crate::kernels::lanes;
 use crate::kernels::row::{self, Identity, NoCoef};
+use crate::kernels::row_softmax;
 use crate::kernels::simd::{Scalar, Simd, Store32};
 
 /// One block of a softmax / log_softmax forward call.
@@ -25,7 +26,7 @@ impl<E: Store32, O: Store32> Job for SoftmaxJob<E, O> {
                 if inner == 1 {
                     let (x, out) = (self.x.add(n * c), self.out.add(n * c));
                     let p = row::row_stats(s, x, c, NoCoef, Identity);
-                    row::softmax_write(s, x, out, c, p, self.log);
+                    row_softmax::softmax_write(s, x, out, c, p, self.log);
                     continue;
                 }
                 let base = n * c * inner;
@@ -66,8 +67,8 @@ impl<E: Store32, G: Store32> Job for BackwardJob<E, G> {
                 if inner == 1 {
                     let off = n * c;
                     let (y, gy, gx) = (self.y.add(off), self.gy.add(off), self.gx.add(off));
-                    let dot = row::backward_dot(s, y, gy, c, self.log);
-                    row::backward_write(s, y, gy, gx, c, dot, self.log);
+                    let dot = row_softmax::backward_dot(s, y, gy, c, self.log);
+                    row_softmax::backward_write(s, y, gy, gx, c, dot, self.log);
                     continue;
                 }
                 let base = n * c * inner;
