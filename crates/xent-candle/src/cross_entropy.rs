@@ -8,7 +8,7 @@ use candle_core::{
 };
 use xent::GradOut;
 
-use crate::options::{CrossEntropyOptions, ResolvedOptions};
+use crate::options::CrossEntropyOptions;
 use crate::storage::{acc_dtype, floats, is_index_dtype, loss_shape, targets, to_candle};
 
 /// Softmax cross-entropy of `logits` against `targets`, as PyTorch's
@@ -100,7 +100,7 @@ pub fn cross_entropy(
     };
     let logits = logits.contiguous()?;
     let op = CrossEntropyOp {
-        opts: Arc::new(options.resolve()?),
+        opts: Arc::new(options.clone()),
         save_grad: logits.track_op(),
         saved_grad: Mutex::new(None),
     };
@@ -109,14 +109,14 @@ pub fn cross_entropy(
 
 /// The forward op: the loss, and the gradient for upstream 1 when it will be needed.
 struct CrossEntropyOp {
-    opts: Arc<ResolvedOptions>,
+    opts: Arc<CrossEntropyOptions>,
     save_grad: bool,
     saved_grad: Mutex<Option<Tensor>>,
 }
 
 /// The backward op: the fused pass again, with the incoming gradient as `grad_output`.
 struct CrossEntropyGradOp {
-    opts: Arc<ResolvedOptions>,
+    opts: Arc<CrossEntropyOptions>,
 }
 
 /// Runs `$body` with `$t` bound to the logits' element type.
@@ -147,13 +147,6 @@ macro_rules! by_float_dtype {
     };
 }
 
-/// The class weights converted to the compute type.
-fn weight<A: xent::Float>(opts: &ResolvedOptions) -> Option<Vec<A>> {
-    opts.weight
-        .as_ref()
-        .map(|w| w.iter().map(|&v| A::from_f64(v)).collect())
-}
-
 impl CrossEntropyOp {
     fn fwd<T>(
         &self,
@@ -169,8 +162,8 @@ impl CrossEntropyOp {
         let x = floats::<T>(s1, l1, "logits")?;
         let t = targets::<T>(s2, l2)?;
         let dims = l1.dims();
-        let w = weight::<T::Acc>(&self.opts);
-        let opts = self.opts.xent(w.as_deref());
+        let w = self.opts.weight_as::<T::Acc>();
+        let opts = self.opts.options(w.as_deref());
         let shape = loss_shape(dims, self.opts.reduction);
         let mut loss =
             xent::alloc::zeroed_vec::<T::Acc>("loss", shape.dims()).map_err(to_candle)?;
@@ -256,8 +249,8 @@ impl CrossEntropyGradOp {
         let t = targets::<T>(s2, l2)?;
         let go = floats::<T::Acc>(s3, l3, "grad_output")?;
         let dims = l1.dims();
-        let w = weight::<T::Acc>(&self.opts);
-        let opts = self.opts.xent(w.as_deref());
+        let w = self.opts.weight_as::<T::Acc>();
+        let opts = self.opts.options(w.as_deref());
         let len = loss_shape(dims, self.opts.reduction).elem_count();
         let mut loss = xent::alloc::zeroed_vec::<T::Acc>("loss", &[len]).map_err(to_candle)?;
         let mut grad = xent::alloc::zeroed_vec::<T>("grad", dims).map_err(to_candle)?;

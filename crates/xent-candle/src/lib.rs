@@ -34,7 +34,7 @@
 //! let logits = Var::new(&[[1.0f32, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], &dev)?;
 //! let targets = Tensor::new(&[2u32, 1, 0], &dev)?;          // u8, u32, i16, i32, i64
 //! let opts = CrossEntropyOptions::default()                  // PyTorch's defaults, and
-//!     .label_smoothing(0.0)                                  // .weight(&w), .ignore_index(i),
+//!     .label_smoothing(0.0)                                  // .weight(Vec<f64>), .ignore_index(i),
 //!     .reduction(Reduction::Mean);                           // .z_loss(s), .softcap(c)
 //! let loss = cross_entropy(logits.as_tensor(), &targets, &opts)?;
 //! assert!((loss.to_scalar::<f32>()? - 1.4076).abs() < 1e-4);
@@ -62,4 +62,4 @@ pub(crate) mod storage;
 
 pub use cross_entropy::cross_entropy;
 pub use linear::linear_cross_entropy;
-pub use options::{CrossEntropyOptions, Reduction, DEFAULT_IGNORE_INDEX};
+pub use options::{class_weight, CrossEntropyOptions, Reduction, DEFAULT_IGNORE_INDEX};

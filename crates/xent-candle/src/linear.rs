@@ -9,7 +9,7 @@ use candle_core::{
 };
 use xent::{LinearCrossEntropyOptions, LinearGradOut, LinearInputs};
 
-use crate::options::{CrossEntropyOptions, ResolvedOptions};
+use crate::options::CrossEntropyOptions;
 use crate::storage::{floats, is_index_dtype, to_candle};
 
 /// Cross-entropy of the logits `h·Wᵀ + b` against class indices, as PyTorch's
@@ -90,7 +90,7 @@ pub fn linear_cross_entropy(
         }
     };
     let op = LinearOp {
-        opts: Arc::new(options.resolve()?),
+        opts: Arc::new(options.clone()),
         save_grad: hidden.track_op() || weight.track_op(),
         saved: Mutex::new(None),
     };
@@ -100,7 +100,7 @@ pub fn linear_cross_entropy(
 }
 
 struct LinearOp {
-    opts: Arc<ResolvedOptions>,
+    opts: Arc<CrossEntropyOptions>,
     save_grad: bool,
     /// `(∂h, ∂W)` for an upstream gradient of 1.
     saved: Mutex<Option<(Tensor, Tensor)>>,
@@ -121,15 +121,12 @@ fn run<T: xent::Float + candle_core::WithDType>(
     w: &[T],
     v: usize,
     y: &[i64],
-    opts: &ResolvedOptions,
+    opts: &CrossEntropyOptions,
     grads: bool,
     grad_output: Option<&[T]>,
 ) -> Result<LossAndGrads<T>> {
-    let cw: Option<Vec<T>> = opts
-        .weight
-        .as_ref()
-        .map(|w| w.iter().map(|&x| <T as xent::Float>::from_f64(x)).collect());
-    let lopts = LinearCrossEntropyOptions::from(opts.xent(cw.as_deref()));
+    let cw: Option<Vec<T>> = opts.weight_as::<T>();
+    let lopts = LinearCrossEntropyOptions::from(opts.options(cw.as_deref()));
     let len = if opts.reduction == xent::Reduction::None {
         n
     } else {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, IndexOp, Result, Tensor, Var, D};
 use serde_json::Value;
-use xent_candle::{cross_entropy, CrossEntropyOptions, Reduction};
+use xent_candle::{class_weight, cross_entropy, CrossEntropyOptions, Reduction};
 
 /// How close two computations of the same loss must be.
 ///
@@ -319,7 +319,11 @@ fn errors_carry_xent_messages() -> Result<()> {
         "{e}"
     );
     let w = Tensor::new(&[1.0f32, 2.0], &dev)?;
-    let e = msg(cross_entropy(&x, &y, &opts.clone().weight(&w)));
+    let e = msg(cross_entropy(
+        &x,
+        &y,
+        &opts.clone().weight(class_weight(&w)?),
+    ));
     assert!(e.contains("weight"), "{e}");
     let e = msg(cross_entropy(&x.to_dtype(DType::U32)?, &y, &opts));
     assert!(e.contains("logits must be f32, f64, bf16 or f16"), "{e}");
@@ -393,7 +397,7 @@ fn run_golden(case: &Value, dtype: DType, tol: Tol) -> Result<()> {
         .label_smoothing(o["label_smoothing"].as_f64().unwrap())
         .reduction(reduction(o["reduction"].as_str().unwrap()));
     if !o["weight"].is_null() {
-        opts = opts.weight(&Tensor::new(nums(&o["weight"]), &dev)?);
+        opts = opts.weight(class_weight(&Tensor::new(nums(&o["weight"]), &dev)?)?);
     }
     let loss = cross_entropy(x.as_tensor(), &target, &opts)?;
     let e = &case["expected"];

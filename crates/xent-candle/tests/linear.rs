@@ -2,7 +2,9 @@
 //! gradients for `h`, `W` and `b`, for every reduction and a scaled upstream gradient.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
-use xent_candle::{cross_entropy, linear_cross_entropy, CrossEntropyOptions, Reduction};
+use xent_candle::{
+    class_weight, cross_entropy, linear_cross_entropy, CrossEntropyOptions, Reduction,
+};
 
 fn close(what: &str, a: &Tensor, b: &Tensor, tol: f64) -> Result<()> {
     let (a, b) = (
@@ -37,7 +39,7 @@ fn matches_the_composed_form() -> Result<()> {
         for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
             for bias in [false, true] {
                 let opts = CrossEntropyOptions::default()
-                    .weight(&cw.to_dtype(dtype)?)
+                    .weight(class_weight(&cw.to_dtype(dtype)?)?)
                     .label_smoothing(0.1)
                     .z_loss(1e-3)
                     .reduction(reduction);

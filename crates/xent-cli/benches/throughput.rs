@@ -11,7 +11,7 @@
 // `cfg(test)` but no harness, where the module's unit tests vanish and leave their
 // imports unused.
 #[allow(dead_code, unused_imports)]
-#[path = "../src/bench.rs"]
+#[path = "../src/bench/mod.rs"]
 mod bench;
 
 use std::process::ExitCode;

@@ -11,8 +11,10 @@ use xent::{
     Reduction,
 };
 
-use crate::loss::{grad_out, reduction_name, upstream, vector, Computed, Kind, Request};
+use crate::args::{FileArgs, LossCommand};
 use crate::npy::{self, Array, Data, Elem};
+use crate::operands::{grad_out, reduction_name, upstream, vector};
+use crate::report::Computed;
 use crate::Failure;
 
 /// Runs one of the family's losses on checked inputs, in the input's dtype `T`.
@@ -21,15 +23,18 @@ use crate::Failure;
 /// Bad target dtype or shape, weights that do not broadcast, a bad upstream gradient,
 /// and every library error.
 pub(crate) fn compute<T: Elem>(
-    req: &Request,
+    cmd: &LossCommand,
+    req: &FileArgs,
     x: &[T],
     shape: &[usize],
     target: &Array,
     grad_output: Option<Array>,
 ) -> Result<Computed<T>, Failure> {
     let t = same_shape_target::<T>(target, shape)?;
-    match &req.kind {
-        Kind::Bce { weight, reduction } => binary(
+    match cmd {
+        LossCommand::Bce {
+            weight, reduction, ..
+        } => binary(
             req,
             x,
             shape,
@@ -39,10 +44,11 @@ pub(crate) fn compute<T: Elem>(
             *reduction,
             grad_output,
         ),
-        Kind::BceWithLogits {
+        LossCommand::BceWithLogits {
             weight,
             pos_weight,
             reduction,
+            ..
         } => binary(
             req,
             x,
@@ -53,10 +59,11 @@ pub(crate) fn compute<T: Elem>(
             *reduction,
             grad_output,
         ),
-        Kind::KlDiv {
+        LossCommand::KlDiv {
             log_target,
             reduction,
             grad_out_target,
+            ..
         } => {
             let (none, name) = match reduction {
                 KlReduction::None => (true, "none"),
@@ -94,10 +101,11 @@ pub(crate) fn compute<T: Elem>(
                 .file(req.grad_out.as_deref(), shape, gi)
                 .file(grad_out_target.as_deref(), shape, gt))
         }
-        Kind::Js {
+        LossCommand::Js {
             logits,
             reduction,
             grad_out_target,
+            ..
         } => {
             let layout = Layout::new(shape, x.len())?;
             let none = *reduction == Reduction::None;
@@ -134,8 +142,8 @@ pub(crate) fn compute<T: Elem>(
                 .file(req.grad_out.as_deref(), shape, gp)
                 .file(grad_out_target.as_deref(), shape, gq))
         }
-        Kind::CrossEntropy(_) | Kind::Nll(_) => {
-            unreachable!("the class-dim losses run in crate::loss")
+        LossCommand::CrossEntropy(_) | LossCommand::Nll(_) | LossCommand::LinearCrossEntropy(_) => {
+            Err(Failure::new("not an elementwise or divergence loss"))
         }
     }
 }
@@ -176,7 +184,7 @@ fn element_weight<T: Elem>(path: &Path, shape: &[usize]) -> Result<Vec<T>, Failu
 /// `--pos-weight` path).
 #[allow(clippy::too_many_arguments)]
 fn binary<T: Elem>(
-    req: &Request,
+    req: &FileArgs,
     x: &[T],
     shape: &[usize],
     t: &[T],

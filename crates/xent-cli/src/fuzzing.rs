@@ -10,9 +10,12 @@ use std::path::Path;
 
 use xent::{KlReduction, Reduction};
 
-use crate::loss::{self, ClassOptions, Kind};
+use crate::args::{
+    ClassArgs, CrossEntropyArgs, FileArgs, LinearArgs, LogitArgs, LossCommand, RowArgs,
+};
+use crate::loss;
 use crate::npy::{self, Data};
-use crate::{linear, Failure};
+use crate::Failure;
 
 /// The `.npy` reader on arbitrary bytes. When it accepts them, the array has as many
 /// elements as its shape says, and a float array survives a write and a read
@@ -129,28 +132,26 @@ pub fn cli(data: &[u8], dir: &Path) -> Option<bool> {
         _ => Reduction::None,
     };
     let f64_at = |at: usize| f64::from_bits(u64::from_le_bytes(take(opt, at)));
-    let class = ClassOptions {
-        weight: optional(2),
+    let rows = RowArgs {
         ignore_index: i64::from_le_bytes(take(opt, 4)),
+        reduction,
+    };
+    let logit = LogitArgs {
         label_smoothing: f64_at(12),
         z_loss: f64_at(20),
         softcap: flag(64).then(|| f64_at(28)),
-        reduction,
     };
     let (input, target) = (path(0), present(1).unwrap_or_else(|| path(0)));
     let outputs: Vec<_>;
-    let result: Result<String, Failure> = if opt[0] % 7 == 6 {
-        let req = linear::Request {
+    let cmd = if opt[0] % 7 == 6 {
+        let req = LinearArgs {
             hidden: input,
             weight: present(2).unwrap_or_else(|| path(0)),
             bias: optional(4),
             target,
             class_weight: optional(5),
-            ignore_index: class.ignore_index,
-            label_smoothing: class.label_smoothing,
-            z_loss: class.z_loss,
-            softcap: class.softcap,
-            reduction,
+            rows,
+            logit,
             scratch_mib: u64::from(opt[1] / 4),
             out: out("out.npy", 1),
             grad_out_hidden: out("gh.npy", 2),
@@ -159,50 +160,14 @@ pub fn cli(data: &[u8], dir: &Path) -> Option<bool> {
             grad_output: optional(3),
             json: flag(16),
         };
-        outputs = [
-            &req.out,
-            &req.grad_out_hidden,
-            &req.grad_out_weight,
-            &req.grad_out_bias,
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
-        linear::run(&req)
+        outputs = req
+            .outputs()
+            .iter()
+            .filter_map(|(_, p)| p.map(Path::to_path_buf))
+            .collect();
+        LossCommand::LinearCrossEntropy(req)
     } else {
-        let grad_out_target = out("gt.npy", 4);
-        let kind = match opt[0] % 7 {
-            0 => Kind::CrossEntropy(class),
-            1 => Kind::Nll(class),
-            2 => Kind::Bce {
-                weight: optional(2),
-                reduction,
-            },
-            3 => Kind::BceWithLogits {
-                weight: optional(2),
-                pos_weight: optional(4),
-                reduction,
-            },
-            4 => Kind::KlDiv {
-                log_target: flag(32),
-                reduction: match opt[1] % 4 {
-                    0 => KlReduction::Mean,
-                    1 => KlReduction::Sum,
-                    2 => KlReduction::None,
-                    _ => KlReduction::BatchMean,
-                },
-                grad_out_target: grad_out_target.clone(),
-            },
-            _ => Kind::Js {
-                logits: flag(32),
-                reduction,
-                grad_out_target: grad_out_target.clone(),
-            },
-        };
-        let has_target_grad = matches!(kind, Kind::KlDiv { .. } | Kind::Js { .. });
-        let req = loss::Request {
-            kind,
+        let files = FileArgs {
             input,
             target,
             out: out("out.npy", 1),
@@ -210,14 +175,57 @@ pub fn cli(data: &[u8], dir: &Path) -> Option<bool> {
             grad_output: optional(3),
             json: flag(16),
         };
-        outputs = [&req.out, &req.grad_out]
+        let grad_out_target = out("gt.npy", 4);
+        let class = |files| ClassArgs {
+            files,
+            weight: optional(2),
+            rows: rows.clone(),
+        };
+        let kind = opt[0] % 7;
+        outputs = [&files.out, &files.grad_out]
             .into_iter()
             .flatten()
             .cloned()
-            .chain(grad_out_target.filter(|_| has_target_grad))
+            .chain(grad_out_target.clone().filter(|_| kind >= 4))
             .collect();
-        loss::run(&req)
+        match kind {
+            0 => LossCommand::CrossEntropy(CrossEntropyArgs {
+                class: class(files),
+                logit,
+            }),
+            // nll has no logit options.
+            1 => LossCommand::Nll(class(files)),
+            2 => LossCommand::Bce {
+                files,
+                weight: optional(2),
+                reduction,
+            },
+            3 => LossCommand::BceWithLogits {
+                files,
+                weight: optional(2),
+                pos_weight: optional(4),
+                reduction,
+            },
+            4 => LossCommand::KlDiv {
+                files,
+                log_target: flag(32),
+                reduction: match opt[1] % 4 {
+                    0 => KlReduction::Mean,
+                    1 => KlReduction::Sum,
+                    2 => KlReduction::None,
+                    _ => KlReduction::BatchMean,
+                },
+                grad_out_target,
+            },
+            _ => LossCommand::Js {
+                files,
+                logits: flag(32),
+                reduction,
+                grad_out_target,
+            },
+        }
     };
+    let result: Result<String, Failure> = loss::run(&cmd);
     match &result {
         Ok(_) => {
             for o in &outputs {

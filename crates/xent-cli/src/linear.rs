@@ -2,86 +2,27 @@
 //! w.r.t. `h`, `W` and `b`, without the `N × V` logits, on `.npy` files — with the file
 //! contract of [`crate::loss`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use xent::{
-    linear_cross_entropy_into, LinearCrossEntropyOptions, LinearGradOut, LinearInputs, Reduction,
+    linear_cross_entropy_into, ClassIndices, CrossEntropySettings, LinearGradOut, LinearInputs,
+    Reduction,
 };
 
-use crate::loss::{class_indices, deliver, not_float, reduction_name, upstream, vector, Computed};
+use crate::args::LinearArgs;
 use crate::npy::{self, Array, Data, Elem};
+use crate::operands::{check_outputs, class_indices, not_float, reduction_name, upstream, vector};
+use crate::report::{deliver, Computed};
 use crate::Failure;
-
-/// Everything `xent loss linear-cross-entropy` was asked to do.
-#[derive(Debug, Clone)]
-pub struct Request {
-    /// Hidden states `h`, `(N, D)`.
-    pub hidden: PathBuf,
-    /// Classifier weight `W`, `(V, D)`.
-    pub weight: PathBuf,
-    /// Classifier bias `b`, `(V)`.
-    pub bias: Option<PathBuf>,
-    /// Class indices, `(N)`.
-    pub target: PathBuf,
-    /// Class weights, `(V)`.
-    pub class_weight: Option<PathBuf>,
-    /// The ignored class index.
-    pub ignore_index: i64,
-    /// Label smoothing ε.
-    pub label_smoothing: f64,
-    /// The z-loss scale.
-    pub z_loss: f64,
-    /// The logit soft-cap.
-    pub softcap: Option<f64>,
-    /// The reduction.
-    pub reduction: Reduction,
-    /// The scratch budget in MiB.
-    pub scratch_mib: u64,
-    /// Where to write the loss.
-    pub out: Option<PathBuf>,
-    /// Where to write `∂loss/∂h`.
-    pub grad_out_hidden: Option<PathBuf>,
-    /// Where to write `∂loss/∂W`.
-    pub grad_out_weight: Option<PathBuf>,
-    /// Where to write `∂loss/∂b`.
-    pub grad_out_bias: Option<PathBuf>,
-    /// The upstream gradient, `.npy`.
-    pub grad_output: Option<PathBuf>,
-    /// Print JSON instead of text.
-    pub json: bool,
-}
 
 /// Runs the request and returns what to print.
 ///
 /// # Errors
 /// A [`Failure`] for unreadable files, bad dtypes or shapes, bad options and every
 /// library error; no file is written then.
-pub fn run(req: &Request) -> Result<String, Failure> {
-    crate::outputs::check(
-        &[
-            ("--out", req.out.as_deref()),
-            ("--grad-out-hidden", req.grad_out_hidden.as_deref()),
-            ("--grad-out-weight", req.grad_out_weight.as_deref()),
-            ("--grad-out-bias", req.grad_out_bias.as_deref()),
-        ],
-        &[
-            ("--hidden", Some(&req.hidden)),
-            ("--weight", Some(&req.weight)),
-            ("--bias", req.bias.as_deref()),
-            ("--target", Some(&req.target)),
-            ("--class-weight", req.class_weight.as_deref()),
-            ("--grad-output", req.grad_output.as_deref()),
-        ],
-    )?;
-    let scratch_bytes = usize::try_from(req.scratch_mib)
-        .ok()
-        .and_then(|m| m.checked_mul(1 << 20))
-        .ok_or_else(|| {
-            Failure::new(format!(
-                "--scratch-mib {} does not fit in memory addresses",
-                req.scratch_mib
-            ))
-        })?;
+pub fn run(req: &LinearArgs) -> Result<String, Failure> {
+    check_outputs(&req.outputs(), &req.inputs())?;
+    let scratch_bytes = req.scratch_bytes()?;
     let Array { shape, data } = npy::read(&req.hidden)?;
     let encoded = match data {
         Data::F32(h) => compute::<f32>(req, &h, &shape, scratch_bytes)?.encode()?,
@@ -106,9 +47,130 @@ pub fn matrix<T: Elem>(path: &Path, what: &str) -> Result<([usize; 2], Vec<T>), 
     }
 }
 
+/// The operands besides `h` and `W`, read and checked against `N` rows as every
+/// linear cross-entropy command does, in this order and with these messages.
+pub struct Operands<T> {
+    /// The bias `b`, in `T`.
+    pub bias: Option<Vec<T>>,
+    /// The target file, checked: a vector of class indices of an integer dtype.
+    target: Array,
+    /// The options, with the class weights read.
+    pub settings: CrossEntropySettings,
+    /// The class weights in `T`.
+    pub class_weight: Option<Vec<T>>,
+    /// The upstream gradient, in `T`.
+    pub grad_output: Option<Vec<T>>,
+    /// The loss's shape: `[N]` for none, `[]` otherwise.
+    pub loss_shape: Vec<usize>,
+}
+
+impl<T: Elem> Operands<T> {
+    /// Reads `--bias`, `--target`, `--class-weight` and `--grad-output` for `n` rows.
+    ///
+    /// # Errors
+    /// A [`Failure`] for an unreadable file, a bias that is not a float vector, a
+    /// target that is not a vector of integers, a class weight that is not a vector,
+    /// or an upstream gradient that does not fit the loss.
+    pub fn read(req: &LinearArgs, n: usize) -> Result<Self, Failure> {
+        let bias = match &req.bias {
+            Some(p) => {
+                let a = npy::read(p)?;
+                if !matches!(a.data, Data::F32(_) | Data::F64(_)) {
+                    return Err(not_float("bias", p, &a.data));
+                }
+                Some(vector::<T>(&a, "bias")?)
+            }
+            None => None,
+        };
+        let target = npy::read(&req.target)?;
+        if class_indices(&target).is_none() {
+            return Err(Failure::new(format!(
+                "target must hold class indices of an integer dtype, got {}",
+                target.data.dtype()
+            )));
+        }
+        if target.shape.len() != 1 {
+            return Err(Failure::new(format!(
+                "target must be a vector of N = {n} class indices, got shape {:?}",
+                target.shape
+            )));
+        }
+        let mut settings = req.settings();
+        if let Some(p) = &req.class_weight {
+            settings.weight = Some(vector::<f64>(&npy::read(p)?, "class weight")?);
+        }
+        let none = req.rows.reduction == Reduction::None;
+        let loss_shape = if none { vec![n] } else { Vec::new() };
+        let grad_output = match &req.grad_output {
+            Some(p) => Some(upstream::<T>(
+                &npy::read(p)?,
+                &loss_shape,
+                none,
+                reduction_name(req.rows.reduction),
+            )?),
+            None => None,
+        };
+        Ok(Operands {
+            bias,
+            target,
+            class_weight: settings.weight_as::<T>(),
+            settings,
+            grad_output,
+            loss_shape,
+        })
+    }
+
+    /// The shapes and dtypes read, for comparing what several processes read:
+    /// `bias [V], target int64 [N], class weight [V], grad_output [..]`.
+    pub fn describe(&self) -> String {
+        let len = |v: &Option<Vec<T>>| v.as_ref().map(Vec::len);
+        format!(
+            "bias {:?}, target {} {:?}, class weight {:?}, grad_output {:?}",
+            len(&self.bias),
+            self.target.data.dtype(),
+            self.target.shape,
+            len(&self.class_weight),
+            len(&self.grad_output)
+        )
+    }
+
+    /// The class indices, in the file's own integer type ([`read`](Self::read)
+    /// refused any other dtype, so the empty fallback is never taken).
+    pub fn indices(&self) -> ClassIndices<'_> {
+        class_indices(&self.target).unwrap_or(ClassIndices::from(&[0i64; 0][..]))
+    }
+}
+
+/// The gradient buffers asked for (`∂h`, `∂W`, `∂b`) with the upstream gradient, as
+/// the library takes them; `None` when no gradient is asked for.
+pub fn grad_out<'a, T: Elem>(
+    hidden: Option<&'a mut [T]>,
+    linear_weight: Option<&'a mut [T]>,
+    linear_bias: Option<&'a mut [T]>,
+    grad_output: Option<&'a [T]>,
+) -> Option<LinearGradOut<'a, T>> {
+    if hidden.is_none() && linear_weight.is_none() && linear_bias.is_none() {
+        return None;
+    }
+    let mut g = LinearGradOut::new();
+    if let Some(x) = hidden {
+        g = g.hidden(x);
+    }
+    if let Some(x) = linear_weight {
+        g = g.linear_weight(x);
+    }
+    if let Some(x) = linear_bias {
+        g = g.linear_bias(x);
+    }
+    if let Some(go) = grad_output {
+        g = g.grad_output(go);
+    }
+    Some(g)
+}
+
 /// Reads the other operands, runs the library, and collects the outputs.
 fn compute<T: Elem>(
-    req: &Request,
+    req: &LinearArgs,
     h: &[T],
     h_shape: &[usize],
     scratch_bytes: usize,
@@ -119,59 +181,12 @@ fn compute<T: Elem>(
         )));
     };
     let (w_shape, w) = matrix::<T>(&req.weight, "weight")?;
-    let bias = match &req.bias {
-        Some(p) => {
-            let a = npy::read(p)?;
-            if !matches!(a.data, Data::F32(_) | Data::F64(_)) {
-                return Err(not_float("bias", p, &a.data));
-            }
-            Some(vector::<T>(&a, "bias")?)
-        }
-        None => None,
-    };
-    let target = npy::read(&req.target)?;
-    let Some(indices) = class_indices(&target) else {
-        return Err(Failure::new(format!(
-            "target must hold class indices of an integer dtype, got {}",
-            target.data.dtype()
-        )));
-    };
-    if target.shape.len() != 1 {
-        return Err(Failure::new(format!(
-            "target must be a vector of N = {n} class indices, got shape {:?}",
-            target.shape
-        )));
-    }
-    let class_weight = match &req.class_weight {
-        Some(p) => Some(vector::<T>(&npy::read(p)?, "class weight")?),
-        None => None,
-    };
-    let none = req.reduction == Reduction::None;
-    let loss_shape = if none { vec![n] } else { Vec::new() };
-    let grad_output = match &req.grad_output {
-        Some(p) => Some(upstream::<T>(
-            &npy::read(p)?,
-            &loss_shape,
-            none,
-            reduction_name(req.reduction),
-        )?),
-        None => None,
-    };
-
-    let mut opts = LinearCrossEntropyOptions::default()
-        .ignore_index(req.ignore_index)
-        .label_smoothing(req.label_smoothing)
-        .z_loss(req.z_loss)
-        .reduction(req.reduction)
-        .scratch_bytes(scratch_bytes);
-    if let Some(cap) = req.softcap {
-        opts = opts.softcap(cap);
-    }
-    if let Some(cw) = &class_weight {
-        opts = opts.weight(cw);
-    }
+    let ops = Operands::<T>::read(req, n)?;
+    let opts = ops
+        .settings
+        .linear_options(ops.class_weight.as_deref(), scratch_bytes);
     let mut inputs = LinearInputs::new(h, [n, d], &w, w_shape);
-    if let Some(b) = &bias {
+    if let Some(b) = &ops.bias {
         inputs = inputs.linear_bias(b);
     }
     let v = w_shape[0];
@@ -193,27 +208,15 @@ fn compute<T: Elem>(
         .as_ref()
         .map(|_| zeroed("grad bias", &[v]))
         .transpose()?;
-    let grad = if dh.is_some() || dw.is_some() || db.is_some() {
-        let mut g = LinearGradOut::new();
-        if let Some(dh) = dh.as_deref_mut() {
-            g = g.hidden(dh);
-        }
-        if let Some(dw) = dw.as_deref_mut() {
-            g = g.linear_weight(dw);
-        }
-        if let Some(db) = db.as_deref_mut() {
-            g = g.linear_bias(db);
-        }
-        if let Some(go) = grad_output.as_deref() {
-            g = g.grad_output(go);
-        }
-        Some(g)
-    } else {
-        None
-    };
-    let mut loss = vec![T::ZERO; loss_shape.iter().product()];
-    let z = linear_cross_entropy_into(inputs, indices, &opts, &mut loss, grad)?;
-    Ok(Computed::new(loss, loss_shape, z, req.out.as_deref())
+    let grad = grad_out(
+        dh.as_deref_mut(),
+        dw.as_deref_mut(),
+        db.as_deref_mut(),
+        ops.grad_output.as_deref(),
+    );
+    let mut loss = vec![T::ZERO; ops.loss_shape.iter().product()];
+    let z = linear_cross_entropy_into(inputs, ops.indices(), &opts, &mut loss, grad)?;
+    Ok(Computed::new(loss, ops.loss_shape, z, req.out.as_deref())
         .file(req.grad_out_hidden.as_deref(), &[n, d], dh)
         .file(req.grad_out_weight.as_deref(), &w_shape, dw)
         .file(req.grad_out_bias.as_deref(), &[v], db))

@@ -8,14 +8,21 @@
 //! (by device and inode for existing files, by canonical directory and name for new
 //! ones, so that `d/l.npy` and `d/sub/l.npy` with `sub → .` are one file).
 //!
-//! [`write_all`] then writes each file to a temporary name in its target directory
-//! (`.NAME.xent-PID-K.tmp`), fsyncs it, keeps every old file under a second temporary
-//! name (a hard link, `.NAME.xent-PID-K.old`), renames the new files into place, and
-//! fsyncs the directories; only when every rename has succeeded are the old files'
-//! temporary names removed. On any failure, or on SIGINT/SIGTERM while it runs, the
-//! old files are renamed back and every temporary is removed. A SIGKILL cannot be
-//! caught: it may leave `.*.xent-*.tmp` / `.old` files behind (never in place of an
-//! output).
+//! [`write_all`] then writes each file as a temporary in its target directory and
+//! fsyncs it, keeps every old file under a temporary name (a hard link,
+//! `.NAME.xent-PID-K.old`), renames the new files into place, and fsyncs the
+//! directories; only when every rename has succeeded are the old files' temporary
+//! names removed. On any failure, or on SIGINT/SIGTERM while it runs, the old files
+//! are renamed back and every temporary is removed.
+//!
+//! A SIGKILL cannot be caught, so the new contents are written where a killed process
+//! leaves nothing: on Linux, to an unnamed file (`O_TMPFILE`) that the kernel frees
+//! with the process, which gets its name (`.NAME.xent-PID-K.tmp`, by `linkat` through
+//! `/proc/self/fd`) only just before it is renamed into place. Where that is not
+//! available (another OS, a file system without `O_TMPFILE`, no `/proc`), the file is
+//! written under its temporary name from the start, and a SIGKILL during the write
+//! leaves it behind. A SIGKILL between the links and the renames may leave `.tmp` /
+//! `.old` names behind, never in place of an output.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -62,7 +69,7 @@ struct Resolved {
 }
 
 /// What kind of thing exists at a path, for messages.
-fn kind(t: fs::FileType) -> &'static str {
+pub(crate) fn kind(t: fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
@@ -335,34 +342,31 @@ fn commit(
     ops: &mut impl Ops,
 ) -> Result<(), Failure> {
     let fail = |p: &Path, e: io::Error| Failure::new(format!("cannot write {}: {e}", p.display()));
-    // 1. The new contents under temporary names, on disk.
+    // 1. The new contents on disk: unnamed where the system can (nothing survives a
+    //    SIGKILL), else under their temporary names.
+    let mut unnamed: Vec<Option<File>> = Vec::with_capacity(files.len());
     for (i, ((path, bytes), r)) in files.iter().zip(resolved).enumerate() {
-        let temp = temp_name(&r.dest, "tmp");
-        // Recorded before it exists, so that a signal never leaves it behind.
+        // Recorded before the file exists, so that a signal never leaves it behind.
         state().push(Entry {
             dest: r.dest.clone(),
-            temp: Some(temp.clone()),
+            temp: None,
             backup: None,
             moved: false,
             installed: false,
         });
-        let written = (|| {
-            let mut f = match File::options().write(true).create_new(true).open(&temp) {
-                Ok(f) => f,
-                Err(e) => {
-                    // Not ours: left alone by the rollback.
-                    state()[i].temp = None;
-                    return Err(e);
-                }
-            };
+        let finish = |f: &mut File| -> io::Result<()> {
             f.write_all(bytes)?;
             if let Some(p) = &r.old {
                 f.set_permissions(p.clone())?;
             }
             f.sync_all()
-        })();
-        if let Err(e) = written {
-            return Err(fail(path, e));
+        };
+        if let Some(mut f) = anonymous::create(&r.dest) {
+            finish(&mut f).map_err(|e| fail(path, e))?;
+            unnamed.push(Some(f));
+        } else {
+            write_named(i, &r.dest, finish).map_err(|e| fail(path, e))?;
+            unnamed.push(None);
         }
         debug_assert_eq!(state().len(), i + 1);
     }
@@ -385,10 +389,32 @@ fn commit(
             }
         }
     }
-    // 3. The new files into place.
-    for (i, (path, _)) in files.iter().enumerate() {
+    // 3. The new files into place, each unnamed one named just before.
+    for (i, ((path, bytes), f)) in files.iter().zip(&unnamed).enumerate() {
+        if let Some(f) = f {
+            let temp = temp_name(&resolved[i].dest, "tmp");
+            state()[i].temp = Some(temp.clone());
+            if let Err(e) = anonymous::link(f, &temp) {
+                state()[i].temp = None;
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    return Err(fail(path, e));
+                }
+                // No way to name it here (no /proc): the bytes once more, named.
+                write_named(i, &resolved[i].dest, |t| {
+                    t.write_all(bytes)?;
+                    if let Some(p) = &resolved[i].old {
+                        t.set_permissions(p.clone())?;
+                    }
+                    t.sync_all()
+                })
+                .map_err(|e| fail(path, e))?;
+            }
+        }
         let mut st = state();
-        let temp = st[i].temp.clone().expect("step 1 named every temporary");
+        let temp = st[i]
+            .temp
+            .clone()
+            .ok_or_else(|| fail(path, io::Error::other("its temporary file has no name")))?;
         ops.rename(&temp, &st[i].dest).map_err(|e| fail(path, e))?;
         st[i].temp = None;
         st[i].installed = true;
@@ -402,6 +428,73 @@ fn commit(
         let _ = File::open(d).and_then(|f| f.sync_all());
     }
     Ok(())
+}
+
+/// Creates the `i`-th file of the transaction under a fresh temporary name next to
+/// `dest` and fills it with `fill`; the name is recorded in the state first.
+fn write_named(
+    i: usize,
+    dest: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let temp = temp_name(dest, "tmp");
+    state()[i].temp = Some(temp.clone());
+    let mut f = match File::options().write(true).create_new(true).open(&temp) {
+        Ok(f) => f,
+        Err(e) => {
+            // Not ours: left alone by the rollback.
+            state()[i].temp = None;
+            return Err(e);
+        }
+    };
+    fill(&mut f)
+}
+
+/// Unnamed files (`O_TMPFILE`) and their naming (`linkat` through `/proc/self/fd`).
+#[cfg(target_os = "linux")]
+mod anonymous {
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+
+    use rustix::fs::{AtFlags, Mode, OFlags, CWD};
+
+    /// An unnamed regular file in `dest`'s directory, for writing; `None` when the
+    /// file system (or the kernel) has no `O_TMPFILE`.
+    pub(super) fn create(dest: &Path) -> Option<File> {
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+        rustix::fs::open(dir, flags, Mode::from_raw_mode(0o666))
+            .ok()
+            .map(File::from)
+    }
+
+    /// Gives the unnamed file `f` the name `to`.
+    pub(super) fn link(f: &File, to: &Path) -> io::Result<()> {
+        let proc_path = format!("/proc/self/fd/{}", f.as_raw_fd());
+        rustix::fs::linkat(CWD, proc_path.as_str(), CWD, to, AtFlags::SYMLINK_FOLLOW)
+            .map_err(io::Error::from)
+    }
+}
+
+/// No unnamed files here: every temporary is named from the start.
+#[cfg(not(target_os = "linux"))]
+mod anonymous {
+    use std::fs::File;
+    use std::io;
+    use std::path::Path;
+
+    pub(super) fn create(_dest: &Path) -> Option<File> {
+        None
+    }
+
+    pub(super) fn link(_f: &File, _to: &Path) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
 /// SIGINT and SIGTERM during a transaction roll it back before the process ends.

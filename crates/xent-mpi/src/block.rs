@@ -41,7 +41,7 @@ impl Source {
         let f64 = match &a.data {
             Data::F32(_) => false,
             Data::F64(_) => true,
-            other => return Err(xent_cli::loss::not_float(what, path, other)),
+            other => return Err(xent_cli::operands::not_float(what, path, other)),
         };
         Ok(Source {
             shape: a.shape.clone(),
@@ -90,6 +90,15 @@ impl Source {
             start: Some(start),
             whole: None,
         })
+    }
+
+    /// The dtype's NumPy name: `float32` or `float64`.
+    pub fn dtype(&self) -> &'static str {
+        if self.f64 {
+            "float64"
+        } else {
+            "float32"
+        }
     }
 
     /// `x[n0..n1, c0..c1, :]` of the array seen as `(outer, c, inner)`, in `T`.

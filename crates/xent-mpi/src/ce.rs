@@ -2,55 +2,31 @@
 //! computed by `P = DP × TP` ranks: each holds the columns of its class shard for
 //! the rows of its data-parallel group.
 
-use std::path::PathBuf;
-
 use xent::{
-    cross_entropy_shard_grad_into, cross_entropy_shard_stats, ClassShard, CrossEntropyOptions,
+    cross_entropy_shard_grad_into, cross_entropy_shard_stats, ClassShard, CrossEntropySettings,
     GradOut, Layout, Reduction, Targets,
 };
-use xent_cli::loss::{
-    check_outputs, classify, deliver, reduction_name, upstream, vector, Computed, TargetKind,
-};
+use xent_cli::args::CrossEntropyArgs as Request;
 use xent_cli::npy::{self, Array, Elem};
+use xent_cli::operands::{
+    check_outputs, check_regular_inputs, classify, reduction_name, upstream, vector, TargetKind,
+};
+use xent_cli::report::{deliver, Computed};
 use xent_cli::Failure;
 
 use crate::block::Source;
 use crate::comm::{even_range, gather, gather_world, reduce_sum, Agreed, Groups, VocabParallel};
 
-/// The arguments of `loss cross-entropy`, as `xent loss cross-entropy` takes them.
-#[derive(Debug, Clone)]
-pub struct Request {
-    /// Logits `.npy`.
-    pub input: PathBuf,
-    /// Class indices or probabilities `.npy`.
-    pub target: PathBuf,
-    /// Where rank 0 writes the loss.
-    pub out: Option<PathBuf>,
-    /// Where rank 0 writes the gradient.
-    pub grad_out: Option<PathBuf>,
-    /// The upstream gradient `.npy`.
-    pub grad_output: Option<PathBuf>,
-    /// Print JSON.
-    pub json: bool,
-    /// Class weights `.npy`.
-    pub weight: Option<PathBuf>,
-    /// The ignored class index.
-    pub ignore_index: i64,
-    /// Label smoothing ε.
-    pub label_smoothing: f64,
-    /// z-loss scale.
-    pub z_loss: f64,
-    /// Logit soft-cap.
-    pub softcap: Option<f64>,
-    /// The reduction.
-    pub reduction: Reduction,
-}
-
 /// Runs the request on every rank; rank 0's report comes back (empty elsewhere).
 pub fn run(g: &Groups, req: &Request) -> Result<String, Agreed> {
     // Everything that can fail on bad input happens before the first collective.
-    let read = g.agree(read(g, req));
-    match read? {
+    let read = g.agree(read(g, req))?;
+    let description = match &read {
+        Input::F32(x) => &x.description,
+        Input::F64(x) => &x.description,
+    };
+    g.same_inputs(description)?;
+    match read {
         Input::F32(x) => compute::<f32>(g, req, x),
         Input::F64(x) => compute::<f64>(g, req, x),
     }
@@ -72,29 +48,41 @@ struct Prepared<T> {
     /// the probabilities.
     indices: Option<Vec<i64>>,
     probs: Option<Vec<T>>,
+    /// The options, with the class weights read.
+    settings: CrossEntropySettings,
+    /// The class weights in `T`.
     weight: Option<Vec<T>>,
     grad_output: Option<Vec<T>>,
+    /// The shapes and dtypes read, the same on every rank.
+    description: String,
 }
 
 fn read(g: &Groups, req: &Request) -> Result<Input, Failure> {
     check_outputs(
         &[
-            ("--out", req.out.as_deref()),
-            ("--grad-out", req.grad_out.as_deref()),
+            ("--out", req.class.files.out.as_deref()),
+            ("--grad-out", req.class.files.grad_out.as_deref()),
         ],
         &[
-            ("--input", Some(&req.input)),
-            ("--target", Some(&req.target)),
-            ("--grad-output", req.grad_output.as_deref()),
-            ("--weight", req.weight.as_deref()),
+            ("--input", Some(&req.class.files.input)),
+            ("--target", Some(&req.class.files.target)),
+            ("--grad-output", req.class.files.grad_output.as_deref()),
+            ("--weight", req.class.weight.as_deref()),
         ],
     )?;
-    let input = Source::open(&req.input, "input")?;
+    // Every rank opens every input: a FIFO would feed one and block the others.
+    check_regular_inputs(&[
+        ("--input", Some(&req.class.files.input)),
+        ("--target", Some(&req.class.files.target)),
+        ("--grad-output", req.class.files.grad_output.as_deref()),
+        ("--weight", req.class.weight.as_deref()),
+    ])?;
+    let input = Source::open(&req.class.files.input, "input")?;
     // Probability targets (the input's shape, a float file) are read a block at a
     // time like the logits; class indices whole.
-    let target = match Source::peek(&req.target) {
+    let target = match Source::peek(&req.class.files.target) {
         Some(t) if t.shape == input.shape => Target::Block(t),
-        _ => Target::Whole(npy::read(&req.target)?),
+        _ => Target::Whole(npy::read(&req.class.files.target)?),
     };
     Ok(if input.f64 {
         Input::F64(prepare(g, req, &input, &target)?)
@@ -107,22 +95,6 @@ fn read(g: &Groups, req: &Request) -> Result<Input, Failure> {
 enum Target {
     Block(Source),
     Whole(Array),
-}
-
-/// The options as the library takes them.
-fn options<'a, T: Elem>(req: &Request, weight: Option<&'a [T]>) -> CrossEntropyOptions<'a, T> {
-    let mut opts = CrossEntropyOptions::default()
-        .ignore_index(req.ignore_index)
-        .label_smoothing(req.label_smoothing)
-        .z_loss(req.z_loss)
-        .reduction(req.reduction);
-    if let Some(cap) = req.softcap {
-        opts = opts.softcap(cap);
-    }
-    if let Some(w) = weight {
-        opts = opts.weight(w);
-    }
-    opts
 }
 
 /// `(outer, C, inner)` of a layout, an unbatched `(C,)` input as one row.
@@ -143,18 +115,19 @@ fn prepare<T: Elem>(
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d));
     let layout = Layout::new(&input.shape, len.unwrap_or(usize::MAX))?;
-    let none = req.reduction == Reduction::None;
+    let mut settings = req.settings();
+    let none = settings.reduction == Reduction::None;
     let loss_shape = if none { layout.row_shape() } else { Vec::new() };
-    let weight = match &req.weight {
-        Some(p) => Some(vector::<T>(&npy::read(p)?, "weight")?),
-        None => None,
-    };
-    let grad_output = match &req.grad_output {
+    if let Some(p) = &req.class.weight {
+        settings.weight = Some(vector::<f64>(&npy::read(p)?, "weight")?);
+    }
+    let weight = settings.weight_as::<T>();
+    let grad_output = match &req.class.files.grad_output {
         Some(p) => Some(upstream::<T>(
             &npy::read(p)?,
             &loss_shape,
             none,
-            reduction_name(req.reduction),
+            reduction_name(settings.reduction),
         )?),
         None => None,
     };
@@ -162,7 +135,7 @@ fn prepare<T: Elem>(
         Target::Whole(t) => Some(classify::<T>(false, t, &layout)?),
         Target::Block(_) => None,
     };
-    let opts = options(req, weight.as_deref());
+    let opts = settings.options(weight.as_deref());
     let (outer, c, inner) = dims(&layout);
     // The library's checks against the global shape, with no classes: every target
     // and option, with the positions `xent loss` names.
@@ -176,7 +149,7 @@ fn prepare<T: Elem>(
     let ((n0, n1), (c0, c1)) = parts(g, outer, c)[g.rank];
     let block = |s: &Source, path| s.block::<T>(path, (c, inner), (n0, n1), (c0, c1));
     let probs = match (target, &kind) {
-        (Target::Block(t), _) => Some(block(t, &req.target)?),
+        (Target::Block(t), _) => Some(block(t, &req.class.files.target)?),
         (_, Some(TargetKind::Probabilities(p))) => {
             let mut out = Vec::with_capacity((n1 - n0) * (c1 - c0) * inner);
             for n in n0..n1 {
@@ -186,16 +159,29 @@ fn prepare<T: Elem>(
         }
         _ => None,
     };
+    let description = format!(
+        "input {} {:?}, target {}, weight {:?}, grad_output {:?}",
+        input.dtype(),
+        input.shape,
+        match target {
+            Target::Block(t) => format!("{} {:?}", t.dtype(), t.shape),
+            Target::Whole(t) => format!("{} {:?}", t.data.dtype(), t.shape),
+        },
+        weight.as_ref().map(Vec::len),
+        grad_output.as_ref().map(Vec::len),
+    );
     Ok(Prepared {
-        x: block(input, &req.input)?,
+        x: block(input, &req.class.files.input)?,
         layout,
         indices: match &kind {
             Some(TargetKind::Indices(t)) => Some((0..t.len()).map(|i| t.get(i) as i64).collect()),
             _ => None,
         },
         probs,
+        settings,
         weight,
         grad_output,
+        description,
     })
 }
 
@@ -228,7 +214,7 @@ fn compute<T: Elem>(g: &Groups, req: &Request, p: Prepared<T>) -> Result<String,
     let xs = p.x;
     let (r0, r1) = (n0 * inner, n1 * inner);
     let local_shape = vec![n1 - n0, c1 - c0, inner];
-    let opts = options(req, p.weight.as_deref());
+    let opts = p.settings.options(p.weight.as_deref());
     let probs = p.probs;
     let idx = p.indices.as_deref().map(|i| &i[r0..r1]);
     let target = || local_target(idx, probs.as_deref());
@@ -245,12 +231,12 @@ fn compute<T: Elem>(g: &Groups, req: &Request, p: Prepared<T>) -> Result<String,
     let mut stats = g.agree(local)?;
 
     let mut vp = VocabParallel::new(g);
-    let mean = req.reduction == Reduction::Mean;
+    let mean = p.settings.reduction == Reduction::Mean;
     let counts = vp.reduce(&mut stats, mean);
-    let none = req.reduction == Reduction::None;
+    let none = p.settings.reduction == Reduction::None;
     let mut loss = vec![0.0f64; if none { r1 - r0 } else { 1 }];
     let z = g.agree(stats.finish(counts, &mut loss).map_err(Failure::from))?;
-    let grad = match &req.grad_out {
+    let grad = match &req.class.files.grad_out {
         None => None,
         Some(_) => {
             let mut gr = vec![T::ZERO; xs.len()];
@@ -333,10 +319,14 @@ fn compute<T: Elem>(g: &Groups, req: &Request, p: Prepared<T>) -> Result<String,
             }
             full
         });
-        Computed::new(loss_vals, loss_shape, zv, req.out.as_deref())
-            .file(req.grad_out.as_deref(), p.layout.shape(), grad_full)
+        Computed::new(loss_vals, loss_shape, zv, req.class.files.out.as_deref())
+            .file(
+                req.class.files.grad_out.as_deref(),
+                p.layout.shape(),
+                grad_full,
+            )
             .encode()
-            .and_then(|e| deliver(e, req.json))
+            .and_then(|e| deliver(e, req.class.files.json))
     } else {
         Ok(String::new())
     };

@@ -97,6 +97,58 @@ impl Groups {
     }
 }
 
+/// The bytes of one rank's description of its inputs in [`Groups::same_inputs`]: a
+/// 64-bit hash of the whole text, then its first bytes (zero-padded).
+const DESCRIPTION_BYTES: usize = 512;
+
+impl Groups {
+    /// Checks that every rank read the same inputs (`description`: their shapes and
+    /// dtypes), with one all-gather of a fixed-size record per rank, before any
+    /// collective whose sizes depend on them: ranks that read different files (a
+    /// stale copy on one node) would otherwise abort inside MPI or agree on a wrong
+    /// loss. Every rank fails alike; rank 0 prints the one line.
+    ///
+    /// # Errors
+    /// When any rank's description differs from rank 0's.
+    pub fn same_inputs(&self, description: &str) -> Result<(), Agreed> {
+        let record = |text: &str| {
+            // FNV-1a: the record differs whenever the text does, also past its cut.
+            let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            let mut r = vec![0u8; DESCRIPTION_BYTES];
+            r[..8].copy_from_slice(&hash.to_le_bytes());
+            let n = text.len().min(DESCRIPTION_BYTES - 8);
+            r[8..8 + n].copy_from_slice(&text.as_bytes()[..n]);
+            r
+        };
+        let mine = record(description);
+        let size = self.world.size() as usize;
+        let mut all = vec![0u8; DESCRIPTION_BYTES * size];
+        self.world.all_gather_into(&mine[..], &mut all[..]);
+        let records: Vec<&[u8]> = all.chunks_exact(DESCRIPTION_BYTES).collect();
+        let Some(other) = records.iter().position(|r| *r != records[0]) else {
+            return Ok(());
+        };
+        let text = |r: &[u8]| {
+            let end = r[8..]
+                .iter()
+                .position(|&b| b == 0)
+                .map_or(r.len(), |e| e + 8);
+            String::from_utf8_lossy(&r[8..end]).into_owned()
+        };
+        Err(Agreed {
+            failure: Failure::new(format!(
+                "the ranks read different inputs (a stale or different copy on some node?): \
+                 rank 0 read {}; rank {other} read {}",
+                text(records[0]),
+                text(records[other])
+            )),
+            print: self.rank == 0,
+        })
+    }
+}
+
 /// A failure every rank agreed on: all exit 2, one prints.
 #[derive(Debug)]
 pub struct Agreed {

@@ -4,15 +4,15 @@
 //! never the `N × V` logits.
 
 use xent::{
-    cross_entropy_shard_stats, linear_cross_entropy_shard_grad_into,
-    linear_cross_entropy_shard_stats, ClassIndices, ClassShard, Error, LinearCrossEntropyOptions,
-    LinearGradOut, LinearInputs, Reduction,
+    check_linear_shapes, cross_entropy_shard_stats, linear_cross_entropy_shard_grad_into,
+    linear_cross_entropy_shard_stats, ClassIndices, ClassShard, CrossEntropySettings, LinearInputs,
+    Reduction,
 };
-use xent_cli::linear::Request;
-use xent_cli::loss::{
-    check_outputs, class_indices, deliver, not_float, reduction_name, upstream, vector, Computed,
-};
-use xent_cli::npy::{self, Data, Elem};
+use xent_cli::args::LinearArgs as Request;
+use xent_cli::linear::{grad_out, Operands};
+use xent_cli::npy::Elem;
+use xent_cli::operands::{check_outputs, check_regular_inputs};
+use xent_cli::report::{deliver, Computed};
 use xent_cli::Failure;
 
 use mpi::traits::Equivalence;
@@ -35,71 +35,40 @@ struct Prepared<T> {
     w: Vec<T>,
     bias: Option<Vec<T>>,
     target: Vec<i64>,
+    /// The options, with the class weights read.
+    settings: CrossEntropySettings,
     class_weight: Option<Vec<T>>,
     grad_output: Option<Vec<T>>,
     scratch_bytes: usize,
+    /// The shapes and dtypes read, the same on every rank.
+    description: String,
 }
 
 /// Runs the request on every rank; rank 0's report comes back (empty elsewhere).
 pub fn run(g: &Groups, req: &Request) -> Result<String, Agreed> {
-    match g.agree(read(g, req))? {
+    let read = g.agree(read(g, req))?;
+    let description = match &read {
+        Input::F32(p) => &p.description,
+        Input::F64(p) => &p.description,
+    };
+    g.same_inputs(description)?;
+    match read {
         Input::F32(p) => compute::<f32>(g, req, p),
         Input::F64(p) => compute::<f64>(g, req, p),
     }
 }
 
 fn read(g: &Groups, req: &Request) -> Result<Input, Failure> {
-    check_outputs(
-        &[
-            ("--out", req.out.as_deref()),
-            ("--grad-out-hidden", req.grad_out_hidden.as_deref()),
-            ("--grad-out-weight", req.grad_out_weight.as_deref()),
-            ("--grad-out-bias", req.grad_out_bias.as_deref()),
-        ],
-        &[
-            ("--hidden", Some(&req.hidden)),
-            ("--weight", Some(&req.weight)),
-            ("--bias", req.bias.as_deref()),
-            ("--target", Some(&req.target)),
-            ("--class-weight", req.class_weight.as_deref()),
-            ("--grad-output", req.grad_output.as_deref()),
-        ],
-    )?;
-    let scratch_bytes = usize::try_from(req.scratch_mib)
-        .ok()
-        .and_then(|m| m.checked_mul(1 << 20))
-        .ok_or_else(|| {
-            Failure::new(format!(
-                "--scratch-mib {} does not fit in memory addresses",
-                req.scratch_mib
-            ))
-        })?;
+    check_outputs(&req.outputs(), &req.inputs())?;
+    // Every rank opens every input: a FIFO would feed one and block the others.
+    check_regular_inputs(&req.inputs())?;
+    let scratch_bytes = req.scratch_bytes()?;
     let hidden = Source::open(&req.hidden, "hidden")?;
     Ok(if hidden.f64 {
         Input::F64(prepare(g, req, &hidden, scratch_bytes)?)
     } else {
         Input::F32(prepare(g, req, &hidden, scratch_bytes)?)
     })
-}
-
-fn options<'a, T: Elem>(
-    req: &Request,
-    class_weight: Option<&'a [T]>,
-    scratch_bytes: usize,
-) -> LinearCrossEntropyOptions<'a, T> {
-    let mut opts = LinearCrossEntropyOptions::default()
-        .ignore_index(req.ignore_index)
-        .label_smoothing(req.label_smoothing)
-        .z_loss(req.z_loss)
-        .reduction(req.reduction)
-        .scratch_bytes(scratch_bytes);
-    if let Some(cap) = req.softcap {
-        opts = opts.softcap(cap);
-    }
-    if let Some(cw) = class_weight {
-        opts = opts.weight(cw);
-    }
-    opts
 }
 
 /// Reads and checks every operand as `xent loss linear-cross-entropy` does, with its
@@ -123,83 +92,20 @@ fn prepare<T: Elem>(
             weight.shape
         )));
     };
-    let bias = match &req.bias {
-        Some(p) => {
-            let a = npy::read(p)?;
-            if !matches!(a.data, Data::F32(_) | Data::F64(_)) {
-                return Err(not_float("bias", p, &a.data));
-            }
-            Some(vector::<T>(&a, "bias")?)
-        }
-        None => None,
-    };
-    let target = npy::read(&req.target)?;
-    let Some(indices) = class_indices(&target) else {
-        return Err(Failure::new(format!(
-            "target must hold class indices of an integer dtype, got {}",
-            target.data.dtype()
-        )));
-    };
-    if target.shape.len() != 1 {
-        return Err(Failure::new(format!(
-            "target must be a vector of N = {n} class indices, got shape {:?}",
-            target.shape
-        )));
-    }
-    let class_weight = match &req.class_weight {
-        Some(p) => Some(vector::<T>(&npy::read(p)?, "class weight")?),
-        None => None,
-    };
-    let none = req.reduction == Reduction::None;
-    let loss_shape = if none { vec![n] } else { Vec::new() };
-    let grad_output = match &req.grad_output {
-        Some(p) => Some(upstream::<T>(
-            &npy::read(p)?,
-            &loss_shape,
-            none,
-            reduction_name(req.reduction),
-        )?),
-        None => None,
-    };
-    // The library's operand checks, in its order and words.
-    if d != dw {
-        return Err(Error::DimMismatch {
-            left: "hidden",
-            left_dim: d,
-            right: "linear_weight",
-            right_dim: dw,
-            what: "columns",
-        }
-        .into());
-    }
-    if let Some(b) = &bias {
-        if b.len() != v {
-            return Err(Error::DimMismatch {
-                left: "linear_weight",
-                left_dim: v,
-                right: "linear_bias",
-                right_dim: b.len(),
-                what: "rows",
-            }
-            .into());
-        }
-    }
-    if v == 0 && n > 0 {
-        return Err(Error::NoClasses { shape: vec![n, v] }.into());
-    }
-    if indices.len() != n {
-        return Err(Error::DimMismatch {
-            left: "hidden",
-            left_dim: n,
-            right: "target",
-            right_dim: indices.len(),
-            what: "rows",
-        }
-        .into());
-    }
+    let ops = Operands::<T>::read(req, n)?;
+    let indices = ops.indices();
+    // The library's operand checks, on the shapes alone (no rank holds all of h or W).
+    check_linear_shapes(
+        [n, d],
+        [v, dw],
+        ops.bias.as_ref().map(Vec::len),
+        indices.len(),
+    )?;
     // Every target against V and every option, on a shard of no classes (the
     // positions are the global rows).
-    let opts = options(req, class_weight.as_deref(), scratch_bytes);
+    let opts = ops
+        .settings
+        .linear_options(ops.class_weight.as_deref(), scratch_bytes);
     let none_x: &[T] = &[];
     cross_entropy_shard_stats(
         none_x,
@@ -213,6 +119,21 @@ fn prepare<T: Elem>(
     let h = hidden.block::<T>(&req.hidden, (d, 1), (n0, n1), (0, d))?;
     let w = weight.block::<T>(&req.weight, (d, 1), (c0, c1), (0, d))?;
     let target = (n0..n1).map(|i| indices.get(i) as i64).collect();
+    let description = format!(
+        "hidden {} {:?}, weight {} {:?}, {}",
+        hidden.dtype(),
+        hidden.shape,
+        weight.dtype(),
+        weight.shape,
+        ops.describe()
+    );
+    let Operands {
+        bias,
+        settings,
+        class_weight,
+        grad_output,
+        ..
+    } = ops;
     Ok(Prepared {
         n,
         d,
@@ -223,7 +144,9 @@ fn prepare<T: Elem>(
         target,
         class_weight,
         grad_output,
+        settings,
         scratch_bytes,
+        description,
     })
 }
 
@@ -242,7 +165,9 @@ fn compute<T: Elem + Equivalence>(
     let (c0, c1) = even_range(v, g.tp_size, g.tp_rank);
     let rows = n1 - n0;
     let (h, w, b, target) = (p.h, p.w, p.bias, &p.target[..]);
-    let opts = options(req, p.class_weight.as_deref(), p.scratch_bytes);
+    let opts = p
+        .settings
+        .linear_options(p.class_weight.as_deref(), p.scratch_bytes);
     let inputs = || {
         let i = LinearInputs::new(&h, [rows, d], &w, [c1 - c0, d]);
         match &b {
@@ -257,14 +182,11 @@ fn compute<T: Elem + Equivalence>(
     let mut stats = g.agree(local)?;
 
     let mut vp = VocabParallel::new(g);
-    let none = req.reduction == Reduction::None;
-    let counts = vp.reduce(&mut stats, req.reduction == Reduction::Mean);
+    let none = p.settings.reduction == Reduction::None;
+    let counts = vp.reduce(&mut stats, p.settings.reduction == Reduction::Mean);
     let mut loss = vec![0.0f64; if none { rows } else { 1 }];
     let z = g.agree(stats.finish(counts, &mut loss).map_err(Failure::from))?;
 
-    let want_grad = req.grad_out_hidden.is_some()
-        || req.grad_out_weight.is_some()
-        || req.grad_out_bias.is_some();
     let (mut dh, mut dw, mut db) = (
         req.grad_out_hidden
             .as_ref()
@@ -274,24 +196,12 @@ fn compute<T: Elem + Equivalence>(
             .map(|_| vec![T::ZERO; (c1 - c0) * d]),
         req.grad_out_bias.as_ref().map(|_| vec![T::ZERO; c1 - c0]),
     );
-    if want_grad {
-        let mut out = LinearGradOut::new();
-        if let Some(x) = dh.as_deref_mut() {
-            out = out.hidden(x);
-        }
-        if let Some(x) = dw.as_deref_mut() {
-            out = out.linear_weight(x);
-        }
-        if let Some(x) = db.as_deref_mut() {
-            out = out.linear_bias(x);
-        }
-        let go = p
-            .grad_output
-            .as_deref()
-            .map(|go| if none { &go[n0..n1] } else { go });
-        if let Some(go) = go {
-            out = out.grad_output(go);
-        }
+    let go = p
+        .grad_output
+        .as_deref()
+        .map(|go| if none { &go[n0..n1] } else { go });
+    // Some on every rank alike (the same flags): the agreement below is collective.
+    if let Some(out) = grad_out(dh.as_deref_mut(), dw.as_deref_mut(), db.as_deref_mut(), go) {
         let res = linear_cross_entropy_shard_grad_into(
             inputs(),
             ClassIndices::from(target),

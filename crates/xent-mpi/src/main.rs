@@ -27,11 +27,8 @@ mod comm;
 mod linear;
 
 use std::io::Write;
-use std::path::PathBuf;
 
-use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{ArgGroup, Args, Parser, Subcommand};
-use xent::Reduction;
+use clap::{Args, Parser, Subcommand};
 use xent_cli::Failure;
 
 use comm::{Agreed, Groups};
@@ -67,9 +64,9 @@ struct BenchArgs {
     /// Run linear-cross-entropy with hidden size D (W of V × D split by rows).
     #[arg(long, value_name = "D")]
     hidden: Option<usize>,
-    /// Ranks per tensor-parallel group (default: all ranks).
-    #[arg(long, value_name = "T")]
-    tp: Option<usize>,
+    /// Ranks per tensor-parallel group.
+    #[command(flatten)]
+    tp: TpArgs,
     /// Timed repetitions after one warm-up (the median is reported).
     #[arg(long, value_name = "R", default_value_t = 3)]
     reps: usize,
@@ -98,136 +95,40 @@ enum LossCommand {
     LinearCrossEntropy(LinearArgs),
 }
 
-/// The `PossibleValuesParser` of `--reduction`.
-fn reduction_parser() -> impl TypedValueParser<Value = Reduction> {
-    PossibleValuesParser::new(["mean", "sum", "none"]).try_map(|s| s.parse::<Reduction>())
-}
-
 /// The arguments of `loss cross-entropy`: those of `xent loss cross-entropy`, and --tp.
+/// Rank 0 writes the outputs, gathering every shard of the gradient; label
+/// smoothing mixes in the uniform distribution over the global C.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("grads").multiple(true)))]
+#[group(skip)]
 struct CrossEntropyArgs {
-    /// Logits .npy, float32 or float64, shape (C,), (N, C) or (N, C, d1, ..., dk).
-    #[arg(long, value_name = "X.npy")]
-    input: PathBuf,
-    /// Class indices of any integer dtype in the input's row shape, or
-    /// probabilities of the input's shape.
-    #[arg(long, value_name = "T.npy")]
-    target: PathBuf,
-    /// Write the loss here as .npy in the input's dtype (rank 0).
-    #[arg(long, value_name = "L.npy")]
-    out: Option<PathBuf>,
-    /// Write d loss / d input here as .npy (rank 0 gathers every shard).
-    #[arg(long, value_name = "G.npy", group = "grads")]
-    grad_out: Option<PathBuf>,
-    /// Upstream gradient: one element for a reduced loss, the loss's shape for none.
-    #[arg(long, value_name = "GO.npy", requires = "grads")]
-    grad_output: Option<PathBuf>,
-    /// Print {"loss": ..., "shape": [...]} as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Class weights: a .npy vector of C entries.
-    #[arg(long, value_name = "W.npy")]
-    weight: Option<PathBuf>,
-    /// Rows whose class-index target equals this are ignored.
-    #[arg(long, value_name = "I", default_value_t = xent::DEFAULT_IGNORE_INDEX, allow_hyphen_values = true)]
-    ignore_index: i64,
-    /// How per-row losses are combined.
-    #[arg(long, default_value = "mean", value_parser = reduction_parser())]
-    reduction: Reduction,
-    /// Mix the target with the uniform distribution over the global C: ε in [0, 1].
-    #[arg(
-        long,
-        value_name = "E",
-        default_value_t = 0.0,
-        allow_hyphen_values = true
-    )]
-    label_smoothing: f64,
-    /// z-loss: add S·lse² per counted row (reduced like the loss).
-    #[arg(
-        long,
-        value_name = "S",
-        default_value_t = 0.0,
-        allow_hyphen_values = true
-    )]
-    z_loss: f64,
-    /// Soft-cap the logits: C·tanh(x/C) in place of x.
-    #[arg(long, value_name = "C", allow_hyphen_values = true)]
-    softcap: Option<f64>,
-    /// Ranks per tensor-parallel group, each holding a shard of the classes
-    /// (default: all ranks); the P / T groups split the rows.
-    #[arg(long, value_name = "T")]
-    tp: Option<usize>,
+    /// The flags of `xent loss cross-entropy`.
+    #[command(flatten)]
+    loss: xent_cli::args::CrossEntropyArgs,
+    /// Ranks per tensor-parallel group, each holding a shard of the classes.
+    #[command(flatten)]
+    tp: TpArgs,
 }
 
 /// The arguments of `loss linear-cross-entropy`: those of `xent loss
-/// linear-cross-entropy`, and --tp.
+/// linear-cross-entropy`, and --tp. Rank 0 writes the outputs; the scratch budget is
+/// per rank.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("linear_grads").multiple(true)))]
+#[group(skip)]
 struct LinearArgs {
-    /// Hidden states h: a .npy of shape (N, D), float32 or float64.
-    #[arg(long, value_name = "H.npy")]
-    hidden: PathBuf,
-    /// Classifier weight W: a .npy of shape (V, D).
-    #[arg(long, value_name = "W.npy")]
-    weight: PathBuf,
-    /// Classifier bias b: a .npy vector of V entries.
-    #[arg(long, value_name = "B.npy")]
-    bias: Option<PathBuf>,
-    /// Class indices: a .npy vector of N entries, any integer dtype.
-    #[arg(long, value_name = "T.npy")]
-    target: PathBuf,
-    /// Class weights: a .npy vector of V entries.
-    #[arg(long, value_name = "CW.npy")]
-    class_weight: Option<PathBuf>,
-    /// Rows whose target equals this are ignored.
-    #[arg(long, value_name = "I", default_value_t = xent::DEFAULT_IGNORE_INDEX, allow_hyphen_values = true)]
-    ignore_index: i64,
-    /// Mix the target with the uniform distribution over the global V: ε in [0, 1].
-    #[arg(
-        long,
-        value_name = "E",
-        default_value_t = 0.0,
-        allow_hyphen_values = true
-    )]
-    label_smoothing: f64,
-    /// z-loss: add S·lse² per counted row.
-    #[arg(
-        long,
-        value_name = "S",
-        default_value_t = 0.0,
-        allow_hyphen_values = true
-    )]
-    z_loss: f64,
-    /// Soft-cap the logits: C·tanh(x/C) in place of x.
-    #[arg(long, value_name = "C", allow_hyphen_values = true)]
-    softcap: Option<f64>,
-    /// How per-row losses are combined.
-    #[arg(long, default_value = "mean", value_parser = reduction_parser())]
-    reduction: Reduction,
-    /// Scratch memory budget in MiB per rank (default 64).
-    #[arg(long, value_name = "M", default_value_t = (xent::DEFAULT_SCRATCH_BYTES >> 20) as u64)]
-    scratch_mib: u64,
-    /// Write the loss here as .npy in h's dtype (rank 0).
-    #[arg(long, value_name = "L.npy")]
-    out: Option<PathBuf>,
-    /// Write d loss / d h here as .npy, (N, D).
-    #[arg(long, value_name = "GH.npy", group = "linear_grads")]
-    grad_out_hidden: Option<PathBuf>,
-    /// Write d loss / d W here as .npy, (V, D).
-    #[arg(long, value_name = "GW.npy", group = "linear_grads")]
-    grad_out_weight: Option<PathBuf>,
-    /// Write d loss / d b here as .npy, (V).
-    #[arg(long, value_name = "GB.npy", group = "linear_grads")]
-    grad_out_bias: Option<PathBuf>,
-    /// Upstream gradient: one element for mean/sum, (N) for none.
-    #[arg(long, value_name = "GO.npy", requires = "linear_grads")]
-    grad_output: Option<PathBuf>,
-    /// Print {"loss": ..., "shape": [...]} as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Ranks per tensor-parallel group, each holding a shard of W's rows (default:
-    /// all ranks); the P / T groups split the rows of h.
+    /// The flags of `xent loss linear-cross-entropy`.
+    #[command(flatten)]
+    loss: xent_cli::args::LinearArgs,
+    /// Ranks per tensor-parallel group, each holding a shard of W's rows.
+    #[command(flatten)]
+    tp: TpArgs,
+}
+
+/// `--tp`.
+#[derive(Debug, Args)]
+#[group(skip)]
+struct TpArgs {
+    /// Ranks per tensor-parallel group, each holding a shard of the classes (of W's
+    /// rows) (default: all ranks); the P / T groups split the rows.
     #[arg(long, value_name = "T")]
     tp: Option<usize>,
 }
@@ -235,9 +136,9 @@ struct LinearArgs {
 /// Runs the command on this rank.
 fn run(world: mpi::topology::SimpleCommunicator, command: Command) -> Result<String, Agreed> {
     let tp = match &command {
-        Command::Loss(LossCommand::CrossEntropy(a)) => a.tp,
-        Command::Loss(LossCommand::LinearCrossEntropy(a)) => a.tp,
-        Command::Bench(a) => a.tp,
+        Command::Loss(LossCommand::CrossEntropy(a)) => a.tp.tp,
+        Command::Loss(LossCommand::LinearCrossEntropy(a)) => a.tp.tp,
+        Command::Bench(a) => a.tp.tp,
     };
     // The same arguments on every rank: a bad --tp fails everywhere, before any
     // collective.
@@ -265,52 +166,39 @@ fn run(world: mpi::topology::SimpleCommunicator, command: Command) -> Result<Str
                 },
             )
         }
-        Command::Loss(LossCommand::CrossEntropy(a)) => ce::run(
-            g,
-            &ce::Request {
-                input: a.input,
-                target: a.target,
-                out: a.out,
-                grad_out: a.grad_out,
-                grad_output: a.grad_output,
-                json: a.json,
-                weight: a.weight,
-                ignore_index: a.ignore_index,
-                label_smoothing: a.label_smoothing,
-                z_loss: a.z_loss,
-                softcap: a.softcap,
-                reduction: a.reduction,
-            },
-        ),
-        Command::Loss(LossCommand::LinearCrossEntropy(a)) => linear::run(
-            g,
-            &xent_cli::linear::Request {
-                hidden: a.hidden,
-                weight: a.weight,
-                bias: a.bias,
-                target: a.target,
-                class_weight: a.class_weight,
-                ignore_index: a.ignore_index,
-                label_smoothing: a.label_smoothing,
-                z_loss: a.z_loss,
-                softcap: a.softcap,
-                reduction: a.reduction,
-                scratch_mib: a.scratch_mib,
-                out: a.out,
-                grad_out_hidden: a.grad_out_hidden,
-                grad_out_weight: a.grad_out_weight,
-                grad_out_bias: a.grad_out_bias,
-                grad_output: a.grad_output,
-                json: a.json,
-            },
-        ),
+        Command::Loss(LossCommand::CrossEntropy(a)) => ce::run(g, &a.loss),
+        Command::Loss(LossCommand::LinearCrossEntropy(a)) => linear::run(g, &a.loss),
     }
 }
 
+/// This process's rank as the MPI launcher announces it in the environment (Open
+/// MPI, PMIx, MPICH/Intel's PMI, MVAPICH, Slurm's srun), before MPI starts; `None`
+/// outside a launcher.
+fn launcher_rank() -> Option<u64> {
+    [
+        "OMPI_COMM_WORLD_RANK",
+        "PMIX_RANK",
+        "PMI_RANK",
+        "MV2_COMM_WORLD_RANK",
+        "SLURM_PROCID",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
+}
+
 fn main() {
-    // Arguments first: a usage error exits (2, from clap) on every rank alike,
-    // before MPI starts.
-    let cli = Cli::parse();
+    // Arguments first, before MPI starts: a usage error (or --help) exits with clap's
+    // code on every rank alike, and only rank 0 (or a process outside a launcher)
+    // prints it, once.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if launcher_rank().unwrap_or(0) == 0 {
+                let _ = e.print();
+            }
+            std::process::exit(e.exit_code());
+        }
+    };
     let code = {
         let Some(universe) = mpi::initialize() else {
             eprintln!("xent-mpi: error: MPI was already initialised");

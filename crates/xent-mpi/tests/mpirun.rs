@@ -5,47 +5,17 @@
 //!
 //! MPI is initialised once per process, so every case launches `mpirun`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Mutex;
+
+use common::{mpirun, write};
 
 use xent::{
     cross_entropy_into, linear_cross_entropy_with_grad, CrossEntropyOptions, Float, GradOut,
     LinearCrossEntropyOptions, LinearInputs, Reduction, Targets,
 };
 use xent_cli::npy::{self, Elem};
-
-/// One `mpirun` at a time: the machine has few cores and the ranks oversubscribe.
-static MPIRUN: Mutex<()> = Mutex::new(());
-
-/// `mpirun -n p … xent-mpi args…`, with the flags CI needs (shared memory only,
-/// oversubscription, and the root override when run as root).
-fn mpirun(p: usize, args: &[&str]) -> Output {
-    let _lock = MPIRUN.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cmd = Command::new("mpirun");
-    cmd.args([
-        "-n",
-        &p.to_string(),
-        "--oversubscribe",
-        "--mca",
-        "btl",
-        "self,vader",
-    ]);
-    if is_root() {
-        cmd.arg("--allow-run-as-root");
-    }
-    cmd.arg(env!("CARGO_BIN_EXE_xent-mpi")).args(args);
-    cmd.output()
-        .expect("mpirun runs (OpenMPI installed: scripts/test-mpi.sh)")
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
 
 /// SplitMix64.
 struct Rng(u64);
@@ -63,28 +33,6 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-}
-
-fn write<T: npyz::AutoSerialize + Copy>(
-    dir: &Path,
-    name: &str,
-    shape: &[usize],
-    v: &[T],
-) -> PathBuf {
-    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut bytes = Vec::new();
-    use npyz::WriterBuilder;
-    let mut w = npyz::WriteOptions::<T>::new()
-        .default_dtype()
-        .shape(&dims)
-        .writer(&mut bytes)
-        .begin_nd()
-        .unwrap();
-    w.extend(v.iter().copied()).unwrap();
-    w.finish().unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
 }
 
 /// A big-endian (`>f4`, `>f8`) `.npy` file.

@@ -21,7 +21,7 @@ use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use xent::{
     bf16, f16, BinaryCrossEntropyOptions, BinaryCrossEntropyWithLogitsOptions, ClassIndices,
-    ClassWeightOptions, ClassWeighting, CrossEntropyOptions, Element, Error, Float, GradOut,
+    ClassWeightOptions, ClassWeighting, CrossEntropySettings, Element, Error, Float, GradOut,
     JsDivOptions, KlDivOptions, KlReduction, LinearCrossEntropyOptions, LinearGradOut,
     LinearInputs, NllLossOptions, Reduction, Targets,
 };
@@ -46,10 +46,10 @@ fn py_err(e: Error) -> PyErr {
 /// child made by `fork()` (a DataLoader worker) has none of its parent's threads, so
 /// it builds its own pools instead of queueing work for threads that do not exist.
 /// rayon's global pool is never used, for the same reason.
-static POOLS: Mutex<Option<PoolRegistry>> = Mutex::new(None);
+static POOLS: Mutex<Option<(u32, Pools)>> = Mutex::new(None);
 
-/// The pools' owner process and the pools by thread count.
-type PoolRegistry = (u32, HashMap<usize, Arc<rayon::ThreadPool>>);
+/// The pools of one process, by thread count.
+type Pools = HashMap<usize, Arc<rayon::ThreadPool>>;
 
 fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
     let threads = if threads == 0 {
@@ -291,6 +291,25 @@ fn reduction(s: &str) -> PyResult<Reduction> {
     s.parse().map_err(py_err)
 }
 
+/// The keyword arguments of the cross-entropy losses as xent's settings; the class
+/// weights stay in their array, already in the accumulation dtype, and are passed to
+/// `CrossEntropySettings::options` as they are.
+fn settings(
+    ignore_index: i64,
+    label_smoothing: f64,
+    reduction: &str,
+    z_loss: f64,
+    softcap: Option<f64>,
+) -> PyResult<CrossEntropySettings> {
+    let mut s = CrossEntropySettings::default()
+        .ignore_index(ignore_index)
+        .label_smoothing(label_smoothing)
+        .reduction(self::reduction(reduction)?)
+        .z_loss(z_loss);
+    s.softcap = softcap;
+    Ok(s)
+}
+
 fn storage_name(kind: Kind) -> &'static str {
     match kind {
         Kind::F32 => "float32",
@@ -332,7 +351,7 @@ fn cross_entropy_into(
     half: Option<String>,
     threads: usize,
 ) -> PyResult<Option<f64>> {
-    let red = self::reduction(&reduction)?;
+    let settings = settings(ignore_index, label_smoothing, &reduction, z_loss, softcap)?;
     let kind = Kind::of(input, half.as_deref())?;
     let (sn, an) = (storage_name(kind), acc_name(kind));
     per_kind!(kind, T, S, A => {
@@ -353,17 +372,7 @@ fn cross_entropy_into(
         let goa = opt_ro::<A>(grad_output, "grad_output", an)?;
         let mut la = rw::<A>(loss_out, "loss_out", an)?;
         let mut ga = opt_rw::<S>(grad, "grad", sn)?;
-        let mut opts = CrossEntropyOptions::<A>::default()
-            .ignore_index(ignore_index)
-            .label_smoothing(label_smoothing)
-            .reduction(red)
-            .z_loss(z_loss);
-        if let Some(w) = opt_slice(&wa, "weight")? {
-            opts = opts.weight(w);
-        }
-        if let Some(c) = softcap {
-            opts = opts.softcap(c);
-        }
+        let opts = settings.options::<A>(opt_slice(&wa, "weight")?);
         let go: Option<&[A]> = opt_slice(&goa, "grad_output")?;
         let loss: &mut [A] = slice_mut(&mut la, "loss_out")?;
         let g = opt_slice_mut::<S, T>(&mut ga, "grad")?.map(|g| {
@@ -709,7 +718,7 @@ fn linear_cross_entropy_into(
     half: Option<String>,
     threads: usize,
 ) -> PyResult<Option<f64>> {
-    let red = self::reduction(&reduction)?;
+    let settings = settings(ignore_index, label_smoothing, &reduction, z_loss, softcap)?;
     let kind = Kind::of(hidden, half.as_deref())?;
     let (sn, an) = (storage_name(kind), acc_name(kind));
     per_kind!(kind, T, S, A => {
@@ -732,17 +741,7 @@ fn linear_cross_entropy_into(
         if let Some(b) = opt_slice(&ba, "linear_bias")? {
             inputs = inputs.linear_bias(b);
         }
-        let mut opts = LinearCrossEntropyOptions::<A>::default()
-            .ignore_index(ignore_index)
-            .label_smoothing(label_smoothing)
-            .reduction(red)
-            .z_loss(z_loss);
-        if let Some(w) = opt_slice(&wa, "weight")? {
-            opts = opts.weight(w);
-        }
-        if let Some(c) = softcap {
-            opts = opts.softcap(c);
-        }
+        let opts = LinearCrossEntropyOptions::from(settings.options::<A>(opt_slice(&wa, "weight")?));
         let loss: &mut [A] = slice_mut(&mut la, "loss_out")?;
         let gh: Option<&mut [A]> = opt_slice_mut(&mut gha, "grad_hidden")?;
         let gw: Option<&mut [A]> = opt_slice_mut(&mut gwa, "grad_linear_weight")?;

@@ -68,6 +68,7 @@ mod layout;
 mod ops;
 mod options;
 mod reduce;
+mod settings;
 mod sizes;
 mod targets;
 mod weights;
@@ -98,6 +99,7 @@ pub use ops::softmax::{
 };
 pub use ops::{GradBuf, GradOut, Loss};
 pub use options::{CrossEntropyOptions, GradMode, NllLossOptions, Reduction, DEFAULT_IGNORE_INDEX};
+pub use settings::CrossEntropySettings;
 pub use targets::Targets;
 
 // Binary and divergence losses, class weights.
