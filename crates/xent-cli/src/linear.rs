@@ -141,33 +141,6 @@ impl<T: Elem> Operands<T> {
     }
 }
 
-/// The gradient buffers asked for (`∂h`, `∂W`, `∂b`) with the upstream gradient, as
-/// the library takes them; `None` when no gradient is asked for.
-pub fn grad_out<'a, T: Elem>(
-    hidden: Option<&'a mut [T]>,
-    linear_weight: Option<&'a mut [T]>,
-    linear_bias: Option<&'a mut [T]>,
-    grad_output: Option<&'a [T]>,
-) -> Option<LinearGradOut<'a, T>> {
-    if hidden.is_none() && linear_weight.is_none() && linear_bias.is_none() {
-        return None;
-    }
-    let mut g = LinearGradOut::new();
-    if let Some(x) = hidden {
-        g = g.hidden(x);
-    }
-    if let Some(x) = linear_weight {
-        g = g.linear_weight(x);
-    }
-    if let Some(x) = linear_bias {
-        g = g.linear_bias(x);
-    }
-    if let Some(go) = grad_output {
-        g = g.grad_output(go);
-    }
-    Some(g)
-}
-
 /// Reads the other operands, runs the library, and collects the outputs.
 fn compute<T: Elem>(
     req: &LinearArgs,
@@ -208,7 +181,7 @@ fn compute<T: Elem>(
         .as_ref()
         .map(|_| zeroed("grad bias", &[v]))
         .transpose()?;
-    let grad = grad_out(
+    let grad = LinearGradOut::from_buffers(
         dh.as_deref_mut(),
         dw.as_deref_mut(),
         db.as_deref_mut(),

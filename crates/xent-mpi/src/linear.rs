@@ -5,11 +5,11 @@
 
 use xent::{
     check_linear_shapes, cross_entropy_shard_stats, linear_cross_entropy_shard_grad_into,
-    linear_cross_entropy_shard_stats, ClassIndices, ClassShard, CrossEntropySettings, LinearInputs,
-    Reduction,
+    linear_cross_entropy_shard_stats, ClassIndices, ClassShard, CrossEntropySettings,
+    LinearGradOut, LinearInputs, Reduction,
 };
 use xent_cli::args::LinearArgs as Request;
-use xent_cli::linear::{grad_out, Operands};
+use xent_cli::linear::Operands;
 use xent_cli::npy::Elem;
 use xent_cli::operands::{check_outputs, check_regular_inputs};
 use xent_cli::report::{deliver, Computed};
@@ -201,7 +201,9 @@ fn compute<T: Elem + Equivalence>(
         .as_deref()
         .map(|go| if none { &go[n0..n1] } else { go });
     // Some on every rank alike (the same flags): the agreement below is collective.
-    if let Some(out) = grad_out(dh.as_deref_mut(), dw.as_deref_mut(), db.as_deref_mut(), go) {
+    if let Some(out) =
+        LinearGradOut::from_buffers(dh.as_deref_mut(), dw.as_deref_mut(), db.as_deref_mut(), go)
+    {
         let res = linear_cross_entropy_shard_grad_into(
             inputs(),
             ClassIndices::from(target),

@@ -747,24 +747,7 @@ fn linear_cross_entropy_into(
         let gw: Option<&mut [A]> = opt_slice_mut(&mut gwa, "grad_linear_weight")?;
         let gb: Option<&mut [A]> = opt_slice_mut(&mut gba, "grad_linear_bias")?;
         let go: Option<&[A]> = opt_slice(&goa, "grad_output")?;
-        let grads = if gh.is_some() || gw.is_some() || gb.is_some() {
-            let mut g = LinearGradOut::<A>::new();
-            if let Some(x) = gh {
-                g = g.hidden(x);
-            }
-            if let Some(x) = gw {
-                g = g.linear_weight(x);
-            }
-            if let Some(x) = gb {
-                g = g.linear_bias(x);
-            }
-            if let Some(x) = go {
-                g = g.grad_output(x);
-            }
-            Some(g)
-        } else {
-            None
-        };
+        let grads = LinearGradOut::from_buffers(gh, gw, gb, go);
         let z = compute(py, threads, || {
             xent::linear_cross_entropy_into(inputs, tgt, &opts, loss, grads)
         })?;

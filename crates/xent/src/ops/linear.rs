@@ -254,6 +254,34 @@ impl<'a, T: Float> LinearGradOut<'a, T> {
         self.mode = mode;
         self
     }
+    /// The gradient buffers a caller holds as options, upstream gradient included:
+    /// `None` when none of `∂h`, `∂W`, `∂b` is asked for (the forward alone), else the
+    /// buffers asked for, overwritten.
+    ///
+    /// ```
+    /// use xent::LinearGradOut;
+    /// let mut dh = vec![0.0f32; 4];
+    /// assert!(LinearGradOut::<f32>::from_buffers(None, None, None, None).is_none());
+    /// let g = LinearGradOut::from_buffers(Some(&mut dh[..]), None, None, None).unwrap();
+    /// assert!(g.hidden.is_some() && g.linear_weight.is_none());
+    /// ```
+    pub fn from_buffers(
+        hidden: Option<&'a mut [T]>,
+        linear_weight: Option<&'a mut [T]>,
+        linear_bias: Option<&'a mut [T]>,
+        grad_output: Option<&'a [T]>,
+    ) -> Option<Self> {
+        if hidden.is_none() && linear_weight.is_none() && linear_bias.is_none() {
+            return None;
+        }
+        Some(LinearGradOut {
+            hidden,
+            linear_weight,
+            linear_bias,
+            grad_output,
+            mode: GradMode::Overwrite,
+        })
+    }
 }
 
 /// The gradients returned by [`linear_cross_entropy_with_grad`].
