@@ -10,7 +10,8 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::cross_entropy::{
     cross_entropy, cross_entropy_with_probs, linear_cross_entropy, CrossEntropyOptions,
 };
-use crate::error::Result;
+// The `Config` derive writes a plain `Result`: this module names the crate's in full.
+use crate::error::Result as XResult;
 use crate::family::{
     binary_cross_entropy, binary_cross_entropy_with_logits, js_div, js_div_with_logits, kl_div,
     BinaryCrossEntropyOptions, BinaryCrossEntropyWithLogitsOptions, JsDivOptions, KlDivOptions,
@@ -74,7 +75,7 @@ impl CrossEntropyLossConfig {
     /// # Errors
     /// [`crate::Error::Xent`] for an unknown reduction name; the other options are
     /// checked when the loss runs, by xent.
-    pub fn init(&self, device: &Device) -> Result<CrossEntropyLoss> {
+    pub fn init(&self, device: &Device) -> XResult<CrossEntropyLoss> {
         let mut options = CrossEntropyOptions::default()
             .ignore_index(self.ignore_index)
             .label_smoothing(self.label_smoothing)
@@ -116,7 +117,7 @@ impl CrossEntropyLoss {
         &self,
         logits: Tensor<D>,
         targets: Tensor<DT, Int>,
-    ) -> Result<Tensor<1>> {
+    ) -> XResult<Tensor<1>> {
         cross_entropy(logits, targets, &self.opts())
     }
     /// [`cross_entropy_with_probs`] of `logits` against probability targets.
@@ -127,7 +128,7 @@ impl CrossEntropyLoss {
         &self,
         logits: Tensor<D>,
         targets: Tensor<D>,
-    ) -> Result<Tensor<1>> {
+    ) -> XResult<Tensor<1>> {
         cross_entropy_with_probs(logits, targets, &self.opts())
     }
     /// [`linear_cross_entropy`] of `h·Wᵀ + b` (the logits are never stored).
@@ -140,7 +141,7 @@ impl CrossEntropyLoss {
         linear_weight: Tensor<2>,
         linear_bias: Option<Tensor<1>>,
         targets: Tensor<1, Int>,
-    ) -> Result<Tensor<1>> {
+    ) -> XResult<Tensor<1>> {
         linear_cross_entropy(hidden, linear_weight, linear_bias, targets, &self.opts())
     }
 }
@@ -180,7 +181,7 @@ impl BinaryCrossEntropyLossConfig {
     ///
     /// # Errors
     /// [`crate::Error::Xent`] for an unknown reduction name.
-    pub fn init(&self, device: &Device) -> Result<BinaryCrossEntropyLoss> {
+    pub fn init(&self, device: &Device) -> XResult<BinaryCrossEntropyLoss> {
         let base = BinaryCrossEntropyOptions::default()
             .reduction(self.reduction.parse()?)
             .implementation(implementation(self.composed));
@@ -215,7 +216,7 @@ impl BinaryCrossEntropyLoss {
     ///
     /// # Errors
     /// As [`binary_cross_entropy`] / [`binary_cross_entropy_with_logits`].
-    pub fn forward<const D: usize>(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<1>> {
+    pub fn forward<const D: usize>(&self, input: Tensor<D>, target: Tensor<D>) -> XResult<Tensor<1>> {
         let mut opts = self.options.clone();
         opts.base.weight = self.weights.clone();
         if self.logits {
@@ -256,7 +257,7 @@ impl KlDivLossConfig {
     ///
     /// # Errors
     /// [`crate::Error::Xent`] for an unknown reduction name.
-    pub fn init(&self) -> Result<KlDivLoss> {
+    pub fn init(&self) -> XResult<KlDivLoss> {
         Ok(KlDivLoss {
             options: KlDivOptions::default()
                 .reduction(self.reduction.parse()?)
@@ -279,7 +280,7 @@ impl KlDivLoss {
     ///
     /// # Errors
     /// As [`kl_div`].
-    pub fn forward<const D: usize>(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<1>> {
+    pub fn forward<const D: usize>(&self, input: Tensor<D>, target: Tensor<D>) -> XResult<Tensor<1>> {
         kl_div(input, target, &self.options)
     }
 }
@@ -313,7 +314,7 @@ impl JsDivLossConfig {
     ///
     /// # Errors
     /// [`crate::Error::Xent`] for an unknown reduction name.
-    pub fn init(&self) -> Result<JsDivLoss> {
+    pub fn init(&self) -> XResult<JsDivLoss> {
         Ok(JsDivLoss {
             logits: self.logits,
             options: JsDivOptions::default()
@@ -338,7 +339,7 @@ impl JsDivLoss {
     ///
     /// # Errors
     /// As [`js_div`] / [`js_div_with_logits`].
-    pub fn forward<const D: usize>(&self, a: Tensor<D>, b: Tensor<D>) -> Result<Tensor<1>> {
+    pub fn forward<const D: usize>(&self, a: Tensor<D>, b: Tensor<D>) -> XResult<Tensor<1>> {
         if self.logits {
             js_div_with_logits(a, b, &self.options)
         } else {
