@@ -33,7 +33,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn inputs(n: usize, c: usize, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
     device.seed(7);
     let x = Tensor::<2>::random([n, c], Distribution::Normal(0.0, 2.0), device).require_grad();
-    let y: Vec<i64> = (0..n).map(|i| ((i as u64 * 7919) % c as u64) as i64).collect();
+    let y: Vec<i64> = (0..n)
+        .map(|i| ((i as u64 * 7919) % c as u64) as i64)
+        .collect();
     (x, Tensor::from_data(TensorData::new(y, [n]), device))
 }
 
@@ -79,7 +81,10 @@ fn measure_peak(which: &str, n: usize, c: usize) -> f64 {
         .args(["--peak", which, &format!("{n}x{c}")])
         .output()
         .expect("the child runs");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(f64::NAN)
 }
 
 fn bench(n: usize, c: usize, reps: usize) {
@@ -88,7 +93,10 @@ fn bench(n: usize, c: usize, reps: usize) {
     let (lb, gb) = step("burn", &x, &y);
     let (lx, gx) = step("xent", &x, &y);
     let worst = (gb - gx).abs().max().into_scalar::<f32>();
-    assert!((lb - lx).abs() <= 1e-4 * lb.abs().max(1.0), "losses {lb} vs {lx}");
+    assert!(
+        (lb - lx).abs() <= 1e-4 * lb.abs().max(1.0),
+        "losses {lb} vs {lx}"
+    );
     assert!(worst <= 1e-6, "gradients differ by {worst}");
     let mut t = [Vec::new(), Vec::new()];
     for _ in 0..reps {

@@ -81,12 +81,17 @@ pub(crate) fn cross_entropy(x: Tensor<2>, targets: Tensor<1, Int>, a: &CeArgs) -
     let keep = targets.clone().not_equal_elem(a.opts.ignore_index);
     let keep_f = keep.clone().float().cast(dtype);
     let safe = targets.mask_fill(keep.bool_not(), 0);
-    let picked = logp.clone().gather(1, safe.clone().reshape([rows, 1])).reshape([rows]);
+    let picked = logp
+        .clone()
+        .gather(1, safe.clone().reshape([rows, 1]))
+        .reshape([rows]);
     let eps = a.opts.label_smoothing;
     let (w_y, smooth) = match &a.weight {
         Some(w) => {
             let w = w.clone().cast(dtype);
-            let smooth = (logp * w.clone().reshape([1, classes])).sum_dim(1).reshape([rows]);
+            let smooth = (logp * w.clone().reshape([1, classes]))
+                .sum_dim(1)
+                .reshape([rows]);
             (w.gather(0, safe), smooth)
         }
         None => (
@@ -115,7 +120,10 @@ pub(crate) fn cross_entropy_probs(x: Tensor<2>, t: Tensor<2>, a: &CeArgs) -> Ten
     let (x, lse) = capped_lse(x, a.opts.softcap);
     let logp = x - lse.clone();
     let eps = a.opts.label_smoothing;
-    let t = t.cast(dtype).mul_scalar(1.0 - eps).add_scalar(eps / classes as f64);
+    let t = t
+        .cast(dtype)
+        .mul_scalar(1.0 - eps)
+        .add_scalar(eps / classes as f64);
     let wt = match &a.weight {
         Some(w) => t * w.clone().cast(dtype).reshape([1, classes]),
         None => t,

@@ -112,7 +112,11 @@ fn check(
             .into());
         }
     }
-    let classes = if rank == 1 { dims[0] } else { dims.get(1).copied().unwrap_or(0) };
+    let classes = if rank == 1 {
+        dims[0]
+    } else {
+        dims.get(1).copied().unwrap_or(0)
+    };
     let mut o = opts.xent;
     if let Some(w) = weight {
         o = o.weight(w);
@@ -308,7 +312,10 @@ pub fn linear_cross_entropy(
     if route::fused(opts.implementation, &hidden) {
         let dtype = hidden.dtype();
         let mut shapes = vec![vec![n, d], vec![v, d]];
-        let mut inputs = vec![hidden.into_dispatch(), linear_weight.cast(dtype).into_dispatch()];
+        let mut inputs = vec![
+            hidden.into_dispatch(),
+            linear_weight.cast(dtype).into_dispatch(),
+        ];
         if let Some(b) = linear_bias {
             shapes.push(vec![v]);
             inputs.push(b.cast(dtype).into_dispatch());

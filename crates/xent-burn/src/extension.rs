@@ -62,35 +62,30 @@ fn split<T>(r: Result<T, Error>) -> (Option<T>, Option<Error>) {
     }
 }
 
-impl XentBackend for Flex {
-    fn xent_loss(
-        a: FloatTensor<Self>,
-        b: FloatTensor<Self>,
-        c: FloatTensor<Self>,
-        targets: IntTensor<Self>,
-        plan: Plan,
-    ) -> (Option<FloatTensor<Self>>, Option<Error>) {
-        let inputs = inputs(&plan, a, b, c);
-        let targets = plan.indices().then_some(targets);
-        split(kernels::run::<Self>(&plan, &inputs, targets.as_ref(), &[], None).map(|o| o.0))
-    }
+/// The CPU backends: the forward pass on xent's kernels (no gradient without autodiff).
+macro_rules! cpu_backend {
+    ($b:ty) => {
+        impl XentBackend for $b {
+            fn xent_loss(
+                a: FloatTensor<Self>,
+                b: FloatTensor<Self>,
+                c: FloatTensor<Self>,
+                targets: IntTensor<Self>,
+                plan: Plan,
+            ) -> (Option<FloatTensor<Self>>, Option<Error>) {
+                let inputs = inputs(&plan, a, b, c);
+                let targets = plan.indices().then_some(targets);
+                split(
+                    kernels::run::<Self>(&plan, &inputs, targets.as_ref(), &[], None).map(|o| o.0),
+                )
+            }
+        }
+    };
 }
 
+cpu_backend!(Flex);
 // NdArray is deprecated by burn in favour of Flex; it is supported while burn ships it.
-#[allow(deprecated)]
-impl XentBackend for NdArray {
-    fn xent_loss(
-        a: FloatTensor<Self>,
-        b: FloatTensor<Self>,
-        c: FloatTensor<Self>,
-        targets: IntTensor<Self>,
-        plan: Plan,
-    ) -> (Option<FloatTensor<Self>>, Option<Error>) {
-        let inputs = inputs(&plan, a, b, c);
-        let targets = plan.indices().then_some(targets);
-        split(kernels::run::<Self>(&plan, &inputs, targets.as_ref(), &[], None).map(|o| o.0))
-    }
-}
+cpu_backend!(NdArray);
 
 impl<B: XentKernels, C: CheckpointStrategy> XentBackend for Autodiff<B, C> {
     fn xent_loss(
@@ -201,7 +196,11 @@ fn record<B: XentKernels, C: CheckpointStrategy, const N: usize>(
         shape: vec![prims.len()],
         expected: vec![N],
     })?;
-    match FusedBackward.prepare::<C>(guards).compute_bound().stateful() {
+    match FusedBackward
+        .prepare::<C>(guards)
+        .compute_bound()
+        .stateful()
+    {
         OpsKind::Tracked(prep) => {
             if plan.scalar() {
                 let (loss, gs) = kernels::run::<B>(&plan, &prims, targets.as_ref(), &want, None)?;

@@ -149,7 +149,11 @@ impl JsDivOptions {
 
 /// Checks a pair `(a, b)` of same-shape float tensors on one device; returns `b` in
 /// `a`'s dtype, both in the compute type the kernels take (`f32`, `f64`).
-fn pair<const D: usize>(a: Tensor<D>, b: Tensor<D>, names: [&'static str; 2]) -> Result<(Tensor<D>, Tensor<D>)> {
+fn pair<const D: usize>(
+    a: Tensor<D>,
+    b: Tensor<D>,
+    names: [&'static str; 2],
+) -> Result<(Tensor<D>, Tensor<D>)> {
     route::check_float(names[0], &a)?;
     route::check_float(names[1], &b)?;
     route::check_device(names[1], &b.device(), &a.device())?;
@@ -228,7 +232,12 @@ fn fused_pair<const D: usize>(loss: LossPlan, a: Tensor<D>, b: Tensor<D>) -> Res
         shapes: vec![dims.clone(), dims],
     };
     let device = a.device();
-    route::run_fused(plan, vec![a.into_dispatch(), b.into_dispatch()], None, &device)
+    route::run_fused(
+        plan,
+        vec![a.into_dispatch(), b.into_dispatch()],
+        None,
+        &device,
+    )
 }
 
 /// Binary cross-entropy of probabilities `input` against `target` (same shape), as
@@ -267,7 +276,12 @@ pub fn binary_cross_entropy<const D: usize>(
         return fused_pair(loss, p, y);
     }
     check_unit(&p, &y, false)?;
-    Ok(composed::binary_cross_entropy(p, y, opts.weight.clone(), opts.reduction))
+    Ok(composed::binary_cross_entropy(
+        p,
+        y,
+        opts.weight.clone(),
+        opts.reduction,
+    ))
 }
 
 /// Binary cross-entropy from logits, as PyTorch's
@@ -364,7 +378,11 @@ pub fn kl_div<const D: usize>(
 /// assert!((js.into_scalar::<f32>() - 2f32.ln()).abs() < 1e-6); // disjoint: ln 2
 /// # Ok::<(), xent_burn::Error>(())
 /// ```
-pub fn js_div<const D: usize>(p: Tensor<D>, q: Tensor<D>, opts: &JsDivOptions) -> Result<Tensor<1>> {
+pub fn js_div<const D: usize>(
+    p: Tensor<D>,
+    q: Tensor<D>,
+    opts: &JsDivOptions,
+) -> Result<Tensor<1>> {
     js(p, q, opts, false)
 }
 
@@ -390,11 +408,23 @@ pub fn js_div_with_logits<const D: usize>(
     js(a, b, opts, true)
 }
 
-fn js<const D: usize>(a: Tensor<D>, b: Tensor<D>, opts: &JsDivOptions, logits: bool) -> Result<Tensor<1>> {
+fn js<const D: usize>(
+    a: Tensor<D>,
+    b: Tensor<D>,
+    opts: &JsDivOptions,
+    logits: bool,
+) -> Result<Tensor<1>> {
     let names = if logits { ["a", "b"] } else { ["p", "q"] };
     let (a, b) = pair(a, b, names)?;
     if route::fused(opts.implementation, &a) {
-        return fused_pair(LossPlan::JsDiv { opts: opts.xent, logits }, a, b);
+        return fused_pair(
+            LossPlan::JsDiv {
+                opts: opts.xent,
+                logits,
+            },
+            a,
+            b,
+        );
     }
     if !logits {
         check_unit(&a, &b, true)?;

@@ -215,7 +215,10 @@ where
             }
             let dims = |i: usize| -> [usize; 2] {
                 let s = &shapes[i];
-                [s.first().copied().unwrap_or(0), s.get(1).copied().unwrap_or(0)]
+                [
+                    s.first().copied().unwrap_or(0),
+                    s.get(1).copied().unwrap_or(0),
+                ]
             };
             let mut inputs = xent::LinearInputs::new(xs[0], dims(0), xs[1], dims(1));
             if let Some(b) = xs.get(2) {
@@ -271,7 +274,11 @@ fn pointwise_as<A: HostElem + Float>(call: &Call<'_, '_>) -> Result<HostOut> {
             .and_then(A::slice)
             .ok_or_else(|| Error::DType {
                 what: if i == 0 { "input" } else { "target" },
-                dtype: call.inputs.get(i).map_or("none", HostData::dtype).to_string(),
+                dtype: call
+                    .inputs
+                    .get(i)
+                    .map_or("none", HostData::dtype)
+                    .to_string(),
                 expected: "the first input's dtype",
             })
     };
@@ -315,9 +322,10 @@ fn pointwise_as<A: HostElem + Float>(call: &Call<'_, '_>) -> Result<HostOut> {
             xent::binary_cross_entropy_with_logits_into(a, shape, b, &o, &mut loss, out_a)?;
         }
         LossPlan::KlDiv(o) => xent::kl_div_into(a, shape, b, o, &mut loss, out_a, out_b)?,
-        LossPlan::JsDiv { opts, logits: false } => {
-            xent::js_div_into(a, shape, b, opts, &mut loss, out_a, out_b)?
-        }
+        LossPlan::JsDiv {
+            opts,
+            logits: false,
+        } => xent::js_div_into(a, shape, b, opts, &mut loss, out_a, out_b)?,
         LossPlan::JsDiv { opts, logits: true } => {
             xent::js_div_with_logits_into(a, shape, b, opts, &mut loss, out_a, out_b)?
         }

@@ -19,7 +19,8 @@ use crate::family::{
 use crate::route::Implementation;
 
 fn weights_tensor(w: &Option<Vec<f32>>, device: &Device) -> Option<Tensor<1>> {
-    w.as_ref().map(|w| Tensor::<1>::from_floats(w.as_slice(), device))
+    w.as_ref()
+        .map(|w| Tensor::<1>::from_floats(w.as_slice(), device))
 }
 
 fn implementation(composed: bool) -> Implementation {
@@ -216,7 +217,11 @@ impl BinaryCrossEntropyLoss {
     ///
     /// # Errors
     /// As [`binary_cross_entropy`] / [`binary_cross_entropy_with_logits`].
-    pub fn forward<const D: usize>(&self, input: Tensor<D>, target: Tensor<D>) -> XResult<Tensor<1>> {
+    pub fn forward<const D: usize>(
+        &self,
+        input: Tensor<D>,
+        target: Tensor<D>,
+    ) -> XResult<Tensor<1>> {
         let mut opts = self.options.clone();
         opts.base.weight = self.weights.clone();
         if self.logits {
@@ -280,7 +285,11 @@ impl KlDivLoss {
     ///
     /// # Errors
     /// As [`kl_div`].
-    pub fn forward<const D: usize>(&self, input: Tensor<D>, target: Tensor<D>) -> XResult<Tensor<1>> {
+    pub fn forward<const D: usize>(
+        &self,
+        input: Tensor<D>,
+        target: Tensor<D>,
+    ) -> XResult<Tensor<1>> {
         kl_div(input, target, &self.options)
     }
 }

@@ -42,7 +42,10 @@ pub(crate) enum LossPlan {
     /// Inputs: log-probabilities, targets.
     KlDiv(xent::KlDivOptions),
     /// Inputs: the two distributions (probabilities, or logits when `logits`).
-    JsDiv { opts: xent::JsDivOptions, logits: bool },
+    JsDiv {
+        opts: xent::JsDivOptions,
+        logits: bool,
+    },
 }
 
 impl Plan {

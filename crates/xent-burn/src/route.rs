@@ -51,8 +51,7 @@ pub(crate) fn run_fused(
     targets: Option<DispatchTensor>,
     device: &Device,
 ) -> Result<Tensor<1>> {
-    let targets =
-        targets.unwrap_or_else(|| Tensor::<1, Int>::zeros([1], device).into_dispatch());
+    let targets = targets.unwrap_or_else(|| Tensor::<1, Int>::zeros([1], device).into_dispatch());
     let mut it = inputs.into_iter();
     let a = it.next().ok_or(Error::Shape {
         what: "inputs",

@@ -5,8 +5,8 @@
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use xent_burn::{
     binary_cross_entropy, cross_entropy, cross_entropy_with_probs, linear_cross_entropy,
-    BinaryCrossEntropyOptions, CrossEntropyLossConfig, CrossEntropyOptions, Error,
-    Implementation, KlDivLossConfig, Reduction,
+    BinaryCrossEntropyOptions, CrossEntropyLossConfig, CrossEntropyOptions, Error, Implementation,
+    KlDivLossConfig, Reduction,
 };
 
 const PATHS: [Implementation; 2] = [Implementation::Auto, Implementation::Composed];
@@ -53,8 +53,12 @@ fn ce_err<const D: usize, const DT: usize>(
     opts: CrossEntropyOptions,
 ) -> Error {
     let [a, b] = PATHS.map(|p| {
-        cross_entropy(logits.clone(), targets.clone(), &opts.clone().implementation(p))
-            .expect_err("bad input is an error")
+        cross_entropy(
+            logits.clone(),
+            targets.clone(),
+            &opts.clone().implementation(p),
+        )
+        .expect_err("bad input is an error")
     });
     assert_eq!(a, b, "both paths give the same error");
     a
@@ -66,28 +70,68 @@ fn bad_cross_entropy_input_is_the_same_typed_error_on_both_paths() {
     let x = floats(values(20, 1, 2.0), [4, 5], &d);
     let opts = CrossEntropyOptions::default;
     let e = ce_err(x.clone(), ints(vec![1, 7, 0, 2], [4], &d), opts());
-    assert_eq!(e.to_string(), "target 7 at index [1] is out of bounds for 5 classes");
+    assert_eq!(
+        e.to_string(),
+        "target 7 at index [1] is out of bounds for 5 classes"
+    );
     let e = ce_err(x.clone(), ints(vec![1, 0, -3, 2], [4], &d), opts());
-    assert!(matches!(e, Error::Xent(xent::Error::TargetOutOfBounds { target: -3, .. })), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Xent(xent::Error::TargetOutOfBounds { target: -3, .. })
+        ),
+        "{e}"
+    );
     let e = ce_err(x.clone(), ints(vec![1, 0, 2], [3], &d), opts());
-    assert_eq!(e, Error::Xent(xent::Error::BatchMismatch { input: 4, target: 3 }));
-    let e = ce_err(x.clone(), ints(vec![1, 0, 2, 1], [4], &d), opts().label_smoothing(1.5));
+    assert_eq!(
+        e,
+        Error::Xent(xent::Error::BatchMismatch {
+            input: 4,
+            target: 3
+        })
+    );
+    let e = ce_err(
+        x.clone(),
+        ints(vec![1, 0, 2, 1], [4], &d),
+        opts().label_smoothing(1.5),
+    );
     assert!(e.to_string().contains("label_smoothing"), "{e}");
-    let e = ce_err(x.clone(), ints(vec![1, 0, 2, 1], [4], &d), opts().label_smoothing(-0.1));
+    let e = ce_err(
+        x.clone(),
+        ints(vec![1, 0, 2, 1], [4], &d),
+        opts().label_smoothing(-0.1),
+    );
     assert!(e.to_string().contains("label_smoothing"), "{e}");
     let w = floats(vec![1.0; 3], [3], &d);
     let e = ce_err(x.clone(), ints(vec![1, 0, 2, 1], [4], &d), opts().weight(w));
-    assert!(matches!(e, Error::Xent(xent::Error::WeightLength { len: 3, .. })), "{e}");
+    assert!(
+        matches!(e, Error::Xent(xent::Error::WeightLength { len: 3, .. })),
+        "{e}"
+    );
     let x3 = floats(values(24, 2, 2.0), [2, 4, 3], &d);
     let e = ce_err(x3, ints(vec![0; 4], [2, 2], &d), opts());
-    assert!(matches!(e, Error::Xent(xent::Error::TargetShape { .. })), "{e}");
+    assert!(
+        matches!(e, Error::Xent(xent::Error::TargetShape { .. })),
+        "{e}"
+    );
     // Probability targets: another shape, or a non-negative ignore_index.
     for p in PATHS {
         let o = opts().implementation(p);
-        let e = cross_entropy_with_probs(x.clone(), floats(vec![0.2; 15], [3, 5], &d), &o).unwrap_err();
-        assert!(matches!(e, Error::Shape { what: "targets", .. }), "{e}");
+        let e =
+            cross_entropy_with_probs(x.clone(), floats(vec![0.2; 15], [3, 5], &d), &o).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Shape {
+                    what: "targets",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let o = o.ignore_index(0);
-        let e = cross_entropy_with_probs(x.clone(), floats(vec![0.2; 20], [4, 5], &d), &o).unwrap_err();
+        let e =
+            cross_entropy_with_probs(x.clone(), floats(vec![0.2; 20], [4, 5], &d), &o).unwrap_err();
         assert!(matches!(e, Error::Xent(_)), "{e}");
     }
 }
@@ -101,12 +145,30 @@ fn bad_dtype_device_and_shape_are_typed_errors() {
         // Logits on another backend than the targets.
         let other = floats(values(6, 3, 1.0), [2, 3], &ndarray());
         let e = cross_entropy(other, y.clone(), &opts).unwrap_err();
-        assert!(matches!(e, Error::Device { what: "targets", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::Device {
+                    what: "targets",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         // Linear: W's D differs from h's.
         let h = floats(values(6, 4, 1.0), [2, 3], &d);
         let w = floats(values(8, 5, 1.0), [4, 2], &d);
         let e = linear_cross_entropy(h, w, None, y.clone(), &opts).unwrap_err();
-        assert!(matches!(e, Error::Shape { what: "linear_weight", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::Shape {
+                    what: "linear_weight",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         // BCE: a probability outside [0, 1], named with its position, on both paths.
         let o = BinaryCrossEntropyOptions::default().implementation(p);
         let pr = floats(vec![0.5, 1.5, 0.2], [3], &d);
@@ -118,9 +180,15 @@ fn bad_dtype_device_and_shape_are_typed_errors() {
         let e = binary_cross_entropy(pr, floats(vec![0.0; 6], [2, 3], &d), &o).unwrap_err();
         assert!(matches!(e, Error::Shape { what: "weight", .. }), "{e}");
     }
-    let e = CrossEntropyLossConfig::new().with_reduction("avg".into()).init(&d).unwrap_err();
+    let e = CrossEntropyLossConfig::new()
+        .with_reduction("avg".into())
+        .init(&d)
+        .unwrap_err();
     assert!(e.to_string().contains("avg"), "{e}");
-    let e = KlDivLossConfig::new().with_reduction("batch".into()).init().unwrap_err();
+    let e = KlDivLossConfig::new()
+        .with_reduction("batch".into())
+        .init()
+        .unwrap_err();
     assert!(e.to_string().contains("batch"), "{e}");
 }
 
@@ -132,7 +200,11 @@ fn kernels_and_composed_ops_agree_on_kdim_inputs_with_every_option() {
     let xv = values(n * c * k1 * k2, 11, 6.0);
     let mut y: Vec<i64> = (0..n * k1 * k2).map(|i| (i * 7 % c) as i64).collect();
     y[3] = -1;
-    let w = floats(values(c, 12, 0.5).into_iter().map(|v| v + 1.0).collect(), [c], &d);
+    let w = floats(
+        values(c, 12, 0.5).into_iter().map(|v| v + 1.0).collect(),
+        [c],
+        &d,
+    );
     for reduction in [Reduction::None, Reduction::Mean, Reduction::Sum] {
         let [(la, ga), (lb, gb)] = PATHS.map(|p| {
             let x = floats(xv.clone(), [n, c, k1, k2], &d).require_grad();
@@ -174,20 +246,38 @@ fn bf16_and_f16_logits_give_an_f32_loss_and_a_gradient_in_their_dtype() {
         let l16 = cross_entropy(x16.clone(), y.clone(), &opts).unwrap();
         let l32 = cross_entropy(x32.clone(), y.clone(), &opts).unwrap();
         assert_eq!(l16.dtype(), DType::F32, "{dtype:?}: the loss is f32");
-        let (a, b) = (l16.clone().into_scalar::<f64>(), l32.clone().into_scalar::<f64>());
-        assert!((a - b).abs() <= 1e-6 * b.abs(), "{dtype:?}: loss {a} vs {b}");
+        let (a, b) = (
+            l16.clone().into_scalar::<f64>(),
+            l32.clone().into_scalar::<f64>(),
+        );
+        assert!(
+            (a - b).abs() <= 1e-6 * b.abs(),
+            "{dtype:?}: loss {a} vs {b}"
+        );
         let g16 = x16.grad(&l16.backward()).unwrap();
         assert_eq!(g16.dtype(), dtype, "the gradient has the logits' dtype");
         let g32 = flat(x32.grad(&l32.backward()).unwrap());
         let scale = g32.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let eps = if dtype == DType::BF16 { 2f64.powi(-8) } else { 2f64.powi(-11) };
+        let eps = if dtype == DType::BF16 {
+            2f64.powi(-8)
+        } else {
+            2f64.powi(-11)
+        };
         for (a, b) in flat(g16).iter().zip(&g32) {
-            assert!((a - b).abs() <= eps * scale, "{dtype:?}: gradient {a} vs {b}");
+            assert!(
+                (a - b).abs() <= eps * scale,
+                "{dtype:?}: gradient {a} vs {b}"
+            );
         }
         // The composed path computes in f32 as well.
         let o = opts.clone().implementation(Implementation::Composed);
-        let lc = cross_entropy(x16.clone(), y.clone(), &o).unwrap().into_scalar::<f64>();
-        assert!((lc - b).abs() <= 1e-5 * b.abs(), "{dtype:?}: composed loss {lc} vs {b}");
+        let lc = cross_entropy(x16.clone(), y.clone(), &o)
+            .unwrap()
+            .into_scalar::<f64>();
+        assert!(
+            (lc - b).abs() <= 1e-5 * b.abs(),
+            "{dtype:?}: composed loss {lc} vs {b}"
+        );
     }
 }
 
@@ -197,18 +287,25 @@ fn non_contiguous_and_untracked_inputs_give_the_same_loss() {
     let y = ints(vec![5, 0, 3, 1], [4], &d);
     let opts = CrossEntropyOptions::default();
     let x = floats(values(4 * 6, 31, 2.0), [4, 6], &d);
-    let want = cross_entropy(x.clone(), y.clone(), &opts).unwrap().into_scalar::<f64>();
+    let want = cross_entropy(x.clone(), y.clone(), &opts)
+        .unwrap()
+        .into_scalar::<f64>();
     // The same logits stored transposed: a strided view, copied for the kernel.
     let xt = Tensor::<2>::from_data(x.clone().transpose().into_data(), &d).transpose();
     assert_eq!(xt.dims(), [4, 6]);
-    let got = cross_entropy(xt, y.clone(), &opts).unwrap().into_scalar::<f64>();
+    let got = cross_entropy(xt, y.clone(), &opts)
+        .unwrap()
+        .into_scalar::<f64>();
     assert!((got - want).abs() <= 1e-6 * want, "{got} vs {want}");
     // Without autodiff, and with NdArray.
     for device in [Device::flex(), ndarray()] {
         let x = Tensor::<2>::from_data(x.clone().into_data(), &device);
         let y = Tensor::<1, Int>::from_data(y.clone().into_data(), &device);
         let got = cross_entropy(x, y, &opts).unwrap().into_scalar::<f64>();
-        assert!((got - want).abs() <= 1e-6 * want, "{device:?}: {got} vs {want}");
+        assert!(
+            (got - want).abs() <= 1e-6 * want,
+            "{device:?}: {got} vs {want}"
+        );
     }
 }
 
@@ -234,7 +331,10 @@ fn the_module_is_the_function_with_its_config() {
         .z_loss(1e-2)
         .softcap(3.0)
         .ignore_index(3);
-    let a = module.forward(x.clone(), y.clone()).unwrap().into_scalar::<f64>();
+    let a = module
+        .forward(x.clone(), y.clone())
+        .unwrap()
+        .into_scalar::<f64>();
     let b = cross_entropy(x, y, &opts).unwrap().into_scalar::<f64>();
     assert_eq!(a, b);
 }

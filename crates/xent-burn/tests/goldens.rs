@@ -46,17 +46,55 @@ fn runs() -> Vec<Run> {
         rel,
     };
     vec![
-        run("flex f32 kernels", &flex, DType::F32, Implementation::Auto, 1e-5),
-        run("flex f64 kernels", &flex, DType::F64, Implementation::Auto, 1e-11),
-        run("ndarray f32 kernels", &nd, DType::F32, Implementation::Auto, 1e-5),
-        run("ndarray f64 kernels", &nd, DType::F64, Implementation::Auto, 1e-11),
-        run("flex f32 composed", &flex, DType::F32, Implementation::Composed, 1e-5),
-        run("flex f64 composed", &flex, DType::F64, Implementation::Composed, 1e-7),
+        run(
+            "flex f32 kernels",
+            &flex,
+            DType::F32,
+            Implementation::Auto,
+            1e-5,
+        ),
+        run(
+            "flex f64 kernels",
+            &flex,
+            DType::F64,
+            Implementation::Auto,
+            1e-11,
+        ),
+        run(
+            "ndarray f32 kernels",
+            &nd,
+            DType::F32,
+            Implementation::Auto,
+            1e-5,
+        ),
+        run(
+            "ndarray f64 kernels",
+            &nd,
+            DType::F64,
+            Implementation::Auto,
+            1e-11,
+        ),
+        run(
+            "flex f32 composed",
+            &flex,
+            DType::F32,
+            Implementation::Composed,
+            1e-5,
+        ),
+        run(
+            "flex f64 composed",
+            &flex,
+            DType::F64,
+            Implementation::Composed,
+            1e-7,
+        ),
     ]
 }
 
 fn load(file: &str) -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/torch").join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/torch")
+        .join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let v: Value = serde_json::from_str(&text).unwrap();
     v["cases"].as_array().unwrap().clone()
@@ -77,17 +115,29 @@ fn floats(v: &Value) -> Vec<f64> {
 }
 
 fn dims(v: &Value) -> Vec<usize> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
 }
 
 /// A float tensor of the run's dtype (a leaf that tracks its gradient).
 fn leaf<const D: usize>(values: &[f64], shape: &[usize], run: &Run) -> Tensor<D> {
     let data = match run.dtype {
         DType::F64 => TensorData::new(values.to_vec(), shape.to_vec()),
-        _ => TensorData::new(values.iter().map(|&v| v as f32).collect::<Vec<_>>(), shape.to_vec()),
+        _ => TensorData::new(
+            values.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            shape.to_vec(),
+        ),
     };
     let t = Tensor::<D>::from_data(data, (&run.device, run.dtype));
-    assert_eq!(t.dtype(), run.dtype, "{}: the tensor keeps its dtype", run.what);
+    assert_eq!(
+        t.dtype(),
+        run.dtype,
+        "{}: the tensor keeps its dtype",
+        run.what
+    );
     t.require_grad()
 }
 
@@ -97,7 +147,10 @@ fn flat<const D: usize>(t: Tensor<D>) -> Vec<f64> {
 
 fn close(run: &Run, what: &str, got: &[f64], want: &[f64], grad: bool) {
     assert_eq!(got.len(), want.len(), "{} {what}: length", run.what);
-    let scale = want.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+    let scale = want
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         // The composed path differentiates `0·ln 0 = 0` as 0·(finite): its gradient at
         // a zero probability is finite where PyTorch's is infinite (documented in
@@ -116,8 +169,17 @@ fn close(run: &Run, what: &str, got: &[f64], want: &[f64], grad: bool) {
         // Gradients of equal distributions are 0 exactly, and PyTorch's are rounding
         // noise (~1e-17), the composed path's f32 cancellation noise ~3e-8: the gradient scale
         // has a floor of 0.1.
-        let bound = run.rel * if grad { scale.max(0.1) } else { w.abs().max(1.0) };
-        assert!((g - w).abs() <= bound, "{} {what}[{i}]: got {g}, want {w}", run.what);
+        let bound = run.rel
+            * if grad {
+                scale.max(0.1)
+            } else {
+                w.abs().max(1.0)
+            };
+        assert!(
+            (g - w).abs() <= bound,
+            "{} {what}[{i}]: got {g}, want {w}",
+            run.what
+        );
     }
 }
 
@@ -153,7 +215,10 @@ fn ce_options(case: &Value, run: &Run) -> CrossEntropyOptions {
     if !o["weight"].is_null() {
         let w = floats(&o["weight"]);
         let n = w.len();
-        opts = opts.weight(Tensor::<1>::from_data(TensorData::new(w, vec![n]), &run.device));
+        opts = opts.weight(Tensor::<1>::from_data(
+            TensorData::new(w, vec![n]),
+            &run.device,
+        ));
     }
     opts
 }
@@ -165,8 +230,17 @@ fn ce_case<const D: usize, const DT: usize>(case: &Value, run: &Run) {
     let opts = ce_options(case, run);
     let t = &case["target"];
     let loss = if t["kind"] == "indices" {
-        let values: Vec<i64> = t["values"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-        let mut tdims: Vec<usize> = if D == 1 { vec![1] } else { [&shape[..1], &shape[2..]].concat() };
+        let values: Vec<i64> = t["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        let mut tdims: Vec<usize> = if D == 1 {
+            vec![1]
+        } else {
+            [&shape[..1], &shape[2..]].concat()
+        };
         if tdims.is_empty() {
             tdims.push(1);
         }
@@ -178,10 +252,24 @@ fn ce_case<const D: usize, const DT: usize>(case: &Value, run: &Run) {
     }
     .unwrap_or_else(|e| panic!("{name} ({}): {e}", run.what));
     let what = format!("{name} loss");
-    close(run, &what, &flat(loss.clone()), &floats(&case["expected"]["output"]), false);
+    close(
+        run,
+        &what,
+        &flat(loss.clone()),
+        &floats(&case["expected"]["output"]),
+        false,
+    );
     let grads = backward(loss, case, run);
-    let g = x.grad(&grads).unwrap_or_else(|| panic!("{name}: no gradient"));
-    close(run, &format!("{name} grad"), &flat(g), &floats(&case["expected"]["grad"]), true);
+    let g = x
+        .grad(&grads)
+        .unwrap_or_else(|| panic!("{name}: no gradient"));
+    close(
+        run,
+        &format!("{name} grad"),
+        &flat(g),
+        &floats(&case["expected"]["grad"]),
+        true,
+    );
 }
 
 #[test]
@@ -210,19 +298,49 @@ fn linear_cross_entropy_matches_torch() {
             let (n, d, v) = (u("n"), u("d"), u("v"));
             let h = leaf::<2>(&floats(&case["hidden"]), &[n, d], &run);
             let w = leaf::<2>(&floats(&case["linear_weight"]), &[v, d], &run);
-            let b = (!case["linear_bias"].is_null()).then(|| leaf::<1>(&floats(&case["linear_bias"]), &[v], &run));
-            let y: Vec<i64> = case["target"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+            let b = (!case["linear_bias"].is_null())
+                .then(|| leaf::<1>(&floats(&case["linear_bias"]), &[v], &run));
+            let y: Vec<i64> = case["target"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect();
             let y = Tensor::<1, Int>::from_data(TensorData::new(y, vec![n]), &run.device);
             let opts = ce_options(&case, &run);
             let loss = linear_cross_entropy(h.clone(), w.clone(), b.clone(), y, &opts)
                 .unwrap_or_else(|e| panic!("{name} ({}): {e}", run.what));
             let e = &case["expected"];
-            close(&run, &format!("{name} loss"), &flat(loss.clone()), &floats(&e["loss"]), false);
+            close(
+                &run,
+                &format!("{name} loss"),
+                &flat(loss.clone()),
+                &floats(&e["loss"]),
+                false,
+            );
             let grads = backward(loss, &case, &run);
-            close(&run, &format!("{name} dh"), &flat(h.grad(&grads).unwrap()), &floats(&e["grad_hidden"]), true);
-            close(&run, &format!("{name} dW"), &flat(w.grad(&grads).unwrap()), &floats(&e["grad_linear_weight"]), true);
+            close(
+                &run,
+                &format!("{name} dh"),
+                &flat(h.grad(&grads).unwrap()),
+                &floats(&e["grad_hidden"]),
+                true,
+            );
+            close(
+                &run,
+                &format!("{name} dW"),
+                &flat(w.grad(&grads).unwrap()),
+                &floats(&e["grad_linear_weight"]),
+                true,
+            );
             if let Some(b) = b {
-                close(&run, &format!("{name} db"), &flat(b.grad(&grads).unwrap()), &floats(&e["grad_linear_bias"]), true);
+                close(
+                    &run,
+                    &format!("{name} db"),
+                    &flat(b.grad(&grads).unwrap()),
+                    &floats(&e["grad_linear_bias"]),
+                    true,
+                );
             }
         }
     }
@@ -250,7 +368,9 @@ fn family_case<const D: usize>(case: &Value, run: &Run) {
     let imp = run.implementation;
     let loss = match op {
         "binary_cross_entropy" => {
-            let mut opts = BinaryCrossEntropyOptions::default().reduction(reduction(&o["reduction"])).implementation(imp);
+            let mut opts = BinaryCrossEntropyOptions::default()
+                .reduction(reduction(&o["reduction"]))
+                .implementation(imp);
             opts.weight = weight("weight");
             binary_cross_entropy(a.clone(), b.clone(), &opts)
         }
@@ -271,7 +391,9 @@ fn family_case<const D: usize>(case: &Value, run: &Run) {
             kl_div(a.clone(), b.clone(), &opts)
         }
         "js_div" | "js_div_with_logits" => {
-            let opts = JsDivOptions::default().reduction(reduction(&o["reduction"])).implementation(imp);
+            let opts = JsDivOptions::default()
+                .reduction(reduction(&o["reduction"]))
+                .implementation(imp);
             if name.starts_with("jsl_") {
                 js_div_with_logits(a.clone(), b.clone(), &opts)
             } else {
@@ -282,16 +404,38 @@ fn family_case<const D: usize>(case: &Value, run: &Run) {
     }
     .unwrap_or_else(|e| panic!("{name} ({}): {e}", run.what));
     let e = &case["expected"];
-    close(run, &format!("{name} loss"), &flat(loss.clone()), &floats(&e["output"]), false);
+    close(
+        run,
+        &format!("{name} loss"),
+        &flat(loss.clone()),
+        &floats(&e["output"]),
+        false,
+    );
     let grads = backward(loss, case, run);
     // PyTorch's gradient is undefined (null) at zero probabilities of js_div.
     if !e["grad"].is_null() {
-        let g = a.grad(&grads).unwrap_or_else(|| panic!("{name}: no gradient"));
-        close(run, &format!("{name} grad"), &flat(g), &floats(&e["grad"]), true);
+        let g = a
+            .grad(&grads)
+            .unwrap_or_else(|| panic!("{name}: no gradient"));
+        close(
+            run,
+            &format!("{name} grad"),
+            &flat(g),
+            &floats(&e["grad"]),
+            true,
+        );
     }
     if e.get("grad_target").is_some_and(|g| !g.is_null()) {
-        let g = b.grad(&grads).unwrap_or_else(|| panic!("{name}: no target gradient"));
-        close(run, &format!("{name} grad_target"), &flat(g), &floats(&e["grad_target"]), true);
+        let g = b
+            .grad(&grads)
+            .unwrap_or_else(|| panic!("{name}: no target gradient"));
+        close(
+            run,
+            &format!("{name} grad_target"),
+            &flat(g),
+            &floats(&e["grad_target"]),
+            true,
+        );
     }
 }
 

@@ -24,14 +24,12 @@ mod data;
 #[path = "../../../xent-candle/examples/digits/report.rs"]
 mod report;
 
-use std::path::PathBuf;
-
 use burn::module::{AutodiffModule, Module};
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use data::{Digits, SplitMix, CLASSES, FEATURES};
-use report::History;
+use data::{Digits, SplitMix, FEATURES};
+use report::{History, Run};
 use xent_burn::{CrossEntropyLoss, CrossEntropyLossConfig};
 
 /// The seed of the split, the initialization and the shuffles (the candle example's).
@@ -80,7 +78,10 @@ impl Split {
     fn new(d: &Digits, device: &Device) -> Split {
         let labels: Vec<i64> = d.labels.iter().map(|&l| l as i64).collect();
         Split {
-            x: Tensor::from_data(TensorData::new(d.features.clone(), [d.len(), FEATURES]), device),
+            x: Tensor::from_data(
+                TensorData::new(d.features.clone(), [d.len(), FEATURES]),
+                device,
+            ),
             y: Tensor::from_data(TensorData::new(labels, [d.len()]), device),
             n: d.len(),
         }
@@ -88,25 +89,33 @@ impl Split {
 }
 
 /// Mean loss and accuracy of `model` on `s`, without autodiff.
-fn evaluate(model: &Model, s: &Split, loss: &CrossEntropyLoss) -> Result<(f64, f64), xent_burn::Error> {
+fn evaluate(
+    model: &Model,
+    s: &Split,
+    loss: &CrossEntropyLoss,
+) -> Result<(f64, f64), xent_burn::Error> {
     let model = model.valid();
     let (x, y) = (s.x.clone().inner(), s.y.clone().inner());
     let logits = model.forward(x);
-    let l = loss.forward(logits.clone(), y.clone())?.into_scalar::<f64>();
-    let hits = logits.argmax(1).reshape([s.n]).equal(y).int().sum().into_scalar::<i64>();
+    let l = loss
+        .forward(logits.clone(), y.clone())?
+        .into_scalar::<f64>();
+    let hits = logits
+        .argmax(1)
+        .reshape([s.n])
+        .equal(y)
+        .int()
+        .sum()
+        .into_scalar::<i64>();
     Ok((l, hits as f64 / s.n as f64))
 }
 
-struct Run<'a> {
-    name: &'a str,
-    widths: &'a [usize],
-    epochs: usize,
-    lr: f64,
-    /// Label smoothing of the training loss (the reported losses are plain).
-    label_smoothing: f64,
-}
-
-fn train(run: &Run, train_set: &Split, test_set: &Split, composed: bool) -> Result<History, Box<dyn std::error::Error>> {
+fn train(
+    run: &Run,
+    train_set: &Split,
+    test_set: &Split,
+    composed: bool,
+) -> Result<History, Box<dyn std::error::Error>> {
     let device = train_set.x.device();
     device.seed(SEED ^ run.widths.len() as u64);
     let mut rng = SplitMix(SEED ^ run.widths.len() as u64);
@@ -142,52 +151,18 @@ fn train(run: &Run, train_set: &Split, test_set: &Split, composed: bool) -> Resu
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The plot goes to the working directory unless `--out` names another one.
-    let mut out = PathBuf::from(".");
-    let mut composed = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--out" => out = PathBuf::from(args.next().ok_or("--out needs a directory")?),
-            "--composed" => composed = true,
-            other => return Err(format!("unknown argument {other} (use --out DIR, --composed)").into()),
-        }
-    }
-    let digits = data::load(&data::default_path())?;
-    let (train_idx, test_idx) = data::stratified_split(&digits.labels, 0.2, SEED);
-    let (mut train_d, mut test_d) = (digits.select(&train_idx), digits.select(&test_idx));
-    let (mean, std) = data::standardizer(&train_d);
-    data::standardize(&mut train_d, &mean, &std);
-    data::standardize(&mut test_d, &mean, &std);
-    println!(
-        "UCI digits: {} images, {} train / {} test (stratified, seed {SEED}); {}",
-        digits.len(),
-        train_d.len(),
-        test_d.len(),
+    let (out, composed) = report::args("--composed")?;
+    let (train_d, test_d) = report::prepare(
+        SEED,
         if composed {
             "loss by burn's composed ops (xent_burn, Implementation::Composed)"
         } else {
             "loss and gradient by xent's fused kernel (xent_burn::CrossEntropyLoss on Flex)"
-        }
-    );
+        },
+    )?;
     let device = Device::flex().autodiff();
     let (train_set, test_set) = (Split::new(&train_d, &device), Split::new(&test_d, &device));
-    let runs = [
-        Run {
-            name: "softmax",
-            widths: &[FEATURES, CLASSES],
-            epochs: 30,
-            lr: 1e-2,
-            label_smoothing: 0.0,
-        },
-        Run {
-            name: "mlp",
-            widths: &[FEATURES, 128, CLASSES],
-            epochs: 30,
-            lr: 3e-3,
-            label_smoothing: 0.1,
-        },
-    ];
+    let runs = report::runs();
     let mut histories = Vec::new();
     for run in &runs {
         histories.push(train(run, &train_set, &test_set, composed)?);

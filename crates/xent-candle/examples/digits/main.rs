@@ -24,12 +24,10 @@
 mod data;
 mod report;
 
-use std::path::PathBuf;
-
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use data::{Digits, SplitMix, CLASSES, FEATURES};
-use report::History;
+use report::{History, Run};
 use xent::{GradMode, GradOut};
 
 /// The seed of the split, the initialization and the shuffles. Test accuracy depends
@@ -148,15 +146,6 @@ fn accumulated_logit_grad(
     Ok(loss)
 }
 
-struct Run<'a> {
-    name: &'a str,
-    widths: &'a [usize],
-    epochs: usize,
-    lr: f64,
-    /// Label smoothing of the training loss (the reported losses are plain).
-    label_smoothing: f64,
-}
-
 fn train(run: &Run, train_set: &Split, test_set: &Split, autograd: bool) -> Result<History> {
     let dev = Device::Cpu;
     let mut rng = SplitMix(SEED ^ run.widths.len() as u64);
@@ -202,7 +191,13 @@ fn train(run: &Run, train_set: &Split, test_set: &Split, autograd: bool) -> Resu
         }
         let (train_loss, train_acc) = evaluate(&model, train_set)?;
         let (test_loss, test_acc) = evaluate(&model, test_set)?;
-        history.record(&bar, run.name, epoch, (train_loss, train_acc), (test_loss, test_acc));
+        history.record(
+            &bar,
+            run.name,
+            epoch,
+            (train_loss, train_acc),
+            (test_loss, test_acc),
+        );
     }
     bar.finish_and_clear();
     Ok(history)
@@ -231,54 +226,18 @@ fn check_against_full_batch(
 }
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    // The plot goes to the working directory unless `--out` names another one.
-    let mut out = PathBuf::from(".");
-    let mut autograd = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--out" => out = PathBuf::from(args.next().ok_or("--out needs a directory")?),
-            "--autograd" => autograd = true,
-            other => {
-                return Err(format!("unknown argument {other} (use --out DIR, --autograd)").into())
-            }
-        }
-    }
-    let digits = data::load(&data::default_path())?;
-    let (train_idx, test_idx) = data::stratified_split(&digits.labels, 0.2, SEED);
-    let (mut train_d, mut test_d) = (digits.select(&train_idx), digits.select(&test_idx));
-    let (mean, std) = data::standardizer(&train_d);
-    data::standardize(&mut train_d, &mean, &std);
-    data::standardize(&mut test_d, &mean, &std);
-    println!(
-        "UCI digits: {} images, {} train / {} test (stratified, seed {SEED}); {}",
-        digits.len(),
-        train_d.len(),
-        test_d.len(),
+    let (out, autograd) = report::args("--autograd")?;
+    let (train_d, test_d) = report::prepare(
+        SEED,
         if autograd {
             "gradient by xent_candle::cross_entropy(..).backward()"
         } else {
             "logit gradient accumulated over micro-batches by xent (GradMode::Accumulate)"
-        }
-    );
+        },
+    )?;
     let dev = Device::Cpu;
     let (train_set, test_set) = (Split::new(&train_d, &dev)?, Split::new(&test_d, &dev)?);
-    let runs = [
-        Run {
-            name: "softmax",
-            widths: &[FEATURES, CLASSES],
-            epochs: 30,
-            lr: 1e-2,
-            label_smoothing: 0.0,
-        },
-        Run {
-            name: "mlp",
-            widths: &[FEATURES, 128, CLASSES],
-            epochs: 30,
-            lr: 3e-3,
-            label_smoothing: 0.1,
-        },
-    ];
+    let runs = report::runs();
     let mut histories = Vec::new();
     for run in &runs {
         histories.push(train(run, &train_set, &test_set, autograd)?);

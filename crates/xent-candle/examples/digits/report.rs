@@ -1,14 +1,82 @@
 //! The report of the digits examples (shared by xent-candle's and xent-burn's): per-epoch
 //! metrics, the progress bar, the final accuracy lines and the PNG plots.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 
+use crate::data::{self, Digits, CLASSES, FEATURES};
+
 /// The font the plots are labelled with (DejaVu Sans, subset to ASCII; see
 /// `FONT-LICENSE.txt`), embedded so that no system font is needed.
 const FONT: &[u8] = include_bytes!("DejaVuSans-subset.ttf");
+
+/// One model to train: its layer widths and optimizer settings.
+pub struct Run {
+    pub name: &'static str,
+    pub widths: &'static [usize],
+    pub epochs: usize,
+    pub lr: f64,
+    /// Label smoothing of the training loss (the reported losses are plain).
+    pub label_smoothing: f64,
+}
+
+/// The two models both examples train: softmax regression and an MLP with 128 hidden
+/// units (label smoothing 0.1), 30 epochs of AdamW each.
+pub fn runs() -> [Run; 2] {
+    [
+        Run {
+            name: "softmax",
+            widths: &[FEATURES, CLASSES],
+            epochs: 30,
+            lr: 1e-2,
+            label_smoothing: 0.0,
+        },
+        Run {
+            name: "mlp",
+            widths: &[FEATURES, 128, CLASSES],
+            epochs: 30,
+            lr: 3e-3,
+            label_smoothing: 0.1,
+        },
+    ]
+}
+
+/// The command line: `--out DIR` (where the plot goes, default the working
+/// directory) and the example's one switch `flag`; returns the directory and whether
+/// the switch was given.
+pub fn args(flag: &str) -> Result<(PathBuf, bool), String> {
+    let mut out = PathBuf::from(".");
+    let mut on = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--out" => out = PathBuf::from(args.next().ok_or("--out needs a directory")?),
+            f if f == flag => on = true,
+            other => return Err(format!("unknown argument {other} (use --out DIR, {flag})")),
+        }
+    }
+    Ok((out, on))
+}
+
+/// The data: the seeded stratified 80/20 split, standardized with the training set's
+/// per-pixel mean and deviation; prints what it loaded and `how` the loss runs.
+pub fn prepare(seed: u64, how: &str) -> Result<(Digits, Digits), String> {
+    let digits = data::load(&data::default_path())?;
+    let (train_idx, test_idx) = data::stratified_split(&digits.labels, 0.2, seed);
+    let (mut train_d, mut test_d) = (digits.select(&train_idx), digits.select(&test_idx));
+    let (mean, std) = data::standardizer(&train_d);
+    data::standardize(&mut train_d, &mean, &std);
+    data::standardize(&mut test_d, &mean, &std);
+    println!(
+        "UCI digits: {} images, {} train / {} test (stratified, seed {seed}); {how}",
+        digits.len(),
+        train_d.len(),
+        test_d.len(),
+    );
+    Ok((train_d, test_d))
+}
 
 /// A progress bar over `len` mini-batches, labelled with the model's name.
 pub fn progress_bar(name: &str, len: usize) -> ProgressBar {
@@ -163,4 +231,3 @@ fn plot(
     root.present()?;
     Ok(())
 }
-
