@@ -10,8 +10,9 @@
 //! - Data: a seeded stratified 80/20 train/test split; pixels standardized with the
 //!   training set's per-pixel mean and standard deviation (the candle example's
 //!   `data.rs`, included by path).
-//! - Training: burn's `Linear` layers and AdamW (weight decay 1e-4) on mini-batches of
-//!   64 rows, on the Flex backend with autodiff; the loss is
+//! - Training: burn's `Linear` layers, starting from the candle example's initial
+//!   weights (`report::init_layers`), and burn's AdamW with candle's settings (ε 1e-8,
+//!   weight decay 1e-4) on mini-batches of 64 rows, on the Flex backend with autodiff; the loss is
 //!   `xent_burn::CrossEntropyLoss` (label smoothing 0.1 for the MLP), and
 //!   `loss.backward()` takes xent's gradient from the fused forward pass. With
 //!   `--composed` the same loss runs as burn's composed ops instead.
@@ -24,9 +25,9 @@ mod data;
 #[path = "../../../xent-candle/examples/digits/report.rs"]
 mod report;
 
-use burn::module::{AutodiffModule, Module};
+use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig, Relu};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use data::{Digits, SplitMix, FEATURES};
 use report::{History, Run};
@@ -44,10 +45,20 @@ struct Model {
 }
 
 impl Model {
-    fn new(widths: &[usize], device: &Device) -> Model {
+    /// Layers of the given widths with the candle example's initial weights (drawn as
+    /// PyTorch's `nn.Linear` does, from the same seeded stream).
+    fn new(widths: &[usize], rng: &mut SplitMix, device: &Device) -> Model {
         let layers = widths
             .windows(2)
-            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+            .zip(report::init_layers(widths, rng))
+            .map(|(w, (weight, bias))| {
+                let mut layer = LinearConfig::new(w[0], w[1]).init(device);
+                let weight = Tensor::from_data(TensorData::new(weight, [w[0], w[1]]), device);
+                let bias = Tensor::from_data(TensorData::new(bias, [w[1]]), device);
+                layer.weight = Param::from_tensor(weight);
+                layer.bias = Some(Param::from_tensor(bias));
+                layer
+            })
             .collect();
         Model {
             layers,
@@ -117,10 +128,13 @@ fn train(
     composed: bool,
 ) -> Result<History, Box<dyn std::error::Error>> {
     let device = train_set.x.device();
-    device.seed(SEED ^ run.widths.len() as u64);
     let mut rng = SplitMix(SEED ^ run.widths.len() as u64);
-    let mut model = Model::new(run.widths, &device);
-    let mut optim = AdamWConfig::new().with_weight_decay(1e-4).init();
+    let mut model = Model::new(run.widths, &mut rng, &device);
+    // candle's AdamW: ε = 1e-8 (burn's default is 1e-5), weight decay 1e-4.
+    let mut optim = AdamWConfig::new()
+        .with_epsilon(1e-8)
+        .with_weight_decay(1e-4)
+        .init();
     let train_loss = CrossEntropyLossConfig::new()
         .with_label_smoothing(run.label_smoothing)
         .with_composed(composed)

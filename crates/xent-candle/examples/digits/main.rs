@@ -46,16 +46,9 @@ impl Model {
     /// uniform in `±1/√fan_in`, from a seeded stream.
     fn new(widths: &[usize], rng: &mut SplitMix, dev: &Device) -> Result<Model> {
         let mut layers = Vec::new();
-        for w in widths.windows(2) {
-            let (fan_in, fan_out) = (w[0], w[1]);
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            let mut init = |n: usize| -> Vec<f32> {
-                (0..n)
-                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
-                    .collect()
-            };
-            let weight = Var::from_vec(init(fan_in * fan_out), (fan_in, fan_out), dev)?;
-            let bias = Var::from_vec(init(fan_out), fan_out, dev)?;
+        for (w, (weight, bias)) in widths.windows(2).zip(report::init_layers(widths, rng)) {
+            let weight = Var::from_vec(weight, (w[0], w[1]), dev)?;
+            let bias = Var::from_vec(bias, w[1], dev)?;
             layers.push((weight, bias));
         }
         Ok(Model { layers })

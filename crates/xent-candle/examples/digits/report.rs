@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 
-use crate::data::{self, Digits, CLASSES, FEATURES};
+use crate::data::{self, Digits, SplitMix, CLASSES, FEATURES};
 
 /// The font the plots are labelled with (DejaVu Sans, subset to ASCII; see
 /// `FONT-LICENSE.txt`), embedded so that no system font is needed.
@@ -41,6 +41,26 @@ pub fn runs() -> [Run; 2] {
             label_smoothing: 0.1,
         },
     ]
+}
+
+/// The initial weight (`fan_in × fan_out`, row-major) and bias of each affine layer
+/// of the given widths, drawn as PyTorch's `nn.Linear` does: uniform in `±1/√fan_in`,
+/// here from the seeded stream, so that both examples start from the same model.
+pub fn init_layers(widths: &[usize], rng: &mut SplitMix) -> Vec<(Vec<f32>, Vec<f32>)> {
+    widths
+        .windows(2)
+        .map(|w| {
+            let (fan_in, fan_out) = (w[0], w[1]);
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            let mut init = |n: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
+                    .collect()
+            };
+            let weight = init(fan_in * fan_out);
+            (weight, init(fan_out))
+        })
+        .collect()
 }
 
 /// The command line: `--out DIR` (where the plot goes, default the working
