@@ -135,7 +135,7 @@ impl<B: XentKernels, const N: usize> Backward<B, N> for FusedBackward {
                 let scale = scalar::<B>(&upstream);
                 gs.into_iter()
                     .map(|g| match (g, scale) {
-                        (Some(g), Some(s)) if s == 1.0 => Some(g),
+                        (Some(g), Some(1.0)) => Some(g),
                         (Some(g), Some(s)) => Some(B::float_mul_scalar(g, s.into())),
                         (Some(g), None) => Some(B::float_mul(g, upstream.clone())),
                         (None, _) => None,
