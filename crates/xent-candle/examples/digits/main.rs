@@ -22,14 +22,12 @@
 //!   a progress bar while it runs; PNG plots of the curves at the end.
 
 mod data;
-
-use std::path::{Path, PathBuf};
+mod report;
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use data::{Digits, SplitMix, CLASSES, FEATURES};
-use indicatif::{ProgressBar, ProgressStyle};
-use plotters::prelude::*;
+use report::{History, Run};
 use xent::{GradMode, GradOut};
 
 /// The seed of the split, the initialization and the shuffles. Test accuracy depends
@@ -38,10 +36,6 @@ use xent::{GradMode, GradOut};
 const SEED: u64 = 1;
 const BATCH: usize = 64;
 const MICRO_BATCH: usize = 16;
-/// The font the plots are labelled with (DejaVu Sans, subset to ASCII; see
-/// `FONT-LICENSE.txt`), embedded so that no system font is needed.
-const FONT: &[u8] = include_bytes!("DejaVuSans-subset.ttf");
-
 /// A stack of affine layers with ReLU between them.
 struct Model {
     layers: Vec<(Var, Var)>,
@@ -52,16 +46,9 @@ impl Model {
     /// uniform in `±1/√fan_in`, from a seeded stream.
     fn new(widths: &[usize], rng: &mut SplitMix, dev: &Device) -> Result<Model> {
         let mut layers = Vec::new();
-        for w in widths.windows(2) {
-            let (fan_in, fan_out) = (w[0], w[1]);
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            let mut init = |n: usize| -> Vec<f32> {
-                (0..n)
-                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
-                    .collect()
-            };
-            let weight = Var::from_vec(init(fan_in * fan_out), (fan_in, fan_out), dev)?;
-            let bias = Var::from_vec(init(fan_out), fan_out, dev)?;
+        for (w, (weight, bias)) in widths.windows(2).zip(report::init_layers(widths, rng)) {
+            let weight = Var::from_vec(weight, (w[0], w[1]), dev)?;
+            let bias = Var::from_vec(bias, w[1], dev)?;
             layers.push((weight, bias));
         }
         Ok(Model { layers })
@@ -152,24 +139,6 @@ fn accumulated_logit_grad(
     Ok(loss)
 }
 
-/// Per-epoch metrics of one model.
-#[derive(Default)]
-struct History {
-    train_loss: Vec<f64>,
-    test_loss: Vec<f64>,
-    train_acc: Vec<f64>,
-    test_acc: Vec<f64>,
-}
-
-struct Run<'a> {
-    name: &'a str,
-    widths: &'a [usize],
-    epochs: usize,
-    lr: f64,
-    /// Label smoothing of the training loss (the reported losses are plain).
-    label_smoothing: f64,
-}
-
 fn train(run: &Run, train_set: &Split, test_set: &Split, autograd: bool) -> Result<History> {
     let dev = Device::Cpu;
     let mut rng = SplitMix(SEED ^ run.widths.len() as u64);
@@ -182,13 +151,7 @@ fn train(run: &Run, train_set: &Split, test_set: &Split, autograd: bool) -> Resu
     let mut opt = AdamW::new(model.vars(), params)?;
     let n = train_set.labels.len();
     let batches = n.div_ceil(BATCH);
-    let bar = ProgressBar::new((run.epochs * batches) as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>8} [{bar:32}] {pos}/{len} batches {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(run.name.to_string());
+    let bar = report::progress_bar(run.name, run.epochs * batches);
     let mut order: Vec<usize> = (0..n).collect();
     let mut grad = Vec::new();
     let mut history = History::default();
@@ -221,19 +184,13 @@ fn train(run: &Run, train_set: &Split, test_set: &Split, autograd: bool) -> Resu
         }
         let (train_loss, train_acc) = evaluate(&model, train_set)?;
         let (test_loss, test_acc) = evaluate(&model, test_set)?;
-        bar.suspend(|| {
-            println!(
-                "{:>8} epoch {epoch:>3}  train loss {train_loss:.4} acc {:6.2}%   test loss {test_loss:.4} acc {:6.2}%",
-                run.name,
-                100.0 * train_acc,
-                100.0 * test_acc
-            )
-        });
-        bar.set_message(format!("test acc {:.2}%", 100.0 * test_acc));
-        history.train_loss.push(train_loss);
-        history.test_loss.push(test_loss);
-        history.train_acc.push(train_acc);
-        history.test_acc.push(test_acc);
+        history.record(
+            &bar,
+            run.name,
+            epoch,
+            (train_loss, train_acc),
+            (test_loss, test_acc),
+        );
     }
     bar.finish_and_clear();
     Ok(history)
@@ -261,160 +218,24 @@ fn check_against_full_batch(
     Ok(())
 }
 
-fn plot(
-    path: &Path,
-    runs: &[(&str, &History)],
-) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
-        .map_err(|_| "the embedded font does not load")?;
-    let root = BitMapBackend::new(path, (1200, 480)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(600);
-    let colors = [RGBColor(31, 119, 180), RGBColor(214, 39, 40)];
-    let epochs = runs
-        .iter()
-        .map(|(_, h)| h.train_loss.len())
-        .max()
-        .unwrap_or(1);
-    for (area, title, is_loss) in [
-        (&left, "cross-entropy loss", true),
-        (&right, "accuracy (%)", false),
-    ] {
-        let series = |h: &History, test: bool| -> Vec<(f64, f64)> {
-            let v = match (is_loss, test) {
-                (true, false) => &h.train_loss,
-                (true, true) => &h.test_loss,
-                (false, false) => &h.train_acc,
-                (false, true) => &h.test_acc,
-            };
-            let scale = if is_loss { 1.0 } else { 100.0 };
-            v.iter()
-                .enumerate()
-                .map(|(i, &y)| ((i + 1) as f64, y * scale))
-                .collect()
-        };
-        let all: Vec<f64> = runs
-            .iter()
-            .flat_map(|(_, h)| series(h, false).into_iter().chain(series(h, true)))
-            .map(|(_, y)| y)
-            .collect();
-        let lo = all.iter().cloned().fold(f64::INFINITY, f64::min);
-        let hi = all.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let mut chart = ChartBuilder::on(area)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(
-                1f64..epochs as f64,
-                if is_loss {
-                    lo * 0.9..hi * 1.1
-                } else {
-                    lo.min(90.0)..100.5
-                },
-            )?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .label_style(("sans-serif", 14))
-            .draw()?;
-        for ((name, h), color) in runs.iter().zip(colors) {
-            for test in [false, true] {
-                let label = format!("{name} {}", if test { "test" } else { "train" });
-                let style = if test {
-                    color.stroke_width(2)
-                } else {
-                    color.mix(0.45).stroke_width(2)
-                };
-                chart
-                    .draw_series(LineSeries::new(series(h, test), style))?
-                    .label(label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-            }
-        }
-        chart
-            .configure_series_labels()
-            .position(if is_loss {
-                SeriesLabelPosition::UpperRight
-            } else {
-                SeriesLabelPosition::LowerRight
-            })
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-    }
-    root.present()?;
-    Ok(())
-}
-
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    // The plot goes to the working directory unless `--out` names another one.
-    let mut out = PathBuf::from(".");
-    let mut autograd = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--out" => out = PathBuf::from(args.next().ok_or("--out needs a directory")?),
-            "--autograd" => autograd = true,
-            other => {
-                return Err(format!("unknown argument {other} (use --out DIR, --autograd)").into())
-            }
-        }
-    }
-    let digits = data::load(&data::default_path())?;
-    let (train_idx, test_idx) = data::stratified_split(&digits.labels, 0.2, SEED);
-    let (mut train_d, mut test_d) = (digits.select(&train_idx), digits.select(&test_idx));
-    let (mean, std) = data::standardizer(&train_d);
-    data::standardize(&mut train_d, &mean, &std);
-    data::standardize(&mut test_d, &mean, &std);
-    println!(
-        "UCI digits: {} images, {} train / {} test (stratified, seed {SEED}); {}",
-        digits.len(),
-        train_d.len(),
-        test_d.len(),
+    let (out, autograd) = report::args("--autograd")?;
+    let (train_d, test_d) = report::prepare(
+        SEED,
         if autograd {
             "gradient by xent_candle::cross_entropy(..).backward()"
         } else {
             "logit gradient accumulated over micro-batches by xent (GradMode::Accumulate)"
-        }
-    );
+        },
+    )?;
     let dev = Device::Cpu;
     let (train_set, test_set) = (Split::new(&train_d, &dev)?, Split::new(&test_d, &dev)?);
-    let runs = [
-        Run {
-            name: "softmax",
-            widths: &[FEATURES, CLASSES],
-            epochs: 30,
-            lr: 1e-2,
-            label_smoothing: 0.0,
-        },
-        Run {
-            name: "mlp",
-            widths: &[FEATURES, 128, CLASSES],
-            epochs: 30,
-            lr: 3e-3,
-            label_smoothing: 0.1,
-        },
-    ];
+    let runs = report::runs();
     let mut histories = Vec::new();
     for run in &runs {
         histories.push(train(run, &train_set, &test_set, autograd)?);
     }
-    for (run, h) in runs.iter().zip(&histories) {
-        println!(
-            "{:>8}: final test accuracy {:.2}% (best {:.2}%), test loss {:.4}",
-            run.name,
-            100.0 * h.test_acc.last().unwrap(),
-            100.0 * h.test_acc.iter().cloned().fold(0.0, f64::max),
-            h.test_loss.last().unwrap()
-        );
-    }
-    std::fs::create_dir_all(&out)?;
-    let path = out.join("digits-training.png");
     let named: Vec<(&str, &History)> = runs.iter().map(|r| r.name).zip(&histories).collect();
-    plot(&path, &named)?;
-    let shown = std::fs::canonicalize(&path).unwrap_or(path);
-    println!("plots: {}", shown.display());
+    report::finish(&out, &named)?;
     Ok(())
 }
