@@ -145,3 +145,22 @@ def test_errors_are_python_exceptions():
         xent.nll_loss(x, np.array(["a", "b"]))
     with pytest.raises(ValueError, match="scheme"):
         xent.class_weights(np.array([0, 1]), 2, scheme="nope")
+
+
+def test_a_non_integer_ignore_index_is_a_type_error_as_in_torch():
+    # 1.5 was taken as 1 (int() truncates); torch raises TypeError for a float or bool.
+    x = np.zeros((2, 5), np.float32)
+    t = np.array([1, 0])
+    for bad in (1.5, 1.0, True):
+        with pytest.raises(TypeError, match="ignore_index"):
+            xent.cross_entropy(x, t, ignore_index=bad)
+        with pytest.raises(TypeError, match="ignore_index"):
+            xent.nll_loss(x, t, ignore_index=bad)
+        with pytest.raises(TypeError, match="ignore_index"):
+            xent.linear_cross_entropy(np.zeros((2, 3), np.float32),
+                                      np.zeros((5, 3), np.float32), t, ignore_index=bad)
+        with pytest.raises(TypeError, match="ignore_index"):
+            xent.class_weights(t, 5, ignore_index=bad)
+    # Integers of any kind are taken, as torch takes them.
+    for ok in (1, np.int32(1), np.int64(1)):
+        assert xent.cross_entropy(x, t, ignore_index=ok) == xent.cross_entropy(x, t, ignore_index=1)

@@ -28,7 +28,7 @@ this one works without torch).
 import numpy as np
 
 from . import _xent
-from ._common import class_dim_view, env_threads, row_shape
+from ._common import class_dim_view, env_threads, int_arg, row_shape
 
 __version__ = _xent.__version__
 
@@ -140,7 +140,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     loss = np.empty(_loss_shape(x.shape, reduction), acc)
     g, gs = _empty_like(x, xs) if grad else (None, None)
     _xent.cross_entropy_into(
-        xs, ts, loss, grad=gs, weight=_opt(weight, acc), ignore_index=int(ignore_index),
+        xs, ts, loss, grad=gs, weight=_opt(weight, acc),
+        ignore_index=int_arg("cross_entropy", "ignore_index", ignore_index),
         label_smoothing=float(label_smoothing), reduction=reduction, z_loss=float(z_loss),
         softcap=None if softcap is None else float(softcap), probabilities=probs, half=half,
         threads=_threads())
@@ -158,7 +159,8 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *,
     g, gs = _empty_like(x, xs) if grad else (None, None)
     _xent.nll_loss_into(
         xs, _indices(target), loss, grad=gs, weight=_opt(weight, acc),
-        ignore_index=int(ignore_index), reduction=reduction, half=half, threads=_threads())
+        ignore_index=int_arg("nll_loss", "ignore_index", ignore_index), reduction=reduction,
+        half=half, threads=_threads())
     return _ret(loss, g, grad=grad)
 
 
@@ -313,7 +315,8 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         grad_hidden=None if grads is None else grads[0].reshape(rows, h.shape[-1]),
         grad_linear_weight=None if grads is None else grads[1],
         grad_linear_bias=None if grads is None else grads[2],
-        ignore_index=-100 if ignore_index is None else int(ignore_index),
+        ignore_index=(-100 if ignore_index is None
+                      else int_arg("linear_cross_entropy", "ignore_index", ignore_index)),
         label_smoothing=float(label_smoothing), reduction=reduction, z_loss=float(z_loss),
         softcap=None if softcap is None else float(softcap), half=half, threads=_threads())
     return _ret(loss, grads, grad=grad)
@@ -326,5 +329,6 @@ def class_weights(target, num_classes, *, scheme="inverse_frequency", beta=0.999
     ``'effective_number'`` (Cui et al. 2019, with ``beta``). Returns ``float64``."""
     return np.asarray(
         _xent.class_weights(_indices(target).reshape(-1), int(num_classes), scheme=scheme,
-                            beta=float(beta), ignore_index=int(ignore_index)),
+                            beta=float(beta),
+                            ignore_index=int_arg("class_weights", "ignore_index", ignore_index)),
         np.float64)

@@ -1,8 +1,18 @@
-"""Helpers shared by the numpy API and ``xent.torch``: thread count, shapes."""
+"""Helpers shared by the numpy API and ``xent.torch``: thread count, shapes, integer
+arguments."""
 
+import operator
 import os
 
-__all__ = ["env_threads", "max_threads", "row_shape", "class_dim_view"]
+__all__ = ["env_threads", "max_threads", "row_shape", "class_dim_view", "int_arg"]
+
+
+def int_arg(fn, name, value):
+    """``value`` as an int, with torch's TypeError for a float or bool (torch takes any
+    object with ``__index__``: a Python or numpy integer, a one-element int tensor)."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{fn}(): argument '{name}' must be int, not {type(value).__name__}")
+    return operator.index(value)
 
 
 def max_threads():

@@ -68,7 +68,6 @@ How it runs:
   that is not an integer.
 """
 
-import operator
 import threading
 import warnings
 import weakref
@@ -79,7 +78,7 @@ import torch.nn.functional as F
 from torch.nn import _reduction as _torch_reduction
 
 from . import _xent
-from ._common import env_threads, row_shape
+from ._common import env_threads, int_arg as _int_arg, row_shape
 from ._grad_cache import CACHE_MIN_BYTES, cache as _cache
 from ._grad_cache import empty_cache, grad_cache_info, set_grad_cache_limit
 
@@ -197,14 +196,6 @@ def _reduction(size_average, reduce, reduction):
     if size_average is not None or reduce is not None:
         return _torch_reduction.legacy_get_string(size_average, reduce)
     return reduction
-
-
-def _int_arg(fn, name, value):
-    """``value`` as an int, with torch's TypeError for a float or bool (torch takes any
-    object with ``__index__``: a Python or numpy integer, a one-element int tensor)."""
-    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
-        raise TypeError(f"{fn}(): argument '{name}' must be int, not {type(value).__name__}")
-    return operator.index(value)
 
 
 _PROBE = (np.zeros((1, 1), np.float64), np.zeros(1, np.int64))
