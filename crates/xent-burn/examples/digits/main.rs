@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release -p xent-burn --example digits             # ./digits-training.png
-//! cargo run --release -p xent-burn --example digits -- --composed --out /tmp/plots
+//! cargo run --release -p xent-burn --example digits -- --composed --out plots
 //! ```
 //!
 //! - Data: a seeded stratified 80/20 train/test split; pixels standardized with the

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release -p xent-candle --example digits             # ./digits-training.png
-//! cargo run --release -p xent-candle --example digits -- --autograd --out /tmp/plots
+//! cargo run --release -p xent-candle --example digits -- --autograd --out plots
 //! ```
 //!
 //! - Data: a seeded stratified 80/20 train/test split; pixels standardized with the
