@@ -10,7 +10,7 @@
 //! slows one task rather than stalling a GEMM split in fixed halves.
 
 use crate::driver::blocks::{Blocks, ThreadScratch};
-use crate::driver::ptr::Ptr;
+use crate::kernels::ptr::Ptr;
 use crate::kernels::num::{Real, Storage};
 use crate::sizes::{
     DB_COL_CHUNK, DH_COL_CHUNK, DW_CLASS_CHUNK, DW_COL_CHUNK, LHS_ROW_ALIGN, WIDEN_CLASSES,

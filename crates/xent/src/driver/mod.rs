@@ -23,5 +23,4 @@
 pub(crate) mod blocks;
 pub(crate) mod ce;
 pub(crate) mod linear;
-pub(crate) mod ptr;
 pub(crate) mod shard;

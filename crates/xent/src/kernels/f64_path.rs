@@ -5,6 +5,7 @@
 //! elements at stride `stride`.
 
 use super::num::Real;
+use super::plan::Options;
 use super::RowAt;
 
 /// Where one row lives.
@@ -26,9 +27,7 @@ pub(crate) struct RowParams<'a, T> {
     pub target: Option<usize>,
     pub weight: Option<&'a [T]>,
     pub weight_sum: f64,
-    pub eps: f64,
-    pub z: f64,
-    pub cap: Option<f64>,
+    pub opts: &'a Options<f64>,
     pub scale_ce: T,
     pub scale_z: T,
 }
@@ -52,7 +51,7 @@ fn capped<T: Real>(x: T, cap: Option<T>) -> (T, T) {
 /// `x` (and `t`, `g`) valid for `c` elements at `stride`; `target < c`.
 pub(crate) unsafe fn cross_entropy_row<T: Real>(row: RowArgs<T>, p: &RowParams<'_, T>) -> (T, T) {
     let at = |k: usize| k * row.stride;
-    let cap = p.cap.map(T::from_f64);
+    let cap = p.opts.softcap.map(T::from_f64);
     let probs = row.t.is_some();
     // SAFETY: every access is at k·stride with k < c.
     unsafe {
@@ -75,11 +74,11 @@ pub(crate) unsafe fn cross_entropy_row<T: Real>(row: RowArgs<T>, p: &RowParams<'
         }
         let ln_s = s.ln();
         let w = |k: usize| p.weight.map_or(T::ONE, |w| w[k]);
-        let eps = T::from_f64(p.eps);
+        let eps = T::from_f64(p.opts.label_smoothing);
         let cf = T::from_f64(row.c as f64);
-        let (zt, zg) = if p.z != 0.0 {
+        let (zt, zg) = if p.opts.z_loss != 0.0 {
             let lse = m + ln_s;
-            let z = T::from_f64(p.z);
+            let z = T::from_f64(p.opts.z_loss);
             (z * lse * lse, p.scale_z * T::from_f64(2.0) * z * lse)
         } else {
             (T::ZERO, T::ZERO)
@@ -104,7 +103,7 @@ pub(crate) unsafe fn cross_entropy_row<T: Real>(row: RowArgs<T>, p: &RowParams<'
             let b = p.scale_ce * keep * w_y;
             let mut alpha = b;
             let mut beta = T::ZERO;
-            if p.eps > 0.0 {
+            if p.opts.label_smoothing > 0.0 {
                 let e = eps / cf;
                 let mut l = T::ZERO;
                 for k in 0..row.c {
@@ -122,7 +121,7 @@ pub(crate) unsafe fn cross_entropy_row<T: Real>(row: RowArgs<T>, p: &RowParams<'
             let coef = |k: usize| {
                 if let Some(t) = row.t {
                     w(k) * ((T::ONE - eps) * *t.add(at(k)) + eps / cf)
-                } else if p.eps > 0.0 {
+                } else if p.opts.label_smoothing > 0.0 {
                     w(k)
                 } else {
                     T::ZERO

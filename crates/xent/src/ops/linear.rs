@@ -11,7 +11,7 @@
 
 use super::{check_len, scalar_upstream, Loss};
 use crate::driver::blocks::{pool_threads, ThreadScratch};
-use crate::driver::ce::Scale;
+use crate::kernels::plan::Scale;
 use crate::driver::linear::{
     as_acc, column_sums_into, hidden_grad_into, lhs_ld, logits_into, transpose_into,
     weight_grad_add, widen, Strided, Widened,

@@ -9,7 +9,7 @@ pub(crate) mod nll;
 pub(crate) mod shard;
 pub(crate) mod softmax;
 
-use crate::driver::ptr::{GradPtr, Ptr};
+use crate::kernels::ptr::{GradPtr, Ptr};
 use crate::dtype::Element;
 use crate::dtype::Float;
 use crate::error::{Error, Result};

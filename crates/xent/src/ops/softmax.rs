@@ -1,7 +1,7 @@
 //! `softmax` and `log_softmax` over the class dimension, forward and backward.
 
 use super::check_len;
-use crate::driver::ptr::{ConstPtr, Ptr};
+use crate::kernels::ptr::{ConstPtr, Ptr};
 use crate::dtype::Element;
 use crate::entry::ElementEntry as Sealed;
 use crate::error::Result;
