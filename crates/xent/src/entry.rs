@@ -11,8 +11,8 @@ use crate::driver::ce;
 use crate::driver::shard::{self, RowGrad};
 use crate::kernels::num::Storage;
 use crate::kernels::plan::CePlan;
-use crate::kernels::ptr::{ConstPtr, Ptr};
 use crate::kernels::pointwise::{self, PointCall, PointOut};
+use crate::kernels::ptr::{ConstPtr, Ptr};
 use crate::kernels::shard::ShardRow;
 use half::{bf16, f16};
 

@@ -32,9 +32,10 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(Option<Ptr<f32>>) -> R)
             }
             f(Some(Ptr(NonNull::from(&mut v[..]).cast())))
         }
-        Err(_) => f(Some(Ptr(
-            NonNull::from(&mut vec![Line([0.0; 16]); lines][..]).cast(),
-        ))),
+        Err(_) => f(Some(Ptr(NonNull::from(
+            &mut vec![Line([0.0; 16]); lines][..],
+        )
+        .cast()))),
     })
 }
 
@@ -188,7 +189,11 @@ mod tests {
                 unsafe { outer.as_ptr().add(len - 1).write(1.0) };
                 with_scratch(len, |inner| {
                     let inner = inner.expect("len > 0 gives a buffer");
-                    assert_ne!(inner.as_ptr(), outer.as_ptr(), "a nested call gets its own buffer");
+                    assert_ne!(
+                        inner.as_ptr(),
+                        outer.as_ptr(),
+                        "a nested call gets its own buffer"
+                    );
                     assert_eq!(inner.as_ptr() as usize % 64, 0, "nested, len {len}");
                 });
             });

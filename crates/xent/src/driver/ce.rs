@@ -211,9 +211,7 @@ fn ce_f64_into(plan: &CePlan<'_, f64>, g: Option<Ptr<f64>>) -> (f64, f64) {
                 };
                 let p = f64_path::RowParams {
                     target: class,
-                    weight: rows.weight,
-                    weight_sum: rows.weight_sum,
-                    opts: &rows.opts,
+                    plan: rows,
                     scale_ce,
                     scale_z,
                 };

@@ -8,14 +8,13 @@
 //! `f64` rows run the portable kernels of [`crate::kernels::shard`].
 
 use crate::driver::blocks::Blocks;
-use crate::kernels::dispatch::{dispatch, Isa};
-use crate::kernels::fused::{target_grad, PieceJob, PieceStep};
+use crate::kernels::dispatch::Isa;
 use crate::kernels::num::Storage;
 use crate::kernels::plan::CePlan;
 use crate::kernels::ptr::{GradPtr, Ptr};
-use crate::kernels::row::{GradConsts, Identity, SoftCap, Xform};
+use crate::kernels::row::GradConsts;
 use crate::kernels::shard::{self, RowShard, ShardRow};
-use crate::kernels::simd::{Scalar, Store32};
+use crate::kernels::simd::Store32;
 use crate::sizes::TASK_ELEMS;
 
 /// A row's scaled gradient constants `(shift(M), α, β, b)`; `None` for an ignored row.
@@ -126,10 +125,13 @@ impl RowBufs {
         if plan.rows.classes == 0 {
             return ShardRow::EMPTY;
         }
-        // SAFETY: r is a row of the call.
-        match unsafe { self.row(plan, r) } {
-            Contig::Own(x, t) => stats_of::<E>(plan, isa, x, t, y),
-            Contig::Gathered(x, t) => stats_of::<f32>(plan, isa, x, t, y),
+        // SAFETY: r is a row of the call; its contiguous row holds the shard's
+        // classes, and y is one of them.
+        unsafe {
+            match self.row(plan, r) {
+                Contig::Own(x, t) => shard::f32_row_stats::<E>(&plan.rows, isa, x, t, y),
+                Contig::Gathered(x, t) => shard::f32_row_stats::<f32>(&plan.rows, isa, x, t, y),
+            }
         }
     }
 
@@ -164,12 +166,26 @@ impl RowBufs {
         // SAFETY: r is a row of the call; its gradient lies in the buffer.
         unsafe {
             match self.row(plan, r) {
-                Contig::Own(x, t) => {
-                    grad_of::<E, G>(plan, isa, x, t, g.at(off), y, ms as f32, k, accumulate)
-                }
+                Contig::Own(x, t) => shard::f32_row_grad::<E, G>(
+                    &plan.rows,
+                    isa,
+                    (x, t, g.at(off)),
+                    y,
+                    ms as f32,
+                    k,
+                    accumulate,
+                ),
                 Contig::Gathered(x, t) => {
                     let gs = self.g.as_mut_ptr();
-                    grad_of::<f32, f32>(plan, isa, x, t, gs, y, ms as f32, k, false);
+                    shard::f32_row_grad::<f32, f32>(
+                        &plan.rows,
+                        isa,
+                        (x, t, gs),
+                        y,
+                        ms as f32,
+                        k,
+                        false,
+                    );
                     for j in 0..c {
                         let at = g.at(off + j * inner);
                         let v = if accumulate {
@@ -191,90 +207,6 @@ impl RowBufs {
 enum Contig<E> {
     Own(*const E, Option<*const E>),
     Gathered(*const f32, Option<*const f32>),
-}
-
-/// `x̃_y` of a raw logit, as the single-process kernels transform it.
-fn transformed(cap: Option<f32>, v: f32) -> f32 {
-    match cap {
-        None => Identity.apply(Scalar, v),
-        Some(cap) => SoftCap { cap }.apply(Scalar, v),
-    }
-}
-
-/// The statistics of one contiguous row of type `R` (the call's own rows, or `f32`
-/// gathered ones), targets `t` alike.
-fn stats_of<R: Store32>(
-    plan: &CePlan<'_, impl Storage<Acc = f32>>,
-    isa: Isa,
-    x: *const R,
-    t: Option<*const R>,
-    y: Option<usize>,
-) -> ShardRow {
-    let cap = plan.rows.lane.softcap;
-    let job = PieceJob::<R, f32> {
-        x,
-        n: plan.rows.classes,
-        coef: plan.rows.coefs(t),
-        cap,
-        step: PieceStep::Stats,
-    };
-    let (p, _) = dispatch(isa, job);
-    // SAFETY: y < classes, within the row.
-    let x_y = y.map_or(0.0, |y| transformed(cap, unsafe { (*x.add(y)).to_f32() }));
-    ShardRow {
-        m: p.m as f64,
-        s: p.s as f64,
-        l: p.l as f64,
-        a: p.a as f64,
-        x_y: x_y as f64,
-    }
-}
-
-/// The gradient of one contiguous row into `g`, then the target class's exact value.
-///
-/// # Safety
-/// `x` (and `t`) readable and `g` writable for the call's `classes`; `y` one of them.
-#[allow(clippy::too_many_arguments)]
-unsafe fn grad_of<R: Store32, G: Store32>(
-    plan: &CePlan<'_, impl Storage<Acc = f32>>,
-    isa: Isa,
-    x: *const R,
-    t: Option<*const R>,
-    g: *mut G,
-    y: Option<usize>,
-    ms: f32,
-    k: GradConsts<f32>,
-    accumulate: bool,
-) {
-    let cap = plan.rows.lane.softcap;
-    let coef = plan.rows.coefs(t);
-    // SAFETY: y < classes; read before the gradient pass overwrites it.
-    let fix = y.map(|y| unsafe {
-        let prior = if accumulate {
-            (*g.add(y)).to_f32()
-        } else {
-            0.0
-        };
-        (y, (*x.add(y)).to_f32(), prior)
-    });
-    let job = PieceJob::<R, G> {
-        x,
-        n: plan.rows.classes,
-        coef,
-        cap,
-        step: PieceStep::Grad(g, ms, k, accumulate),
-    };
-    dispatch(isa, job);
-    if let Some((y, x_y, prior)) = fix {
-        // SAFETY: y < classes.
-        let a_y = unsafe { coef.scalar_at(y) };
-        let v = match cap {
-            None => target_grad(Identity, x_y, a_y, ms, k, prior),
-            Some(cap) => target_grad(SoftCap { cap }, x_y, a_y, ms, k, prior),
-        };
-        // SAFETY: y < classes, within the row's gradient.
-        unsafe { *g.add(y) = G::from_f32(v) };
-    }
 }
 
 /// The partial statistics of every row of an `f64` call into `out`.

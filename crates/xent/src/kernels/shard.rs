@@ -1,8 +1,9 @@
 //! Kernels of a cross-entropy whose classes are split across processes (vocab
 //! parallelism): the partial statistics of a row's shard, the combination of the
 //! reduced statistics into the row's loss and gradient constants, and the portable
-//! (`f64`) row kernels. The `f32` rows run the existing row kernels
-//! ([`super::fused::PieceJob`]); the driver is [`crate::driver::shard`].
+//! (`f64`) row kernels, and the `f32`-computed rows on the row kernels of the
+//! single-process path ([`PieceJob`], [`RowStart`]). All read the call's plan
+//! ([`super::plan`]); the driver is [`crate::driver::shard`].
 //!
 //! A shard of a row (classes `[o, o + n)` of `C`) reduces to its max `m` and, relative
 //! to `shift(m)` (0 for an all `−inf` shard), `s = Σ exp(x̃ − shift)`,
@@ -12,8 +13,12 @@
 //! the shards' values are the whole row's statistics, and [`combine_row`] gives what
 //! the single-process kernels compute from them.
 
+use super::dispatch::{dispatch, Isa};
+use super::fused::{PieceJob, PieceStep, RowStart, RowTarget};
 use super::num::Real;
 use super::plan::{CoefKind, Options, RowPlan};
+use super::row::{GradConsts, Identity, SoftCap};
+use super::simd::Store32;
 
 /// The shift used for a max: 0 for an all `−inf` run (no `−inf − (−inf)`).
 #[inline]
@@ -232,6 +237,103 @@ pub(crate) unsafe fn row_grad<T: Real>(
             let v = v * d;
             let gp = g.add(at);
             *gp = if plan.accumulate { *gp + v } else { v };
+        }
+    }
+}
+
+/// The statistics of a row shard of the `f32`-computed types on the row kernels
+/// (the single-process path's statistics pass): `x` (and its targets `t`) one
+/// contiguous row of the shard's classes, in `R` (the call's own rows, or `f32`
+/// gathered from a K-dim row); `y` the target's class within the shard, if it lies
+/// there.
+///
+/// # Safety
+/// `x` (and `t`) readable for the plan's classes; `y` one of them.
+pub(crate) unsafe fn f32_row_stats<R: Store32>(
+    plan: &RowPlan<'_, f32>,
+    isa: Isa,
+    x: *const R,
+    t: Option<*const R>,
+    y: Option<usize>,
+) -> ShardRow {
+    let job = PieceJob::<R, f32> {
+        x,
+        n: plan.classes,
+        coef: plan.coefs(t),
+        cap: plan.lane.softcap,
+        step: PieceStep::Stats,
+    };
+    let (p, _) = dispatch(isa, job);
+    // SAFETY: y < classes, within the row.
+    let start = unsafe { read_start::<R, f32>(plan, x, None, t.is_some(), y, false) };
+    let x_y = match start.target {
+        Some(RowTarget::Index { x_y, .. }) => x_y,
+        _ => 0.0,
+    };
+    ShardRow {
+        m: p.m as f64,
+        s: p.s as f64,
+        l: p.l as f64,
+        a: p.a as f64,
+        x_y: x_y as f64,
+    }
+}
+
+/// The gradient of a row shard of the `f32`-computed types into `g` from its scaled
+/// constants (`shift`, `k`), then the target class's exact value; as
+/// [`f32_row_stats`], `(x, t, g)` one contiguous row.
+///
+/// # Safety
+/// `x` (and `t`) readable and `g` writable for the plan's classes; `y` one of them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn f32_row_grad<R: Store32, G: Store32>(
+    plan: &RowPlan<'_, f32>,
+    isa: Isa,
+    (x, t, g): (*const R, Option<*const R>, *mut G),
+    y: Option<usize>,
+    ms: f32,
+    k: GradConsts<f32>,
+    accumulate: bool,
+) {
+    let coef = plan.coefs(t);
+    // SAFETY: y < classes; read before the gradient pass overwrites it.
+    let start = unsafe { read_start(plan, x, Some(g), t.is_some(), y, accumulate) };
+    let job = PieceJob::<R, G> {
+        x,
+        n: plan.classes,
+        coef,
+        cap: plan.lane.softcap,
+        step: PieceStep::Grad(g, ms, k, accumulate),
+    };
+    dispatch(isa, job);
+    // SAFETY: g is the row's gradient that `start` was read with.
+    unsafe {
+        let a_y = |y| coef.scalar_at(y);
+        match plan.lane.softcap {
+            None => start.write_target_grad(Identity, g, a_y, ms, k),
+            Some(cap) => start.write_target_grad(SoftCap { cap }, g, a_y, ms, k),
+        }
+    }
+}
+
+/// [`RowStart::read`] with the plan's transform.
+///
+/// # Safety
+/// As [`RowStart::read`].
+unsafe fn read_start<R: Store32, G: Store32>(
+    plan: &RowPlan<'_, f32>,
+    x: *const R,
+    g: Option<*mut G>,
+    probs: bool,
+    y: Option<usize>,
+    accumulate: bool,
+) -> RowStart {
+    let w = plan.weight;
+    // SAFETY: forwarded.
+    unsafe {
+        match plan.lane.softcap {
+            None => RowStart::read(Identity, x, g, probs, y, w, accumulate),
+            Some(cap) => RowStart::read(SoftCap { cap }, x, g, probs, y, w, accumulate),
         }
     }
 }

@@ -4,13 +4,13 @@ use super::{
     check_grad, check_grad_output, check_indices, check_len, check_weight, loss_buf, loss_len,
     loss_shape, scalar_upstream, GradOut, Loss,
 };
-use crate::kernels::plan::{CePlan, Options, RowPlan, Scale};
-use crate::kernels::ptr::{ConstPtr, GradPtr, Ptr};
 use crate::dtype::Element;
 use crate::dtype::Float;
 use crate::entry::ElementEntry as Sealed;
 use crate::error::{Error, Result};
 use crate::indices::ClassIndices;
+use crate::kernels::plan::{CePlan, Options, RowPlan, Scale};
+use crate::kernels::ptr::{ConstPtr, GradPtr, Ptr};
 use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
 use crate::reduce::CompensatedSum;
@@ -246,7 +246,14 @@ fn run<T: Element>(
         (Reduction::None, Some(go)) => Scale::PerRow(go),
         _ => dens.uniform_scale(reduction, scalar_upstream(grad_output, reduction)),
     };
-    let mut plan = plan(x, grad, layout.driver_dims(), target, opts, (0, layout.classes()));
+    let mut plan = plan(
+        x,
+        grad,
+        layout.driver_dims(),
+        target,
+        opts,
+        (0, layout.classes()),
+    );
     plan.rows.scale = scale;
     plan.rows.accumulate = accumulate;
     plan.rows.loss_out = (reduction == Reduction::None).then(|| Ptr::new(loss_out));
@@ -358,7 +365,14 @@ pub(crate) fn block_inplace<T: Element>(
         GradPtr::None
     };
     let target = Targets::Indices(target);
-    let mut plan = plan(x.as_const(), grad, (rows, classes, 1), &target, opts, (0, classes));
+    let mut plan = plan(
+        x.as_const(),
+        grad,
+        (rows, classes, 1),
+        &target,
+        opts,
+        (0, classes),
+    );
     plan.rows.scale = scale;
     plan.rows.loss_out = Some(Ptr::new(row_loss));
     <T as Sealed>::run_cross_entropy(&plan)

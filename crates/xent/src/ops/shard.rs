@@ -13,7 +13,6 @@ use crate::driver::linear::{
     as_acc, column_sums_into, hidden_grad_into, lhs_ld, logits_into, transpose_into,
     weight_grad_add, widen, Strided, Widened,
 };
-use crate::kernels::ptr::{ConstPtr, GradPtr, Ptr};
 use crate::driver::shard::RowGrad;
 use crate::dtype::Element;
 use crate::dtype::Float;
@@ -21,6 +20,7 @@ use crate::entry::ElementEntry as Sealed;
 use crate::error::{Error, Result};
 use crate::indices::ClassIndices;
 use crate::kernels::plan::{CePlan, Options};
+use crate::kernels::ptr::{ConstPtr, GradPtr, Ptr};
 use crate::kernels::shard::{combine_row, RowCombined, ShardRow};
 use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
@@ -544,7 +544,14 @@ pub fn cross_entropy_shard_stats<'t, T: Element>(
     let layout = check_shard(input.len(), shape, &target, opts, shard)?;
     let rows = layout.global.rows();
     let mut stats = new_stats(&target, rows, opts, shard, layout.local_classes);
-    let plan = shard_plan(ConstPtr::new(input), GradPtr::None, &layout, &target, opts, shard);
+    let plan = shard_plan(
+        ConstPtr::new(input),
+        GradPtr::None,
+        &layout,
+        &target,
+        opts,
+        shard,
+    );
     <T as Sealed>::run_shard_stats(&plan, &mut stats.rows);
     for (m, r) in stats.max.iter_mut().zip(&stats.rows) {
         *m = r.m;
@@ -578,7 +585,14 @@ pub fn cross_entropy_shard_grad_into<'t, T: Element>(
     let mut grad = grad;
     check_len("grad", grad.grad.len(), input.len())?;
     let consts = stats.row_grads(grad.grad_output)?;
-    let mut plan = shard_plan(ConstPtr::new(input), grad.grad.ptr(), &layout, &target, opts, shard);
+    let mut plan = shard_plan(
+        ConstPtr::new(input),
+        grad.grad.ptr(),
+        &layout,
+        &target,
+        opts,
+        shard,
+    );
     plan.rows.accumulate = grad.mode == GradMode::Accumulate;
     <T as Sealed>::run_shard_grad(&plan, &consts);
     Ok(())
@@ -613,7 +627,14 @@ pub fn linear_cross_entropy_shard_stats<'t, E: Element>(
         let (x, t) = walk.logits(&inputs, &target, ce.ignore_index, r0, rows);
         let layout = block_layout(rows, v, shard)?;
         let targets = Targets::Indices(t);
-        let plan = shard_plan(ConstPtr::new(x), GradPtr::None, &layout, &targets, ce, shard);
+        let plan = shard_plan(
+            ConstPtr::new(x),
+            GradPtr::None,
+            &layout,
+            &targets,
+            ce,
+            shard,
+        );
         <E::Acc as Sealed>::run_shard_stats(&plan, &mut stats.rows[r0..r0 + rows]);
         r0 += rows;
     }

@@ -215,8 +215,7 @@ impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
                         match self.plan.lane.softcap {
                             None => self.start.write_target_grad(Identity, g, a_y, ms, k),
                             Some(cap) => {
-                                self.start
-                                    .write_target_grad(SoftCap { cap }, g, a_y, ms, k)
+                                self.start.write_target_grad(SoftCap { cap }, g, a_y, ms, k)
                             }
                         }
                     }

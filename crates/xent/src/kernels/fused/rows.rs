@@ -5,8 +5,7 @@ use super::job::{finish, BlockSums, RowStart};
 use crate::kernels::dispatch::Job;
 use crate::kernels::plan::Block;
 use crate::kernels::row::{
-    self, shift, Coef, Coefs, GradConsts, Identity, NoCoef, Ones, RowStats, SoftCap, Weights,
-    Xform,
+    self, shift, Coef, Coefs, GradConsts, Identity, NoCoef, Ones, RowStats, SoftCap, Weights, Xform,
 };
 use crate::kernels::simd::{Simd, Store32};
 use crate::reduce::CompensatedSum;
@@ -15,12 +14,7 @@ use crate::sizes::MAX_STORED_CHUNKS;
 impl<E: Store32, G: Store32> Block<'_, E, G> {
     /// Contiguous rows (`inner == 1`): a driver of the row kernels.
     #[inline]
-    pub(super) fn rows<S: Simd, X: Xform, C: Coef>(
-        self,
-        s: S,
-        xf: X,
-        coef: C,
-    ) -> BlockSums {
+    pub(super) fn rows<S: Simd, X: Xform, C: Coef>(self, s: S, xf: X, coef: C) -> BlockSums {
         let plan = self.plan;
         let c = plan.classes;
         let mut total = CompensatedSum::default();
