@@ -1,11 +1,12 @@
 //! The driver of cross-entropy on a shard of the classes (vocab parallelism): the
-//! rows of a call in parallel on rayon's pool, each row computed by one kernel call
-//! in a fixed order, so that results do not depend on the thread count.
+//! rows of a call's plan (the same [`CePlan`] as the single-process path, with the
+//! shard's first class) in parallel on rayon's pool, each row computed by one kernel
+//! call in a fixed order, so that results do not depend on the thread count.
 //!
 //! `f32`-computed rows (f32, bf16, f16) run the row kernels of the single-process
-//! path ([`PieceJob`]: the same statistics pass and gradient pass); K-dim rows are
-//! first gathered into a contiguous `f32` row (and their gradient scattered back).
-//! `f64` rows run the portable kernels of [`crate::kernels::shard`].
+//! path (the same statistics pass and gradient pass); K-dim rows are first gathered
+//! into a contiguous `f32` row (and their gradient scattered back). `f64` rows run
+//! the portable kernels. Both are in [`crate::kernels::shard`].
 
 use crate::driver::blocks::Blocks;
 use crate::kernels::dispatch::Isa;
