@@ -104,7 +104,10 @@ impl<A: Copy> Scale<'_, A> {
     }
 }
 
-/// What every row of a call shares, resolved once by the ops layer.
+/// What every row of a call shares, resolved once by the ops layer. A block holds
+/// it by value (it is small, and a kernel's copy is known not to alias the buffers
+/// it writes, so its fields stay in registers).
+#[derive(Clone, Copy)]
 pub struct RowPlan<'a, A> {
     /// The classes of a row (the shard's on a shard of the classes).
     pub classes: usize,
@@ -271,7 +274,7 @@ impl<'a, E: Storage<Acc = f32>> CePlan<'a, E> {
         // SAFETY: the block's rows lie in the buffers (checked by the ops layer).
         unsafe {
             Block {
-                plan: &self.rows,
+                plan: self.rows,
                 x: self.x.add(off),
                 g: g.map(|g| g.add(off)),
                 t: self.probs.map(|t| t.add(off)),
@@ -289,7 +292,7 @@ impl<'a, E: Storage<Acc = f32>> CePlan<'a, E> {
 /// `classes × inner` (its rows are `row0..` of the call), over the call's
 /// [`RowPlan`]. The K-dim path runs blocks of rows gathered into its scratch.
 pub(crate) struct Block<'p, E, G> {
-    pub plan: &'p RowPlan<'p, f32>,
+    pub plan: RowPlan<'p, f32>,
     /// The block's logits.
     pub x: ConstPtr<E>,
     /// The block's gradient; may be the logits themselves (in place).

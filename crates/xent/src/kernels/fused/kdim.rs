@@ -357,7 +357,7 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
         at: LaneAt<TE, TG>,
         r0: usize,
     ) -> (S::V, S::V) {
-        let plan = self.plan;
+        let plan = &self.plan;
         let (c, stride) = (plan.classes, at.stride);
         let lanes = S::LANES;
         let probs = at.t.is_some();

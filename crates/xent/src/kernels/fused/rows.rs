@@ -15,7 +15,7 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
     /// Contiguous rows (`inner == 1`): a driver of the row kernels.
     #[inline]
     pub(super) fn rows<S: Simd, X: Xform, C: Coef>(self, s: S, xf: X, coef: C) -> BlockSums {
-        let plan = self.plan;
+        let plan = &self.plan;
         let c = plan.classes;
         let mut total = CompensatedSum::default();
         let mut ztotal = CompensatedSum::default();
