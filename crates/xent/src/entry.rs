@@ -7,11 +7,12 @@
 //! kernels below know only the kernel-level traits ([`Storage`], `Real`): `f32`,
 //! `bf16` and `f16` run the SIMD kernels, `f64` the portable ones.
 
-use crate::driver::ce::{self, CeCall};
-use crate::driver::ptr::{ConstPtr, GradPtr, Ptr};
-use crate::driver::shard::{self, RowGrad, ShardCall};
+use crate::driver::ce;
+use crate::driver::shard::{self, RowGrad};
 use crate::kernels::num::Storage;
+use crate::kernels::plan::CePlan;
 use crate::kernels::pointwise::{self, PointCall, PointOut};
+use crate::kernels::ptr::{ConstPtr, Ptr};
 use crate::kernels::shard::ShardRow;
 use half::{bf16, f16};
 
@@ -19,8 +20,8 @@ use half::{bf16, f16};
 /// supertrait: the public trait carries no kernels, and no other crate can
 /// implement it).
 pub trait ElementEntry: Sized {
-    /// Runs a validated cross-entropy call on this type's kernels.
-    fn run_cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64)
+    /// Runs a cross-entropy call's plan on this type's kernels.
+    fn run_cross_entropy(plan: &CePlan<'_, Self>) -> (f64, f64)
     where
         Self: Storage;
     /// softmax / log_softmax on this type's kernels.
@@ -34,16 +35,13 @@ pub trait ElementEntry: Sized {
         log: bool,
     );
     /// The partial statistics of a class shard's rows on this type's kernels.
-    fn run_shard_stats(call: &ShardCall<'_, Self>, out: &mut [ShardRow])
+    fn run_shard_stats(plan: &CePlan<'_, Self>, out: &mut [ShardRow])
     where
         Self: Storage;
-    /// The gradient of a class shard's rows on this type's kernels.
-    fn run_shard_grad(
-        call: &ShardCall<'_, Self>,
-        consts: &[RowGrad],
-        g: GradPtr<Self>,
-        accumulate: bool,
-    ) where
+    /// The gradient of a class shard's rows (into the plan's gradient) on this
+    /// type's kernels, from their constants.
+    fn run_shard_grad(plan: &CePlan<'_, Self>, consts: &[RowGrad])
+    where
         Self: Storage;
 }
 
@@ -51,8 +49,8 @@ pub trait ElementEntry: Sized {
 macro_rules! f32_kernels {
     ($t:ty) => {
         impl ElementEntry for $t {
-            fn run_cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64) {
-                ce::ce_simd(call)
+            fn run_cross_entropy(plan: &CePlan<'_, Self>) -> (f64, f64) {
+                ce::ce_simd(plan)
             }
             fn run_softmax(
                 x: ConstPtr<Self>,
@@ -71,16 +69,11 @@ macro_rules! f32_kernels {
             ) {
                 ce::backward_simd(y, gy, gx, shape, log)
             }
-            fn run_shard_stats(call: &ShardCall<'_, Self>, out: &mut [ShardRow]) {
-                shard::stats_simd(call, out)
+            fn run_shard_stats(plan: &CePlan<'_, Self>, out: &mut [ShardRow]) {
+                shard::stats_simd(plan, out)
             }
-            fn run_shard_grad(
-                call: &ShardCall<'_, Self>,
-                consts: &[RowGrad],
-                g: GradPtr<Self>,
-                accumulate: bool,
-            ) {
-                shard::grad_simd(call, consts, g, accumulate)
+            fn run_shard_grad(plan: &CePlan<'_, Self>, consts: &[RowGrad]) {
+                shard::grad_simd(plan, consts)
             }
         }
     };
@@ -91,8 +84,8 @@ f32_kernels!(bf16);
 f32_kernels!(f16);
 
 impl ElementEntry for f64 {
-    fn run_cross_entropy(call: &CeCall<'_, Self>) -> (f64, f64) {
-        ce::ce_f64(call)
+    fn run_cross_entropy(plan: &CePlan<'_, Self>) -> (f64, f64) {
+        ce::ce_f64(plan)
     }
     fn run_softmax(x: ConstPtr<Self>, out: Ptr<Self>, shape: (usize, usize, usize), log: bool) {
         ce::softmax_f64(x, out, shape, log)
@@ -106,16 +99,11 @@ impl ElementEntry for f64 {
     ) {
         ce::backward_f64(y, gy, gx, shape, log)
     }
-    fn run_shard_stats(call: &ShardCall<'_, Self>, out: &mut [ShardRow]) {
-        shard::stats_f64(call, out)
+    fn run_shard_stats(plan: &CePlan<'_, Self>, out: &mut [ShardRow]) {
+        shard::stats_f64(plan, out)
     }
-    fn run_shard_grad(
-        call: &ShardCall<'_, Self>,
-        consts: &[RowGrad],
-        g: GradPtr<Self>,
-        accumulate: bool,
-    ) {
-        shard::grad_f64(call, consts, g, accumulate)
+    fn run_shard_grad(plan: &CePlan<'_, Self>, consts: &[RowGrad]) {
+        shard::grad_f64(plan, consts)
     }
 }
 

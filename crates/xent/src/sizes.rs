@@ -32,11 +32,11 @@ pub(crate) const CHUNK: usize = 2048;
 pub(crate) const MAX_STORED_CHUNKS: usize = 64;
 
 /// Gradients of at least this many bytes are written past the caches where a kernel
-/// can (see [`CeJob::stream`](crate::kernels::fused::CeJob::stream)); the L3 caches of the machines we measure hold 32 MiB.
+/// can (see [`Block::stream`](crate::kernels::plan::Block::stream)); the L3 caches of the machines we measure hold 32 MiB.
 pub(crate) const STREAM_BYTES: usize = 16 << 20;
 
 /// Tiles whose class rows are at least this many lanes go back with streaming
-/// stores when [`CeJob::stream`](crate::kernels::fused::CeJob::stream) is set (shorter runs would leave lines partly written).
+/// stores when [`Block::stream`](crate::kernels::plan::Block::stream) is set (shorter runs would leave lines partly written).
 pub(crate) const STREAM_LANES: usize = 256;
 
 /// Lanes per K-dim tile: class-major tiles of `C` classes × at most 2048 lanes. A lane
@@ -63,7 +63,7 @@ pub(crate) fn tile_stride(tw: usize) -> usize {
 }
 
 /// Whether K-dim rows of this many classes are gathered into contiguous rows for the
-/// row kernels ([`CeJob::kdim_rows`](crate::kernels::fused::CeJob::kdim_rows)) rather than run through the lane tiles: above
+/// row kernels ([`Block::kdim_rows`](crate::kernels::plan::Block::kdim_rows)) rather than run through the lane tiles: above
 /// `TILE_ELEMS / 32` classes the tiles are down to their 16 lanes, a line per class,
 /// and a lane unit's three walks over all C lines no longer stay in cache (against
 /// a first gather of 8 rows at a time, C = 8192 and 32000 took 1.8–1.9× as long
@@ -79,8 +79,9 @@ pub(crate) fn kdim_as_rows(classes: usize) -> bool {
 /// whole 64-byte line of f32 logits per class.
 pub(crate) const KDIM_GROUP: usize = 16;
 
-/// Rows of at most this many classes are transposed into tiles ([`CeJob`](crate::kernels::fused::CeJob)'s
-/// `small_rows`): per-row overhead would dominate them otherwise.
+/// Rows of at most this many classes are transposed into tiles
+/// ([`Block::small_rows`](crate::kernels::plan::Block::small_rows)): per-row overhead
+/// would dominate them otherwise.
 pub(crate) const SMALL_C: usize = 32;
 
 /// The f32 scratch a block of this shape needs: a row's stored `exp` for contiguous

@@ -1,6 +1,7 @@
 //! The parallel primitive: [`Blocks`] of items on rayon's pool, the kernels'
 //! per-thread scratch, and per-thread buffers allocated up front.
 
+use crate::kernels::ptr::Ptr;
 use crate::sizes::BLOCK_ELEMS;
 use core::ptr::NonNull;
 use rayon::prelude::*;
@@ -19,7 +20,7 @@ thread_local! {
 /// Runs `f` with at least `len` f32 of this thread's scratch, cache-line aligned
 /// (none for `len = 0`). Kernels do not call back into rayon, so the borrow is never
 /// nested; if it ever were, a temporary buffer is used instead of panicking.
-pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(Option<NonNull<f32>>) -> R) -> R {
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(Option<Ptr<f32>>) -> R) -> R {
     if len == 0 {
         return f(None);
     }
@@ -29,11 +30,12 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(Option<NonNull<f32>>) -
             if v.len() < lines {
                 v.resize(lines, Line([0.0; 16]));
             }
-            f(Some(NonNull::from(&mut v[..]).cast()))
+            f(Some(Ptr(NonNull::from(&mut v[..]).cast())))
         }
-        Err(_) => f(Some(
-            NonNull::from(&mut vec![Line([0.0; 16]); lines][..]).cast(),
-        )),
+        Err(_) => f(Some(Ptr(NonNull::from(
+            &mut vec![Line([0.0; 16]); lines][..],
+        )
+        .cast()))),
     })
 }
 
@@ -187,7 +189,11 @@ mod tests {
                 unsafe { outer.as_ptr().add(len - 1).write(1.0) };
                 with_scratch(len, |inner| {
                     let inner = inner.expect("len > 0 gives a buffer");
-                    assert_ne!(inner, outer, "a nested call gets its own buffer");
+                    assert_ne!(
+                        inner.as_ptr(),
+                        outer.as_ptr(),
+                        "a nested call gets its own buffer"
+                    );
                     assert_eq!(inner.as_ptr() as usize % 64, 0, "nested, len {len}");
                 });
             });

@@ -10,8 +10,8 @@
 //! slows one task rather than stalling a GEMM split in fixed halves.
 
 use crate::driver::blocks::{Blocks, ThreadScratch};
-use crate::driver::ptr::Ptr;
 use crate::kernels::num::{Real, Storage};
+use crate::kernels::ptr::Ptr;
 use crate::sizes::{
     DB_COL_CHUNK, DH_COL_CHUNK, DW_CLASS_CHUNK, DW_COL_CHUNK, LHS_ROW_ALIGN, WIDEN_CLASSES,
     X_CLASS_CHUNK,

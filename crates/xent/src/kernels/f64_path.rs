@@ -5,6 +5,7 @@
 //! elements at stride `stride`.
 
 use super::num::Real;
+use super::plan::RowPlan;
 use super::RowAt;
 
 /// Where one row lives.
@@ -24,11 +25,8 @@ pub(crate) struct RowArgs<T> {
 pub(crate) struct RowParams<'a, T> {
     /// The target class, `None` for an ignored row (class-index targets).
     pub target: Option<usize>,
-    pub weight: Option<&'a [T]>,
-    pub weight_sum: f64,
-    pub eps: f64,
-    pub z: f64,
-    pub cap: Option<f64>,
+    /// What the call's rows share.
+    pub plan: &'a RowPlan<'a, T>,
     pub scale_ce: T,
     pub scale_z: T,
 }
@@ -52,7 +50,8 @@ fn capped<T: Real>(x: T, cap: Option<T>) -> (T, T) {
 /// `x` (and `t`, `g`) valid for `c` elements at `stride`; `target < c`.
 pub(crate) unsafe fn cross_entropy_row<T: Real>(row: RowArgs<T>, p: &RowParams<'_, T>) -> (T, T) {
     let at = |k: usize| k * row.stride;
-    let cap = p.cap.map(T::from_f64);
+    let opts = &p.plan.opts;
+    let cap = opts.softcap.map(T::from_f64);
     let probs = row.t.is_some();
     // SAFETY: every access is at k·stride with k < c.
     unsafe {
@@ -74,23 +73,22 @@ pub(crate) unsafe fn cross_entropy_row<T: Real>(row: RowArgs<T>, p: &RowParams<'
             s += (xt(k) - m).exp();
         }
         let ln_s = s.ln();
-        let w = |k: usize| p.weight.map_or(T::ONE, |w| w[k]);
-        let eps = T::from_f64(p.eps);
+        let w = |k: usize| p.plan.weight.map_or(T::ONE, |w| w[k]);
+        let eps = T::from_f64(opts.label_smoothing);
         let cf = T::from_f64(row.c as f64);
-        let (zt, zg) = if p.z != 0.0 {
+        let (zt, zg) = if opts.z_loss != 0.0 {
             let lse = m + ln_s;
-            let z = T::from_f64(p.z);
+            let z = T::from_f64(opts.z_loss);
             (z * lse * lse, p.scale_z * T::from_f64(2.0) * z * lse)
         } else {
             (T::ZERO, T::ZERO)
         };
         // Coefficients a_k of the linear terms and the gradient's (α, β, b).
         let (loss, alpha, beta, b, y) = if let Some(t) = row.t {
-            let (keep, spread) = (T::ONE - eps, eps / cf);
             let mut loss = T::ZERO;
             let mut wt = T::ZERO;
             for k in 0..row.c {
-                let a = w(k) * (keep * *t.add(at(k)) + spread);
+                let a = p.plan.coef_at(k, Some(*t.add(at(k))));
                 // Literal `t'·ℓ` so that 0·(−inf) is NaN exactly where PyTorch's is.
                 loss -= a * ((xt(k) - m) - ln_s);
                 wt += a;
@@ -104,13 +102,13 @@ pub(crate) unsafe fn cross_entropy_row<T: Real>(row: RowArgs<T>, p: &RowParams<'
             let b = p.scale_ce * keep * w_y;
             let mut alpha = b;
             let mut beta = T::ZERO;
-            if p.eps > 0.0 {
+            if opts.label_smoothing > 0.0 {
                 let e = eps / cf;
                 let mut l = T::ZERO;
                 for k in 0..row.c {
                     l += w(k) * (xt(k) - m);
                 }
-                let ws = T::from_f64(p.weight_sum);
+                let ws = T::from_f64(p.plan.weight_sum);
                 loss += e * (ws * ln_s - l);
                 alpha += p.scale_ce * e * ws;
                 beta = p.scale_ce * e;
@@ -119,15 +117,7 @@ pub(crate) unsafe fn cross_entropy_row<T: Real>(row: RowArgs<T>, p: &RowParams<'
         };
         if let Some(g) = row.g {
             let alpha = alpha / s;
-            let coef = |k: usize| {
-                if let Some(t) = row.t {
-                    w(k) * ((T::ONE - eps) * *t.add(at(k)) + eps / cf)
-                } else if p.eps > 0.0 {
-                    w(k)
-                } else {
-                    T::ZERO
-                }
-            };
+            let coef = |k: usize| p.plan.coef_at(k, row.t.map(|t| *t.add(at(k))));
             for k in 0..row.c {
                 let (x, d) = capped(*row.x.add(at(k)), cap);
                 let mut v = alpha * (x - m).exp() - beta * coef(k);

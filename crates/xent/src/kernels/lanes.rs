@@ -5,50 +5,8 @@
 //! kernels walk the classes at stride `inner` and never gather. Rows left over at
 //! the end of `inner` run the same code on [`super::simd::Scalar`] (one lane).
 
-use super::row::{GradConsts, RowStats, Xform};
+use super::row::{Coefs, GradConsts, RowStats, Xform};
 use super::simd::{Kernel, Simd, Store32};
-
-/// Per-class coefficients of the linear terms, as in [`super::row::Coef`], for lanes.
-#[derive(Clone, Copy)]
-pub(crate) enum LaneCoef<E> {
-    None,
-    Ones,
-    Weights(*const f32),
-    /// `t` points at the first lane of class 0, laid out like `x`.
-    Probs {
-        t: *const E,
-        w: Option<*const f32>,
-        keep: f32,
-        spread: f32,
-    },
-}
-
-impl<E: Store32> LaneCoef<E> {
-    fn active(&self) -> bool {
-        !matches!(self, LaneCoef::None)
-    }
-
-    /// # Safety
-    /// Class `c < C`, and for `Probs` the lanes at `t + c·stride` readable.
-    #[inline(always)]
-    unsafe fn at<S: Simd>(&self, s: S, c: usize, stride: usize) -> S::V {
-        // SAFETY: guaranteed by the caller.
-        unsafe {
-            match *self {
-                LaneCoef::None => s.splat(0.0),
-                LaneCoef::Ones => s.splat(1.0),
-                LaneCoef::Weights(w) => s.splat(*w.add(c)),
-                LaneCoef::Probs { t, w, keep, spread } => {
-                    let v = s.fma(s.load(t.add(c * stride)), s.splat(keep), s.splat(spread));
-                    match w {
-                        Some(w) => s.mul(v, s.splat(*w.add(c))),
-                        None => v,
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// Statistics of `LANES` rows of `c` classes at stride `stride`, one per lane, with
 /// linear terms when `ACTIVE`; with `STORE`, `exp(x̃ − shift)` is stored at `e_out`
@@ -76,7 +34,7 @@ pub(crate) unsafe fn lane_stats<
     x: *const E,
     stride: usize,
     c: usize,
-    coef: LaneCoef<E>,
+    coef: Coefs<E>,
     xf: X,
     e_out: *mut f32,
 ) -> RowStats<S::V> {
@@ -102,7 +60,7 @@ pub(crate) unsafe fn lane_stats<
                 s.store(e_p, e);
             }
             if ACTIVE {
-                let a = coef.at(s, k, stride);
+                let a = coef.lane_at(s, k, stride);
                 lv = s.fma(a, d, lv);
                 av = s.add(av, a);
             }
@@ -142,7 +100,7 @@ pub(crate) unsafe fn lane_grad<
     g: *mut G,
     stride: usize,
     c: usize,
-    coef: LaneCoef<E>,
+    coef: Coefs<E>,
     xf: X,
     msv: S::V,
     consts: &GradConsts<S::V>,
@@ -161,7 +119,7 @@ pub(crate) unsafe fn lane_grad<
             };
             let mut v = s.mul(alpha, e);
             if ACTIVE {
-                v = s.sub(v, s.mul(beta, coef.at(s, k, stride)));
+                v = s.sub(v, s.mul(beta, coef.lane_at(s, k, stride)));
             }
             if X::CHAINED {
                 v = s.mul(v, d);

@@ -1,13 +1,18 @@
 //! Kernels: they only compute. No validation, no allocation, no I/O; the driver
 //! ([`crate::driver`]) hands them rows that the ops layer has checked.
 //!
+//! - [`plan`]: the plan of a cross-entropy call (options resolved once, the
+//!   coefficient spec, the upstream scales, the per-row outputs) and its blocks,
+//!   which the ops layer builds, the driver slices and the kernels read; [`ptr`]:
+//!   the pointer types it carries down;
 //! - [`simd`]: the ISA layer: the instruction sets' primitives behind one trait, the
 //!   `vectorize` trampoline that enters a kernel, and the vector math written once;
 //! - [`row`]: contiguous rows (`(N, C)`), chunked two-pass statistics and gradients;
 //! - [`row_softmax`]: softmax / log_softmax rows and their backward;
 //! - [`lanes`]: K-dim rows `(N, C, inner)`, vectorized across `inner`;
 //! - [`fused`]: the per-block jobs that put them together, one file per layout path
-//!   (contiguous rows, short rows, K-dim rows) over the block they share;
+//!   (contiguous rows, short rows, K-dim rows, long rows in pieces) over the block
+//!   they share;
 //! - [`transpose`]: converting copies, streaming write-backs, and the K-dim gathers
 //!   and scatters between a caller's rows and the f32 scratch;
 //! - [`pointwise`]: the elementwise losses (binary cross-entropy, KL divergence);
@@ -24,7 +29,9 @@ pub(crate) mod f64_path;
 pub(crate) mod fused;
 pub(crate) mod lanes;
 pub(crate) mod num;
+pub(crate) mod plan;
 pub(crate) mod pointwise;
+pub(crate) mod ptr;
 pub(crate) mod row;
 pub(crate) mod row_softmax;
 pub(crate) mod shard;

@@ -88,6 +88,18 @@ pub(crate) trait Coef: Copy {
     /// # Safety
     /// The result must stay within the row.
     unsafe fn offset(&self, k: usize) -> Self;
+    /// The source for the row starting at element `off` of a block of contiguous
+    /// rows (class weights stay: they are per class).
+    ///
+    /// # Safety
+    /// `off` is the start of a row of the block.
+    unsafe fn row(&self, off: usize) -> Self;
+    /// The scalar coefficient of class `y` of this row, for the target class's exact
+    /// gradient (0 for probability targets: their `b` is 0 and the pass has it).
+    ///
+    /// # Safety
+    /// `y < C`.
+    unsafe fn scalar_at(&self, y: usize) -> f32;
 }
 
 /// No linear terms.
@@ -103,6 +115,14 @@ impl Coef for NoCoef {
     unsafe fn offset(&self, _k: usize) -> Self {
         NoCoef
     }
+    #[inline(always)]
+    unsafe fn row(&self, _off: usize) -> Self {
+        NoCoef
+    }
+    #[inline(always)]
+    unsafe fn scalar_at(&self, _y: usize) -> f32 {
+        0.0
+    }
 }
 
 /// `a_c = 1`: unweighted label smoothing.
@@ -117,6 +137,14 @@ impl Coef for Ones {
     #[inline(always)]
     unsafe fn offset(&self, _k: usize) -> Self {
         Ones
+    }
+    #[inline(always)]
+    unsafe fn row(&self, _off: usize) -> Self {
+        Ones
+    }
+    #[inline(always)]
+    unsafe fn scalar_at(&self, _y: usize) -> f32 {
+        1.0
     }
 }
 
@@ -134,6 +162,15 @@ impl Coef for Weights {
     unsafe fn offset(&self, k: usize) -> Self {
         // SAFETY: the caller keeps the offset within the weights.
         Weights(unsafe { self.0.add(k) })
+    }
+    #[inline(always)]
+    unsafe fn row(&self, _off: usize) -> Self {
+        *self
+    }
+    #[inline(always)]
+    unsafe fn scalar_at(&self, y: usize) -> f32 {
+        // SAFETY: y < C.
+        unsafe { *self.0.add(y) }
     }
 }
 
@@ -170,6 +207,95 @@ impl<E: Store32> Coef for Probs<E> {
                 t: self.t.add(k),
                 w: self.w.map(|w| w.add(k)),
                 ..*self
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn row(&self, off: usize) -> Self {
+        // SAFETY: off is a row start within the block's targets.
+        let t = unsafe { self.t.add(off) };
+        Probs { t, ..*self }
+    }
+    #[inline(always)]
+    unsafe fn scalar_at(&self, _y: usize) -> f32 {
+        0.0
+    }
+}
+
+/// The coefficients `a_c` of one row (or of `LANES` rows at a stride), chosen at run
+/// time: what the call's [`CoefKind`](super::plan::CoefKind) makes of a row's
+/// pointers ([`RowPlan::coefs`](super::plan::RowPlan::coefs)). The row kernels take
+/// them as one of the static [`Coef`] types (matched once per block or piece); the
+/// lane kernels read them per class ([`Coefs::lane_at`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Coefs<E> {
+    None,
+    Ones,
+    Weights(*const f32),
+    /// `t` laid out like the logits it goes with (a row, or lanes at a stride).
+    Probs(Probs<E>),
+}
+
+impl<E: Store32> Coefs<E> {
+    /// Whether the rows have linear terms.
+    #[inline(always)]
+    pub(crate) fn active(&self) -> bool {
+        !matches!(self, Coefs::None)
+    }
+
+    /// The same coefficients advanced by `k` classes of a row.
+    ///
+    /// # Safety
+    /// The result must stay within the row.
+    #[inline]
+    pub(crate) unsafe fn offset(&self, k: usize) -> Self {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            match self {
+                Coefs::None => Coefs::None,
+                Coefs::Ones => Coefs::Ones,
+                Coefs::Weights(w) => Coefs::Weights(w.add(k)),
+                Coefs::Probs(p) => Coefs::Probs(p.offset(k)),
+            }
+        }
+    }
+
+    /// The scalar coefficient of class `y` (see [`Coef::scalar_at`]).
+    ///
+    /// # Safety
+    /// `y` within the row.
+    #[inline]
+    pub(crate) unsafe fn scalar_at(&self, y: usize) -> f32 {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            match self {
+                Coefs::Ones => 1.0,
+                Coefs::Weights(w) => *w.add(y),
+                Coefs::None | Coefs::Probs(_) => 0.0,
+            }
+        }
+    }
+
+    /// The coefficients of class `c` of `LANES` rows whose targets lie at `stride`
+    /// per class (one lane per row).
+    ///
+    /// # Safety
+    /// Class `c < C`, and for `Probs` the lanes at `t + c·stride` readable.
+    #[inline(always)]
+    pub(crate) unsafe fn lane_at<S: Simd>(&self, s: S, c: usize, stride: usize) -> S::V {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            match *self {
+                Coefs::None => s.splat(0.0),
+                Coefs::Ones => s.splat(1.0),
+                Coefs::Weights(w) => s.splat(*w.add(c)),
+                Coefs::Probs(Probs { t, w, keep, spread }) => {
+                    let v = s.fma(s.load(t.add(c * stride)), s.splat(keep), s.splat(spread));
+                    match w {
+                        Some(w) => s.mul(v, s.splat(*w.add(c))),
+                        None => v,
+                    }
+                }
             }
         }
     }

@@ -1,8 +1,9 @@
 //! Kernels of a cross-entropy whose classes are split across processes (vocab
 //! parallelism): the partial statistics of a row's shard, the combination of the
 //! reduced statistics into the row's loss and gradient constants, and the portable
-//! (`f64`) row kernels. The `f32` rows run the existing row kernels
-//! ([`super::fused::PieceJob`]); the driver is [`crate::driver::shard`].
+//! (`f64`) row kernels, and the `f32`-computed rows on the row kernels of the
+//! single-process path ([`PieceJob`], [`RowStart`]). All read the call's plan
+//! ([`super::plan`]); the driver is [`crate::driver::shard`].
 //!
 //! A shard of a row (classes `[o, o + n)` of `C`) reduces to its max `m` and, relative
 //! to `shift(m)` (0 for an all `−inf` shard), `s = Σ exp(x̃ − shift)`,
@@ -12,7 +13,12 @@
 //! the shards' values are the whole row's statistics, and [`combine_row`] gives what
 //! the single-process kernels compute from them.
 
+use super::dispatch::{dispatch, Isa};
+use super::fused::{PieceJob, PieceStep, RowStart, RowTarget};
 use super::num::Real;
+use super::plan::{CoefKind, Options, RowPlan};
+use super::row::{GradConsts, Identity, SoftCap};
+use super::simd::Store32;
 
 /// The shift used for a max: 0 for an all `−inf` run (no `−inf − (−inf)`).
 #[inline]
@@ -57,17 +63,6 @@ impl ShardRow {
     }
 }
 
-/// The per-row options of a sharded call, in `f64`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CombineConsts {
-    /// Label smoothing ε.
-    pub eps: f64,
-    /// The global class count C.
-    pub classes: f64,
-    /// z-loss scale.
-    pub z: f64,
-}
-
 /// A row's loss and the gradient constants for unit upstream scales, from its reduced
 /// statistics: the gradient at class `j` of the row is
 /// `(α·exp(x̃_j − shift(M)) − β·a_j − [j = y]·b)·dx̃_j/dx_j` with
@@ -93,14 +88,14 @@ pub(crate) fn combine_row(
     big_m: f64,
     sums: [f64; 4],
     w_y: Option<f64>,
-    k: &CombineConsts,
+    k: &Options<f64>,
 ) -> RowCombined {
     let [s, l, a, x_y] = sums;
     let ms = shift64(big_m);
     let ln_s = s.ln();
-    let (zt, alpha_z) = if k.z != 0.0 {
+    let (zt, alpha_z) = if k.z_loss != 0.0 {
         let lse = ms + ln_s;
-        (k.z * lse * lse, 2.0 * k.z * lse / s)
+        (k.z_loss * lse * lse, 2.0 * k.z_loss * lse / s)
     } else {
         (0.0, 0.0)
     };
@@ -108,14 +103,14 @@ pub(crate) fn combine_row(
     let spread = a * ln_s - l;
     match w_y {
         Some(w_y) => {
-            let keep = 1.0 - k.eps;
+            let keep = 1.0 - k.label_smoothing;
             let nll = ln_s - (x_y - ms);
             let mut loss = keep * w_y * nll;
             let b = keep * w_y;
             let mut alpha = b;
             let mut beta = 0.0;
-            if k.eps > 0.0 {
-                let e = k.eps / k.classes;
+            if k.label_smoothing > 0.0 {
+                let e = k.label_smoothing / k.classes;
                 loss += e * spread;
                 alpha += e * a;
                 beta = e;
@@ -152,36 +147,6 @@ pub(crate) struct RowShard<T> {
     pub stride: usize,
 }
 
-/// The coefficients `a_j` of a row shard's linear terms.
-#[derive(Clone, Copy)]
-pub(crate) struct ShardCoef<'a, T> {
-    /// The shard's class weights (its `c` entries), `None` for all 1.
-    pub weight: Option<&'a [T]>,
-    /// Label smoothing ε (class-index targets have linear terms only when ε > 0).
-    pub eps: f64,
-    /// The global class count C.
-    pub classes: f64,
-}
-
-impl<T: Real> ShardCoef<'_, T> {
-    /// `a_j` of class `j` of the row (`t_j` its probability target, if any).
-    #[inline]
-    fn at(&self, j: usize, t_j: Option<T>) -> T {
-        let w = self.weight.map_or(T::ONE, |w| w[j]);
-        match t_j {
-            Some(t) => {
-                let (keep, spread) = (
-                    T::from_f64(1.0 - self.eps),
-                    T::from_f64(self.eps / self.classes),
-                );
-                w * (keep * t + spread)
-            }
-            None if self.eps > 0.0 => w,
-            None => T::ZERO,
-        }
-    }
-}
-
 /// `(x̃, dx̃/dx)` for soft-capping `x̃ = cap·tanh(x/cap)` (the portable path's).
 #[inline]
 fn capped<T: Real>(x: T, cap: Option<T>) -> (T, T) {
@@ -201,11 +166,10 @@ fn capped<T: Real>(x: T, cap: Option<T>) -> (T, T) {
 /// `row.x` (and `row.t`) valid for `row.c` elements at `row.stride`; `y < row.c`.
 pub(crate) unsafe fn row_stats<T: Real>(
     row: RowShard<T>,
-    coef: &ShardCoef<'_, T>,
-    cap: Option<f64>,
+    plan: &RowPlan<'_, T>,
     y: Option<usize>,
 ) -> ShardRow {
-    let cap = cap.map(T::from_f64);
+    let cap = plan.opts.softcap.map(T::from_f64);
     // SAFETY: every access is at k·stride with k < c (the caller's contract).
     let (xt, t) = unsafe {
         (
@@ -219,12 +183,12 @@ pub(crate) unsafe fn row_stats<T: Real>(
     }
     let ms = T::from_f64(shift64(m.to_f64()));
     let (mut s, mut l, mut a) = (T::ZERO, T::ZERO, T::ZERO);
-    let linear = row.t.is_some() || coef.eps > 0.0;
+    let linear = plan.coef != CoefKind::None;
     for k in 0..row.c {
         let d = xt(k) - ms;
         s += d.exp();
         if linear {
-            let c = coef.at(k, t(k));
+            let c = plan.coef_at(k, t(k));
             l += c * d;
             a += c;
         }
@@ -246,20 +210,18 @@ pub(crate) unsafe fn row_stats<T: Real>(
 pub(crate) unsafe fn row_grad<T: Real>(
     row: RowShard<T>,
     g: *mut T,
-    coef: &ShardCoef<'_, T>,
-    cap: Option<f64>,
+    plan: &RowPlan<'_, T>,
     y: Option<usize>,
     (ms, alpha, beta, b): (f64, f64, f64, f64),
-    accumulate: bool,
 ) {
-    let cap = cap.map(T::from_f64);
+    let cap = plan.opts.softcap.map(T::from_f64);
     let (ms, alpha, beta, b) = (
         T::from_f64(ms),
         T::from_f64(alpha),
         T::from_f64(beta),
         T::from_f64(b),
     );
-    let linear = row.t.is_some() || coef.eps > 0.0;
+    let linear = plan.coef != CoefKind::None;
     for k in 0..row.c {
         let at = k * row.stride;
         // SAFETY: k < c, within the row (the caller's contract).
@@ -267,14 +229,111 @@ pub(crate) unsafe fn row_grad<T: Real>(
             let (x, d) = capped(*row.x.add(at), cap);
             let mut v = alpha * (x - ms).exp();
             if linear {
-                v -= beta * coef.at(k, row.t.map(|t| *t.add(at)));
+                v -= beta * plan.coef_at(k, row.t.map(|t| *t.add(at)));
             }
             if Some(k) == y {
                 v -= b;
             }
             let v = v * d;
             let gp = g.add(at);
-            *gp = if accumulate { *gp + v } else { v };
+            *gp = if plan.accumulate { *gp + v } else { v };
+        }
+    }
+}
+
+/// The statistics of a row shard of the `f32`-computed types on the row kernels
+/// (the single-process path's statistics pass): `x` (and its targets `t`) one
+/// contiguous row of the shard's classes, in `R` (the call's own rows, or `f32`
+/// gathered from a K-dim row); `y` the target's class within the shard, if it lies
+/// there.
+///
+/// # Safety
+/// `x` (and `t`) readable for the plan's classes; `y` one of them.
+pub(crate) unsafe fn f32_row_stats<R: Store32>(
+    plan: &RowPlan<'_, f32>,
+    isa: Isa,
+    x: *const R,
+    t: Option<*const R>,
+    y: Option<usize>,
+) -> ShardRow {
+    let job = PieceJob::<R, f32> {
+        x,
+        n: plan.classes,
+        coef: plan.coefs(t),
+        cap: plan.lane.softcap,
+        step: PieceStep::Stats,
+    };
+    let (p, _) = dispatch(isa, job);
+    // SAFETY: y < classes, within the row.
+    let start = unsafe { read_start::<R, f32>(plan, x, None, t.is_some(), y, false) };
+    let x_y = match start.target {
+        Some(RowTarget::Index { x_y, .. }) => x_y,
+        _ => 0.0,
+    };
+    ShardRow {
+        m: p.m as f64,
+        s: p.s as f64,
+        l: p.l as f64,
+        a: p.a as f64,
+        x_y: x_y as f64,
+    }
+}
+
+/// The gradient of a row shard of the `f32`-computed types into `g` from its scaled
+/// constants (`shift`, `k`), then the target class's exact value; as
+/// [`f32_row_stats`], `(x, t, g)` one contiguous row.
+///
+/// # Safety
+/// `x` (and `t`) readable and `g` writable for the plan's classes; `y` one of them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn f32_row_grad<R: Store32, G: Store32>(
+    plan: &RowPlan<'_, f32>,
+    isa: Isa,
+    (x, t, g): (*const R, Option<*const R>, *mut G),
+    y: Option<usize>,
+    ms: f32,
+    k: GradConsts<f32>,
+    accumulate: bool,
+) {
+    let coef = plan.coefs(t);
+    // SAFETY: y < classes; read before the gradient pass overwrites it.
+    let start = unsafe { read_start(plan, x, Some(g), t.is_some(), y, accumulate) };
+    let job = PieceJob::<R, G> {
+        x,
+        n: plan.classes,
+        coef,
+        cap: plan.lane.softcap,
+        step: PieceStep::Grad(g, ms, k, accumulate),
+    };
+    dispatch(isa, job);
+    // SAFETY: g is the row's gradient that `start` was read with.
+    unsafe {
+        let a_y = |y| coef.scalar_at(y);
+        match plan.lane.softcap {
+            None => start.write_target_grad(Identity, g, a_y, ms, k),
+            Some(cap) => start.write_target_grad(SoftCap { cap }, g, a_y, ms, k),
+        }
+    }
+}
+
+/// [`RowStart::read`] with the plan's transform.
+///
+/// # Safety
+/// As [`RowStart::read`].
+unsafe fn read_start<R: Store32, G: Store32>(
+    plan: &RowPlan<'_, f32>,
+    x: *const R,
+    g: Option<*mut G>,
+    probs: bool,
+    y: Option<usize>,
+    accumulate: bool,
+) -> RowStart {
+    let w = plan.weight;
+    // SAFETY: forwarded.
+    unsafe {
+        match plan.lane.softcap {
+            None => RowStart::read(Identity, x, g, probs, y, w, accumulate),
+            Some(cap) => RowStart::read(SoftCap { cap }, x, g, probs, y, w, accumulate),
         }
     }
 }
@@ -305,11 +364,7 @@ mod tests {
     fn combine_matches_the_closed_form() {
         // One row [1, 2, 3], target 2, no options: loss = ln Σ exp(x − 3) − 0.
         let s = (-2.0f64).exp() + (-1.0f64).exp() + 1.0;
-        let k = CombineConsts {
-            eps: 0.0,
-            classes: 3.0,
-            z: 0.0,
-        };
+        let k = Options::new(0.0, 0.0, None, 3);
         let r = combine_row(3.0, [s, 0.0, 0.0, 3.0], Some(1.0), &k);
         assert!((r.loss - s.ln()).abs() < 1e-15);
         assert_eq!((r.b, r.beta, r.z), (1.0, 0.0, 0.0));

@@ -3,12 +3,12 @@
 //! dispatch fails if the best path of this CPU did not run.
 
 use super::dispatch::{dispatch_kernel, Isa};
-use super::fused::{CeConsts, CeJob, Scale};
+use super::plan::{CePlan, Options, RowPlan, Scale};
+use super::ptr::{ConstPtr, GradPtr, Ptr};
 use super::simd::{Kernel, Simd, Store32};
 use super::transpose::{copy_convert, copy_out_streaming};
 use crate::indices::ClassIndices;
 use crate::sizes::SMALL_C;
-use core::ptr::NonNull;
 use half::{bf16, f16};
 
 /// A vector function under test.
@@ -557,29 +557,23 @@ fn run_ce(
     } else {
         Vec::new()
     };
-    let job = CeJob::<f32, f32> {
-        x: p.x.as_ptr(),
-        g: NonNull::new(g.as_mut_ptr()),
-        accumulate,
-        t: probs.then(|| NonNull::from(&p.t[..]).cast()),
-        idx: (!probs).then(|| (ClassIndices::from(&p.idx[..]), -100)),
-        row0: 0,
+    let opts = Options::new(eps as f64, z as f64, cap.map(f64::from), c);
+    let idx = (!probs).then(|| (ClassIndices::from(&p.idx[..]), -100));
+    let mut plan = CePlan::<f32> {
+        x: ConstPtr::new(&p.x),
+        probs: probs.then(|| ConstPtr::new(&p.t)),
+        grad: GradPtr::None,
         outer,
-        classes: c,
         inner,
-        weight: weighted.then_some(&p.w[..]),
-        consts: CeConsts {
-            eps,
-            classes: c as f32,
-            z,
-        },
-        cap,
-        scale: Scale::PerRow(&p.go),
-        loss_out: NonNull::new(losses.as_mut_ptr()),
-        scratch: (!scratch.is_empty()).then(|| NonNull::from(&mut scratch[..]).cast()),
-        // With the tiles, wide ones go back with streaming stores.
-        stream: with_scratch,
+        offset: 0,
+        rows: RowPlan::new(c, opts, idx, weighted.then_some(&p.w[..]), 0.0),
     };
+    plan.rows.accumulate = accumulate;
+    plan.rows.scale = Scale::PerRow(&p.go);
+    plan.rows.loss_out = Some(Ptr::new(&mut losses));
+    let scratch = (!scratch.is_empty()).then(|| Ptr::new(&mut scratch[..]));
+    // With the tiles, wide ones go back with streaming stores.
+    let job = plan.block((0, outer), Some(Ptr::new(&mut g)), scratch, with_scratch);
     let (a, b) = super::fused::run_ce_block(isa, job);
     (a.value(), b.value(), losses, g)
 }

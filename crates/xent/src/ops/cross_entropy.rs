@@ -4,13 +4,13 @@ use super::{
     check_grad, check_grad_output, check_indices, check_len, check_weight, loss_buf, loss_len,
     loss_shape, scalar_upstream, GradOut, Loss,
 };
-use crate::driver::ce::{CeCall, Scale};
-use crate::driver::ptr::{ConstPtr, GradPtr, Ptr};
 use crate::dtype::Element;
 use crate::dtype::Float;
 use crate::entry::ElementEntry as Sealed;
 use crate::error::{Error, Result};
 use crate::indices::ClassIndices;
+use crate::kernels::plan::{CePlan, Options, RowPlan, Scale};
+use crate::kernels::ptr::{ConstPtr, GradPtr, Ptr};
 use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
 use crate::reduce::CompensatedSum;
@@ -221,7 +221,7 @@ pub fn cross_entropy_inplace<'t, T: Element>(
     ))
 }
 
-/// Builds the driver call from validated arguments and reduces its sums.
+/// Runs the plan of validated arguments and reduces its sums.
 fn run<T: Element>(
     x: ConstPtr<T>,
     layout: &Layout,
@@ -246,30 +246,18 @@ fn run<T: Element>(
         (Reduction::None, Some(go)) => Scale::PerRow(go),
         _ => dens.uniform_scale(reduction, scalar_upstream(grad_output, reduction)),
     };
-    let weight_sum = weight_sum(opts.weight, layout.classes());
-    let (idx, probs) = match *target {
-        Targets::Indices(idx) => (Some((idx, opts.ignore_index)), None),
-        Targets::Probabilities(t) => (None, Some(ConstPtr::new(t))),
-    };
-    let (outer, classes, inner) = layout.driver_dims();
-    let call = CeCall {
+    let mut plan = plan(
         x,
         grad,
-        accumulate,
-        probs,
-        idx,
-        outer,
-        classes,
-        inner,
-        weight: opts.weight,
-        weight_sum,
-        label_smoothing: opts.label_smoothing,
-        z_loss: opts.z_loss,
-        softcap: opts.softcap,
-        scale,
-        loss_out: (reduction == Reduction::None).then(|| Ptr::new(loss_out)),
-    };
-    let (ce, z) = <T as Sealed>::run_cross_entropy(&call);
+        layout.driver_dims(),
+        target,
+        opts,
+        (0, layout.classes()),
+    );
+    plan.rows.scale = scale;
+    plan.rows.accumulate = accumulate;
+    plan.rows.loss_out = (reduction == Reduction::None).then(|| Ptr::new(loss_out));
+    let (ce, z) = <T as Sealed>::run_cross_entropy(&plan);
     dens.finish(reduction, ce, z, opts.z_loss != 0.0, loss_out)
 }
 
@@ -370,30 +358,54 @@ pub(crate) fn block_inplace<T: Element>(
     grad: bool,
     scale: Scale<'_, T::Acc>,
 ) -> (f64, f64) {
-    let weight_sum = weight_sum(opts.weight, classes);
     let x = Ptr::new(x);
-    let call = CeCall {
-        x: x.as_const(),
-        grad: if grad {
-            GradPtr::Same(x)
-        } else {
-            GradPtr::None
-        },
-        accumulate: false,
-        probs: None,
-        idx: Some((target, opts.ignore_index)),
-        outer: rows,
-        classes,
-        inner: 1,
-        weight: opts.weight,
-        weight_sum,
-        label_smoothing: opts.label_smoothing,
-        z_loss: opts.z_loss,
-        softcap: opts.softcap,
-        scale,
-        loss_out: Some(Ptr::new(row_loss)),
+    let grad = if grad {
+        GradPtr::Same(x)
+    } else {
+        GradPtr::None
     };
-    <T as Sealed>::run_cross_entropy(&call)
+    let target = Targets::Indices(target);
+    let mut plan = plan(
+        x.as_const(),
+        grad,
+        (rows, classes, 1),
+        &target,
+        opts,
+        (0, classes),
+    );
+    plan.rows.scale = scale;
+    plan.rows.loss_out = Some(Ptr::new(row_loss));
+    <T as Sealed>::run_cross_entropy(&plan)
+}
+
+/// The plan of a validated call on logits `x` of `(outer, classes, inner)`, whose
+/// classes are `offset..offset + classes` of `global` (`(0, classes)` unsharded):
+/// the options resolved once. Unit upstream scales, no per-row losses, an
+/// overwritten gradient: the caller sets them.
+pub(crate) fn plan<'a, T: Element>(
+    x: ConstPtr<T>,
+    grad: GradPtr<T>,
+    (outer, classes, inner): (usize, usize, usize),
+    target: &Targets<'a, T>,
+    opts: &CrossEntropyOptions<'a, T::Acc>,
+    (offset, global): (usize, usize),
+) -> CePlan<'a, T> {
+    let (idx, probs) = match *target {
+        Targets::Indices(idx) => (Some((idx, opts.ignore_index)), None),
+        Targets::Probabilities(t) => (None, Some(ConstPtr::new(t))),
+    };
+    let weight = opts.weight.map(|w| &w[offset..offset + classes]);
+    let options = Options::new(opts.label_smoothing, opts.z_loss, opts.softcap, global);
+    let weight_sum = weight_sum(opts.weight, global);
+    CePlan {
+        x,
+        probs,
+        grad,
+        outer,
+        inner,
+        offset,
+        rows: RowPlan::new(classes, options, idx, weight, weight_sum),
+    }
 }
 
 pub(crate) fn check_options<T: Element>(

@@ -11,7 +11,6 @@
 
 use super::{check_len, scalar_upstream, Loss};
 use crate::driver::blocks::{pool_threads, ThreadScratch};
-use crate::driver::ce::Scale;
 use crate::driver::linear::{
     as_acc, column_sums_into, hidden_grad_into, lhs_ld, logits_into, transpose_into,
     weight_grad_add, widen, Strided, Widened,
@@ -20,6 +19,7 @@ use crate::dtype::Element;
 use crate::dtype::Float;
 use crate::error::{Error, Result};
 use crate::indices::ClassIndices;
+use crate::kernels::plan::Scale;
 use crate::layout::Layout;
 use crate::ops::cross_entropy::{block_inplace, check_options, Denominators};
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};

@@ -9,11 +9,11 @@ pub(crate) mod nll;
 pub(crate) mod shard;
 pub(crate) mod softmax;
 
-use crate::driver::ptr::{GradPtr, Ptr};
 use crate::dtype::Element;
 use crate::dtype::Float;
 use crate::error::{Error, Result};
 use crate::indices::ClassIndices;
+use crate::kernels::ptr::{GradPtr, Ptr};
 use crate::layout::Layout;
 use crate::options::{GradMode, Reduction};
 

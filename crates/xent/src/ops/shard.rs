@@ -3,7 +3,7 @@
 //!
 //! See [`cross_entropy_shard_stats`] for the protocol.
 
-use super::cross_entropy::{check_scalars, Denominators};
+use super::cross_entropy::{check_scalars, plan, Denominators};
 use super::linear::{
     check_inputs, check_target_rows, LinearCrossEntropyOptions, LinearGradOut, LinearInputs,
 };
@@ -13,14 +13,15 @@ use crate::driver::linear::{
     as_acc, column_sums_into, hidden_grad_into, lhs_ld, logits_into, transpose_into,
     weight_grad_add, widen, Strided, Widened,
 };
-use crate::driver::ptr::{ConstPtr, GradPtr, Ptr};
-use crate::driver::shard::{RowGrad, ShardCall};
+use crate::driver::shard::RowGrad;
 use crate::dtype::Element;
 use crate::dtype::Float;
 use crate::entry::ElementEntry as Sealed;
 use crate::error::{Error, Result};
 use crate::indices::ClassIndices;
-use crate::kernels::shard::{combine_row, CombineConsts, RowCombined, ShardRow};
+use crate::kernels::plan::{CePlan, Options};
+use crate::kernels::ptr::{ConstPtr, GradPtr, Ptr};
+use crate::kernels::shard::{combine_row, RowCombined, ShardRow};
 use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
 use crate::reduce::CompensatedSum;
@@ -129,7 +130,7 @@ pub struct ShardStats {
     counts: [f64; 2],
     global_counts: [f64; 2],
     combined: Vec<RowCombined>,
-    consts: CombineConsts,
+    consts: Options<f64>,
     reduction: Reduction,
     shard: ClassShard,
     local_classes: usize,
@@ -259,7 +260,7 @@ impl ShardStats {
             self.reduction,
             total.value(),
             ztotal.value(),
-            self.consts.z != 0.0,
+            self.consts.z_loss != 0.0,
             loss_out,
         ))
     }
@@ -292,7 +293,7 @@ impl ShardStats {
         }
         let g = scalar_upstream(grad_output, self.reduction);
         let [d, m] = self.global_counts;
-        let with_z = self.consts.z != 0.0;
+        let with_z = self.consts.z_loss != 0.0;
         Ok(self
             .kinds
             .iter()
@@ -405,32 +406,21 @@ fn check_shard<T: Element>(
     })
 }
 
-/// The shard's call for the driver.
-fn shard_call<'a, T: Element>(
+/// The shard's plan: its classes `shard.offset..` of the global ones.
+fn shard_plan<'a, T: Element>(
     x: ConstPtr<T>,
+    grad: GradPtr<T>,
     layout: &ShardLayout,
     target: &Targets<'a, T>,
     opts: &CrossEntropyOptions<'a, T::Acc>,
     shard: ClassShard,
-) -> ShardCall<'a, T> {
-    let (probs, idx) = match *target {
-        Targets::Indices(idx) => (None, Some((idx, opts.ignore_index))),
-        Targets::Probabilities(t) => (Some(ConstPtr::new(t)), None),
-    };
-    let c = layout.local_classes;
-    ShardCall {
-        x,
-        probs,
-        idx,
-        offset: shard.offset,
-        outer: layout.global.outer(),
-        classes: c,
-        inner: layout.global.inner(),
-        weight: opts.weight.map(|w| &w[shard.offset..shard.offset + c]),
-        label_smoothing: opts.label_smoothing,
-        global_classes: shard.classes,
-        softcap: opts.softcap,
-    }
+) -> CePlan<'a, T> {
+    let dims = (
+        layout.global.outer(),
+        layout.local_classes,
+        layout.global.inner(),
+    );
+    plan(x, grad, dims, target, opts, (shard.offset, shard.classes))
 }
 
 /// Empty statistics for `rows` rows with their kinds and counts.
@@ -462,11 +452,12 @@ fn new_stats<A: Float>(
         counts,
         global_counts: counts,
         combined: Vec::new(),
-        consts: CombineConsts {
-            eps: opts.label_smoothing,
-            classes: shard.classes as f64,
-            z: opts.z_loss,
-        },
+        consts: Options::new(
+            opts.label_smoothing,
+            opts.z_loss,
+            opts.softcap,
+            shard.classes,
+        ),
         reduction: opts.reduction,
         shard,
         local_classes,
@@ -553,8 +544,15 @@ pub fn cross_entropy_shard_stats<'t, T: Element>(
     let layout = check_shard(input.len(), shape, &target, opts, shard)?;
     let rows = layout.global.rows();
     let mut stats = new_stats(&target, rows, opts, shard, layout.local_classes);
-    let call = shard_call(ConstPtr::new(input), &layout, &target, opts, shard);
-    <T as Sealed>::run_shard_stats(&call, &mut stats.rows);
+    let plan = shard_plan(
+        ConstPtr::new(input),
+        GradPtr::None,
+        &layout,
+        &target,
+        opts,
+        shard,
+    );
+    <T as Sealed>::run_shard_stats(&plan, &mut stats.rows);
     for (m, r) in stats.max.iter_mut().zip(&stats.rows) {
         *m = r.m;
     }
@@ -587,9 +585,16 @@ pub fn cross_entropy_shard_grad_into<'t, T: Element>(
     let mut grad = grad;
     check_len("grad", grad.grad.len(), input.len())?;
     let consts = stats.row_grads(grad.grad_output)?;
-    let call = shard_call(ConstPtr::new(input), &layout, &target, opts, shard);
-    let accumulate = grad.mode == GradMode::Accumulate;
-    <T as Sealed>::run_shard_grad(&call, &consts, grad.grad.ptr(), accumulate);
+    let mut plan = shard_plan(
+        ConstPtr::new(input),
+        grad.grad.ptr(),
+        &layout,
+        &target,
+        opts,
+        shard,
+    );
+    plan.rows.accumulate = grad.mode == GradMode::Accumulate;
+    <T as Sealed>::run_shard_grad(&plan, &consts);
     Ok(())
 }
 
@@ -622,8 +627,15 @@ pub fn linear_cross_entropy_shard_stats<'t, E: Element>(
         let (x, t) = walk.logits(&inputs, &target, ce.ignore_index, r0, rows);
         let layout = block_layout(rows, v, shard)?;
         let targets = Targets::Indices(t);
-        let call = shard_call(ConstPtr::new(x), &layout, &targets, ce, shard);
-        <E::Acc as Sealed>::run_shard_stats(&call, &mut stats.rows[r0..r0 + rows]);
+        let plan = shard_plan(
+            ConstPtr::new(x),
+            GradPtr::None,
+            &layout,
+            &targets,
+            ce,
+            shard,
+        );
+        <E::Acc as Sealed>::run_shard_stats(&plan, &mut stats.rows[r0..r0 + rows]);
         r0 += rows;
     }
     for (m, r) in stats.max.iter_mut().zip(&stats.rows) {
@@ -683,13 +695,9 @@ pub fn linear_cross_entropy_shard_grad_into<'t, E: Element>(
             let targets = Targets::Indices(t);
             // The logit gradient overwrites the block's logits (read before written).
             let xp = Ptr::new(x);
-            let call = shard_call(xp.as_const(), &layout, &targets, ce, shard);
-            <E::Acc as Sealed>::run_shard_grad(
-                &call,
-                &consts[r0..r0 + rows],
-                GradPtr::Same(xp),
-                false,
-            );
+            let g = GradPtr::Same(xp);
+            let plan = shard_plan(xp.as_const(), g, &layout, &targets, ce, shard);
+            <E::Acc as Sealed>::run_shard_grad(&plan, &consts[r0..r0 + rows]);
         }
         walk.backprop(
             &inputs,

@@ -1,10 +1,10 @@
 //! `softmax` and `log_softmax` over the class dimension, forward and backward.
 
 use super::check_len;
-use crate::driver::ptr::{ConstPtr, Ptr};
 use crate::dtype::Element;
 use crate::entry::ElementEntry as Sealed;
 use crate::error::Result;
+use crate::kernels::ptr::{ConstPtr, Ptr};
 use crate::layout::Layout;
 
 fn forward_into<T: Element>(input: &[T], shape: &[usize], out: &mut [T], log: bool) -> Result<()> {

@@ -1,24 +1,10 @@
-//! One block of a cross-entropy call ([`CeJob`]), and what every layout path of it
-//! shares: the call's constants, the upstream scales, the row finish (loss and
-//! gradient constants from the statistics), the target's gradient, the K-dim tile
-//! geometry.
+//! What every layout path of a block shares: the row finish (loss and gradient
+//! constants from the statistics), the target's gradient, the K-dim prefetch cursor.
 
-use crate::indices::ClassIndices;
+use crate::kernels::plan::Options;
 use crate::kernels::row::{GradConsts, RowStats, Xform};
 use crate::kernels::simd::{Scalar, Simd, Store32};
 use crate::reduce::CompensatedSum;
-use core::ptr::NonNull;
-
-/// Scalar constants of a cross-entropy call.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CeConsts {
-    /// Label smoothing ε.
-    pub eps: f32,
-    /// C as f32.
-    pub classes: f32,
-    /// z-loss scale (`lse_square_scale`).
-    pub z: f32,
-}
 
 /// What a row's target is, for [`finish`].
 #[derive(Debug, Clone, Copy)]
@@ -29,44 +15,13 @@ pub(crate) enum RowTarget {
     Probs,
 }
 
-/// The upstream-gradient scales of the rows of a call or of a block, in the type
-/// rows are computed in (`f32`, or `f64` for `f64` data): the cross-entropy part and
-/// the z part (they differ for a weighted mean, whose z term is averaged over rows).
-#[derive(Debug, Clone, Copy)]
-pub enum Scale<'a, A> {
-    /// The same for every row (reductions mean and sum).
-    Uniform { ce: A, z: A },
-    /// One per row (reduction none), from the first row of the call or block.
-    PerRow(&'a [A]),
-}
-
-impl<A: Copy> Scale<'_, A> {
-    /// The scales of row `r`.
-    #[inline]
-    pub(crate) fn at(&self, r: usize) -> (A, A) {
-        match *self {
-            Scale::Uniform { ce, z } => (ce, z),
-            Scale::PerRow(go) => (go[r], go[r]),
-        }
-    }
-
-    /// The scales of rows `r0..r0 + n`, from row `r0` on.
-    #[inline]
-    pub(crate) fn rows(self, r0: usize, n: usize) -> Self {
-        match self {
-            Scale::PerRow(go) => Scale::PerRow(&go[r0..r0 + n]),
-            uniform => uniform,
-        }
-    }
-}
-
 /// Row loss without its z term, the z term, and the gradient constants, from the
 /// row's statistics: [`finish_v`] on one lane.
 #[inline]
 pub(crate) fn finish(
     p: RowStats<f32>,
     t: RowTarget,
-    k: &CeConsts,
+    k: &Options<f32>,
     scale_ce: f32,
     scale_z: f32,
 ) -> (f32, f32, GradConsts<f32>) {
@@ -86,16 +41,16 @@ pub(crate) fn finish_v<S: Simd>(
     s: S,
     p: &RowStats<S::V>,
     index: Option<(S::V, S::V)>,
-    k: &CeConsts,
+    k: &Options<f32>,
     scale_ce: S::V,
     scale_z: S::V,
 ) -> (S::V, S::V, GradConsts<S::V>) {
     let zero = s.splat(0.0);
     let ms = s.neg_inf_to(p.m, zero);
     let ln_s = s.ln(p.s);
-    let (zt, zg) = if k.z != 0.0 {
+    let (zt, zg) = if k.z_loss != 0.0 {
         let lse = s.add(ms, ln_s);
-        let z = s.splat(k.z);
+        let z = s.splat(k.z_loss);
         (
             s.mul(s.mul(z, lse), lse),
             s.mul(s.mul(s.mul(scale_z, s.splat(2.0)), z), lse),
@@ -107,14 +62,14 @@ pub(crate) fn finish_v<S: Simd>(
     let spread = |s: S| s.sub(s.mul(p.a, ln_s), p.l);
     match index {
         Some((w_y, x_y)) => {
-            let keep = s.splat(1.0 - k.eps);
+            let keep = s.splat(1.0 - k.label_smoothing);
             let nll = s.sub(ln_s, s.sub(x_y, ms));
             let mut loss = s.mul(s.mul(keep, w_y), nll);
             let b = s.mul(s.mul(scale_ce, keep), w_y);
             let mut alpha = b;
             let mut beta = zero;
-            if k.eps > 0.0 {
-                let e = s.splat(k.eps / k.classes);
+            if k.label_smoothing > 0.0 {
+                let e = s.splat(k.label_smoothing / k.classes);
                 loss = s.add(loss, s.mul(e, spread(s)));
                 alpha = s.add(alpha, s.mul(s.mul(scale_ce, e), p.a));
                 beta = s.mul(scale_ce, e);
@@ -177,8 +132,8 @@ pub(crate) fn target_grad_v<S: Simd, X: Xform>(
 
 /// A contiguous row's target, and what its passes overwrite that the target's
 /// exact gradient needs, read before they run (the gradient may be the logits
-/// themselves, or accumulate onto a prior gradient). The driver of whole rows
-/// ([`CeJob`]) and the one of rows split across threads share it.
+/// themselves, or accumulate onto a prior gradient). Whole rows and long rows split
+/// in pieces share it.
 #[derive(Clone, Copy)]
 pub(crate) struct RowStart {
     /// The row's target; `None` for an ignored row.
@@ -248,36 +203,6 @@ impl RowStart {
     }
 }
 
-/// One block of a cross-entropy call.
-pub(crate) struct CeJob<'a, E, G> {
-    /// Logits of the block (`outer · C · inner` elements).
-    pub x: *const E,
-    /// Gradient of the block. May be `x` itself (in-place).
-    pub g: Option<NonNull<G>>,
-    pub accumulate: bool,
-    /// Probability targets of the block (none for class indices).
-    pub t: Option<NonNull<E>>,
-    /// Class indices (global) and `ignore_index`.
-    pub idx: Option<(ClassIndices<'a>, i64)>,
-    /// Global index of the block's first row.
-    pub row0: usize,
-    pub outer: usize,
-    pub classes: usize,
-    pub inner: usize,
-    pub weight: Option<&'a [f32]>,
-    pub consts: CeConsts,
-    pub cap: Option<f32>,
-    pub scale: Scale<'a, f32>,
-    /// Per-row losses of the block (reduction none).
-    pub loss_out: Option<NonNull<f32>>,
-    /// The driver's per-thread scratch of [`scratch_len`] f32 (none when that is 0):
-    /// the stored `exp` of a row, or the K-dim tiles.
-    pub scratch: Option<NonNull<f32>>,
-    /// Whether the gradient is too large to stay in cache: K-dim tiles then go back
-    /// to it with streaming stores, which skip reading its lines first.
-    pub stream: bool,
-}
-
 /// A cursor over the cache lines of a K-dim tile still in memory (`c` classes of
 /// `w` elements at stride `stride` from `p`), prefetched into L2 a few lines per step
 /// so that the whole tile is covered in `steps` steps.
@@ -329,11 +254,3 @@ impl Ahead {
 
 /// Sums of a block: (loss without z terms, z terms), over rows in order.
 pub(crate) type BlockSums = (CompensatedSum, CompensatedSum);
-
-impl<E: Store32, G: Store32> CeJob<'_, E, G> {
-    /// The class of global row `r`, `None` when ignored (targets are validated).
-    #[inline]
-    pub(super) fn class_of(&self, r: usize) -> Option<usize> {
-        self.idx.and_then(|(idx, ignore)| idx.class_at(r, ignore))
-    }
-}

@@ -2,26 +2,27 @@
 //! vectorized across `inner`, through class-major tiles in the scratch or in place;
 //! or, for many classes, gathered into contiguous rows for the row kernels.
 
-use super::job::{finish_v, target_grad_v, Ahead, BlockSums, CeJob, Scale};
-use crate::kernels::lanes::{self, LaneCoef};
-use crate::kernels::row::Xform;
+use super::job::{finish_v, target_grad_v, Ahead, BlockSums};
+use crate::kernels::lanes;
+use crate::kernels::plan::{Block, CoefKind, Scale};
+use crate::kernels::ptr::Ptr;
+use crate::kernels::row::{Coefs, Xform};
 use crate::kernels::simd::{Kernel, Scalar, Simd, SimdKernel, Store32};
 use crate::kernels::transpose::{copy_convert, copy_out_streaming, gather_rows, scatter_rows};
 use crate::reduce::CompensatedSum;
 use crate::sizes::{tile_lanes, tile_stride, KDIM_GROUP, STREAM_LANES};
-use core::ptr::NonNull;
 
-impl<E: Store32, G: Store32> CeJob<'_, E, G> {
+impl<E: Store32, G: Store32> Block<'_, E, G> {
     /// K-dim rows (`inner > 1`) through class-major f32 tiles in the scratch: the
     /// logits (and targets, and a prior gradient) of `C × w` rows are copied in,
     /// widened to f32 once, the lane kernels run on the tile from L1, and the
     /// gradient tile is copied back.
     #[inline]
     pub(super) fn lanes<S: Simd, X: Xform>(self, s: S, xf: X) -> BlockSums {
-        match self.scratch {
+        match self.scratch.map(|p| p.as_ptr()) {
             Some(scratch) => {
                 let flags = self.lane_flags::<X, f32>();
-                by_lane_flags!(flags, self.lanes_tiles_in::<S, X>(s, xf, scratch.as_ptr()))
+                by_lane_flags!(flags, self.lanes_tiles_in::<S, X>(s, xf, scratch))
             }
             None => {
                 let flags = self.lane_flags::<X, G>();
@@ -39,12 +40,13 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// targets).
     #[inline]
     pub(super) fn lane_flags<X: Xform, TG: Store32>(&self) -> (bool, bool, bool) {
-        let store = !X::CHAINED && TG::IS_F32 && !self.accumulate && self.g.is_some();
-        let active = self.t.is_some() || self.consts.eps > 0.0;
-        (store, self.accumulate, active)
+        let accumulate = self.plan.accumulate;
+        let store = !X::CHAINED && TG::IS_F32 && !accumulate && self.g.is_some();
+        let active = self.plan.coef != CoefKind::None;
+        (store, accumulate, active)
     }
 
-    /// [`CeJob::lanes`] through tiles, entering the [`Lanes`] kernel.
+    /// [`Block::lanes`] through tiles, entering the [`Lanes`] kernel.
     #[inline]
     pub(super) fn lanes_tiles_in<
         S: Simd,
@@ -65,7 +67,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         })
     }
 
-    /// [`CeJob::lanes`] in place, entering the [`LanesDirect`] kernel.
+    /// [`Block::lanes`] in place, entering the [`LanesDirect`] kernel.
     #[inline]
     pub(super) fn lanes_direct_in<
         S: Simd,
@@ -81,7 +83,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         s.vectorize(LanesDirect::<E, G, X, ST, AC, ACT> { job: self, xf })
     }
 
-    /// The kernel of [`CeJob::lanes`] with a scratch of [`scratch_len`] f32.
+    /// The kernel of [`Block::lanes`] with a scratch of [`scratch_len`] f32.
     #[inline(always)]
     pub(super) fn lanes_tiles<
         S: Simd,
@@ -95,12 +97,16 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         xf: X,
         scratch: *mut f32,
     ) -> BlockSums {
-        let mut sums = UnitSums::new(s, self.consts.z != 0.0);
-        let (c, inner) = (self.classes, self.inner);
+        let mut sums = UnitSums::new(s, self.plan.lane.z_loss != 0.0);
+        let (c, inner) = (self.plan.classes, self.inner);
         let tw = tile_lanes(c);
         let ts = tile_stride(tw);
         let streaming = self.stream && tw >= STREAM_LANES;
-        let (t, g) = (self.t.map(NonNull::as_ptr), self.g.map(NonNull::as_ptr));
+        let (x, t, g) = (
+            self.x.as_ptr(),
+            self.t.map(|t| t.as_ptr()),
+            self.g.map(|g| g.as_ptr()),
+        );
         // SAFETY: the scratch holds scratch_len(C, inner) = 3·C·ts f32; every copy
         // stays within row n's classes and lanes i0..i0 + w of the block.
         unsafe {
@@ -112,11 +118,11 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                     let base = n * c * inner + i0;
                     for k in 0..c {
                         let src = base + k * inner;
-                        copy_convert(s, self.x.add(src), xt.add(k * ts), w);
+                        copy_convert(s, x.add(src), xt.add(k * ts), w);
                         if let Some(t) = t {
                             copy_convert(s, t.add(src), tt.add(k * ts), w);
                         }
-                        if let (Some(g), true) = (g, self.accumulate) {
+                        if let (Some(g), true) = (g, self.plan.accumulate) {
                             copy_convert(s, g.add(src), gt.add(k * ts), w);
                         }
                     }
@@ -130,7 +136,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         None
                     };
                     let mut ahead = next.map(|(b, nw)| {
-                        Ahead::new(self.x.wrapping_add(b), inner, c, nw, w.div_ceil(S::LANES))
+                        Ahead::new(x.wrapping_add(b), inner, c, nw, w.div_ceil(S::LANES))
                     });
                     let mut j = 0;
                     while j < w {
@@ -184,57 +190,54 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// rows scattered back. A driver: the gathers, scatters and row kernels are
     /// kernels of their own.
     #[inline]
-    pub(super) fn kdim_rows<S: Simd, X: Xform>(self, s: S, xf: X, scratch: *mut f32) -> BlockSums {
-        let (c, inner) = (self.classes, self.inner);
-        let (t, g) = (self.t.map(NonNull::as_ptr), self.g.map(NonNull::as_ptr));
+    pub(super) fn kdim_rows<S: Simd, X: Xform>(self, s: S, xf: X, scratch: Ptr<f32>) -> BlockSums {
+        let (c, inner) = (self.plan.classes, self.inner);
+        let (x, t, g) = (
+            self.x.as_ptr(),
+            self.t.map(|t| t.as_ptr()),
+            self.g.map(|g| g.as_ptr()),
+        );
         let mut total = CompensatedSum::default();
         let mut ztotal = CompensatedSum::default();
         // SAFETY: the scratch holds scratch_len(C, inner) = (3·KDIM_GROUP + 1)·C f32:
         // three groups of rows and one row; every gather and scatter stays within row
         // n's classes and lanes i0..i0 + w of the block.
         unsafe {
-            let (xr, tr, gr) = (
+            let (xr, tr, gr, es) = (
                 scratch,
                 scratch.add(KDIM_GROUP * c),
                 scratch.add(2 * KDIM_GROUP * c),
+                scratch.add(3 * KDIM_GROUP * c),
             );
-            let es = scratch.add(3 * KDIM_GROUP * c);
+            let (xr_, tr_, gr_) = (xr.as_ptr(), tr.as_ptr(), gr.as_ptr());
             for n in 0..self.outer {
                 let mut i0 = 0;
                 while i0 < inner {
                     let w = KDIM_GROUP.min(inner - i0);
                     let base = n * c * inner + i0;
-                    gather_rows(s, self.x.add(base), inner, c, xr, w);
+                    gather_rows(s, x.add(base), inner, c, xr_, w);
                     if let Some(t) = t {
-                        gather_rows(s, t.add(base), inner, c, tr, w);
+                        gather_rows(s, t.add(base), inner, c, tr_, w);
                     }
-                    if let (Some(g), true) = (g, self.accumulate) {
-                        gather_rows(s, g.add(base), inner, c, gr, w);
+                    if let (Some(g), true) = (g, self.plan.accumulate) {
+                        gather_rows(s, g.add(base), inner, c, gr_, w);
                     }
-                    let r0 = n * inner + i0;
-                    let job = CeJob::<f32, f32> {
-                        x: xr,
-                        g: g.and(NonNull::new(gr)),
-                        accumulate: self.accumulate,
-                        t: t.and(NonNull::new(tr)),
-                        idx: self.idx,
-                        row0: self.row0 + r0,
+                    let rows = Block::<f32, f32> {
+                        plan: self.plan,
+                        x: xr.as_const(),
+                        g: g.and(Some(gr)),
+                        t: t.and(Some(tr.as_const())),
+                        row0: self.row0 + n * inner + i0,
                         outer: w,
-                        classes: c,
                         inner: 1,
-                        weight: self.weight,
-                        consts: self.consts,
-                        cap: self.cap,
-                        scale: self.scale.rows(r0, w),
-                        loss_out: self.loss_out.map(|l| l.add(r0)),
-                        scratch: NonNull::new(es),
+                        scratch: Some(es),
                         stream: false,
                     };
-                    let (a, b) = job.rows_any(s, xf);
+                    let (a, b) = rows.rows_any(s, xf);
                     total.merge(a);
                     ztotal.merge(b);
                     if let Some(g) = g {
-                        scatter_rows(s, gr, g.add(base), inner, c, w);
+                        scatter_rows(s, gr_, g.add(base), inner, c, w);
                     }
                     i0 += w;
                 }
@@ -257,8 +260,13 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         s: S,
         xf: X,
     ) -> BlockSums {
-        let mut sums = UnitSums::new(s, self.consts.z != 0.0);
-        let (c, inner) = (self.classes, self.inner);
+        let mut sums = UnitSums::new(s, self.plan.lane.z_loss != 0.0);
+        let (c, inner) = (self.plan.classes, self.inner);
+        let (x, t, g) = (
+            self.x.as_ptr(),
+            self.t.map(|t| t.as_ptr()),
+            self.g.map(|g| g.as_ptr()),
+        );
         for n in 0..self.outer {
             let mut i = 0;
             while i < inner {
@@ -269,9 +277,9 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 // SAFETY: base + k·inner + l for k < C, l < lanes lies in the block.
                 let at = unsafe {
                     LaneAt {
-                        x: self.x.add(base),
-                        t: self.t.map(|t| t.as_ptr().add(base) as *const E),
-                        g: self.g.map(|g| g.as_ptr().add(base)),
+                        x: x.add(base),
+                        t: t.map(|t| t.add(base)),
+                        g: g.map(|g| g.add(base)),
                         stride: inner,
                     }
                 };
@@ -294,7 +302,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     /// without their z terms, and the z terms, zero in ignored lanes. A kernel of
     /// its own: the one-lane units at the ends of a block run it on [`Scalar`] from
     /// within a vector kernel, whose whole units inline its body
-    /// ([`CeJob::lane_unit_body`]: a call per unit costs ~10 % at C = 10).
+    /// ([`Block::lane_unit_body`]: a call per unit costs ~10 % at C = 10).
     #[inline]
     pub(super) fn lane_unit<S: Simd, X: Xform, TE: Store32, TG: Store32>(
         &self,
@@ -307,7 +315,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         by_lane_flags!(flags, self.lane_unit_in::<S, X, TE, TG>(s, xf, at, r0))
     }
 
-    /// [`CeJob::lane_unit`], entering the [`LaneUnit`] kernel.
+    /// [`Block::lane_unit`], entering the [`LaneUnit`] kernel.
     #[inline]
     pub(super) fn lane_unit_in<
         S: Simd,
@@ -349,28 +357,21 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         at: LaneAt<TE, TG>,
         r0: usize,
     ) -> (S::V, S::V) {
-        let (c, stride) = (self.classes, at.stride);
+        let plan = &self.plan;
+        let (c, stride) = (plan.classes, at.stride);
         let lanes = S::LANES;
         let probs = at.t.is_some();
-        let w = self.weight.map(|w| w.as_ptr());
         let x = at.x;
-        let coef = match at.t {
-            Some(t) => LaneCoef::Probs {
-                t,
-                w,
-                keep: 1.0 - self.consts.eps,
-                spread: self.consts.eps / self.consts.classes,
-            },
-            None if self.consts.eps > 0.0 => w.map_or(LaneCoef::Ones, LaneCoef::Weights),
-            None => LaneCoef::None,
-        };
+        let coef = plan.coefs(at.t);
+        // The call's index of lane 0's row.
+        let row = self.row0 + r0;
         // Per lane: the upstream scales, and the target class with its weight and
         // raw logit (ignored rows stay inactive). Read before the statistics pass,
         // which may store into a gradient that aliases the logits.
-        let (scale_ce, scale_z) = match self.scale {
+        let (scale_ce, scale_z) = match plan.scale {
             Scale::Uniform { ce, z } => (s.splat(ce), s.splat(z)),
             Scale::PerRow(go) => {
-                let v = s.vector_of(&go[r0..r0 + lanes]);
+                let v = s.vector_of(&go[row..row + lanes]);
                 (v, v)
             }
         };
@@ -381,8 +382,8 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let mut class = [usize::MAX; 16];
         if probs {
             active[..lanes].fill(1.0);
-        } else if let Some((idx, ignore)) = self.idx {
-            idx.classes_into(self.row0 + r0, ignore, &mut class[..lanes]);
+        } else if let Some((idx, ignore)) = plan.idx {
+            idx.classes_into(row, ignore, &mut class[..lanes]);
         }
         for l in 0..lanes {
             let y = class[l];
@@ -390,14 +391,14 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 active[l] = 1.0;
                 // SAFETY: y < C (validated targets), so the element lies in the unit.
                 x_y[l] = unsafe { Scalar.load(x.add(y * stride + l)) };
-                w_y[l] = self.weight.map_or(1.0, |w| w[y]);
+                w_y[l] = plan.weight.map_or(1.0, |w| w[y]);
             }
         }
         // The target's coefficient of the linear terms (lanes without a target are
         // never written with it).
         let a_y = match coef {
-            LaneCoef::Ones => s.splat(1.0),
-            LaneCoef::Weights(_) => s.vector_of(&w_y[..lanes]),
+            Coefs::Ones => s.splat(1.0),
+            Coefs::Weights(_) => s.vector_of(&w_y[..lanes]),
             _ => s.splat(0.0),
         };
         // Without soft-capping, an overwritten f32 gradient receives exp(x̃ − shift)
@@ -416,19 +417,19 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         let on = s.ne_zero(vec(&active));
         let x_y = vec(&x_y);
         let index = (!probs).then(|| (vec(&w_y), xf.apply(s, x_y)));
-        let (loss, zt, consts) = finish_v(s, &stats, index, &self.consts, scale_ce, scale_z);
+        let (loss, zt, consts) = finish_v(s, &stats, index, &plan.lane, scale_ce, scale_z);
         let zero = s.splat(0.0);
         let (loss, zt) = (s.select(on, loss, zero), s.select(on, zt, zero));
-        if let Some(l) = self.loss_out {
+        if let Some(l) = plan.loss_out {
             // SAFETY: rows r0..r0 + LANES lie in the block, which has a loss each.
-            unsafe { s.store(l.as_ptr().add(r0), s.add(loss, zt)) };
+            unsafe { s.store(l.at(row), s.add(loss, zt)) };
         }
         if let Some(g) = at.g {
             let ms = s.neg_inf_to(stats.m, zero);
             // SAFETY: as for x; g may alias x, and every target element was read above.
             unsafe {
                 let mut prior = [0.0f32; 16];
-                if self.accumulate {
+                if plan.accumulate {
                     for l in 0..lanes {
                         let y = class[l];
                         if y != usize::MAX {
@@ -456,10 +457,10 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     }
 }
 
-/// [`CeJob::lanes`] through tiles in the scratch, as a kernel (with the lane flags
-/// of [`CeJob::lane_flags`] as `ST`, `AC`, `ACT`).
+/// [`Block::lanes`] through tiles in the scratch, as a kernel (with the lane flags
+/// of [`Block::lane_flags`] as `ST`, `AC`, `ACT`).
 pub(super) struct Lanes<'a, E, G, X, const ST: bool, const AC: bool, const ACT: bool> {
-    job: CeJob<'a, E, G>,
+    job: Block<'a, E, G>,
     xf: X,
     scratch: *mut f32,
 }
@@ -475,9 +476,9 @@ impl<E: Store32, G: Store32, X: Xform, const ST: bool, const AC: bool, const ACT
     }
 }
 
-/// [`CeJob::lanes`] in place (no scratch), as a kernel.
+/// [`Block::lanes`] in place (no scratch), as a kernel.
 pub(super) struct LanesDirect<'a, E, G, X, const ST: bool, const AC: bool, const ACT: bool> {
-    job: CeJob<'a, E, G>,
+    job: Block<'a, E, G>,
     xf: X,
 }
 
@@ -491,10 +492,10 @@ impl<E: Store32, G: Store32, X: Xform, const ST: bool, const AC: bool, const ACT
     }
 }
 
-/// [`CeJob::lane_unit`] as a kernel: it returns the unit's loss vectors.
+/// [`Block::lane_unit`] as a kernel: it returns the unit's loss vectors.
 pub(super) struct LaneUnit<'j, 'a, E, G, X, TE, TG, const ST: bool, const AC: bool, const ACT: bool>
 {
-    job: &'j CeJob<'a, E, G>,
+    job: &'j Block<'a, E, G>,
     xf: X,
     at: LaneAt<TE, TG>,
     r0: usize,

@@ -1,43 +1,41 @@
-//! Contiguous rows (`inner == 1`) through the row kernels, and the pieces of a long
-//! row that the driver spreads across threads.
+//! Contiguous rows (`inner == 1`) through the row kernels, and a piece of a row
+//! ([`PieceJob`]: of a long row, or of a row's shard of the classes).
 
-use super::job::{finish, BlockSums, CeJob, RowStart};
+use super::job::{finish, BlockSums, RowStart};
 use crate::kernels::dispatch::Job;
+use crate::kernels::plan::Block;
 use crate::kernels::row::{
-    self, shift, Coef, GradConsts, Identity, NoCoef, Ones, Probs, RowStats, SoftCap, Weights, Xform,
+    self, shift, Coef, Coefs, GradConsts, Identity, NoCoef, Ones, RowStats, SoftCap, Weights, Xform,
 };
 use crate::kernels::simd::{Simd, Store32};
 use crate::reduce::CompensatedSum;
 use crate::sizes::MAX_STORED_CHUNKS;
-use core::ptr::NonNull;
 
-impl<E: Store32, G: Store32> CeJob<'_, E, G> {
+impl<E: Store32, G: Store32> Block<'_, E, G> {
     /// Contiguous rows (`inner == 1`): a driver of the row kernels.
     #[inline]
-    pub(super) fn rows<S: Simd, X: Xform, C: Coef + RowCoef>(
-        self,
-        s: S,
-        xf: X,
-        coef: C,
-    ) -> BlockSums {
-        let c = self.classes;
+    pub(super) fn rows<S: Simd, X: Xform, C: Coef>(self, s: S, xf: X, coef: C) -> BlockSums {
+        let plan = &self.plan;
+        let c = plan.classes;
         let mut total = CompensatedSum::default();
         let mut ztotal = CompensatedSum::default();
         let probs = self.t.is_some();
-        let scratch = self.scratch.map(NonNull::as_ptr);
+        let scratch = self.scratch.map(|p| p.as_ptr());
+        let (x, g) = (self.x.as_ptr(), self.g.map(|g| g.as_ptr()));
         for r in 0..self.outer {
             // SAFETY: the driver hands a block of `outer` rows of C
-            // elements at x (and g, t, and `outer` losses at loss_out); r < outer.
+            // elements at x (and g, t), rows row0.. of the call (one loss each at
+            // loss_out); r < outer.
             unsafe {
-                let x = self.x.add(r * c);
-                let g = self.g.map(|g| g.as_ptr().add(r * c));
-                let coef = coef.for_row(r * c);
-                let (scale_ce, scale_z) = self.scale.at(r);
-                let class = self.class_of(self.row0 + r);
-                let start = RowStart::read(xf, x, g, probs, class, self.weight, self.accumulate);
+                let x = x.add(r * c);
+                let g = g.map(|g| g.add(r * c));
+                let coef = coef.row(r * c);
+                let (scale_ce, scale_z) = plan.scale.at(self.row0 + r);
+                let class = plan.class_of(self.row0 + r);
+                let start = RowStart::read(xf, x, g, probs, class, plan.weight, plan.accumulate);
                 let (loss, zt) = match start.target {
                     None => {
-                        if let (Some(g), false) = (g, self.accumulate) {
+                        if let (Some(g), false) = (g, plan.accumulate) {
                             for j in 0..c {
                                 *g.add(j) = G::from_f32(0.0);
                             }
@@ -50,7 +48,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                         // driver's scratch row) and the gradient pass only rescales it.
                         // `G::IS_F32` makes the `*mut G → *mut f32` cast exact.
                         let e_buf = match g {
-                            Some(g) if G::IS_F32 && !self.accumulate => Some(g as *mut f32),
+                            Some(g) if G::IS_F32 && !plan.accumulate => Some(g as *mut f32),
                             _ => scratch,
                         };
                         let store = !X::CHAINED && e_buf.is_some();
@@ -72,7 +70,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                             }
                             _ => row::row_stats(s, x, c, coef, xf),
                         };
-                        let (loss, zt, k) = finish(p, target, &self.consts, scale_ce, scale_z);
+                        let (loss, zt, k) = finish(p, target, &plan.lane, scale_ce, scale_z);
                         if let Some(g) = g {
                             let ms = shift(p.m);
                             if let (true, Some(e_buf)) = (store, e_buf) {
@@ -85,113 +83,24 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                                     &chunk_max,
                                     ms,
                                     k,
-                                    self.accumulate,
+                                    plan.accumulate,
                                 );
                             } else {
-                                row::row_grad(s, x, g, c, coef, xf, ms, k, self.accumulate);
+                                row::row_grad(s, x, g, c, coef, xf, ms, k, plan.accumulate);
                             }
                             start.write_target_grad(xf, g, |y| coef.scalar_at(y), ms, k);
                         }
                         (loss, zt)
                     }
                 };
-                if let Some(l) = self.loss_out {
-                    *l.as_ptr().add(r) = loss + zt;
+                if let Some(l) = plan.loss_out {
+                    *l.at(self.row0 + r) = loss + zt;
                 }
                 total.add(loss as f64);
                 ztotal.add(zt as f64);
             }
         }
         (total, ztotal)
-    }
-}
-
-/// Row-local views of a contiguous coefficient source.
-pub(crate) trait RowCoef: Coef {
-    /// The source for the row starting at element `off` of the block.
-    ///
-    /// # Safety
-    /// `off` is the start of a row of the block.
-    unsafe fn for_row(&self, off: usize) -> Self;
-    /// The scalar coefficient of class `y` of this row (label smoothing's `a_y`).
-    ///
-    /// # Safety
-    /// `y < C`.
-    unsafe fn scalar_at(&self, y: usize) -> f32;
-}
-
-impl RowCoef for NoCoef {
-    unsafe fn for_row(&self, _off: usize) -> Self {
-        NoCoef
-    }
-    unsafe fn scalar_at(&self, _y: usize) -> f32 {
-        0.0
-    }
-}
-impl RowCoef for Ones {
-    unsafe fn for_row(&self, _off: usize) -> Self {
-        Ones
-    }
-    unsafe fn scalar_at(&self, _y: usize) -> f32 {
-        1.0
-    }
-}
-impl RowCoef for Weights {
-    // Weights are per class: the same for every row.
-    unsafe fn for_row(&self, _off: usize) -> Self {
-        *self
-    }
-    unsafe fn scalar_at(&self, y: usize) -> f32 {
-        // SAFETY: y < C.
-        unsafe { *self.0.add(y) }
-    }
-}
-impl<E: Store32> RowCoef for Probs<E> {
-    unsafe fn for_row(&self, off: usize) -> Self {
-        // SAFETY: off is a row start within the block's targets.
-        let t = unsafe { self.t.add(off) };
-        Probs { t, ..*self }
-    }
-    unsafe fn scalar_at(&self, _y: usize) -> f32 {
-        // Probability targets have no target-class fix-up (b = 0, handled in-pass).
-        0.0
-    }
-}
-
-/// Coefficients of one long row, chosen at run time (monomorphized in [`PieceJob::run`]).
-#[derive(Clone, Copy)]
-pub(crate) enum AnyCoef<E> {
-    None,
-    Ones,
-    Weights(*const f32),
-    Probs(Probs<E>),
-}
-
-impl<E: Store32> AnyCoef<E> {
-    /// # Safety
-    /// The result must stay within the row.
-    pub(crate) unsafe fn offset(&self, k: usize) -> Self {
-        // SAFETY: guaranteed by the caller.
-        unsafe {
-            match self {
-                AnyCoef::None => AnyCoef::None,
-                AnyCoef::Ones => AnyCoef::Ones,
-                AnyCoef::Weights(w) => AnyCoef::Weights(w.add(k)),
-                AnyCoef::Probs(p) => AnyCoef::Probs(p.offset(k)),
-            }
-        }
-    }
-    /// # Safety
-    /// `y` within the row.
-    pub(crate) unsafe fn scalar_at(&self, y: usize) -> f32 {
-        // SAFETY: guaranteed by the caller.
-        unsafe {
-            match self {
-                AnyCoef::Ones => 1.0,
-                AnyCoef::Weights(w) => *w.add(y),
-                AnyCoef::None | AnyCoef::Probs(_) => 0.0,
-            }
-        }
     }
 }
 
@@ -226,7 +135,7 @@ pub(crate) enum PieceStep<G> {
 pub(crate) struct PieceJob<E, G> {
     pub x: *const E,
     pub n: usize,
-    pub coef: AnyCoef<E>,
+    pub coef: Coefs<E>,
     pub cap: Option<f32>,
     pub step: PieceStep<G>,
 }
@@ -251,10 +160,10 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
         xf: X,
     ) -> (RowStats<f32>, [f32; MAX_STORED_CHUNKS]) {
         match self.coef {
-            AnyCoef::None => self.go(s, xf, NoCoef),
-            AnyCoef::Ones => self.go(s, xf, Ones),
-            AnyCoef::Weights(w) => self.go(s, xf, Weights(w)),
-            AnyCoef::Probs(p) => self.go(s, xf, p),
+            Coefs::None => self.go(s, xf, NoCoef),
+            Coefs::Ones => self.go(s, xf, Ones),
+            Coefs::Weights(w) => self.go(s, xf, Weights(w)),
+            Coefs::Probs(p) => self.go(s, xf, p),
         }
     }
 

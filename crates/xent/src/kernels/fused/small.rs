@@ -1,14 +1,14 @@
 //! Short contiguous rows (at most [`SMALL_C`] classes): `LANES` rows transposed
 //! into a class-major tile so that the lane kernels vectorize across rows.
 
-use super::job::{BlockSums, CeJob};
+use super::job::BlockSums;
 use super::kdim::{LaneAt, UnitSums};
+use crate::kernels::plan::Block;
 use crate::kernels::row::Xform;
 use crate::kernels::simd::{Kernel, Scalar, Simd, Store32};
 use crate::sizes::SMALL_C;
-use core::ptr::NonNull;
 
-impl<E: Store32, G: Store32> CeJob<'_, E, G> {
+impl<E: Store32, G: Store32> Block<'_, E, G> {
     /// Short contiguous rows (`C ≤ SMALL_C`), `LANES` rows at a time: each group is
     /// transposed into class-major f32 tiles so that the lane kernels vectorize
     /// across rows, and the gradient tile is transposed back.
@@ -18,7 +18,7 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         by_lane_flags!(flags, self.small_rows_in::<S, X>(s, xf))
     }
 
-    /// [`CeJob::small_rows`], entering the [`SmallRows`] kernel.
+    /// [`Block::small_rows`], entering the [`SmallRows`] kernel.
     #[inline]
     pub(super) fn small_rows_in<
         S: Simd,
@@ -47,15 +47,19 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
         s: S,
         xf: X,
     ) -> BlockSums {
-        let mut sums = UnitSums::new(s, self.consts.z != 0.0);
-        let c = self.classes;
+        let mut sums = UnitSums::new(s, self.plan.lane.z_loss != 0.0);
+        let c = self.plan.classes;
         let lanes = S::LANES;
         // f32 tiles whatever E and G are: widened once on the way in, rounded once
         // on the way out, and the statistics pass can store its exps in `gt`.
         let mut xt = Tile::new();
         let mut tt = Tile::new();
         let mut gt = Tile::new();
-        let (t, g) = (self.t.map(NonNull::as_ptr), self.g.map(NonNull::as_ptr));
+        let (x, t, g) = (
+            self.x.as_ptr(),
+            self.t.map(|t| t.as_ptr()),
+            self.g.map(|g| g.as_ptr()),
+        );
         let mut r0 = 0;
         while r0 < self.outer {
             let full = r0 + lanes <= self.outer;
@@ -64,11 +68,11 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 // tiles hold lanes·C ≤ 16·SMALL_C f32.
                 unsafe {
                     let base = r0 * c;
-                    s.rows_to_tile(self.x.add(base), c, c, xt.0.as_mut_ptr());
+                    s.rows_to_tile(x.add(base), c, c, xt.0.as_mut_ptr());
                     if let Some(t) = t {
                         s.rows_to_tile(t.add(base), c, c, tt.0.as_mut_ptr());
                     }
-                    if let (Some(g), true) = (g, self.accumulate) {
+                    if let (Some(g), true) = (g, self.plan.accumulate) {
                         s.rows_to_tile(g.add(base), c, c, gt.0.as_mut_ptr());
                     }
                     let at = LaneAt {
@@ -89,8 +93,8 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
                 // SAFETY: row r0 of C contiguous elements lies in the block.
                 let at = unsafe {
                     LaneAt {
-                        x: self.x.add(r0 * c),
-                        t: t.map(|t| t.add(r0 * c) as *const E),
+                        x: x.add(r0 * c),
+                        t: t.map(|t| t.add(r0 * c)),
                         g: g.map(|g| g.add(r0 * c)),
                         stride: 1,
                     }
@@ -103,9 +107,9 @@ impl<E: Store32, G: Store32> CeJob<'_, E, G> {
     }
 }
 
-/// [`CeJob::small_rows`] as a kernel.
+/// [`Block::small_rows`] as a kernel.
 pub(super) struct SmallRows<'a, E, G, X, const ST: bool, const AC: bool, const ACT: bool> {
-    job: CeJob<'a, E, G>,
+    job: Block<'a, E, G>,
     xf: X,
 }
 
@@ -119,7 +123,7 @@ impl<E: Store32, G: Store32, X: Xform, const ST: bool, const AC: bool, const ACT
     }
 }
 
-/// A tile of [`CeJob`]'s `small_rows`: `LANES` rows of up to [`SMALL_C`] classes,
+/// A tile of [`Block::small_rows`]: `LANES` rows of up to [`SMALL_C`] classes,
 /// class-major. Cache-line aligned, so that no vector load or store of it straddles
 /// two lines (an unaligned tile splits every other access at AVX2 width).
 #[repr(C, align(64))]

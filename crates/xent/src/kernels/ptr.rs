@@ -1,12 +1,14 @@
-//! The pointer types of a call: the start of a caller's buffer that the tasks write
-//! ([`Ptr`]) or only read ([`ConstPtr`]), and where the gradient goes ([`GradPtr`]).
+//! The pointer types of a call, from the ops layer down to the kernels: the start of
+//! a caller's buffer that the tasks write ([`Ptr`]) or only read ([`ConstPtr`]), and
+//! where the gradient goes ([`GradPtr`]). A kernel turns them into raw pointers for
+//! its own arithmetic.
 
 use crate::kernels::num::Storage;
 use core::ptr::NonNull;
 
 /// The start of a caller's buffer that the tasks of one call write: the driver
 /// gives every task a disjoint region of it.
-pub struct Ptr<T>(pub(super) NonNull<T>);
+pub struct Ptr<T>(pub(crate) NonNull<T>);
 
 /// The start of a caller's buffer that the tasks of one call only read.
 pub struct ConstPtr<T>(NonNull<T>);
@@ -60,6 +62,12 @@ impl<T> Ptr<T> {
         unsafe { Ptr(NonNull::new_unchecked(self.at(k))) }
     }
 
+    /// The raw pointer, for a kernel's own arithmetic.
+    #[inline(always)]
+    pub(crate) fn as_ptr(self) -> *mut T {
+        self.0.as_ptr()
+    }
+
     /// The same buffer, read only.
     pub(crate) fn as_const(self) -> ConstPtr<T> {
         ConstPtr(self.0)
@@ -78,6 +86,12 @@ impl<T> ConstPtr<T> {
         ConstPtr(NonNull::from(buf).cast())
     }
 
+    /// The raw pointer, for a kernel's own arithmetic.
+    #[inline(always)]
+    pub(crate) fn as_ptr(self) -> *const T {
+        self.0.as_ptr()
+    }
+
     /// Element `k`.
     ///
     /// # Safety
@@ -94,19 +108,6 @@ impl<T> ConstPtr<T> {
     pub(crate) unsafe fn add(self, k: usize) -> Self {
         // SAFETY: forwarded; a pointer into (or one past) a buffer is not null.
         unsafe { ConstPtr(NonNull::new_unchecked(self.at(k) as *mut T)) }
-    }
-}
-
-/// A value holding raw pointers that tasks only read through (coefficients).
-#[derive(Clone, Copy)]
-pub(crate) struct Shared<T>(pub(crate) T);
-// SAFETY: the pointers inside are only read, and stay valid for the whole call.
-unsafe impl<T> Sync for Shared<T> {}
-// SAFETY: as above.
-unsafe impl<T> Send for Shared<T> {}
-impl<T: Copy> Shared<T> {
-    pub(crate) fn get(&self) -> T {
-        self.0
     }
 }
 

@@ -1,0 +1,232 @@
+//! A contiguous row too long for one thread ([`LONG_ROW`](crate::sizes::LONG_ROW)
+//! classes or more), as steps on its pieces of [`PIECE`] classes: the statistics of
+//! a piece, the row's finish from the pieces' statistics, the gradient of a piece,
+//! and the row's end (the target class's exact gradient, its loss). The driver
+//! ([`crate::driver::ce`]) runs the pieces of a step across threads, in any order,
+//! and hands the pieces' statistics back in piece order.
+
+use super::job::{finish, RowStart};
+use super::rows::{PieceJob, PieceStep};
+use crate::kernels::dispatch::{dispatch, Isa};
+use crate::kernels::num::Storage;
+use crate::kernels::plan::{CePlan, RowPlan};
+use crate::kernels::ptr::{ConstPtr, Ptr};
+use crate::kernels::row::{shift, Coefs, GradConsts, Identity, RowStats, SoftCap};
+use crate::kernels::simd::Store32;
+use crate::sizes::{MAX_STORED_CHUNKS, PIECE};
+use core::ops::Range;
+
+/// A piece's statistics and, when the statistics pass stored its exps, its chunk
+/// maxima.
+pub(crate) type PieceStats = (RowStats<f32>, [f32; MAX_STORED_CHUNKS]);
+
+/// A finished row: its loss without the z term, the z term, the shift and the
+/// gradient constants.
+pub(crate) struct RowEnd {
+    loss: f32,
+    zt: f32,
+    ms: f32,
+    k: GradConsts<f32>,
+}
+
+/// Row `r` of a call of long contiguous rows.
+pub(crate) struct LongRow<'p, E, G> {
+    plan: &'p RowPlan<'p, f32>,
+    isa: Isa,
+    r: usize,
+    x: ConstPtr<E>,
+    g: Option<Ptr<G>>,
+    coef: Coefs<E>,
+    start: RowStart,
+    /// Where the statistics pass stores each chunk's exps, when it does: the row's
+    /// gradient (f32, overwritten) or the driver's scratch row of C f32.
+    e: Option<Ptr<f32>>,
+}
+
+// SAFETY: the pointers are the call's (read, or written in the disjoint pieces the
+// driver hands each thread) and stay valid for the whole call.
+unsafe impl<E: Sync, G: Send + Sync> Sync for LongRow<'_, E, G> {}
+
+/// The f32 a thread's scratch must hold for the long rows of `plan` with a gradient
+/// (`grad`) in `G`: without soft-capping, each chunk's exps are stored by the
+/// statistics pass and the gradient pass only rescales them, in the gradient itself
+/// when it is f32 and overwritten, else in a scratch row of C f32.
+pub(crate) fn long_scratch_len<G: Store32>(plan: &RowPlan<'_, f32>, grad: bool) -> usize {
+    let store = plan.lane.softcap.is_none() && grad;
+    let in_grad = G::IS_F32 && !plan.accumulate;
+    if store && !in_grad {
+        plan.classes
+    } else {
+        0
+    }
+}
+
+impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
+    /// Row `r` of `plan`, whose gradient (in `G`) is `g`; `scratch` holds
+    /// [`long_scratch_len`] f32. Reads the row's target, and what the passes
+    /// overwrite that the target's gradient needs.
+    ///
+    /// # Safety
+    /// `r` is a row of the call (`inner == 1`), and `g` the call's gradient.
+    pub(crate) unsafe fn new(
+        call: &'p CePlan<'p, E>,
+        r: usize,
+        g: Option<Ptr<G>>,
+        scratch: Option<Ptr<f32>>,
+        isa: Isa,
+    ) -> Self {
+        let plan = &call.rows;
+        let c = plan.classes;
+        // SAFETY: row r of C classes (and its gradient) lies in the buffers; y < C.
+        unsafe {
+            let (x, g, t) = (
+                call.x.add(r * c),
+                g.map(|g| g.add(r * c)),
+                call.probs.map(|t| t.add(r * c)),
+            );
+            let coef = plan.coefs(t.map(|t| t.as_ptr()));
+            let class = plan.class_of(r);
+            let (gp, xp, w) = (g.map(|g| g.as_ptr()), x.as_ptr(), plan.weight);
+            let acc = plan.accumulate;
+            let start = match plan.lane.softcap {
+                None => RowStart::read(Identity, xp, gp, t.is_some(), class, w, acc),
+                Some(cap) => RowStart::read(SoftCap { cap }, xp, gp, t.is_some(), class, w, acc),
+            };
+            let store = plan.lane.softcap.is_none() && g.is_some();
+            let e = match g {
+                Some(g) if store && G::IS_F32 && !acc => Some(g.cast::<f32>()),
+                _ if store => scratch,
+                _ => None,
+            };
+            LongRow {
+                plan,
+                isa,
+                r,
+                x,
+                g,
+                coef,
+                start,
+                e,
+            }
+        }
+    }
+
+    /// Whether the row is ignored (it has no loss; its gradient is 0).
+    pub(crate) fn ignored(&self) -> bool {
+        self.start.target.is_none()
+    }
+
+    /// Whether the row has a gradient to write.
+    pub(crate) fn has_grad(&self) -> bool {
+        self.g.is_some()
+    }
+
+    /// Whether an ignored row's gradient must be cleared (it is overwritten).
+    pub(crate) fn clears_grad(&self) -> bool {
+        self.g.is_some() && !self.plan.accumulate
+    }
+
+    /// The piece of classes `start..`, one step of it.
+    fn piece(&self, start: usize, step: PieceStep<G>) -> PieceJob<E, G> {
+        let c = self.plan.classes;
+        PieceJob {
+            // SAFETY: start < C.
+            x: unsafe { self.x.at(start) },
+            n: PIECE.min(c - start),
+            // SAFETY: start < C.
+            coef: unsafe { self.coef.offset(start) },
+            cap: self.plan.lane.softcap,
+            step,
+        }
+    }
+
+    /// Clears the gradient of the piece `cols` of an ignored row.
+    pub(crate) fn zero(&self, cols: Range<usize>) {
+        if let Some(g) = self.g {
+            for j in cols {
+                // SAFETY: j < C, within the row of the gradient.
+                unsafe { *g.at(j) = G::from_f32(0.0) }
+            }
+        }
+    }
+
+    /// The statistics of the piece `cols` (storing its exps when the row does).
+    pub(crate) fn stats(&self, cols: Range<usize>) -> PieceStats {
+        let step = match self.e {
+            // SAFETY: cols.start < C, within the row of exps.
+            Some(e) => PieceStep::StatsStore(unsafe { e.at(cols.start) }),
+            None => PieceStep::Stats,
+        };
+        dispatch(self.isa, self.piece(cols.start, step))
+    }
+
+    /// The row's loss and gradient constants from its pieces' statistics, in piece
+    /// order (`None` for an ignored row).
+    pub(crate) fn finish(&self, stats: &[PieceStats]) -> Option<RowEnd> {
+        let target = self.start.target?;
+        let p = stats
+            .iter()
+            .map(|s| s.0)
+            .fold(RowStats::EMPTY, RowStats::merge);
+        let (scale_ce, scale_z) = self.plan.scale.at(self.r);
+        let (loss, zt, k) = finish(p, target, &self.plan.lane, scale_ce, scale_z);
+        Some(RowEnd {
+            loss,
+            zt,
+            ms: shift(p.m),
+            k,
+        })
+    }
+
+    /// The gradient of the piece `cols`, from the row's end (and the piece's stored
+    /// exps and chunk maxima in `stats`).
+    pub(crate) fn grad(&self, cols: Range<usize>, stats: &[PieceStats], end: &RowEnd) {
+        let Some(g) = self.g else { return };
+        let (start, acc) = (cols.start, self.plan.accumulate);
+        // SAFETY: start < C, within the rows of exps and gradient.
+        let step = unsafe {
+            match self.e {
+                Some(e) => PieceStep::Rescale(
+                    e.at(start) as *const f32,
+                    g.at(start),
+                    stats[start / PIECE].1,
+                    end.ms,
+                    end.k,
+                    acc,
+                ),
+                None => PieceStep::Grad(g.at(start), end.ms, end.k, acc),
+            }
+        };
+        dispatch(self.isa, self.piece(start, step));
+    }
+
+    /// After the gradient's pieces: the target class's exact gradient and the row's
+    /// loss (`None` for an ignored row). Returns the loss without its z term and
+    /// the z term.
+    pub(crate) fn end(&self, end: Option<RowEnd>) -> (f32, f32) {
+        let (loss, zt) = match end {
+            None => (0.0, 0.0),
+            Some(end) => {
+                if let Some(g) = self.g {
+                    let (coef, ms, k) = (self.coef, end.ms, end.k);
+                    // SAFETY: the row's gradient; y < C.
+                    unsafe {
+                        let (g, a_y) = (g.as_ptr(), |y| coef.scalar_at(y));
+                        match self.plan.lane.softcap {
+                            None => self.start.write_target_grad(Identity, g, a_y, ms, k),
+                            Some(cap) => {
+                                self.start.write_target_grad(SoftCap { cap }, g, a_y, ms, k)
+                            }
+                        }
+                    }
+                }
+                (end.loss, end.zt)
+            }
+        };
+        if let Some(l) = self.plan.loss_out {
+            // SAFETY: r is a row of the call, which has one loss each.
+            unsafe { *l.at(self.r) = loss + zt };
+        }
+        (loss, zt)
+    }
+}
