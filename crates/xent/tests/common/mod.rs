@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod reference;
+pub mod row_stats;
 
 /// SplitMix64: a tiny seeded generator, so that every random case is reproducible.
 pub struct Rng(u64);
