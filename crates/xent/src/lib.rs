@@ -81,12 +81,13 @@ pub use indices::ClassIndices;
 pub use kernels::dispatch::Isa;
 pub use layout::Layout;
 pub use ops::cross_entropy::{
-    cross_entropy, cross_entropy_inplace, cross_entropy_into, cross_entropy_with_grad,
+    cross_entropy, cross_entropy_inplace, cross_entropy_into, cross_entropy_stats_into,
+    cross_entropy_with_grad,
 };
 pub use ops::linear::{
     check_linear_shapes, linear_cross_entropy, linear_cross_entropy_into,
-    linear_cross_entropy_with_grad, LinearCrossEntropyOptions, LinearGradOut, LinearGrads,
-    LinearInputs, DEFAULT_SCRATCH_BYTES,
+    linear_cross_entropy_stats_into, linear_cross_entropy_with_grad, LinearCrossEntropyOptions,
+    LinearGradOut, LinearGrads, LinearInputs, DEFAULT_SCRATCH_BYTES,
 };
 pub use ops::nll::{nll_loss, nll_loss_into, nll_loss_with_grad};
 pub use ops::shard::{
@@ -97,6 +98,7 @@ pub use ops::softmax::{
     log_softmax, log_softmax_backward_into, log_softmax_into, softmax, softmax_backward_into,
     softmax_into,
 };
+pub use ops::stats::RowOutputs;
 pub use ops::{GradBuf, GradOut, Loss};
 pub use options::{CrossEntropyOptions, GradMode, NllLossOptions, Reduction, DEFAULT_IGNORE_INDEX};
 pub use settings::CrossEntropySettings;

@@ -21,6 +21,17 @@ pub enum Reduction {
     Sum,
 }
 
+impl Reduction {
+    /// PyTorch's name of the reduction: `none`, `mean` or `sum`.
+    fn name(self) -> &'static str {
+        match self {
+            Reduction::None => "none",
+            Reduction::Mean => "mean",
+            Reduction::Sum => "sum",
+        }
+    }
+}
+
 impl core::str::FromStr for Reduction {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -86,6 +97,17 @@ pub struct CrossEntropyOptions<'a, T> {
     pub z_loss: f64,
     /// Logit soft-capping (default none): `x̃ = cap·tanh(x/cap)` replaces `x`.
     pub softcap: Option<f64>,
+    /// Logit scale `s` (default 1; finite, > 0): the loss sees `softcap(s·x)`, the
+    /// logits scaled first and soft-capped after, and the gradient with respect to `x`
+    /// carries the factor `s`.
+    pub logit_scale: f64,
+    /// The denominator of `mean` (default `None`: PyTorch's, this call's own
+    /// `D = Σ_{n∈M} w_{y_n}`, or the row count for probability targets). `Some(d)`
+    /// divides the summed loss, its z term and the gradient by `d` instead: the token
+    /// count (or weight sum) of a whole gradient-accumulation step, Hugging Face's
+    /// `num_items_in_batch`. A call whose rows are all ignored then gives 0, not NaN.
+    /// Finite, > 0, and only with [`Reduction::Mean`].
+    pub denominator: Option<f64>,
 }
 
 impl<T> Default for CrossEntropyOptions<'_, T> {
@@ -97,6 +119,8 @@ impl<T> Default for CrossEntropyOptions<'_, T> {
             reduction: Reduction::Mean,
             z_loss: 0.0,
             softcap: None,
+            logit_scale: 1.0,
+            denominator: None,
         }
     }
 }
@@ -132,6 +156,18 @@ impl<'a, T: Float> CrossEntropyOptions<'a, T> {
         self.softcap = Some(cap);
         self
     }
+    /// Scales the logits by `s` before soft-capping (finite, > 0, checked when the
+    /// loss runs).
+    pub fn logit_scale(mut self, s: f64) -> Self {
+        self.logit_scale = s;
+        self
+    }
+    /// Divides the `mean` by `d` instead of this call's own count (finite, > 0, only
+    /// with [`Reduction::Mean`], checked when the loss runs).
+    pub fn denominator(mut self, d: f64) -> Self {
+        self.denominator = Some(d);
+        self
+    }
 }
 
 /// Options of [`nll_loss`](crate::nll_loss): `weight`, `ignore_index`, `reduction`.
@@ -150,6 +186,10 @@ pub struct NllLossOptions<'a, T> {
     pub ignore_index: i64,
     /// How rows are combined (default mean).
     pub reduction: Reduction,
+    /// The denominator of `mean` (default `None`: this call's own
+    /// `D = Σ_{n∈M} w_{y_n}`); `Some(d)` divides the summed loss and the gradient by
+    /// `d` instead, as [`CrossEntropyOptions::denominator`].
+    pub denominator: Option<f64>,
 }
 
 impl<T> Default for NllLossOptions<'_, T> {
@@ -158,6 +198,7 @@ impl<T> Default for NllLossOptions<'_, T> {
             weight: None,
             ignore_index: DEFAULT_IGNORE_INDEX,
             reduction: Reduction::Mean,
+            denominator: None,
         }
     }
 }
@@ -178,6 +219,12 @@ impl<'a, T: Float> NllLossOptions<'a, T> {
         self.reduction = reduction;
         self
     }
+    /// Divides the `mean` by `d` instead of this call's own `D` (finite, > 0, only
+    /// with [`Reduction::Mean`], checked when the loss runs).
+    pub fn denominator(mut self, d: f64) -> Self {
+        self.denominator = Some(d);
+        self
+    }
 }
 
 impl<'a, T: Float> From<NllLossOptions<'a, T>> for CrossEntropyOptions<'a, T> {
@@ -189,6 +236,43 @@ impl<'a, T: Float> From<NllLossOptions<'a, T>> for CrossEntropyOptions<'a, T> {
             reduction: o.reduction,
             z_loss: 0.0,
             softcap: None,
+            logit_scale: 1.0,
+            denominator: o.denominator,
         }
     }
+}
+
+/// Checks a logit scale: finite and > 0.
+pub(crate) fn check_logit_scale(s: f64) -> Result<()> {
+    if s.is_finite() && s > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            name: "logit_scale",
+            value: s.to_string(),
+            expected: "a finite number > 0",
+        })
+    }
+}
+
+/// Checks a denominator of `mean`: finite, > 0, and with [`Reduction::Mean`].
+pub(crate) fn check_denominator(denominator: Option<f64>, reduction: Reduction) -> Result<()> {
+    let Some(d) = denominator else {
+        return Ok(());
+    };
+    if !(d.is_finite() && d > 0.0) {
+        return Err(Error::InvalidArgument {
+            name: "denominator",
+            value: d.to_string(),
+            expected: "a finite number > 0",
+        });
+    }
+    if reduction != Reduction::Mean {
+        return Err(Error::InvalidArgument {
+            name: "denominator",
+            value: format!("{d} with reduction {}", reduction.name()),
+            expected: "reduction mean: a denominator replaces the mean's own",
+        });
+    }
+    Ok(())
 }

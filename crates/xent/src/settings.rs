@@ -10,7 +10,7 @@ use crate::{
 
 /// The options of [`cross_entropy`](crate::cross_entropy), owned and dtype-free, with
 /// PyTorch's defaults: no class weights, `ignore_index = -100`, no label smoothing,
-/// `mean`, no z-loss, no soft-capping.
+/// `mean`, no z-loss, no soft-capping, logit scale 1, the mean's own denominator.
 ///
 /// [`CrossEntropyOptions`] borrows its class weights in the compute dtype `T`; this
 /// type owns them as `f64` (every float dtype widens to `f64` exactly), so one value
@@ -51,6 +51,12 @@ pub struct CrossEntropySettings {
     pub z_loss: f64,
     /// Logit soft-capping (default none): `x̃ = cap·tanh(x/cap)` replaces `x`.
     pub softcap: Option<f64>,
+    /// Logit scale `s` (default 1): the loss sees `softcap(s·x)`; see
+    /// [`CrossEntropyOptions::logit_scale`].
+    pub logit_scale: f64,
+    /// The denominator of `mean` (default `None`, the call's own); see
+    /// [`CrossEntropyOptions::denominator`].
+    pub denominator: Option<f64>,
 }
 
 impl Default for CrossEntropySettings {
@@ -62,6 +68,8 @@ impl Default for CrossEntropySettings {
             reduction: Reduction::Mean,
             z_loss: 0.0,
             softcap: None,
+            logit_scale: 1.0,
+            denominator: None,
         }
     }
 }
@@ -97,6 +105,18 @@ impl CrossEntropySettings {
         self.softcap = Some(cap);
         self
     }
+    /// Scales the logits by `s` before soft-capping (finite, > 0, checked when the
+    /// loss runs).
+    pub fn logit_scale(mut self, s: f64) -> Self {
+        self.logit_scale = s;
+        self
+    }
+    /// Divides the `mean` by `d` instead of the call's own count (finite, > 0, with
+    /// reduction `mean` only, checked when the loss runs).
+    pub fn denominator(mut self, d: f64) -> Self {
+        self.denominator = Some(d);
+        self
+    }
 
     /// The class weights rounded to `T` (`T::from_f64` of each), for
     /// [`options`](Self::options); `None` without weights.
@@ -123,12 +143,16 @@ impl CrossEntropySettings {
             .ignore_index(self.ignore_index)
             .label_smoothing(self.label_smoothing)
             .reduction(self.reduction)
-            .z_loss(self.z_loss);
+            .z_loss(self.z_loss)
+            .logit_scale(self.logit_scale);
         if let Some(w) = weight {
             opts = opts.weight(w);
         }
         if let Some(cap) = self.softcap {
             opts = opts.softcap(cap);
+        }
+        if let Some(d) = self.denominator {
+            opts = opts.denominator(d);
         }
         opts
     }
@@ -144,9 +168,9 @@ impl CrossEntropySettings {
         LinearCrossEntropyOptions::from(self.options(weight)).scratch_bytes(scratch_bytes)
     }
 
-    /// The options of [`nll_loss`](crate::nll_loss): `weight`, `ignore_index` and the
-    /// reduction. `nll_loss` has no label smoothing, z-loss or soft-cap; those
-    /// settings must be at their defaults.
+    /// The options of [`nll_loss`](crate::nll_loss): `weight`, `ignore_index`, the
+    /// reduction and the denominator. `nll_loss` has no label smoothing, z-loss,
+    /// soft-cap or logit scale; those settings must be at their defaults.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) naming the first
@@ -159,6 +183,8 @@ impl CrossEntropySettings {
             Some(("label_smoothing", self.label_smoothing.to_string()))
         } else if self.z_loss != 0.0 {
             Some(("z_loss", self.z_loss.to_string()))
+        } else if self.logit_scale != 1.0 {
+            Some(("logit_scale", self.logit_scale.to_string()))
         } else {
             self.softcap.map(|c| ("softcap", c.to_string()))
         };
@@ -166,7 +192,8 @@ impl CrossEntropySettings {
             return Err(crate::Error::InvalidArgument {
                 name,
                 value,
-                expected: "the default: nll_loss takes weight, ignore_index and reduction only",
+                expected: "the default: nll_loss takes weight, ignore_index, reduction and \
+                           denominator only",
             });
         }
         let mut opts = NllLossOptions::default()
@@ -174,6 +201,9 @@ impl CrossEntropySettings {
             .reduction(self.reduction);
         if let Some(w) = weight {
             opts = opts.weight(w);
+        }
+        if let Some(d) = self.denominator {
+            opts = opts.denominator(d);
         }
         Ok(opts)
     }
@@ -204,7 +234,9 @@ mod tests {
             .label_smoothing(0.25)
             .reduction(Reduction::None)
             .z_loss(1e-4)
-            .softcap(30.0);
+            .softcap(30.0)
+            .logit_scale(0.5)
+            .denominator(7.0);
         let w = s.weight_as::<f32>().unwrap();
         let o = s.options(Some(&w[..]));
         let want = CrossEntropyOptions::default()
@@ -213,7 +245,9 @@ mod tests {
             .label_smoothing(0.25)
             .reduction(Reduction::None)
             .z_loss(1e-4)
-            .softcap(30.0);
+            .softcap(30.0)
+            .logit_scale(0.5)
+            .denominator(7.0);
         assert_eq!(o, want);
         let l = s.linear_options(Some(&w[..]), 1 << 20);
         assert_eq!((l.cross_entropy, l.scratch_bytes), (want, 1 << 20));
@@ -223,10 +257,17 @@ mod tests {
     fn nll_refuses_what_it_cannot_honour() {
         let base = CrossEntropySettings::default().ignore_index(1);
         assert_eq!(base.nll_options::<f64>(None).unwrap().ignore_index, 1);
+        let d = base
+            .clone()
+            .denominator(3.0)
+            .nll_options::<f64>(None)
+            .unwrap();
+        assert_eq!(d.denominator, Some(3.0));
         for (s, name) in [
             (base.clone().label_smoothing(0.1), "label_smoothing"),
             (base.clone().z_loss(0.1), "z_loss"),
             (base.clone().softcap(2.0), "softcap"),
+            (base.clone().logit_scale(2.0), "logit_scale"),
         ] {
             match s.nll_options::<f64>(None) {
                 Err(crate::Error::InvalidArgument { name: n, .. }) => assert_eq!(n, name),

@@ -1,8 +1,9 @@
 //! `cross_entropy` on logits, with class-index or probability targets.
 
+use super::stats::{self, kept_row, RowOutputs, RowTransform};
 use super::{
     check_grad, check_grad_output, check_indices, check_len, check_weight, loss_buf, loss_len,
-    loss_shape, scalar_upstream, GradOut, Loss,
+    loss_shape, scalar_upstream, GradBuf, GradOut, Loss,
 };
 use crate::driver::ce::{CeCall, Scale};
 use crate::driver::ptr::{ConstPtr, GradPtr, Ptr};
@@ -12,7 +13,9 @@ use crate::entry::ElementEntry as Sealed;
 use crate::error::{Error, Result};
 use crate::indices::ClassIndices;
 use crate::layout::Layout;
-use crate::options::{CrossEntropyOptions, GradMode, Reduction};
+use crate::options::{
+    check_denominator, check_logit_scale, CrossEntropyOptions, GradMode, Reduction,
+};
 use crate::reduce::CompensatedSum;
 use crate::targets::Targets;
 
@@ -26,15 +29,19 @@ use crate::targets::Targets;
 /// With probabilities `t`: `l_n = −Σ_c w_c·t'_{n,c}·ℓ_{n,c}`, `t' = (1−ε)·t + ε/C`, and
 /// `mean` divides by the row count. z-loss adds `s·lse_n²` per row that counts
 /// (`mean` averages it over those rows); soft-capping replaces `x` by
-/// `cap·tanh(x/cap)` everywhere.
+/// `cap·tanh(x/cap)` everywhere. A logit scale `s` makes the loss see
+/// `softcap(s·x)` (scaled first, then soft-capped; the gradient carries `s`), and a
+/// `denominator` `d` makes `mean` the sum of the row losses and z terms over `d`
+/// (0, not NaN, when every row is ignored).
 ///
 /// `bf16`/`f16` logits are computed in `f32` and return an `f32` loss.
 ///
 /// # Errors
 /// Shape errors, a target out of `[0, C)` (naming it and its index), a weight of the
 /// wrong length, `label_smoothing` outside `[0, 1]`, a negative or non-finite
-/// `z_loss`, a non-positive `softcap`, and probability targets with a non-negative
-/// `ignore_index`: see [`Error`].
+/// `z_loss`, a non-positive `softcap` or `logit_scale`, a non-positive `denominator`
+/// or one given with a reduction other than `mean`, and probability targets with a
+/// non-negative `ignore_index`: see [`Error`].
 ///
 /// ```
 /// use xent::{cross_entropy, CrossEntropyOptions};
@@ -146,6 +153,49 @@ pub fn cross_entropy_into<'t, T: Element>(
     loss_out: &mut [T::Acc],
     grad: Option<GradOut<'_, T>>,
 ) -> Result<Option<T::Acc>> {
+    cross_entropy_stats_into(
+        input,
+        shape,
+        target,
+        opts,
+        loss_out,
+        grad,
+        RowOutputs::new(),
+    )
+}
+
+/// [`cross_entropy_into`] that also writes the per-row outputs `rows` asks for: the
+/// log-sum-exp, the entropy and the argmax of the logits as the loss sees them
+/// (`softcap(s·x)`), and each row's z term (see [`RowOutputs`]). They are detached
+/// (never differentiated), and one element per row (the row shape) each.
+///
+/// # Errors
+/// As [`cross_entropy_into`], plus [`Error::OutputLength`] naming the row output
+/// (`"lse"`, `"entropy"`, `"argmax"`, `"z"`) whose length is not the row count.
+///
+/// ```
+/// use xent::{cross_entropy_stats_into, CrossEntropyOptions, RowOutputs};
+/// // Two micro-batches share one denominator: the token count of the whole step.
+/// let x = [2.0f32, 0.0, 0.0, 1.0];
+/// let opts = CrossEntropyOptions::default().logit_scale(0.5).denominator(3.0);
+/// let (mut loss, mut lse, mut argmax) = ([0.0f32], [0.0f32; 2], [0i64; 2]);
+/// cross_entropy_stats_into(&x, &[2, 2], &[0i64, -100][..], &opts, &mut loss, None,
+///     RowOutputs::new().lse(&mut lse).argmax(&mut argmax))?;
+/// // Row 0 sees logits [1, 0]; row 1 is ignored but still gets its outputs.
+/// let lse0 = (1f32.exp() + 1.0).ln();
+/// assert!((loss[0] - (lse0 - 1.0) / 3.0).abs() < 1e-6);
+/// assert!((lse[0] - lse0).abs() < 1e-6 && argmax == [0, 1]);
+/// # Ok::<(), xent::Error>(())
+/// ```
+pub fn cross_entropy_stats_into<'t, T: Element>(
+    input: &[T],
+    shape: &[usize],
+    target: impl Into<Targets<'t, T>>,
+    opts: &CrossEntropyOptions<'_, T::Acc>,
+    loss_out: &mut [T::Acc],
+    grad: Option<GradOut<'_, T>>,
+    rows: RowOutputs<'_, T::Acc>,
+) -> Result<Option<T::Acc>> {
     let layout = Layout::new(shape, input.len())?;
     let target = target.into();
     check_options(opts, &layout, &target)?;
@@ -154,25 +204,18 @@ pub fn cross_entropy_into<'t, T: Element>(
         loss_out.len(),
         loss_len(&layout, opts.reduction),
     )?;
-    let (grad_ptr, grad_output, accumulate) = match grad {
-        Some(mut g) => {
-            check_grad(&g, &layout, opts.reduction)?;
-            (g.grad.ptr(), g.grad_output, g.mode == GradMode::Accumulate)
-        }
-        None => (GradPtr::None, None, false),
-    };
-    // The kernels only read the input here (the gradient is another buffer).
-    let x = ConstPtr::new(input);
-    Ok(run(
-        x,
+    if let Some(g) = &grad {
+        check_grad(g, &layout, opts.reduction)?;
+    }
+    rows.check(layout.rows())?;
+    run_call(
+        CallIo::Read(input, grad),
         &layout,
         &target,
         opts,
         loss_out,
-        grad_ptr,
-        grad_output,
-        accumulate,
-    ))
+        rows,
+    )
 }
 
 /// [`cross_entropy`] that overwrites the logits with the gradient `∂loss/∂logits`
@@ -208,17 +251,14 @@ pub fn cross_entropy_inplace<'t, T: Element>(
         loss_len(&layout, opts.reduction),
     )?;
     check_grad_output(grad_output, &layout, opts.reduction)?;
-    let x = Ptr::new(logits);
-    Ok(run(
-        x.as_const(),
+    run_call(
+        CallIo::InPlace(logits, grad_output),
         &layout,
         &target,
         opts,
         loss_out,
-        GradPtr::Same(x),
-        grad_output,
-        false,
-    ))
+        RowOutputs::new(),
+    )
 }
 
 /// Builds the driver call from validated arguments and reduces its sums.
@@ -445,5 +485,168 @@ pub(crate) fn check_scalars<A>(opts: &CrossEntropyOptions<'_, A>) -> Result<()> 
             });
         }
     }
-    Ok(())
+    check_logit_scale(opts.logit_scale)?;
+    check_denominator(opts.denominator, opts.reduction)
+}
+
+/// A validated call's logits, and where its gradient goes.
+enum CallIo<'a, T: Element> {
+    /// The logits are only read; the gradient, when asked for, goes to its buffer.
+    Read(&'a [T], Option<GradOut<'a, T>>),
+    /// The gradient (times this upstream gradient) overwrites the logits.
+    InPlace(&'a mut [T], Option<&'a [T::Acc]>),
+}
+
+impl<'a, T: Element> CallIo<'a, T> {
+    fn logits(&self) -> &[T] {
+        match self {
+            CallIo::Read(x, _) => x,
+            CallIo::InPlace(x, _) => x,
+        }
+    }
+
+    fn grad_output(&self) -> Option<&'a [T::Acc]> {
+        match self {
+            CallIo::Read(_, g) => g.as_ref().and_then(|g| g.grad_output),
+            CallIo::InPlace(_, go) => *go,
+        }
+    }
+
+    /// The gradient buffer (if any), the upstream gradient, and whether to add.
+    fn into_grad(self) -> (Option<GradBuf<'a, T>>, Option<&'a [T::Acc]>, bool) {
+        match self {
+            CallIo::Read(_, Some(g)) => {
+                (Some(g.grad), g.grad_output, g.mode == GradMode::Accumulate)
+            }
+            CallIo::Read(_, None) => (None, None, false),
+            CallIo::InPlace(x, go) => (Some(GradBuf::Same(x)), go, false),
+        }
+    }
+
+    /// The fused pass on these buffers as they are, with `upstream` in place of the
+    /// call's upstream gradient when given.
+    fn run(
+        self,
+        layout: &Layout,
+        target: &Targets<'_, T>,
+        opts: &CrossEntropyOptions<'_, T::Acc>,
+        loss_out: &mut [T::Acc],
+        upstream: Option<&[T::Acc]>,
+    ) -> Option<T::Acc> {
+        match self {
+            CallIo::Read(input, grad) => {
+                let (ptr, go, accumulate) = match grad {
+                    Some(mut g) => (g.grad.ptr(), g.grad_output, g.mode == GradMode::Accumulate),
+                    None => (GradPtr::None, None, false),
+                };
+                // The kernels only read the input here (the gradient is another buffer).
+                let x = ConstPtr::new(input);
+                run(
+                    x,
+                    layout,
+                    target,
+                    opts,
+                    loss_out,
+                    ptr,
+                    upstream.or(go),
+                    accumulate,
+                )
+            }
+            CallIo::InPlace(logits, go) => {
+                let x = Ptr::new(logits);
+                let grad = GradPtr::Same(x);
+                run(
+                    x.as_const(),
+                    layout,
+                    target,
+                    opts,
+                    loss_out,
+                    grad,
+                    upstream.or(go),
+                    false,
+                )
+            }
+        }
+    }
+}
+
+/// A validated call: its row outputs, then the fused pass, with the logit scale and
+/// the denominator of `mean` applied around it. Without them (`s = 1`, no
+/// denominator, no row outputs) it is the fused pass alone.
+///
+/// The denominator `d` runs the pass as `sum` with the upstream gradient `g/d`, and
+/// divides the summed loss and z term by `d`: the z term of the mean is then over
+/// `d` too, not over the call's own row count. A logit scale `s ≠ 1` runs the pass
+/// on `s·x` in the compute type, in place, and writes `s` times its gradient.
+fn run_call<T: Element>(
+    io: CallIo<'_, T>,
+    layout: &Layout,
+    target: &Targets<'_, T>,
+    opts: &CrossEntropyOptions<'_, T::Acc>,
+    loss_out: &mut [T::Acc],
+    mut rows: RowOutputs<'_, T::Acc>,
+) -> Result<Option<T::Acc>> {
+    let s = opts.logit_scale;
+    // The buffers of a scaled pass, before anything is written: an allocation error
+    // leaves the caller's buffers untouched.
+    let mut store = Vec::new();
+    let mut scaled = match s == 1.0 {
+        true => None,
+        false => Some((
+            stats::scaled_logits(io.logits(), s, layout.shape())?,
+            stats::widened_targets(*target, layout.shape(), &mut store)?,
+        )),
+    };
+    // Before the pass: an in-place call overwrites the logits.
+    stats::fill_rows(
+        io.logits(),
+        layout.driver_dims(),
+        0,
+        RowTransform::of(opts),
+        |r| kept_row(target, opts.ignore_index, r),
+        &mut rows,
+    );
+    if s == 1.0 && opts.denominator.is_none() {
+        return Ok(io.run(layout, target, opts, loss_out, None));
+    }
+    let mut core = *opts;
+    core.logit_scale = 1.0;
+    core.denominator = None;
+    let upstream = opts.denominator.map(|d| {
+        core.reduction = Reduction::Sum;
+        let g = scalar_upstream(io.grad_output(), Reduction::Mean);
+        [T::Acc::from_f64(g / d)]
+    });
+    let upstream = upstream.as_ref().map(|u| &u[..]);
+    let z = match scaled.as_mut() {
+        None => io.run(layout, target, &core, loss_out, upstream),
+        Some((xs, target)) => {
+            let (dest, go, accumulate) = io.into_grad();
+            let x = Ptr::new(xs);
+            let grad = match dest {
+                Some(_) => GradPtr::Same(x),
+                None => GradPtr::None,
+            };
+            let go = upstream.or(go);
+            let z = run(
+                x.as_const(),
+                layout,
+                target,
+                &core,
+                loss_out,
+                grad,
+                go,
+                false,
+            );
+            if let Some(dest) = dest {
+                stats::write_scaled_grad(xs, s, dest, accumulate);
+            }
+            z
+        }
+    };
+    let Some(d) = opts.denominator else {
+        return Ok(z);
+    };
+    loss_out[0] = T::Acc::from_f64(loss_out[0].to_f64() / d);
+    Ok(z.map(|z| T::Acc::from_f64(z.to_f64() / d)))
 }

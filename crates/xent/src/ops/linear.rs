@@ -9,6 +9,7 @@
 //! denominator `D = Σ_{n∈M} w_{y_n}` is summed over all rows before the first block, so
 //! the block size never changes the result beyond the rounding of the GEMM sums.
 
+use super::stats::{fill_rows, kept_index, scale_in_place, RowOutputs, RowTransform};
 use super::{check_len, scalar_upstream, Loss};
 use crate::driver::blocks::{pool_threads, ThreadScratch};
 use crate::driver::ce::Scale;
@@ -88,7 +89,9 @@ impl<'a, T: Element> LinearInputs<'a, T> {
 }
 
 /// Options of [`linear_cross_entropy`]: every [`CrossEntropyOptions`] (class
-/// `weight`, `ignore_index`, `label_smoothing`, `reduction`) plus the scratch budget.
+/// `weight`, `ignore_index`, `label_smoothing`, `reduction`, z-loss, soft-cap,
+/// `logit_scale`, `denominator`), held in [`cross_entropy`](Self::cross_entropy) and
+/// set by the same builders, plus the scratch budget.
 ///
 /// `scratch_bytes` (default [`DEFAULT_SCRATCH_BYTES`]) bounds the block the driver
 /// works on: `B` rows of logits and the same rows of `h` (copied column-major for the
@@ -174,6 +177,18 @@ impl<'a, T: Float> LinearCrossEntropyOptions<'a, T> {
     /// Soft-caps the logits `h·Wᵀ + b` at `cap`.
     pub fn softcap(mut self, cap: f64) -> Self {
         self.cross_entropy.softcap = Some(cap);
+        self
+    }
+    /// Scales the logits `h·Wᵀ + b` by `s` before soft-capping
+    /// ([`CrossEntropyOptions::logit_scale`]).
+    pub fn logit_scale(mut self, s: f64) -> Self {
+        self.cross_entropy.logit_scale = s;
+        self
+    }
+    /// Divides the `mean` by `d` instead of the call's own `D`
+    /// ([`CrossEntropyOptions::denominator`]).
+    pub fn denominator(mut self, d: f64) -> Self {
+        self.cross_entropy.denominator = Some(d);
         self
     }
     /// Sets the scratch budget in bytes.
@@ -464,6 +479,40 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
     loss_out: &mut [E::Acc],
     grad: Option<LinearGradOut<'_, E::Acc>>,
 ) -> Result<Option<E::Acc>> {
+    linear_cross_entropy_stats_into(inputs, target, opts, loss_out, grad, RowOutputs::new())
+}
+
+/// [`linear_cross_entropy_into`] that also writes the per-row outputs `rows` asks
+/// for (`N` elements each): the log-sum-exp, entropy and argmax of the logits as the
+/// loss sees them, `softcap(s·(h·Wᵀ + b))`, and each row's z term (see
+/// [`RowOutputs`]), read from each block of logits before the fused pass. They are
+/// detached (never differentiated).
+///
+/// # Errors
+/// As [`linear_cross_entropy_into`], plus [`Error::OutputLength`] naming the row
+/// output (`"lse"`, `"entropy"`, `"argmax"`, `"z"`) whose length is not `N`.
+///
+/// ```
+/// use xent::{linear_cross_entropy_stats_into, LinearCrossEntropyOptions, LinearInputs,
+///     RowOutputs};
+/// let h = [1.0f32, 0.0, 0.0, 1.0];
+/// let w = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0]; // logits [[1, 0, 1], [0, 1, 1]]
+/// let (mut loss, mut lse, mut argmax) = ([0.0f32], [0.0f32; 2], [0i64; 2]);
+/// linear_cross_entropy_stats_into(LinearInputs::new(&h, [2, 2], &w, [3, 2]), &[2i64, 1][..],
+///     &LinearCrossEntropyOptions::default(), &mut loss, None,
+///     RowOutputs::new().lse(&mut lse).argmax(&mut argmax))?;
+/// assert!((lse[0] - (2.0 * 1f32.exp() + 1.0).ln()).abs() < 1e-6);
+/// assert_eq!(argmax, [0, 1]); // ties go to the lowest class
+/// # Ok::<(), xent::Error>(())
+/// ```
+pub fn linear_cross_entropy_stats_into<'t, E: Element>(
+    inputs: LinearInputs<'_, E>,
+    target: impl Into<ClassIndices<'t>>,
+    opts: &LinearCrossEntropyOptions<'_, E::Acc>,
+    loss_out: &mut [E::Acc],
+    grad: Option<LinearGradOut<'_, E::Acc>>,
+    mut rows_out: RowOutputs<'_, E::Acc>,
+) -> Result<Option<E::Acc>> {
     let target = target.into();
     let (n, d, v) = check_inputs(&inputs)?;
     check_target_rows(n, target.len())?;
@@ -473,6 +522,7 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
     let layout = Layout::new(&[n, v], n * v)?;
     check_options::<E::Acc>(ce, &layout, &Targets::Indices(target))?;
     check_len("loss_out", loss_out.len(), loss_len(n, reduction))?;
+    rows_out.check(n)?;
     if let Some(g) = &grad {
         if let Some(dh) = &g.hidden {
             check_len("grad hidden", dh.len(), n * d)?;
@@ -506,7 +556,11 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
 
     // D = Σ_{n∈M} w_{y_n} and |M| over every row, before any block, as cross_entropy
     // sums them, so that blocking never changes the result.
-    let dens = Denominators::of_indices(&target, n, ce.ignore_index, ce.weight);
+    // A given denominator replaces both (the z term of the mean is over it too).
+    let dens = match ce.denominator {
+        Some(d) => Denominators { loss: d, z: d },
+        None => Denominators::of_indices(&target, n, ce.ignore_index, ce.weight),
+    };
     let uniform = dens.uniform_scale(reduction, scalar_upstream(grad_output, reduction));
 
     let (elem, acc) = (std::mem::size_of::<E>(), std::mem::size_of::<E::Acc>());
@@ -578,6 +632,18 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
             );
         }
 
+        // The row outputs of the block's logits, then the logits the loss sees.
+        let kept = |r: usize| kept_index(&target, ce.ignore_index, r0 + r);
+        fill_rows(
+            x,
+            (rows, v, 1),
+            r0,
+            RowTransform::of(ce),
+            kept,
+            &mut rows_out,
+        );
+        scale_in_place(x, ce.logit_scale);
+
         // The block through the library's fused kernel; G overwrites the logits.
         block_targets.clear();
         block_targets.extend((r0..r0 + rows).map(|r| {
@@ -604,6 +670,10 @@ pub fn linear_cross_entropy_into<'t, E: Element>(
             loss_out[r0..r0 + rows].copy_from_slice(&row_loss[..rows]);
         }
 
+        if want_grad {
+            // The gradient with respect to the unscaled logits.
+            scale_in_place(&mut logits[..rows * v], ce.logit_scale);
+        }
         let g = &logits[..rows * v];
         // db first: the engine may round G to bf16 in place for dh and dW.
         if let Some(db) = db.as_deref_mut() {

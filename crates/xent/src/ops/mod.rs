@@ -8,6 +8,7 @@ pub(crate) mod linear;
 pub(crate) mod nll;
 pub(crate) mod shard;
 pub(crate) mod softmax;
+pub(crate) mod stats;
 
 use crate::driver::ptr::{GradPtr, Ptr};
 use crate::dtype::Element;

@@ -10,17 +10,21 @@ use crate::dtype::Float;
 use crate::error::Result;
 use crate::indices::ClassIndices;
 use crate::layout::Layout;
-use crate::options::{GradMode, NllLossOptions, Reduction};
+use crate::options::{check_denominator, GradMode, NllLossOptions, Reduction};
 use crate::reduce::CompensatedSum;
 
 /// Negative log-likelihood of log-probabilities `input` (shape `shape`, classes on
 /// dim 1) at class indices `target`, as PyTorch's `F.nll_loss`.
 ///
 /// `l_n = −w_{y_n}·input[n, y_n]` (0 for ignored rows); `mean` divides the sum by
-/// `D = Σ_{n∈M} w_{y_n}`, which is NaN when `D = 0` (every row ignored, or no rows).
+/// `D = Σ_{n∈M} w_{y_n}`, which is NaN when `D = 0` (every row ignored, or no rows),
+/// or by the given [`denominator`](NllLossOptions::denominator) (then 0 when every
+/// row is ignored).
 ///
 /// # Errors
-/// Shape errors, a target out of `[0, C)`, a weight of the wrong length: see [`crate::Error`].
+/// Shape errors, a target out of `[0, C)`, a weight of the wrong length, a
+/// denominator that is not finite and > 0 or is given with a reduction other than
+/// `mean`: see [`crate::Error`].
 ///
 /// ```
 /// use xent::{log_softmax, nll_loss, NllLossOptions};
@@ -104,6 +108,7 @@ pub fn nll_loss_into<'t, T: Element>(
     let layout = Layout::new(shape, input.len())?;
     let target = target.into();
     check_weight(opts.weight, &layout)?;
+    check_denominator(opts.denominator, opts.reduction)?;
     check_indices(&target, &layout, opts.ignore_index)?;
     check_len(
         "loss_out",
@@ -115,10 +120,12 @@ pub fn nll_loss_into<'t, T: Element>(
     }
     let reduction = opts.reduction;
     let w_of = |y: usize| opts.weight.map_or(T::Acc::ONE, |w| w[y]);
-    let denom = if reduction == Reduction::Mean {
-        Denominators::of_indices(&target, layout.rows(), opts.ignore_index, opts.weight).loss
-    } else {
-        1.0
+    let denom = match (reduction, opts.denominator) {
+        (Reduction::Mean, Some(d)) => d,
+        (Reduction::Mean, None) => {
+            Denominators::of_indices(&target, layout.rows(), opts.ignore_index, opts.weight).loss
+        }
+        _ => 1.0,
     };
     let mut total = CompensatedSum::default();
     for r in 0..layout.rows() {

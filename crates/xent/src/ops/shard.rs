@@ -7,6 +7,7 @@ use super::cross_entropy::{check_scalars, Denominators};
 use super::linear::{
     check_inputs, check_target_rows, LinearCrossEntropyOptions, LinearGradOut, LinearInputs,
 };
+use super::stats::check_unscaled;
 use super::{check_indices, check_len, check_weight, scalar_upstream, GradOut};
 use crate::driver::blocks::{pool_threads, ThreadScratch};
 use crate::driver::linear::{
@@ -146,6 +147,7 @@ struct OptionsKey {
     z_loss: f64,
     softcap: Option<f64>,
     reduction: Reduction,
+    denominator: Option<f64>,
     weighted: bool,
 }
 
@@ -157,6 +159,7 @@ impl OptionsKey {
             z_loss: opts.z_loss,
             softcap: opts.softcap,
             reduction: opts.reduction,
+            denominator: opts.denominator,
             weighted: opts.weight.is_some(),
         }
     }
@@ -216,8 +219,10 @@ impl ShardStats {
     ///
     /// For `mean` and `sum`, the loss of the whole batch is the SUM of the values of
     /// the data-parallel ranks (the class shards of the same rows write the same value).
-    /// `mean` is NaN when the global `D` is 0, as in PyTorch. May be called again (with
-    /// other counts); the statistics are kept.
+    /// `mean` is NaN when the global `D` is 0, as in PyTorch. With a
+    /// [`denominator`](CrossEntropyOptions::denominator) in the options, `mean` divides
+    /// the loss, its z term and the gradient by it instead, and `counts` is not read.
+    /// May be called again (with other counts); the statistics are kept.
     ///
     /// # Errors
     /// [`Error::OutputLength`] for a `loss_out` of the wrong length.
@@ -249,6 +254,8 @@ impl ShardStats {
             ztotal.add(c.z);
             self.combined.push(c);
         }
+        // A given denominator of the mean replaces both counts.
+        let counts = self.key.denominator.map_or(counts, |d| [d, d]);
         self.global_counts = counts;
         let dens = Denominators {
             loss: counts[0],
@@ -382,6 +389,7 @@ fn check_shard<T: Element>(
         .ok_or_else(|| bad("the global shape's size overflows usize"))?;
     let global = Layout::new(&global_shape, global_len)?;
     check_scalars(opts)?;
+    check_unscaled(opts)?;
     check_weight(opts.weight, &global)?;
     match target {
         Targets::Indices(idx) => check_indices(idx, &global, opts.ignore_index)?,
@@ -541,7 +549,8 @@ fn new_stats<A: Float>(
 ///
 /// # Errors
 /// As [`cross_entropy`](crate::cross_entropy), checked against the global class
-/// count; [`Error::InvalidArgument`] when the shard does not lie within `C`.
+/// count; [`Error::InvalidArgument`] when the shard does not lie within `C`, or for a
+/// `logit_scale` other than 1 (the shards read their logits unscaled).
 pub fn cross_entropy_shard_stats<'t, T: Element>(
     input: &[T],
     shape: &[usize],
@@ -732,6 +741,7 @@ fn check_linear<E: Element>(
     let ce = &opts.cross_entropy;
     let global = Layout::new(&[n, shard.classes], n.saturating_mul(shard.classes))?;
     check_scalars(ce)?;
+    check_unscaled(ce)?;
     check_weight(ce.weight, &global)?;
     check_indices(target, &global, ce.ignore_index)?;
     Ok((n, d, v))

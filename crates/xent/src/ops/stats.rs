@@ -1,0 +1,340 @@
+//! What a training loop reads besides the loss: the per-row outputs ([`RowOutputs`]:
+//! log-sum-exp, entropy, argmax, z term), and the parts of a call that apply the
+//! logit scale and the denominator of `mean` around the fused pass.
+//!
+//! The row outputs are computed here in one pass over each row of the logits as the
+//! loss sees them, `x̃ = softcap(s·x)`, in `f64`: the fused kernels do not write
+//! them. A logit scale `s ≠ 1` scales the logits into a buffer of the compute type
+//! that the fused pass reads and overwrites with its gradient, which is then
+//! multiplied by `s` into the caller's buffer.
+
+use super::{check_len, GradBuf};
+use crate::driver::blocks::Blocks;
+use crate::dtype::{Element, Float};
+use crate::error::{Error, Result};
+use crate::indices::ClassIndices;
+use crate::options::CrossEntropyOptions;
+use crate::sizes::BLOCK_ELEMS;
+use crate::targets::Targets;
+
+/// Per-row outputs of a cross-entropy call, each written only when given: one
+/// element per row of the logits (the row shape: `()` for `(C,)`, `(N,)` for
+/// `(N, C)`, `(N, d1..dk)` for K-dim), in the compute type `A` (`f32` for
+/// `f32`/`bf16`/`f16` logits, `f64` for `f64`).
+///
+/// With `x̃ = softcap(s·x)` the logits as the loss sees them (logit scale `s`, then
+/// soft-capping) and `p = softmax(x̃)` over the row's classes:
+/// - `lse = log Σ_c exp(x̃_c)`, as `torch.logsumexp` (`+inf` when a logit is `+inf`,
+///   `−inf` when all are `−inf`);
+/// - `entropy = −Σ_c p_c·log p_c = lse − Σ_c p_c·x̃_c`, with `0·log 0 = 0` (as
+///   `torch.special.entr`); NaN where the softmax is NaN;
+/// - `argmax`: the class of the largest `x̃_c`, ties to the lowest index, the first
+///   NaN where there is one, as `torch.argmax`;
+/// - `z = z_loss·lse²`, the row's z term of the loss (0 on ignored rows).
+///
+/// Rows whose target is `ignore_index` still get their `lse`, `entropy` and `argmax`.
+/// These outputs are detached: they are values, never differentiated, and the
+/// gradient of a call does not depend on whether they are asked for.
+///
+/// ```
+/// use xent::{cross_entropy_stats_into, CrossEntropyOptions, RowOutputs};
+/// let x = [1.0f32, 2.0, 3.0, 0.0, 0.0, 0.0];
+/// let (mut lse, mut entropy, mut argmax) = ([0.0f32; 2], [0.0f32; 2], [0i64; 2]);
+/// let rows = RowOutputs::new().lse(&mut lse).entropy(&mut entropy).argmax(&mut argmax);
+/// let mut loss = [0.0f32];
+/// cross_entropy_stats_into(&x, &[2, 3], &[2i64, 0][..], &CrossEntropyOptions::default(),
+///     &mut loss, None, rows)?;
+/// assert!((lse[1] - 3f32.ln()).abs() < 1e-6 && (entropy[1] - 3f32.ln()).abs() < 1e-6);
+/// assert_eq!(argmax, [2, 0]); // row 1 is a tie: the lowest index
+/// # Ok::<(), xent::Error>(())
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RowOutputs<'a, A> {
+    /// `log Σ exp(x̃)` per row.
+    pub lse: Option<&'a mut [A]>,
+    /// `−Σ p log p` per row.
+    pub entropy: Option<&'a mut [A]>,
+    /// The predicted class per row (ties to the lowest index).
+    pub argmax: Option<&'a mut [i64]>,
+    /// The row's z term `z_loss·lse²` (0 on ignored rows).
+    pub z: Option<&'a mut [A]>,
+}
+
+impl<A> Default for RowOutputs<'_, A> {
+    fn default() -> Self {
+        RowOutputs {
+            lse: None,
+            entropy: None,
+            argmax: None,
+            z: None,
+        }
+    }
+}
+
+impl<'a, A> RowOutputs<'a, A> {
+    /// No outputs: a call with these does what the call without row outputs does.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Asks for the log-sum-exp of each row in `lse`.
+    pub fn lse(mut self, lse: &'a mut [A]) -> Self {
+        self.lse = Some(lse);
+        self
+    }
+    /// Asks for the entropy of each row's softmax in `entropy`.
+    pub fn entropy(mut self, entropy: &'a mut [A]) -> Self {
+        self.entropy = Some(entropy);
+        self
+    }
+    /// Asks for each row's predicted class in `argmax`.
+    pub fn argmax(mut self, argmax: &'a mut [i64]) -> Self {
+        self.argmax = Some(argmax);
+        self
+    }
+    /// Asks for each row's z term in `z`.
+    pub fn z(mut self, z: &'a mut [A]) -> Self {
+        self.z = Some(z);
+        self
+    }
+
+    /// Whether any output is asked for.
+    pub(crate) fn any(&self) -> bool {
+        self.lse.is_some() || self.entropy.is_some() || self.argmax.is_some() || self.z.is_some()
+    }
+
+    /// Checks that every output given has `rows` elements.
+    pub(crate) fn check(&self, rows: usize) -> Result<()> {
+        let lens = [
+            ("lse", self.lse.as_ref().map(|s| s.len())),
+            ("entropy", self.entropy.as_ref().map(|s| s.len())),
+            ("argmax", self.argmax.as_ref().map(|s| s.len())),
+            ("z", self.z.as_ref().map(|s| s.len())),
+        ];
+        for (name, len) in lens {
+            if let Some(len) = len {
+                check_len(name, len, rows)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a row's logits become the logits the loss sees, and the z-loss scale.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowTransform {
+    scale: f64,
+    softcap: Option<f64>,
+    z_loss: f64,
+}
+
+impl RowTransform {
+    /// The transform of validated options.
+    pub(crate) fn of<A>(opts: &CrossEntropyOptions<'_, A>) -> Self {
+        RowTransform {
+            scale: opts.logit_scale,
+            softcap: opts.softcap,
+            z_loss: opts.z_loss,
+        }
+    }
+
+    #[inline]
+    fn apply(self, x: f64) -> f64 {
+        let v = self.scale * x;
+        match self.softcap {
+            Some(cap) => cap * (v / cap).tanh(),
+            None => v,
+        }
+    }
+}
+
+/// One row's outputs, before rounding to the output type.
+#[derive(Debug, Clone, Copy)]
+struct RowStat {
+    lse: f64,
+    entropy: f64,
+    argmax: i64,
+}
+
+/// The outputs of the row whose class `c` is `x(c)`, `classes` ≥ 1.
+fn row_stat(classes: usize, x: impl Fn(usize) -> f64) -> RowStat {
+    // The max and its first index; the first NaN wins over every number, as in
+    // torch.argmax.
+    let (mut m, mut arg) = (f64::NEG_INFINITY, 0usize);
+    for c in 0..classes {
+        let v = x(c);
+        if v.is_nan() {
+            m = v;
+            arg = c;
+            break;
+        }
+        if v > m {
+            m = v;
+            arg = c;
+        }
+    }
+    // torch.logsumexp shifts by 0 when the max is infinite: `+inf` and `−inf` rows
+    // then come out as `±inf`, not as `inf − inf`.
+    let shift = if m.is_finite() { m } else { 0.0 };
+    let (mut sum, mut lin) = (0.0f64, 0.0f64);
+    for c in 0..classes {
+        let d = x(c) - shift;
+        let e = d.exp();
+        sum += e;
+        // A class of probability 0 adds 0·log 0 = 0 (its d may be −inf).
+        if e != 0.0 {
+            lin += e * d;
+        }
+    }
+    let ln_sum = sum.ln();
+    RowStat {
+        lse: shift + ln_sum,
+        entropy: if m.is_nan() {
+            f64::NAN
+        } else {
+            ln_sum - lin / sum
+        },
+        argmax: arg as i64,
+    }
+}
+
+/// Fills `out` for the rows of `x`, an `(outer, classes, inner)` block of logits
+/// whose row `r` is output row `row0 + r`; `kept(r)` says whether row `r` counts
+/// (its z term is 0 otherwise). Rows run in parallel blocks.
+pub(crate) fn fill_rows<T: Element>(
+    x: &[T],
+    (outer, classes, inner): (usize, usize, usize),
+    row0: usize,
+    transform: RowTransform,
+    kept: impl Fn(usize) -> bool + Sync,
+    out: &mut RowOutputs<'_, T::Acc>,
+) {
+    let rows = outer * inner;
+    if !out.any() || rows == 0 {
+        return;
+    }
+    let per = (BLOCK_ELEMS / classes.max(1)).max(1);
+    let stats = Blocks::new(rows, per).map(|range| {
+        range
+            .map(|r| {
+                let base = (r / inner) * classes * inner + r % inner;
+                row_stat(classes, |c| {
+                    transform.apply(x[base + c * inner].to_acc().to_f64())
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    for (r, s) in stats.into_iter().flatten().enumerate() {
+        let o = row0 + r;
+        if let Some(lse) = out.lse.as_deref_mut() {
+            lse[o] = T::Acc::from_f64(s.lse);
+        }
+        if let Some(entropy) = out.entropy.as_deref_mut() {
+            entropy[o] = T::Acc::from_f64(s.entropy);
+        }
+        if let Some(argmax) = out.argmax.as_deref_mut() {
+            argmax[o] = s.argmax;
+        }
+        if let Some(z) = out.z.as_deref_mut() {
+            z[o] = T::Acc::from_f64(if kept(r) {
+                transform.z_loss * s.lse * s.lse
+            } else {
+                0.0
+            });
+        }
+    }
+}
+
+/// Whether row `r` of a call counts (is not ignored).
+pub(crate) fn kept_row<T>(target: &Targets<'_, T>, ignore_index: i64, r: usize) -> bool {
+    match target {
+        Targets::Indices(idx) => kept_index(idx, ignore_index, r),
+        Targets::Probabilities(_) => true,
+    }
+}
+
+/// Whether row `r` of class-index targets counts.
+pub(crate) fn kept_index(idx: &ClassIndices<'_>, ignore_index: i64, r: usize) -> bool {
+    idx.class_at(r, ignore_index).is_some()
+}
+
+/// `s·x` of every logit, in the compute type: the logits the fused pass reads when
+/// the logit scale is not 1.
+pub(crate) fn scaled_logits<T: Element>(x: &[T], s: f64, shape: &[usize]) -> Result<Vec<T::Acc>> {
+    let mut out = crate::alloc::zeroed_vec::<T::Acc>("scaled logits", shape)?;
+    let s = T::Acc::from_f64(s);
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = v.to_acc() * s;
+    }
+    Ok(out)
+}
+
+/// `target` for a pass over [`scaled_logits`]: probabilities widened to the compute
+/// type into `store`, class indices as they are.
+pub(crate) fn widened_targets<'a, T: Element>(
+    target: Targets<'a, T>,
+    shape: &[usize],
+    store: &'a mut Vec<T::Acc>,
+) -> Result<Targets<'a, T::Acc>> {
+    match target {
+        Targets::Indices(idx) => Ok(Targets::Indices(idx)),
+        Targets::Probabilities(t) => {
+            *store = crate::alloc::zeroed_vec::<T::Acc>("widened targets", shape)?;
+            for (o, &v) in store.iter_mut().zip(t) {
+                *o = v.to_acc();
+            }
+            Ok(Targets::Probabilities(&store[..]))
+        }
+    }
+}
+
+/// Writes `s·g` (the gradient with respect to the scaled logits, times the scale)
+/// into the caller's gradient buffer, overwriting or adding.
+pub(crate) fn write_scaled_grad<T: Element>(
+    g: &[T::Acc],
+    s: f64,
+    dest: GradBuf<'_, T>,
+    accumulate: bool,
+) {
+    let s = T::Acc::from_f64(s);
+    match dest {
+        GradBuf::Same(buf) => scale_into(g, s, buf, T::to_acc, T::from_acc, accumulate),
+        GradBuf::Acc(buf) => scale_into(g, s, buf, |v| v, |v| v, accumulate),
+    }
+}
+
+fn scale_into<G: Copy, A: Float>(
+    g: &[A],
+    s: A,
+    buf: &mut [G],
+    to: impl Fn(G) -> A,
+    from: impl Fn(A) -> G,
+    accumulate: bool,
+) {
+    for (o, &v) in buf.iter_mut().zip(g) {
+        *o = from(if accumulate { to(*o) + s * v } else { s * v });
+    }
+}
+
+/// Multiplies a block by the logit scale in place (nothing for `s = 1`): the logits
+/// of linear cross-entropy before the fused pass, and their gradient after it.
+pub(crate) fn scale_in_place<A: Float>(x: &mut [A], s: f64) {
+    if s == 1.0 {
+        return;
+    }
+    let s = A::from_f64(s);
+    x.iter_mut().for_each(|v| *v *= s);
+}
+
+/// The shard functions read the logits unscaled: a logit scale other than 1 is
+/// refused rather than ignored.
+pub(crate) fn check_unscaled<A>(opts: &CrossEntropyOptions<'_, A>) -> Result<()> {
+    if opts.logit_scale == 1.0 {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument {
+        name: "logit_scale",
+        value: opts.logit_scale.to_string(),
+        expected: "1 for the class-sharded losses (scale the logits before sharding)",
+    })
+}
