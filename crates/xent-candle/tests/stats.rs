@@ -4,8 +4,8 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use xent_candle::{
-    cross_entropy, cross_entropy_with_stats, linear_cross_entropy,
-    linear_cross_entropy_with_stats, CrossEntropyOptions, Reduction, RowStats,
+    cross_entropy, cross_entropy_with_stats, linear_cross_entropy, linear_cross_entropy_with_stats,
+    CrossEntropyOptions, Reduction, RowStats,
 };
 
 fn flat(t: &Tensor) -> Vec<f64> {
@@ -48,17 +48,18 @@ fn reference(x: &[f64], c: usize, scale: f64, cap: Option<f64>) -> Vec<(f64, f64
             }
             let s: f64 = xs.iter().map(|v| (v - m).exp()).sum();
             let lse = m + s.ln();
-            let entropy = -xs
-                .iter()
-                .map(|v| (v - lse).exp() * (v - lse))
-                .sum::<f64>();
+            let entropy = -xs.iter().map(|v| (v - lse).exp() * (v - lse)).sum::<f64>();
             (lse, entropy, am as i64)
         })
         .collect()
 }
 
 fn check(what: &str, st: &RowStats, want: &[(f64, f64, i64)], z_loss: f64, keep: &[bool]) {
-    let rel = if st.lse.dtype() == DType::F64 { 1e-12 } else { 1e-5 };
+    let rel = if st.lse.dtype() == DType::F64 {
+        1e-12
+    } else {
+        1e-5
+    };
     for t in [&st.lse, &st.entropy, &st.argmax, &st.z] {
         assert!(!t.track_op(), "{what}: the stats are detached");
     }
@@ -143,10 +144,15 @@ fn kdim_and_unbatched_stats_have_the_row_shape() -> Result<()> {
             (0..c).map(move |k| x[(r / d) * c * d + k * d + r % d])
         })
         .collect();
-    check("kdim", &st, &reference(&rows, c, 1.0, None), 0.0, &[true; 6]);
+    check(
+        "kdim",
+        &st,
+        &reference(&rows, c, 1.0, None),
+        0.0,
+        &[true; 6],
+    );
     let one = Tensor::new(&[1.0f64, 3.0, 2.0], &dev)?;
-    let (_, st) =
-        cross_entropy_with_stats(&one, &Tensor::new(2u32, &dev)?, &Default::default())?;
+    let (_, st) = cross_entropy_with_stats(&one, &Tensor::new(2u32, &dev)?, &Default::default())?;
     assert_eq!(st.lse.dims(), &[] as &[usize]);
     assert_eq!(st.argmax.to_scalar::<i64>()?, 1);
     Ok(())
@@ -256,7 +262,10 @@ fn linear_stats_equal_the_stats_of_the_logits() -> Result<()> {
         close("entropy", &flat(&st.entropy), &flat(&want.entropy), rel);
         close("z", &flat(&st.z), &flat(&want.z), rel);
         assert_eq!(st.argmax.to_vec1::<i64>()?, want.argmax.to_vec1::<i64>()?);
-        assert!(loss.backward()?.get(&hv).is_some(), "the loss keeps its backward");
+        assert!(
+            loss.backward()?.get(&hv).is_some(),
+            "the loss keeps its backward"
+        );
     }
     Ok(())
 }

@@ -31,5 +31,5 @@ def test_readme_training_statistics_example():
         exec(compile(block.group(1), "README.md", "exec"), {})
     m = re.fullmatch(r"lse (\S+), entropy (\S+), accuracy (\S+), tokens 52", out.getvalue().strip())
     assert m, out.getvalue()
-    # random logits of std 0.5 over 1000 classes: lse ≈ ln 1000 + 0.125, entropy ≈ ln 1000 − 0.125
+    # logits of std 0.5 over 1000 classes: lse ≈ ln 1000 + 0.125, entropy ≈ lse − 0.25
     assert abs(float(m.group(1)) - 7.03) < 0.05 and abs(float(m.group(2)) - 6.78) < 0.05
