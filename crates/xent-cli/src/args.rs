@@ -62,6 +62,12 @@ pub struct RowArgs {
     /// How per-row losses are combined.
     #[arg(long, default_value = "mean", value_parser = reduction_parser())]
     pub reduction: Reduction,
+    /// Divide the mean by D instead of this call's own count (or weight sum): the
+    /// token count of a whole gradient-accumulation step, Hugging Face's
+    /// num_items_in_batch. A call whose rows are all ignored then gives 0, not NaN.
+    /// Finite, > 0, with --reduction mean only.
+    #[arg(long, value_name = "D", allow_hyphen_values = true)]
+    pub denominator: Option<f64>,
 }
 
 /// The options cross-entropy has beyond nll's: label smoothing, z-loss, soft-cap.
@@ -88,6 +94,45 @@ pub struct LogitArgs {
     /// Soft-cap the logits: C·tanh(x/C) in place of x.
     #[arg(long, value_name = "C", allow_hyphen_values = true)]
     pub softcap: Option<f64>,
+    /// Scale the logits by S before soft-capping: the loss sees softcap(S·x), and
+    /// the gradient w.r.t. x carries S. Finite, > 0.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 1.0,
+        allow_hyphen_values = true
+    )]
+    pub logit_scale: f64,
+}
+
+/// The per-row outputs of cross-entropy: the log-sum-exp, entropy and argmax of each
+/// row of the logits as the loss sees them (after --logit-scale and --softcap).
+#[derive(Debug, Clone, Args)]
+#[group(skip)]
+pub struct RowOutputArgs {
+    /// Write each row's log-sum-exp here as .npy in the row shape ((), (N) or
+    /// (N, d1, ..., dk)), in the input's float dtype.
+    #[arg(long, value_name = "LSE.npy")]
+    pub lse_out: Option<PathBuf>,
+    /// Write each row's entropy −Σ p·log p of the softmax here as .npy in the row
+    /// shape, in the input's float dtype.
+    #[arg(long, value_name = "H.npy")]
+    pub entropy_out: Option<PathBuf>,
+    /// Write each row's predicted class (argmax, ties to the lowest index) here as
+    /// int64 .npy in the row shape.
+    #[arg(long, value_name = "A.npy")]
+    pub argmax_out: Option<PathBuf>,
+}
+
+impl RowOutputArgs {
+    /// The output flags and paths.
+    pub fn outputs(&self) -> [(&'static str, Option<&Path>); 3] {
+        [
+            ("--lse-out", self.lse_out.as_deref()),
+            ("--entropy-out", self.entropy_out.as_deref()),
+            ("--argmax-out", self.argmax_out.as_deref()),
+        ]
+    }
 }
 
 impl RowArgs {
@@ -97,8 +142,12 @@ impl RowArgs {
         let mut s = CrossEntropySettings::default()
             .ignore_index(self.ignore_index)
             .reduction(self.reduction);
+        s.denominator = self.denominator;
         if let Some(l) = logit {
-            s = s.label_smoothing(l.label_smoothing).z_loss(l.z_loss);
+            s = s
+                .label_smoothing(l.label_smoothing)
+                .z_loss(l.z_loss)
+                .logit_scale(l.logit_scale);
             s.softcap = l.softcap;
         }
         s
@@ -128,9 +177,12 @@ pub struct CrossEntropyArgs {
     /// Files, class weights, `ignore_index`, reduction.
     #[command(flatten)]
     pub class: ClassArgs,
-    /// Label smoothing, z-loss, soft-cap.
+    /// Label smoothing, z-loss, soft-cap, logit scale.
     #[command(flatten)]
     pub logit: LogitArgs,
+    /// The per-row outputs.
+    #[command(flatten)]
+    pub row_outputs: RowOutputArgs,
 }
 
 impl CrossEntropyArgs {
@@ -163,9 +215,12 @@ pub struct LinearArgs {
     /// `ignore_index` and the reduction.
     #[command(flatten)]
     pub rows: RowArgs,
-    /// Label smoothing, z-loss, soft-cap.
+    /// Label smoothing, z-loss, soft-cap, logit scale.
     #[command(flatten)]
     pub logit: LogitArgs,
+    /// The per-row outputs ((N) each).
+    #[command(flatten)]
+    pub row_outputs: RowOutputArgs,
     /// Scratch memory budget in MiB (default 64).
     #[arg(long, value_name = "M", default_value_t = (xent::DEFAULT_SCRATCH_BYTES >> 20) as u64)]
     pub scratch_mib: u64,
@@ -213,12 +268,16 @@ impl LinearArgs {
     }
 
     /// The output flags and paths.
-    pub fn outputs(&self) -> [(&'static str, Option<&Path>); 4] {
+    pub fn outputs(&self) -> [(&'static str, Option<&Path>); 7] {
+        let [lse, entropy, argmax] = self.row_outputs.outputs();
         [
             ("--out", self.out.as_deref()),
             ("--grad-out-hidden", self.grad_out_hidden.as_deref()),
             ("--grad-out-weight", self.grad_out_weight.as_deref()),
             ("--grad-out-bias", self.grad_out_bias.as_deref()),
+            lse,
+            entropy,
+            argmax,
         ]
     }
 

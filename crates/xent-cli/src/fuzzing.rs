@@ -12,6 +12,7 @@ use xent::{KlReduction, Reduction};
 
 use crate::args::{
     ClassArgs, CrossEntropyArgs, FileArgs, LinearArgs, LogitArgs, LossCommand, RowArgs,
+    RowOutputArgs,
 };
 use crate::loss;
 use crate::npy::{self, Data};
@@ -76,7 +77,9 @@ fn take<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
 /// kl-div, js, linear-cross-entropy), `[1]` the reduction (`% 4`, 3 = batchmean for
 /// kl-div), `[2]` bits: 1 `--out`, 2 `--grad-out` (`--grad-out-hidden`), 4
 /// `--grad-out-target` (`--grad-out-weight`), 8 `--grad-out-bias`, 16 `--json`, 32
-/// `--log-target`/`--logits`, 64 a soft-cap; `[3]` which files are optional inputs
+/// `--log-target`/`--logits`, 64 a soft-cap, 128 the per-row outputs of
+/// cross-entropy with `--denominator` (the z-loss bytes) and, without a soft-cap,
+/// `--logit-scale` (the soft-cap bytes); `[3]` which files are optional inputs
 /// (bits 1, 2, 4, 8 for files 3 to 6); `[4..12]` `ignore_index` (i64 LE), `[12..20]`
 /// `label_smoothing`, `[20..28]` `z_loss`, `[28..36]` the soft-cap (f64 bits LE).
 /// Files: input (hidden), target, weight (`W` for linear), grad_output, pos_weight
@@ -135,11 +138,22 @@ pub fn cli(data: &[u8], dir: &Path) -> Option<bool> {
     let rows = RowArgs {
         ignore_index: i64::from_le_bytes(take(opt, 4)),
         reduction,
+        denominator: flag(128).then(|| f64_at(20)),
     };
     let logit = LogitArgs {
         label_smoothing: f64_at(12),
         z_loss: f64_at(20),
         softcap: flag(64).then(|| f64_at(28)),
+        logit_scale: if flag(128) && !flag(64) {
+            f64_at(28)
+        } else {
+            1.0
+        },
+    };
+    let row_outputs = RowOutputArgs {
+        lse_out: out("lse.npy", 128),
+        entropy_out: out("entropy.npy", 128),
+        argmax_out: out("argmax.npy", 128),
     };
     let (input, target) = (path(0), present(1).unwrap_or_else(|| path(0)));
     let outputs: Vec<_>;
@@ -152,6 +166,7 @@ pub fn cli(data: &[u8], dir: &Path) -> Option<bool> {
             class_weight: optional(5),
             rows,
             logit,
+            row_outputs,
             scratch_mib: u64::from(opt[1] / 4),
             out: out("out.npy", 1),
             grad_out_hidden: out("gh.npy", 2),
@@ -182,16 +197,19 @@ pub fn cli(data: &[u8], dir: &Path) -> Option<bool> {
             rows: rows.clone(),
         };
         let kind = opt[0] % 7;
+        let ce_rows = row_outputs.outputs().map(|(_, p)| p.map(Path::to_path_buf));
         outputs = [&files.out, &files.grad_out]
             .into_iter()
             .flatten()
             .cloned()
             .chain(grad_out_target.clone().filter(|_| kind >= 4))
+            .chain(ce_rows.into_iter().flatten().filter(|_| kind == 0))
             .collect();
         match kind {
             0 => LossCommand::CrossEntropy(CrossEntropyArgs {
                 class: class(files),
                 logit,
+                row_outputs,
             }),
             // nll has no logit options.
             1 => LossCommand::Nll(class(files)),

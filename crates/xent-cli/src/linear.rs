@@ -5,14 +5,14 @@
 use std::path::Path;
 
 use xent::{
-    linear_cross_entropy_into, ClassIndices, CrossEntropySettings, LinearGradOut, LinearInputs,
-    Reduction,
+    linear_cross_entropy_stats_into, ClassIndices, CrossEntropySettings, LinearGradOut,
+    LinearInputs, Reduction,
 };
 
 use crate::args::LinearArgs;
 use crate::npy::{self, Array, Data, Elem};
 use crate::operands::{check_outputs, class_indices, not_float, reduction_name, upstream, vector};
-use crate::report::{deliver, Computed};
+use crate::report::{deliver, Computed, RowBuffers};
 use crate::Failure;
 
 /// Runs the request and returns what to print.
@@ -188,9 +188,13 @@ fn compute<T: Elem>(
         ops.grad_output.as_deref(),
     );
     let mut loss = vec![T::ZERO; ops.loss_shape.iter().product()];
-    let z = linear_cross_entropy_into(inputs, ops.indices(), &opts, &mut loss, grad)?;
-    Ok(Computed::new(loss, ops.loss_shape, z, req.out.as_deref())
+    let mut rows = RowBuffers::<T>::new(&req.row_outputs, n);
+    let target = ops.indices();
+    let z =
+        linear_cross_entropy_stats_into(inputs, target, &opts, &mut loss, grad, rows.outputs())?;
+    let computed = Computed::new(loss, ops.loss_shape, z, req.out.as_deref())
         .file(req.grad_out_hidden.as_deref(), &[n, d], dh)
         .file(req.grad_out_weight.as_deref(), &w_shape, dw)
-        .file(req.grad_out_bias.as_deref(), &[v], db))
+        .file(req.grad_out_bias.as_deref(), &[v], db);
+    Ok(rows.into_files(computed, &req.row_outputs, &[n]))
 }

@@ -7,14 +7,14 @@
 //! and nll; `family` computes the elementwise and divergence losses, `linear` the
 //! linear cross-entropy, `report` the shared outputs, `operands` the shared reading.
 
-use xent::{cross_entropy_into, nll_loss_into, Layout, Reduction, Targets};
+use xent::{cross_entropy_stats_into, nll_loss_into, Layout, Reduction, Targets};
 
 use crate::args::{ClassArgs, CrossEntropyArgs, FileArgs, LossCommand};
 use crate::npy::{self, Array, Data, Elem};
 use crate::operands::{
     check_outputs, classify, grad_out, not_float, reduction_name, upstream, vector, TargetKind,
 };
-use crate::report::{deliver, Computed};
+use crate::report::{deliver, Computed, RowBuffers};
 use crate::{family, linear, Failure};
 
 /// Runs the command and returns what to print.
@@ -45,11 +45,22 @@ pub fn run(cmd: &LossCommand) -> Result<String, Failure> {
         } => (weight.as_deref(), pos_weight.as_deref()),
         _ => (None, None),
     };
+    let [lse, entropy, argmax] = match cmd {
+        LossCommand::CrossEntropy(a) => a.row_outputs.outputs(),
+        _ => [
+            ("--lse-out", None),
+            ("--entropy-out", None),
+            ("--argmax-out", None),
+        ],
+    };
     check_outputs(
         &[
             ("--out", files.out.as_deref()),
             ("--grad-out", files.grad_out.as_deref()),
             ("--grad-out-target", grad_out_target),
+            lse,
+            entropy,
+            argmax,
         ],
         &[
             ("--input", Some(&files.input)),
@@ -121,6 +132,7 @@ fn class_loss<T: Elem>(
     let g = grad
         .as_deref_mut()
         .map(|g| grad_out(g, grad_output.as_deref()));
+    let mut rows = ce.map(|a| RowBuffers::<T>::new(&a.row_outputs, layout.rows()));
     let z_loss = if nll {
         // `classify` gives nll class indices only.
         let TargetKind::Indices(target) = target else {
@@ -135,13 +147,16 @@ fn class_loss<T: Elem>(
             TargetKind::Indices(t) => Targets::Indices(*t),
             TargetKind::Probabilities(p) => Targets::Probabilities(p),
         };
-        cross_entropy_into(x, x_shape, target, &opts, &mut loss, g)?
+        let row_outputs = rows.as_mut().map(|r| r.outputs()).unwrap_or_default();
+        cross_entropy_stats_into(x, x_shape, target, &opts, &mut loss, g, row_outputs)?
     };
-    Ok(
-        Computed::new(loss, loss_shape, z_loss, class.files.out.as_deref()).file(
-            class.files.grad_out.as_deref(),
-            x_shape,
-            grad,
-        ),
-    )
+    let computed = Computed::new(loss, loss_shape, z_loss, class.files.out.as_deref()).file(
+        class.files.grad_out.as_deref(),
+        x_shape,
+        grad,
+    );
+    Ok(match (rows, ce) {
+        (Some(rows), Some(a)) => rows.into_files(computed, &a.row_outputs, &layout.row_shape()),
+        _ => computed,
+    })
 }

@@ -648,11 +648,11 @@ impl Elem for f32 {}
 impl Elem for f64 {}
 
 /// Serializes `values` of shape `shape` (`[]` for 0-d) as a C-order `.npy` file in
-/// memory, little-endian.
+/// memory, little-endian: the float outputs, and the int64 argmax.
 ///
 /// # Errors
 /// When the number of values is not the product of `shape`.
-pub fn encode<T: Elem>(shape: &[usize], values: &[T]) -> io::Result<Vec<u8>> {
+pub fn encode<T: npyz::AutoSerialize + Copy>(shape: &[usize], values: &[T]) -> io::Result<Vec<u8>> {
     if shape.iter().product::<usize>() != values.len() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

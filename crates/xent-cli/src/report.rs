@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use xent::RowOutputs;
+
+use crate::args::RowOutputArgs;
 use crate::npy::{self, Elem};
 use crate::{outputs, Failure};
 
@@ -19,8 +22,56 @@ pub struct Computed<T> {
     pub shape: Vec<usize>,
     /// The z-loss term, when one was asked for.
     pub z_loss: Option<T>,
-    /// The files to write: the loss and the gradients asked for.
+    /// The files to write: the loss, the gradients and the per-row outputs asked for.
     pub files: Vec<(PathBuf, Vec<usize>, Vec<T>)>,
+    /// The int64 files to write: the argmax, when asked for.
+    pub index_files: Vec<(PathBuf, Vec<usize>, Vec<i64>)>,
+}
+
+/// The buffers of the per-row outputs asked for by [`RowOutputArgs`]: one element
+/// per row each, the floats in the input's dtype, the argmax in int64.
+pub struct RowBuffers<T> {
+    lse: Option<Vec<T>>,
+    entropy: Option<Vec<T>>,
+    argmax: Option<Vec<i64>>,
+}
+
+impl<T: Elem> RowBuffers<T> {
+    /// Buffers of `rows` elements for the outputs `args` asks for.
+    pub fn new(args: &RowOutputArgs, rows: usize) -> Self {
+        RowBuffers {
+            lse: args.lse_out.as_ref().map(|_| vec![T::ZERO; rows]),
+            entropy: args.entropy_out.as_ref().map(|_| vec![T::ZERO; rows]),
+            argmax: args.argmax_out.as_ref().map(|_| vec![0; rows]),
+        }
+    }
+
+    /// The library's view of the buffers.
+    pub fn outputs(&mut self) -> RowOutputs<'_, T> {
+        let mut rows = RowOutputs::new();
+        if let Some(b) = self.lse.as_deref_mut() {
+            rows = rows.lse(b);
+        }
+        if let Some(b) = self.entropy.as_deref_mut() {
+            rows = rows.entropy(b);
+        }
+        if let Some(b) = self.argmax.as_deref_mut() {
+            rows = rows.argmax(b);
+        }
+        rows
+    }
+
+    /// Adds the filled buffers to `c` as files of shape `row_shape`.
+    pub fn into_files(
+        self,
+        c: Computed<T>,
+        args: &RowOutputArgs,
+        row_shape: &[usize],
+    ) -> Computed<T> {
+        c.file(args.lse_out.as_deref(), row_shape, self.lse)
+            .file(args.entropy_out.as_deref(), row_shape, self.entropy)
+            .index_file(args.argmax_out.as_deref(), row_shape, self.argmax)
+    }
 }
 
 /// A [`Computed`] with its files encoded and its report formatted: what is left
@@ -43,6 +94,7 @@ impl<T: Elem> Computed<T> {
             shape,
             z_loss,
             files,
+            index_files: Vec::new(),
         }
     }
 
@@ -54,12 +106,30 @@ impl<T: Elem> Computed<T> {
         self
     }
 
+    /// Adds an int64 output array when both a path and values exist.
+    pub fn index_file(
+        mut self,
+        path: Option<&Path>,
+        shape: &[usize],
+        values: Option<Vec<i64>>,
+    ) -> Self {
+        if let (Some(p), Some(v)) = (path, values) {
+            self.index_files.push((p.to_path_buf(), shape.to_vec(), v));
+        }
+        self
+    }
+
     /// Encodes the files and formats both reports.
     pub fn encode(self) -> Result<Encoded, Failure> {
         let files = self
             .files
             .iter()
             .map(|(p, shape, v)| Ok((p.clone(), encode(shape, v)?)))
+            .chain(
+                self.index_files
+                    .iter()
+                    .map(|(p, shape, v)| Ok((p.clone(), encode(shape, v)?))),
+            )
             .collect::<Result<Vec<_>, Failure>>()?;
         Ok(Encoded {
             files,
@@ -76,7 +146,10 @@ pub fn deliver(e: Encoded, json: bool) -> Result<String, Failure> {
 }
 
 /// `.npy` bytes, or a failure naming the shape.
-fn encode<T: Elem>(shape: &[usize], values: &[T]) -> Result<Vec<u8>, Failure> {
+fn encode<T: npyz::AutoSerialize + Copy>(
+    shape: &[usize],
+    values: &[T],
+) -> Result<Vec<u8>, Failure> {
     npy::encode(shape, values).map_err(|e| Failure::new(format!("cannot encode .npy: {e}")))
 }
 
