@@ -43,7 +43,7 @@ enum Command {
     Demo,
     /// Compute a loss (and its gradient) on .npy files.
     #[command(subcommand)]
-    Loss(LossCommand),
+    Loss(Box<LossCommand>),
     /// Time cross-entropy forward and forward + backward (f32, bf16) on the
     /// benchmark shapes, next to a memory floor measured in the same run.
     Bench(BenchArgs),

@@ -512,14 +512,15 @@ impl<'a, T: Element> CallIo<'a, T> {
         }
     }
 
-    /// The gradient buffer (if any), the upstream gradient, and whether to add.
-    fn into_grad(self) -> (Option<GradBuf<'a, T>>, Option<&'a [T::Acc]>, bool) {
+    /// Where the gradient goes, if anywhere: the caller's buffer, or the logits.
+    fn into_grad(self) -> Option<GradOut<'a, T>> {
         match self {
-            CallIo::Read(_, Some(g)) => {
-                (Some(g.grad), g.grad_output, g.mode == GradMode::Accumulate)
-            }
-            CallIo::Read(_, None) => (None, None, false),
-            CallIo::InPlace(x, go) => (Some(GradBuf::Same(x)), go, false),
+            CallIo::Read(_, g) => g,
+            CallIo::InPlace(x, go) => Some(GradOut {
+                grad: GradBuf::Same(x),
+                grad_output: go,
+                mode: GradMode::Overwrite,
+            }),
         }
     }
 
@@ -621,13 +622,13 @@ fn run_call<T: Element>(
     let z = match scaled.as_mut() {
         None => io.run(layout, target, &core, loss_out, upstream),
         Some((xs, target)) => {
-            let (dest, go, accumulate) = io.into_grad();
+            let dest = io.into_grad();
             let x = Ptr::new(xs);
             let grad = match dest {
                 Some(_) => GradPtr::Same(x),
                 None => GradPtr::None,
             };
-            let go = upstream.or(go);
+            let go = upstream.or(dest.as_ref().and_then(|g| g.grad_output));
             let z = run(
                 x.as_const(),
                 layout,
@@ -639,7 +640,8 @@ fn run_call<T: Element>(
                 false,
             );
             if let Some(dest) = dest {
-                stats::write_scaled_grad(xs, s, dest, accumulate);
+                let accumulate = dest.mode == GradMode::Accumulate;
+                stats::write_scaled_grad(xs, s, dest.grad, accumulate);
             }
             z
         }
