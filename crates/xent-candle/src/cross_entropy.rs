@@ -6,9 +6,10 @@ use candle_core::{
     backend::BackendStorage, bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result,
     Shape, Tensor, WithDType,
 };
-use xent::GradOut;
+use xent::{GradOut, RowOutputs};
 
 use crate::options::CrossEntropyOptions;
+use crate::stats::{self, RowStats, StatsBuffers, StatsSlot};
 use crate::storage::{acc_dtype, floats, is_index_dtype, loss_shape, targets, to_candle};
 
 /// Softmax cross-entropy of `logits` against `targets`, as PyTorch's
@@ -24,7 +25,9 @@ use crate::storage::{acc_dtype, floats, is_index_dtype, loss_shape, targets, to_
 ///   `f64` logits and in `f32` otherwise (`bf16`/`f16` are computed in `f32`, as xent).
 ///
 /// With `ℓ = log_softmax(x)`: `l_n = (1−ε)·(−w_{y_n}·ℓ_{n,y_n}) + (ε/C)·(−Σ_c w_c·ℓ_{n,c})`,
-/// `mean` dividing by `Σ_{n∈M} w_{y_n}` over the rows not ignored; the gradient is
+/// `mean` dividing by `Σ_{n∈M} w_{y_n}` over the rows not ignored (or by the options'
+/// `denominator` when set); `x` is `softcap(logit_scale·x)` when those are set. The
+/// gradient is
 /// `∂loss/∂x_{n,j} = s_n·[(1−ε)·w_{y_n}·(p_{n,j} − δ_{j,y_n}) + (ε/C)·(W·p_{n,j} − w_j)]`
 /// times the incoming gradient (see [`xent::cross_entropy`] for probabilities, z-loss
 /// and soft-capping).
@@ -61,6 +64,52 @@ pub fn cross_entropy(
     logits: &Tensor,
     targets: &Tensor,
     options: &CrossEntropyOptions,
+) -> Result<Tensor> {
+    cross_entropy_op(logits, targets, options, None)
+}
+
+/// [`cross_entropy`] and the per-row outputs of the same fused pass: the loss (with its
+/// backward, as [`cross_entropy`]) and a [`RowStats`] of detached tensors in the row
+/// shape (`lse`, `entropy`, `argmax`, and the z term), whatever the reduction.
+///
+/// # Errors
+/// As [`cross_entropy`].
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use xent_candle::{cross_entropy_with_stats, CrossEntropyOptions};
+/// let dev = Device::Cpu;
+/// let x = Tensor::new(&[[1.0f32, 3.0, 3.0], [0.0, 0.0, 0.0]], &dev)?;
+/// let y = Tensor::new(&[2u32, 0], &dev)?;
+/// let opts = CrossEntropyOptions::default().logit_scale(2.0).denominator(4.0);
+/// let (loss, stats) = cross_entropy_with_stats(&x, &y, &opts)?;
+/// assert_eq!(stats.argmax.to_vec1::<i64>()?, [1, 0]); // ties: the lowest index
+/// let lse = stats.lse.to_vec1::<f32>()?;
+/// assert!((lse[1] - 3f32.ln()).abs() < 1e-6);
+/// let entropy = stats.entropy.to_vec1::<f32>()?;
+/// assert!((entropy[1] - 3f32.ln()).abs() < 1e-6);
+/// // the summed loss over the denominator 4, not over the 2 rows
+/// let sum: f32 = lse.iter().sum::<f32>() - 6.0;
+/// assert!((loss.to_scalar::<f32>()? - sum / 4.0).abs() < 1e-5);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn cross_entropy_with_stats(
+    logits: &Tensor,
+    targets: &Tensor,
+    options: &CrossEntropyOptions,
+) -> Result<(Tensor, RowStats)> {
+    let slot = StatsSlot::default();
+    let loss = cross_entropy_op(logits, targets, options, Some(slot.clone()))?;
+    Ok((loss, stats::take(&slot)?))
+}
+
+/// The op behind both public functions; `stats`, when given, receives the per-row
+/// outputs of the forward pass.
+fn cross_entropy_op(
+    logits: &Tensor,
+    targets: &Tensor,
+    options: &CrossEntropyOptions,
+    stats: Option<StatsSlot>,
 ) -> Result<Tensor> {
     if !logits.device().is_cpu() || !targets.device().is_cpu() {
         bail!(
@@ -103,6 +152,7 @@ pub fn cross_entropy(
         opts: Arc::new(options.clone()),
         save_grad: logits.track_op(),
         saved_grad: Mutex::new(None),
+        stats,
     };
     logits.apply_op2(&targets, op)
 }
@@ -112,6 +162,8 @@ struct CrossEntropyOp {
     opts: Arc<CrossEntropyOptions>,
     save_grad: bool,
     saved_grad: Mutex<Option<Tensor>>,
+    /// Where the forward pass leaves the per-row outputs, when they are asked for.
+    stats: Option<StatsSlot>,
 }
 
 /// The backward op: the fused pass again, with the incoming gradient as `grad_output`.
@@ -167,15 +219,28 @@ impl CrossEntropyOp {
         let shape = loss_shape(dims, self.opts.reduction);
         let mut loss =
             xent::alloc::zeroed_vec::<T::Acc>("loss", shape.dims()).map_err(to_candle)?;
+        let rows_shape = loss_shape(dims, xent::Reduction::None);
+        let mut rows = match self.stats {
+            Some(_) => Some(StatsBuffers::<T::Acc>::new(rows_shape.elem_count())?),
+            None => None,
+        };
+        let outputs = rows
+            .as_mut()
+            .map_or_else(RowOutputs::new, StatsBuffers::outputs);
         if self.save_grad {
             // On huge pages when large, faulted in by the kernel's threads as it writes.
             let mut grad = xent::alloc::zeroed_vec::<T>("grad", dims).map_err(to_candle)?;
-            xent::cross_entropy_into(x, dims, t, &opts, &mut loss, Some(GradOut::new(&mut grad)))
+            let out = Some(GradOut::new(&mut grad));
+            xent::cross_entropy_stats_into(x, dims, t, &opts, &mut loss, out, outputs)
                 .map_err(to_candle)?;
             let grad = Tensor::from_vec(grad, dims, &Device::Cpu)?;
             *self.saved_grad.lock().unwrap_or_else(|p| p.into_inner()) = Some(grad);
         } else {
-            xent::cross_entropy_into(x, dims, t, &opts, &mut loss, None).map_err(to_candle)?;
+            xent::cross_entropy_stats_into(x, dims, t, &opts, &mut loss, None, outputs)
+                .map_err(to_candle)?;
+        }
+        if let (Some(slot), Some(rows)) = (&self.stats, rows) {
+            rows.store(&rows_shape, slot)?;
         }
         Ok((T::Acc::to_cpu_storage_owned(loss), shape))
     }

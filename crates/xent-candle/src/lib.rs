@@ -7,7 +7,12 @@
 //! times the incoming gradient, instead of differentiating candle's composed
 //! `log_softmax → gather → sum → affine` graph op by op. Semantics are PyTorch's
 //! `F.cross_entropy` (classes on dim 1, `ignore_index`, class weights, label
-//! smoothing, `none | mean | sum`), plus xent's z-loss and logit soft-capping.
+//! smoothing, `none | mean | sum`), plus xent's z-loss, logit scale and soft-capping,
+//! and a denominator for `mean` taken from a whole gradient-accumulation step.
+//!
+//! [`cross_entropy_with_stats`] (and [`linear_cross_entropy_with_stats`]) also return
+//! the per-row log-sum-exp, entropy, prediction and z term of the same fused pass, as
+//! detached tensors ([`RowStats`]).
 //!
 //! ```
 //! use candle_core::{Device, Tensor, Var};
@@ -35,7 +40,8 @@
 //! let targets = Tensor::new(&[2u32, 1, 0], &dev)?;          // u8, u32, i16, i32, i64
 //! let opts = CrossEntropyOptions::default()                  // PyTorch's defaults, and
 //!     .label_smoothing(0.0)                                  // .weight(Vec<f64>), .ignore_index(i),
-//!     .reduction(Reduction::Mean);                           // .z_loss(s), .softcap(c)
+//!     .reduction(Reduction::Mean);                           // .z_loss(s), .softcap(c),
+//!                                                            // .logit_scale(s), .denominator(d)
 //! let loss = cross_entropy(logits.as_tensor(), &targets, &opts)?;
 //! assert!((loss.to_scalar::<f32>()? - 1.4076).abs() < 1e-4);
 //! let grads = loss.backward()?;                              // (softmax − onehot)/N
@@ -58,8 +64,10 @@
 mod cross_entropy;
 mod linear;
 mod options;
+mod stats;
 pub(crate) mod storage;
 
-pub use cross_entropy::cross_entropy;
-pub use linear::linear_cross_entropy;
+pub use cross_entropy::{cross_entropy, cross_entropy_with_stats};
+pub use linear::{linear_cross_entropy, linear_cross_entropy_with_stats};
 pub use options::{class_weight, CrossEntropyOptions, Reduction, DEFAULT_IGNORE_INDEX};
+pub use stats::RowStats;

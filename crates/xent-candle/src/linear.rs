@@ -7,9 +7,10 @@ use candle_core::{
     backend::BackendStorage, bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape,
     Tensor,
 };
-use xent::{LinearCrossEntropyOptions, LinearGradOut, LinearInputs};
+use xent::{LinearCrossEntropyOptions, LinearGradOut, LinearInputs, RowOutputs};
 
 use crate::options::CrossEntropyOptions;
+use crate::stats::{self, RowStats, StatsBuffers, StatsSlot};
 use crate::storage::{floats, is_index_dtype, to_candle};
 
 /// Cross-entropy of the logits `h·Wᵀ + b` against class indices, as PyTorch's
@@ -57,6 +58,52 @@ pub fn linear_cross_entropy(
     targets: &Tensor,
     options: &CrossEntropyOptions,
 ) -> Result<Tensor> {
+    linear_op(hidden, weight, bias, targets, options, None)
+}
+
+/// [`linear_cross_entropy`] and the per-row outputs of the same fused pass: the loss
+/// (with its backward) and a [`RowStats`] of detached `(N)` tensors for the logits
+/// `h·Wᵀ + b` (after the options' logit scale and soft-cap), which are never stored.
+///
+/// # Errors
+/// As [`linear_cross_entropy`].
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use xent_candle::{linear_cross_entropy_with_stats, CrossEntropyOptions};
+/// let dev = Device::Cpu;
+/// let h = Tensor::new(&[[1.0f32, 0.0], [0.0, 2.0]], &dev)?;
+/// let w = Tensor::new(&[[1.0f32, 0.0], [0.0, 1.0], [0.0, 0.0]], &dev)?;
+/// let y = Tensor::new(&[0u32, 1], &dev)?;
+/// let (_, stats) = linear_cross_entropy_with_stats(&h, &w, None, &y,
+///     &CrossEntropyOptions::default())?;
+/// assert_eq!(stats.argmax.to_vec1::<i64>()?, [0, 1]); // logits [1, 0, 0] and [0, 2, 0]
+/// let lse = stats.lse.to_vec1::<f32>()?;
+/// assert!((lse[0] - (1f32.exp() + 2.0).ln()).abs() < 1e-6);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn linear_cross_entropy_with_stats(
+    hidden: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    targets: &Tensor,
+    options: &CrossEntropyOptions,
+) -> Result<(Tensor, RowStats)> {
+    let slot = StatsSlot::default();
+    let loss = linear_op(hidden, weight, bias, targets, options, Some(slot.clone()))?;
+    Ok((loss, stats::take(&slot)?))
+}
+
+/// The op behind both public functions; `stats`, when given, receives the per-row
+/// outputs of the forward pass.
+fn linear_op(
+    hidden: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    targets: &Tensor,
+    options: &CrossEntropyOptions,
+    stats: Option<StatsSlot>,
+) -> Result<Tensor> {
     for (name, t) in [("hidden", hidden), ("weight", weight), ("targets", targets)] {
         if !t.device().is_cpu() {
             bail!(
@@ -93,6 +140,7 @@ pub fn linear_cross_entropy(
         opts: Arc::new(options.clone()),
         save_grad: hidden.track_op() || weight.track_op(),
         saved: Mutex::new(None),
+        stats,
     };
     hidden
         .contiguous()?
@@ -104,6 +152,8 @@ struct LinearOp {
     save_grad: bool,
     /// `(∂h, ∂W)` for an upstream gradient of 1.
     saved: Mutex<Option<(Tensor, Tensor)>>,
+    /// Where the forward pass leaves the per-row outputs, when they are asked for.
+    stats: Option<StatsSlot>,
 }
 
 /// Targets as i64 (validated by xent).
@@ -114,7 +164,9 @@ fn indices(t: &Tensor) -> Result<Vec<i64>> {
 /// The loss, and `(∂h, ∂W)` when asked for.
 type LossAndGrads<T> = (Vec<T>, Option<(Vec<T>, Vec<T>)>);
 
-/// Runs the fused pass; returns the loss, and `(∂h, ∂W)` when `grads`.
+/// Runs the fused pass; returns the loss, and `(∂h, ∂W)` when `grads`; writes the
+/// per-row outputs into `rows`.
+#[allow(clippy::too_many_arguments)]
 fn run<T: xent::Float + candle_core::WithDType>(
     h: &[T],
     (n, d): (usize, usize),
@@ -124,6 +176,7 @@ fn run<T: xent::Float + candle_core::WithDType>(
     opts: &CrossEntropyOptions,
     grads: bool,
     grad_output: Option<&[T]>,
+    rows: RowOutputs<'_, T>,
 ) -> Result<LossAndGrads<T>> {
     let cw: Option<Vec<T>> = opts.weight_as::<T>();
     let lopts = LinearCrossEntropyOptions::from(opts.options(cw.as_deref()));
@@ -135,7 +188,8 @@ fn run<T: xent::Float + candle_core::WithDType>(
     let mut loss = vec![<T as xent::Float>::from_f64(0.0); len];
     let inputs = LinearInputs::new(h, [n, d], w, [v, d]);
     if !grads {
-        xent::linear_cross_entropy_into(inputs, y, &lopts, &mut loss, None).map_err(to_candle)?;
+        xent::linear_cross_entropy_stats_into(inputs, y, &lopts, &mut loss, None, rows)
+            .map_err(to_candle)?;
         return Ok((loss, None));
     }
     // On huge pages when large, faulted in by the kernel's threads (xent::alloc).
@@ -147,7 +201,8 @@ fn run<T: xent::Float + candle_core::WithDType>(
     if let Some(go) = grad_output {
         out = out.grad_output(go);
     }
-    xent::linear_cross_entropy_into(inputs, y, &lopts, &mut loss, Some(out)).map_err(to_candle)?;
+    xent::linear_cross_entropy_stats_into(inputs, y, &lopts, &mut loss, Some(out), rows)
+        .map_err(to_candle)?;
     Ok((loss, Some((dh, dw))))
 }
 
@@ -168,6 +223,13 @@ impl LinearOp {
         if hd.len() != 2 || wd.len() != 2 {
             bail!("xent: hidden must be (N, D) and weight (V, D), got {hd:?} and {wd:?}")
         }
+        let mut rows = match self.stats {
+            Some(_) => Some(StatsBuffers::<T>::new(hd[0])?),
+            None => None,
+        };
+        let outputs = rows
+            .as_mut()
+            .map_or_else(RowOutputs::new, StatsBuffers::outputs);
         let (loss, grads) = run(
             h,
             (hd[0], hd[1]),
@@ -177,7 +239,11 @@ impl LinearOp {
             &self.opts,
             self.save_grad,
             None,
+            outputs,
         )?;
+        if let (Some(slot), Some(rows)) = (&self.stats, rows) {
+            rows.store(&Shape::from(hd[0]), slot)?;
+        }
         if let Some((dh, dw)) = grads {
             let dh = Tensor::from_vec(dh, hd, &Device::Cpu)?;
             let dw = Tensor::from_vec(dw, wd, &Device::Cpu)?;
@@ -258,7 +324,17 @@ impl CustomOp3 for LinearOp {
                     hidden.flatten_all()?.to_vec1::<f32>()?,
                     weight.flatten_all()?.to_vec1::<f32>()?,
                 );
-                let (_, g) = run(&h, (n, d), &w, v, &y, &self.opts, true, Some(&go))?;
+                let (_, g) = run(
+                    &h,
+                    (n, d),
+                    &w,
+                    v,
+                    &y,
+                    &self.opts,
+                    true,
+                    Some(&go),
+                    RowOutputs::new(),
+                )?;
                 let (dh, dw) = g.ok_or_else(|| candle_core::Error::msg("xent: no gradient"))?;
                 (
                     Tensor::from_vec(dh, (n, d), &Device::Cpu)?,
@@ -274,7 +350,17 @@ impl CustomOp3 for LinearOp {
                     hidden.flatten_all()?.to_vec1::<f64>()?,
                     weight.flatten_all()?.to_vec1::<f64>()?,
                 );
-                let (_, g) = run(&h, (n, d), &w, v, &y, &self.opts, true, Some(&go))?;
+                let (_, g) = run(
+                    &h,
+                    (n, d),
+                    &w,
+                    v,
+                    &y,
+                    &self.opts,
+                    true,
+                    Some(&go),
+                    RowOutputs::new(),
+                )?;
                 let (dh, dw) = g.ok_or_else(|| candle_core::Error::msg("xent: no gradient"))?;
                 (
                     Tensor::from_vec(dh, (n, d), &Device::Cpu)?,

@@ -1,6 +1,10 @@
 //! `xent-mpi`: cross-entropy with the classes split across the ranks of a
 //! tensor-parallel group (vocab parallelism, Megatron-LM's scheme) and the rows across
-//! data-parallel groups, over MPI; every option of `xent loss` holds exactly.
+//! data-parallel groups, over MPI; every option of `xent loss` holds exactly, with
+//! two exceptions that are refused with an error instead: the per-row outputs
+//! (`--lse-out`, `--entropy-out`, `--argmax-out`) and a `--logit-scale` other than 1,
+//! which the library's shard functions do not compute yet. `--denominator` (the
+//! token count of a whole gradient-accumulation step) replaces the all-reduced count.
 //!
 //! ```text
 //! mpirun -n 4 xent-mpi loss cross-entropy --input x.npy --target y.npy --tp 2 --out l.npy
@@ -166,8 +170,31 @@ fn run(world: mpi::topology::SimpleCommunicator, command: Command) -> Result<Str
                 },
             )
         }
-        Command::Loss(LossCommand::CrossEntropy(a)) => ce::run(g, &a.loss),
-        Command::Loss(LossCommand::LinearCrossEntropy(a)) => linear::run(g, &a.loss),
+        Command::Loss(LossCommand::CrossEntropy(a)) => {
+            no_row_outputs(&a.loss.row_outputs).map_err(failed)?;
+            ce::run(g, &a.loss)
+        }
+        Command::Loss(LossCommand::LinearCrossEntropy(a)) => {
+            no_row_outputs(&a.loss.row_outputs).map_err(failed)?;
+            linear::run(g, &a.loss)
+        }
+    }
+}
+
+/// Refuses the per-row outputs of `xent loss` (the same flags on every rank, so every
+/// rank fails alike, before any collective): the vocab-parallel shards do not compute
+/// them yet, and a flag that is taken must not be ignored.
+fn no_row_outputs(outputs: &xent_cli::args::RowOutputArgs) -> Result<(), Failure> {
+    match outputs
+        .outputs()
+        .into_iter()
+        .find(|(_, path)| path.is_some())
+    {
+        Some((flag, _)) => Err(Failure::new(format!(
+            "{flag} is not supported by xent-mpi: the vocab-parallel shards do not compute \
+             the per-row outputs; `xent loss` computes them on one process"
+        ))),
+        None => Ok(()),
     }
 }
 

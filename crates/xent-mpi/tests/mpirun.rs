@@ -1,7 +1,8 @@
 //! `xent-mpi` under `mpirun -n 2/3/4` against the single-process library: the loss
 //! and gradient files rank 0 writes must equal `xent`'s within 1e-6 (f32) and 1e-12
 //! (f64), relative, for every option, uneven class shards (C not divisible by P),
-//! ranks that own no target, all-ignored batches, and TP × DP = 2 × 2.
+//! ranks that own no target, all-ignored batches, TP × DP = 2 × 2, and a global
+//! `--denominator` on P = 1–4.
 //!
 //! MPI is initialised once per process, so every case launches `mpirun`.
 
@@ -96,6 +97,8 @@ struct Ce {
     upstream: bool,
     /// Logits (and probabilities) in a big-endian file: read whole, not in place.
     big_endian: bool,
+    /// `--denominator`: the mean's global count.
+    denominator: Option<f64>,
 }
 
 impl Ce {
@@ -111,6 +114,7 @@ impl Ce {
             reduction: Reduction::Mean,
             upstream: false,
             big_endian: false,
+            denominator: None,
         }
     }
 }
@@ -201,6 +205,10 @@ fn check_ce<T: Elem>(case: &Ce, p: usize, tp: Option<usize>, seed: u64) {
         args.push("--softcap".into());
         args.push(cap.to_string());
     }
+    if let Some(d) = case.denominator {
+        args.push("--denominator".into());
+        args.push(d.to_string());
+    }
     if case.upstream {
         let go_shape = if case.reduction == Reduction::None {
             row_shape.clone()
@@ -236,6 +244,9 @@ fn check_ce<T: Elem>(case: &Ce, p: usize, tp: Option<usize>, seed: u64) {
     }
     if let Some(cap) = case.cap {
         opts = opts.softcap(cap);
+    }
+    if let Some(d) = case.denominator {
+        opts = opts.denominator(d);
     }
     let target: Targets<'_, T> = if case.probs {
         Targets::Probabilities(&t)
@@ -376,8 +387,66 @@ fn uneven_shards_idle_ranks_and_all_ignored_batches() {
     );
 }
 
+#[test]
+fn a_denominator_replaces_the_global_count_on_1_to_4_ranks() {
+    let case = Ce {
+        weight: true,
+        ignore_share: 0.3,
+        eps: 0.1,
+        z: 1e-2,
+        cap: Some(4.0),
+        upstream: true,
+        denominator: Some(53.0),
+        ..Ce::base(&[6, 19])
+    };
+    for (p, tp) in [
+        (1, None),
+        (2, None),
+        (3, None),
+        (4, None),
+        (4, Some(2)),
+        (3, Some(1)),
+    ] {
+        check_ce::<f64>(&case, p, tp, 500 + p as u64);
+        check_ce::<f32>(&case, p, tp, 510 + p as u64);
+    }
+    // Probability targets, K-dim; an all-ignored batch gives 0 (not NaN) with it.
+    let probs = Ce {
+        probs: true,
+        ignore_share: 0.0,
+        ..Ce::base(&[3, 7, 2])
+    };
+    check_ce::<f64>(
+        &Ce {
+            denominator: Some(4.5),
+            ..probs
+        },
+        4,
+        Some(2),
+        520,
+    );
+    check_ce::<f64>(
+        &Ce {
+            ignore_share: 1.0,
+            denominator: Some(8.0),
+            ..Ce::base(&[4, 10])
+        },
+        4,
+        Some(2),
+        521,
+    );
+    check_linear::<f64>(4, Some(2), Reduction::Mean, Some(11.0), 530);
+    check_linear::<f32>(3, None, Reduction::Mean, Some(11.0), 531);
+}
+
 /// `xent-mpi loss linear-cross-entropy` on `p` ranks against the library.
-fn check_linear<T: Elem>(p: usize, tp: Option<usize>, reduction: Reduction, seed: u64) {
+fn check_linear<T: Elem>(
+    p: usize,
+    tp: Option<usize>,
+    reduction: Reduction,
+    denominator: Option<f64>,
+    seed: u64,
+) {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng(seed);
     let (n, d, v) = (9, 6, 23);
@@ -439,6 +508,10 @@ fn check_linear<T: Elem>(p: usize, tp: Option<usize>, reduction: Reduction, seed
         args.push("--tp".into());
         args.push(tp.to_string());
     }
+    if let Some(d) = denominator {
+        args.push("--denominator".into());
+        args.push(d.to_string());
+    }
     let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     let o = mpirun(p, &argv);
     assert!(
@@ -447,11 +520,14 @@ fn check_linear<T: Elem>(p: usize, tp: Option<usize>, reduction: Reduction, seed
         String::from_utf8_lossy(&o.stderr)
     );
 
-    let ce = CrossEntropyOptions::default()
+    let mut ce = CrossEntropyOptions::default()
         .weight(&cw)
         .label_smoothing(0.1)
         .z_loss(0.001)
         .reduction(reduction);
+    if let Some(d) = denominator {
+        ce = ce.denominator(d);
+    }
     let opts = LinearCrossEntropyOptions::from(ce);
     let inputs = LinearInputs::new(&h, [n, d], &w, [v, d]).linear_bias(&b);
     let (loss, grads) = linear_cross_entropy_with_grad(inputs, &y[..], &opts).unwrap();
@@ -478,11 +554,11 @@ fn check_linear<T: Elem>(p: usize, tp: Option<usize>, reduction: Reduction, seed
 
 #[test]
 fn linear_cross_entropy_on_2_and_4_ranks_equals_one_process() {
-    check_linear::<f64>(2, None, Reduction::Mean, 400);
-    check_linear::<f32>(2, None, Reduction::Sum, 401);
-    check_linear::<f64>(4, Some(2), Reduction::None, 402);
-    check_linear::<f32>(4, Some(2), Reduction::Mean, 403);
-    check_linear::<f64>(3, None, Reduction::Mean, 404);
+    check_linear::<f64>(2, None, Reduction::Mean, None, 400);
+    check_linear::<f32>(2, None, Reduction::Sum, None, 401);
+    check_linear::<f64>(4, Some(2), Reduction::None, None, 402);
+    check_linear::<f32>(4, Some(2), Reduction::Mean, None, 403);
+    check_linear::<f64>(3, None, Reduction::Mean, None, 404);
 }
 
 #[test]
@@ -540,6 +616,42 @@ fn bad_input_fails_every_rank_with_one_line() {
         ours,
         ["xent-mpi: error: --tp 3 does not divide the 2 ranks (P = DP × TP)"]
     );
+    // What the shards do not compute yet is refused, never ignored.
+    let lse = dir.path().join("lse.npy");
+    let base = [
+        "loss",
+        "cross-entropy",
+        "--input",
+        x.to_str().unwrap(),
+        "--target",
+        t.to_str().unwrap(),
+    ];
+    for (extra, want) in [
+        (
+            vec!["--lse-out", lse.to_str().unwrap()],
+            "xent-mpi: error: --lse-out is not supported by xent-mpi",
+        ),
+        (vec!["--logit-scale", "2"], "logit_scale"),
+        (vec!["--denominator", "-1"], "denominator"),
+        (
+            vec!["--denominator", "4", "--reduction", "sum"],
+            "denominator",
+        ),
+    ] {
+        let argv: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        let o = mpirun(2, &argv);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let ours: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("xent-mpi: error:"))
+            .collect();
+        assert!(
+            ours.len() == 1 && ours[0].contains(want),
+            "{extra:?}: {stderr}"
+        );
+    }
+    assert!(!lse.exists());
 }
 
 #[test]

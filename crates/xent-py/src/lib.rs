@@ -23,7 +23,7 @@ use xent::{
     bf16, f16, BinaryCrossEntropyOptions, BinaryCrossEntropyWithLogitsOptions, ClassIndices,
     ClassWeightOptions, ClassWeighting, CrossEntropySettings, Element, Error, Float, GradOut,
     JsDivOptions, KlDivOptions, KlReduction, LinearCrossEntropyOptions, LinearGradOut,
-    LinearInputs, NllLossOptions, Reduction, Targets,
+    LinearInputs, NllLossOptions, Reduction, RowOutputs, Targets,
 };
 
 /// xent's error as the Python exception PyTorch raises for the same mistake:
@@ -294,20 +294,65 @@ fn reduction(s: &str) -> PyResult<Reduction> {
 /// The keyword arguments of the cross-entropy losses as xent's settings; the class
 /// weights stay in their array, already in the accumulation dtype, and are passed to
 /// `CrossEntropySettings::options` as they are.
+#[allow(clippy::too_many_arguments)]
 fn settings(
     ignore_index: i64,
     label_smoothing: f64,
     reduction: &str,
     z_loss: f64,
     softcap: Option<f64>,
+    logit_scale: f64,
+    denominator: Option<f64>,
 ) -> PyResult<CrossEntropySettings> {
     let mut s = CrossEntropySettings::default()
         .ignore_index(ignore_index)
         .label_smoothing(label_smoothing)
         .reduction(self::reduction(reduction)?)
-        .z_loss(z_loss);
+        .z_loss(z_loss)
+        .logit_scale(logit_scale);
     s.softcap = softcap;
+    s.denominator = denominator;
     Ok(s)
+}
+
+/// The per-row output arrays of one call (`lse_out`, `entropy_out`, `z_out` in the
+/// accumulation dtype `A`, `argmax_out` int64), each one element per row, borrowed
+/// writeable for the call.
+struct RowArrays<'py, A: numpy::Element> {
+    lse: Option<PyReadwriteArrayDyn<'py, A>>,
+    entropy: Option<PyReadwriteArrayDyn<'py, A>>,
+    argmax: Option<PyReadwriteArrayDyn<'py, i64>>,
+    z: Option<PyReadwriteArrayDyn<'py, A>>,
+}
+
+impl<'py, A: numpy::Element + Pod> RowArrays<'py, A> {
+    fn extract(outs: [Option<&Bound<'py, PyAny>>; 4], acc: &str) -> PyResult<Self> {
+        let [lse, entropy, argmax, z] = outs;
+        Ok(RowArrays {
+            lse: opt_rw(lse, "lse_out", acc)?,
+            entropy: opt_rw(entropy, "entropy_out", acc)?,
+            argmax: opt_rw(argmax, "argmax_out", "int64")?,
+            z: opt_rw(z, "z_out", acc)?,
+        })
+    }
+
+    /// The arrays as the library's [`RowOutputs`] (its lengths are xent's to check).
+    fn outputs(&mut self) -> PyResult<RowOutputs<'_, A>> {
+        let mut rows = RowOutputs::new();
+        if let Some(s) = opt_slice_mut(&mut self.lse, "lse_out")? {
+            rows = rows.lse(s);
+        }
+        if let Some(s) = opt_slice_mut(&mut self.entropy, "entropy_out")? {
+            rows = rows.entropy(s);
+        }
+        if let Some(s) = opt_slice_mut(&mut self.argmax, "argmax_out")? {
+            rows = rows.argmax(s);
+        }
+        if let Some(s) = opt_slice_mut(&mut self.z, "z_out")? {
+            rows = rows.z(s);
+        }
+        Ok(rows)
+    }
 }
 
 fn storage_name(kind: Kind) -> &'static str {
@@ -325,14 +370,18 @@ fn acc_name(kind: Kind) -> &'static str {
     }
 }
 
-/// `cross_entropy_into`: the loss into `loss_out` (accumulation dtype: float64 for
-/// float64 input, float32 otherwise; one element for mean/sum, the row shape for
+/// `cross_entropy_stats_into`: the loss into `loss_out` (accumulation dtype: float64
+/// for float64 input, float32 otherwise; one element for mean/sum, the row shape for
 /// none), the gradient (input's dtype) into `grad` when given, scaled by
-/// `grad_output`. Returns the z-loss term when `z_loss` is set.
+/// `grad_output`, and the per-row outputs into those of `lse_out`, `entropy_out`,
+/// `argmax_out` (int64) and `z_out` given (one element per row). `logit_scale` and
+/// `denominator` are the library's options of those names. Returns the z-loss term
+/// when `z_loss` is set.
 #[pyfunction]
 #[pyo3(signature = (input, target, loss_out, *, grad=None, weight=None, grad_output=None,
     ignore_index=-100, label_smoothing=0.0, reduction=String::from("mean"), z_loss=0.0, softcap=None,
-    probabilities=false, half=None, threads=0))]
+    logit_scale=1.0, denominator=None, lse_out=None, entropy_out=None, argmax_out=None,
+    z_out=None, probabilities=false, half=None, threads=0))]
 #[allow(clippy::too_many_arguments)]
 fn cross_entropy_into(
     py: Python<'_>,
@@ -347,11 +396,26 @@ fn cross_entropy_into(
     reduction: String,
     z_loss: f64,
     softcap: Option<f64>,
+    logit_scale: f64,
+    denominator: Option<f64>,
+    lse_out: Option<&Bound<'_, PyAny>>,
+    entropy_out: Option<&Bound<'_, PyAny>>,
+    argmax_out: Option<&Bound<'_, PyAny>>,
+    z_out: Option<&Bound<'_, PyAny>>,
     probabilities: bool,
     half: Option<String>,
     threads: usize,
 ) -> PyResult<Option<f64>> {
-    let settings = settings(ignore_index, label_smoothing, &reduction, z_loss, softcap)?;
+    let settings = settings(
+        ignore_index,
+        label_smoothing,
+        &reduction,
+        z_loss,
+        softcap,
+        logit_scale,
+        denominator,
+    )?;
+    let outs = [lse_out, entropy_out, argmax_out, z_out];
     let kind = Kind::of(input, half.as_deref())?;
     let (sn, an) = (storage_name(kind), acc_name(kind));
     per_kind!(kind, T, S, A => {
@@ -372,18 +436,14 @@ fn cross_entropy_into(
         let goa = opt_ro::<A>(grad_output, "grad_output", an)?;
         let mut la = rw::<A>(loss_out, "loss_out", an)?;
         let mut ga = opt_rw::<S>(grad, "grad", sn)?;
+        let mut ra = RowArrays::<A>::extract(outs, an)?;
         let opts = settings.options::<A>(opt_slice(&wa, "weight")?);
         let go: Option<&[A]> = opt_slice(&goa, "grad_output")?;
         let loss: &mut [A] = slice_mut(&mut la, "loss_out")?;
-        let g = opt_slice_mut::<S, T>(&mut ga, "grad")?.map(|g| {
-            let out = GradOut::new(g);
-            match go {
-                Some(go) => out.grad_output(go),
-                None => out,
-            }
-        });
+        let g = grad_out::<T>(opt_slice_mut(&mut ga, "grad")?, go);
+        let rows = ra.outputs()?;
         let z = compute(py, threads, || {
-            xent::cross_entropy_into(x, &shape, tgt, &opts, loss, g)
+            xent::cross_entropy_stats_into(x, &shape, tgt, &opts, loss, g, rows)
         })?;
         Ok(z.map(|z| z.to_f64()))
     })
@@ -392,7 +452,7 @@ fn cross_entropy_into(
 /// `nll_loss_into`: as [`cross_entropy_into`], on log-probabilities.
 #[pyfunction]
 #[pyo3(signature = (input, target, loss_out, *, grad=None, weight=None, grad_output=None,
-    ignore_index=-100, reduction=String::from("mean"), half=None, threads=0))]
+    ignore_index=-100, reduction=String::from("mean"), denominator=None, half=None, threads=0))]
 #[allow(clippy::too_many_arguments)]
 fn nll_loss_into(
     py: Python<'_>,
@@ -404,6 +464,7 @@ fn nll_loss_into(
     grad_output: Option<&Bound<'_, PyAny>>,
     ignore_index: i64,
     reduction: String,
+    denominator: Option<f64>,
     half: Option<String>,
     threads: usize,
 ) -> PyResult<()> {
@@ -426,15 +487,12 @@ fn nll_loss_into(
         if let Some(w) = opt_slice(&wa, "weight")? {
             opts = opts.weight(w);
         }
+        if let Some(d) = denominator {
+            opts = opts.denominator(d);
+        }
         let go: Option<&[A]> = opt_slice(&goa, "grad_output")?;
         let loss: &mut [A] = slice_mut(&mut la, "loss_out")?;
-        let g = opt_slice_mut::<S, T>(&mut ga, "grad")?.map(|g| {
-            let out = GradOut::new(g);
-            match go {
-                Some(go) => out.grad_output(go),
-                None => out,
-            }
-        });
+        let g = grad_out::<T>(opt_slice_mut(&mut ga, "grad")?, go);
         compute(py, threads, || xent::nll_loss_into(x, &shape, tgt, &opts, loss, g))
     })
 }
@@ -691,12 +749,14 @@ fn dims2(shape: &[usize], name: &str) -> PyResult<[usize; 2]> {
 /// `linear_cross_entropy_into`: cross-entropy of `hidden @ linear_weight.T +
 /// linear_bias` without the `N × V` logits. Inputs in one dtype (16-bit floats as
 /// their `int16` storage); the loss, the options' arrays and every gradient in the
-/// accumulation dtype. Returns the z-loss term when `z_loss` is set.
+/// accumulation dtype; `logit_scale`, `denominator` and the per-row outputs as in
+/// [`cross_entropy_into`]. Returns the z-loss term when `z_loss` is set.
 #[pyfunction]
 #[pyo3(signature = (hidden, linear_weight, target, loss_out, *, linear_bias=None, weight=None,
     grad_hidden=None, grad_linear_weight=None, grad_linear_bias=None, grad_output=None,
     ignore_index=-100, label_smoothing=0.0, reduction=String::from("mean"), z_loss=0.0, softcap=None,
-    half=None, threads=0))]
+    logit_scale=1.0, denominator=None, lse_out=None, entropy_out=None, argmax_out=None,
+    z_out=None, half=None, threads=0))]
 #[allow(clippy::too_many_arguments)]
 fn linear_cross_entropy_into(
     py: Python<'_>,
@@ -715,10 +775,25 @@ fn linear_cross_entropy_into(
     reduction: String,
     z_loss: f64,
     softcap: Option<f64>,
+    logit_scale: f64,
+    denominator: Option<f64>,
+    lse_out: Option<&Bound<'_, PyAny>>,
+    entropy_out: Option<&Bound<'_, PyAny>>,
+    argmax_out: Option<&Bound<'_, PyAny>>,
+    z_out: Option<&Bound<'_, PyAny>>,
     half: Option<String>,
     threads: usize,
 ) -> PyResult<Option<f64>> {
-    let settings = settings(ignore_index, label_smoothing, &reduction, z_loss, softcap)?;
+    let settings = settings(
+        ignore_index,
+        label_smoothing,
+        &reduction,
+        z_loss,
+        softcap,
+        logit_scale,
+        denominator,
+    )?;
+    let outs = [lse_out, entropy_out, argmax_out, z_out];
     let kind = Kind::of(hidden, half.as_deref())?;
     let (sn, an) = (storage_name(kind), acc_name(kind));
     per_kind!(kind, T, S, A => {
@@ -748,8 +823,10 @@ fn linear_cross_entropy_into(
         let gb: Option<&mut [A]> = opt_slice_mut(&mut gba, "grad_linear_bias")?;
         let go: Option<&[A]> = opt_slice(&goa, "grad_output")?;
         let grads = LinearGradOut::from_buffers(gh, gw, gb, go);
+        let mut ra = RowArrays::<A>::extract(outs, an)?;
+        let rows = ra.outputs()?;
         let z = compute(py, threads, || {
-            xent::linear_cross_entropy_into(inputs, tgt, &opts, loss, grads)
+            xent::linear_cross_entropy_stats_into(inputs, tgt, &opts, loss, grads, rows)
         })?;
         Ok(z.map(|z| z.to_f64()))
     })

@@ -28,7 +28,8 @@ this one works without torch).
 import numpy as np
 
 from . import _xent
-from ._common import class_dim_view, env_threads, int_arg, row_shape
+from ._common import RowStats, class_dim_view, denominator_arg, env_threads, float_arg
+from ._common import int_arg, row_shape
 
 __version__ = _xent.__version__
 
@@ -43,6 +44,7 @@ __all__ = [
     "js_div",
     "linear_cross_entropy",
     "class_weights",
+    "RowStats",
 ]
 
 _HALF_NAMES = ("float16", "bfloat16")
@@ -105,25 +107,46 @@ def _loss_shape(shape, reduction):
     return row_shape(shape) if reduction == "none" else ()
 
 
-def _ret(loss, *grads, grad):
+def _ret(loss, *grads, grad, stats=None):
     loss = loss[()] if loss.ndim == 0 else loss
-    if not grad:
-        return loss
-    return (loss,) + grads
+    out = (loss,) + grads if grad else (loss,)
+    if stats is not None:
+        out += (stats,)
+    return out[0] if len(out) == 1 else out
+
+
+def _stats(shape, acc, want):
+    """Buffers for the per-row outputs (``None`` when not wanted) and the keyword
+    arguments that hand them to the native call."""
+    if not want:
+        return None, {}
+    st = RowStats(np.empty(shape, acc), np.empty(shape, acc), np.empty(shape, np.int64),
+                  np.empty(shape, acc))
+    flat = [a.reshape(-1) for a in st]
+    return st, dict(lse_out=flat[0], entropy_out=flat[1], argmax_out=flat[2], z_out=flat[3])
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, *, z_loss=0.0, softcap=None, grad=False):
+                  label_smoothing=0.0, *, z_loss=0.0, softcap=None, logit_scale=1.0,
+                  num_items_in_batch=None, return_stats=False, grad=False):
     """Softmax cross-entropy of logits ``input`` (``(C,)``, ``(N, C)`` or
     ``(N, C, d1..dk)``, classes on dim 1) against class indices (any integer dtype,
     shape ``(N, d1..dk)``) or probabilities (the input's shape), as
     ``torch.nn.functional.cross_entropy``.
 
-    ``z_loss`` adds ``z_loss·lse²`` per row that counts; ``softcap`` replaces the
-    logits by ``softcap·tanh(x/softcap)``.
+    ``z_loss`` adds ``z_loss·lse²`` per row that counts; ``logit_scale`` s and
+    ``softcap`` make the loss see ``softcap·tanh(s·x/softcap)`` (scale first, then
+    soft-cap; the gradient with respect to ``x`` carries s). ``num_items_in_batch``
+    (``reduction='mean'`` only; > 0) divides the summed loss and the gradient by it
+    instead of by this call's own count or weight sum: the count of a whole
+    gradient-accumulation step, and 0 for an all-ignored call instead of NaN.
 
     Returns the loss, or ``(loss, grad)`` with ``grad=True`` (``∂loss/∂input``, the
-    input's dtype and shape).
+    input's dtype and shape); with ``return_stats=True`` a :class:`RowStats` of
+    per-row arrays comes last (``(loss, stats)`` or ``(loss, grad, stats)``).
+
+    ``ValueError`` for a ``logit_scale`` or ``num_items_in_batch`` that is not finite
+    and > 0, or a ``num_items_in_batch`` with ``reduction`` ``'sum'``/``'none'``.
 
     >>> import numpy as np, xent
     >>> x = np.array([[1.0, 2.0, 3.0]] * 3, np.float32)
@@ -139,18 +162,23 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         ts = _indices(target)
     loss = np.empty(_loss_shape(x.shape, reduction), acc)
     g, gs = _empty_like(x, xs) if grad else (None, None)
+    st, st_kw = _stats(row_shape(x.shape), acc, return_stats)
     _xent.cross_entropy_into(
         xs, ts, loss, grad=gs, weight=_opt(weight, acc),
         ignore_index=int_arg("cross_entropy", "ignore_index", ignore_index),
         label_smoothing=float(label_smoothing), reduction=reduction, z_loss=float(z_loss),
-        softcap=None if softcap is None else float(softcap), probabilities=probs, half=half,
-        threads=_threads())
-    return _ret(loss, g, grad=grad)
+        softcap=None if softcap is None else float(softcap),
+        logit_scale=float_arg("cross_entropy", "logit_scale", logit_scale),
+        denominator=denominator_arg("cross_entropy", num_items_in_batch),
+        probabilities=probs, half=half, threads=_threads(), **st_kw)
+    return _ret(loss, g, grad=grad, stats=st)
 
 
-def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *, grad=False):
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *,
+             num_items_in_batch=None, grad=False):
     """Negative log-likelihood of log-probabilities ``input`` (classes on dim 1)
-    against class indices, as ``torch.nn.functional.nll_loss``.
+    against class indices, as ``torch.nn.functional.nll_loss``;
+    ``num_items_in_batch`` as in :func:`cross_entropy`.
 
     Returns the loss, or ``(loss, grad)`` with ``grad=True``.
     """
@@ -160,7 +188,8 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *,
     _xent.nll_loss_into(
         xs, _indices(target), loss, grad=gs, weight=_opt(weight, acc),
         ignore_index=int_arg("nll_loss", "ignore_index", ignore_index), reduction=reduction,
-        half=half, threads=_threads())
+        denominator=denominator_arg("nll_loss", num_items_in_batch), half=half,
+        threads=_threads())
     return _ret(loss, g, grad=grad)
 
 
@@ -276,15 +305,18 @@ def js_div(p, q, reduction="mean", *, logits=False, grad=False):
 
 def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
                          reduction="mean", ignore_index=None, label_smoothing=0.0,
-                         z_loss=0.0, softcap=None, grad=False):
+                         z_loss=0.0, softcap=None, logit_scale=1.0, num_items_in_batch=None,
+                         return_stats=False, grad=False):
     """``cross_entropy(input @ linear_weight.T + linear_bias, target, …)`` without ever
     holding the ``N × V`` logits, as torch's ``F.linear_cross_entropy``: ``input``
     ``(..., D)``, ``linear_weight`` ``(V, D)``, class-index ``target`` ``(...)``;
-    ``ignore_index=None`` means −100.
+    ``ignore_index=None`` means −100; ``logit_scale``, ``num_items_in_batch`` and
+    ``return_stats`` as in :func:`cross_entropy` (the stats in the shape ``(...)``).
 
     Returns the loss, or ``(loss, (grad_input, grad_linear_weight, grad_linear_bias))``
     with ``grad=True``; the gradients in the accumulation dtype (``float32`` for
-    16-bit inputs), ``grad_linear_bias`` ``None`` without a bias.
+    16-bit inputs), ``grad_linear_bias`` ``None`` without a bias; the
+    :class:`RowStats` last with ``return_stats=True``.
     """
     h, hs, half, acc = _floats(input)
     w = np.asarray(linear_weight)
@@ -309,6 +341,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     if grad:
         grads = (np.empty(h.shape, acc), np.empty(w.shape, acc),
                  None if linear_bias is None else np.empty(b.shape, acc))
+    st, st_kw = _stats(lead, acc, return_stats)
     _xent.linear_cross_entropy_into(
         h2, ws, t, loss.reshape(-1) if reduction == "none" else loss, linear_bias=b,
         weight=_opt(weight, acc),
@@ -318,8 +351,11 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         ignore_index=(-100 if ignore_index is None
                       else int_arg("linear_cross_entropy", "ignore_index", ignore_index)),
         label_smoothing=float(label_smoothing), reduction=reduction, z_loss=float(z_loss),
-        softcap=None if softcap is None else float(softcap), half=half, threads=_threads())
-    return _ret(loss, grads, grad=grad)
+        softcap=None if softcap is None else float(softcap),
+        logit_scale=float_arg("linear_cross_entropy", "logit_scale", logit_scale),
+        denominator=denominator_arg("linear_cross_entropy", num_items_in_batch), half=half,
+        threads=_threads(), **st_kw)
+    return _ret(loss, grads, grad=grad, stats=st)
 
 
 def class_weights(target, num_classes, *, scheme="inverse_frequency", beta=0.999,

@@ -1,10 +1,36 @@
 """Helpers shared by the numpy API and ``xent.torch``: thread count, shapes, integer
-arguments."""
+and float arguments, the per-row outputs' named tuple."""
 
 import operator
 import os
+from typing import Any, NamedTuple
 
-__all__ = ["env_threads", "max_threads", "row_shape", "class_dim_view", "int_arg"]
+__all__ = ["env_threads", "max_threads", "row_shape", "class_dim_view", "int_arg",
+           "float_arg", "denominator_arg", "RowStats"]
+
+
+class RowStats(NamedTuple):
+    """The per-row outputs of one fused cross-entropy pass (``return_stats=True``), each
+    in the row shape (``()`` for ``(C,)`` logits, ``(N, d1..dk)`` for ``(N, C, d1..dk)``,
+    the leading shape for ``linear_cross_entropy``), for the logits as the loss sees
+    them, ``x̃ = softcap(logit_scale·x)``:
+
+    - ``lse``: ``log Σ_c exp(x̃_c)``;
+    - ``entropy``: ``−Σ_c p_c·log p_c`` of ``p = softmax(x̃)``;
+    - ``argmax``: the predicted class (int64; ties go to the lowest index, as
+      ``torch.argmax``);
+    - ``z``: the row's z-loss term ``z_loss·lse²`` (0 on ignored rows and without
+      ``z_loss``).
+
+    Rows whose target is ``ignore_index`` still get ``lse``, ``entropy`` and ``argmax``.
+    ``lse``, ``entropy`` and ``z`` are float64 for float64 logits, float32 otherwise.
+    They are never differentiated (detached tensors in ``xent.torch``).
+    """
+
+    lse: Any
+    entropy: Any
+    argmax: Any
+    z: Any
 
 
 def int_arg(fn, name, value):
@@ -13,6 +39,24 @@ def int_arg(fn, name, value):
     if isinstance(value, bool) or not hasattr(type(value), "__index__"):
         raise TypeError(f"{fn}(): argument '{name}' must be int, not {type(value).__name__}")
     return operator.index(value)
+
+
+def float_arg(fn, name, value):
+    """``value`` as a float, with torch's TypeError for a bool or a non-number (a Python
+    or numpy number, or a one-element tensor). Its range is the library's to check."""
+    if isinstance(value, (bool, str, bytes)) or not hasattr(type(value), "__float__"):
+        raise TypeError(f"{fn}(): argument '{name}' must be a number, not "
+                        f"{type(value).__name__}")
+    return float(value)
+
+
+def denominator_arg(fn, num_items_in_batch):
+    """``num_items_in_batch`` (Hugging Face's name for the token count, or weight sum,
+    of a whole gradient-accumulation step) as the library's ``denominator``: ``None``
+    stays ``None`` (PyTorch's mean over this call's own rows)."""
+    if num_items_in_batch is None:
+        return None
+    return float_arg(fn, "num_items_in_batch", num_items_in_batch)
 
 
 def max_threads():

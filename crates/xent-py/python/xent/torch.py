@@ -5,7 +5,12 @@
 exactly the arguments of their ``torch.nn.functional`` namesakes (the deprecated
 ``size_average``/``reduce`` are honoured as torch does), plus xent's extras as
 keyword-only arguments where they apply: ``z_loss=`` (adds ``z_loss·lse²`` per row
-that counts) and ``softcap=`` (logits ``softcap·tanh(x/softcap)``).
+that counts), ``softcap=`` (logits ``softcap·tanh(x/softcap)``), ``logit_scale=`` (the
+loss sees ``softcap(s·x)``: scale first), ``num_items_in_batch=`` (Hugging Face's name:
+``reduction='mean'`` divides by this count of a whole gradient-accumulation step, so an
+all-ignored micro-batch gives 0, not NaN) and ``return_stats=`` (returns
+``(loss, RowStats(lse, entropy, argmax, z))``, detached per-row tensors of the same
+fused pass).
 ``CrossEntropyLoss``, ``NLLLoss``, ``BCEWithLogitsLoss`` and ``KLDivLoss`` subclass
 torch's modules (same constructor, same ``state_dict``) with xent's forward.
 
@@ -64,23 +69,25 @@ How it runs:
   outside ``[0, 1]``, binary cross-entropy values outside ``[0, 1]``, a class-weight
   length or an ``ignore_index`` with probability targets; ``ValueError`` for a batch
   mismatch, a bad ``reduction`` and xent's own options (``z_loss``, ``softcap``,
-  checked on every path, the fallback's too); ``TypeError`` for an ``ignore_index``
-  that is not an integer.
+  ``logit_scale``, ``num_items_in_batch``: each finite and > 0, the last with
+  ``reduction='mean'`` only; checked on every path, the fallback's too); ``TypeError``
+  for an ``ignore_index`` that is not an integer, or a ``logit_scale`` or
+  ``num_items_in_batch`` that is not a number.
 """
 
 import threading
 import warnings
-import weakref
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn import _reduction as _torch_reduction
 
-from . import _xent
-from ._common import env_threads, int_arg as _int_arg, row_shape
-from ._grad_cache import CACHE_MIN_BYTES, cache as _cache
+from . import _torch_ref, _xent
+from ._common import RowStats, denominator_arg as _denominator, env_threads
+from ._common import float_arg as _float_arg, int_arg as _int_arg, row_shape
 from ._grad_cache import empty_cache, grad_cache_info, set_grad_cache_limit
+from ._torch_buffers import _HALF, _empty, _flat, _grad_buffer, _np, _opt_np
 
 __all__ = [
     "cross_entropy",
@@ -93,14 +100,13 @@ __all__ = [
     "NLLLoss",
     "BCEWithLogitsLoss",
     "KLDivLoss",
+    "RowStats",
     "empty_cache",
     "set_grad_cache_limit",
     "grad_cache_info",
 ]
 
-_HALF = {torch.bfloat16: "bfloat16", torch.float16: "float16"}
 _DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-_NP = {torch.float32: np.float32, torch.float64: np.float64, torch.int16: np.int16}
 
 _warned = set()
 _warned_lock = threading.Lock()
@@ -142,56 +148,6 @@ def _out_dtype(dtype):
     return torch.float32 if dtype in _HALF and _autocast() else dtype
 
 
-def _np(t):
-    """A contiguous CPU tensor's memory as a numpy array, no copy (16-bit floats as
-    an int16 view); a non-contiguous tensor is made contiguous first."""
-    t = t.detach()
-    if not t.is_contiguous():
-        t = t.contiguous()
-    if t.dtype in _HALF:
-        return t.view(torch.int16).numpy()
-    return t.numpy()
-
-
-def _flat(t):
-    """``t`` detached and contiguous (a copy only when it is not)."""
-    return t.detach() if t.is_contiguous() else t.detach().contiguous()
-
-
-def _empty(shape, dtype):
-    """A numpy-allocated buffer (huge-page advised when large) as (tensor, numpy
-    storage view)."""
-    if dtype in _HALF:
-        a = np.empty(tuple(shape), np.int16)
-        return torch.from_numpy(a).view(dtype), a
-    a = np.empty(tuple(shape), _NP[dtype])
-    return torch.from_numpy(a), a
-
-
-def _grad_buffer(shape, dtype):
-    """(tensor, numpy storage view) of a gradient buffer: an idle cached buffer of
-    about the same size, else a new numpy allocation, returned to the cache when the
-    tensor's storage is freed."""
-    storage = np.int16 if dtype in _HALF else _NP[dtype]
-    n = 1
-    for d in shape:
-        n *= d
-    nbytes = n * np.dtype(storage).itemsize
-    if nbytes < CACHE_MIN_BYTES:
-        return _empty(shape, dtype)
-    base = _cache.take(nbytes)
-    if base is None:
-        base = np.empty(nbytes, np.uint8)
-    a = base[:nbytes].view(storage).reshape(tuple(shape))
-    weakref.finalize(a, _cache.give_back, base).atexit = False
-    t = torch.from_numpy(a)
-    return (t.view(dtype) if dtype in _HALF else t), a
-
-
-def _opt_np(t, dtype):
-    return None if t is None else _np(t.detach().to(dtype).reshape(-1))
-
-
 def _reduction(size_average, reduce, reduction):
     if size_average is not None or reduce is not None:
         return _torch_reduction.legacy_get_string(size_average, reduce)
@@ -201,12 +157,21 @@ def _reduction(size_average, reduce, reduction):
 _PROBE = (np.zeros((1, 1), np.float64), np.zeros(1, np.int64))
 
 
-def _check_options(label_smoothing, z_loss, softcap):
+def _check_options(label_smoothing, z_loss, softcap, logit_scale=1.0, denominator=None,
+                   reduction="mean", nll=False):
     """Raises xent's error for options it rejects, on the paths where torch computes:
     xent's own check, run on a one-element problem."""
+    loss = np.empty((1,) if reduction == "none" else (), np.float64)
+    if reduction not in ("none", "mean", "sum"):
+        reduction = "mean"  # torch's own error for it comes from torch's function
+    if nll:
+        _xent.nll_loss_into(_PROBE[0], _PROBE[1], loss, reduction=reduction,
+                            denominator=denominator, threads=1)
+        return
     _xent.cross_entropy_into(
-        _PROBE[0], _PROBE[1], np.empty((), np.float64), label_smoothing=float(label_smoothing),
-        z_loss=float(z_loss), softcap=None if softcap is None else float(softcap), threads=1)
+        _PROBE[0], _PROBE[1], loss, label_smoothing=float(label_smoothing),
+        z_loss=float(z_loss), softcap=None if softcap is None else float(softcap),
+        logit_scale=logit_scale, denominator=denominator, reduction=reduction, threads=1)
 
 
 def _not_cpu(*ts):
@@ -369,6 +334,24 @@ def _apply(op, *xs):
 class _Op:
     reduction = "mean"
     name = ""
+    want_stats = False
+    stats = None
+
+    def take_stats(self):
+        """The RowStats of the forward pass (computed once; not kept by the graph)."""
+        stats, self.stats, self.want_stats = self.stats, None, False
+        return stats
+
+    def _stats_buffers(self, shape, acc):
+        """(RowStats of new tensors, their numpy buffers as keyword arguments), or
+        (None, {}) when not wanted or already computed."""
+        if not self.want_stats or self.stats is not None:
+            return None, {}
+        bufs = [_empty(shape, acc), _empty(shape, acc), _empty(shape, torch.int64),
+                _empty(shape, acc)]
+        flat = [b[1].reshape(-1) for b in bufs]
+        return RowStats(*(b[0] for b in bufs)), dict(
+            lse_out=flat[0], entropy_out=flat[1], argmax_out=flat[2], z_out=flat[3])
 
     def _go(self, grad_output, acc):
         return None if grad_output is None else _np(grad_output.detach().to(acc))
@@ -385,8 +368,10 @@ class _Op:
 
 class _CrossEntropy(_Op):
     def __init__(self, input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-                 softcap, nll=False):
+                 softcap, nll=False, logit_scale=1.0, denominator=None, want_stats=False):
         self.name = "nll_loss" if nll else "cross_entropy"
+        self.logit_scale, self.denominator, self.want_stats = (
+            logit_scale, denominator, want_stats)
         self.probs = target.is_floating_point()
         self.target = target.detach()
         self.weight = None if weight is None else weight.detach()
@@ -421,16 +406,18 @@ class _CrossEntropy(_Op):
         grad, grad_np = _grad_buffer(x.shape, x.dtype) if need[0] else (None, None)
         common = dict(grad=grad_np, weight=_opt_np(self.weight, acc),
                       grad_output=self._go(grad_output, acc),
-                      ignore_index=self.ignore_index, reduction=self.reduction, half=half,
-                      threads=_threads())
+                      ignore_index=self.ignore_index, reduction=self.reduction,
+                      denominator=self.denominator, half=half, threads=_threads())
         if self.nll:
             _xent.nll_loss_into(_np(x), _np(target), loss_np, **common)
         else:
+            stats, stats_kw = self._stats_buffers(row_shape(x.shape), acc)
             _xent.cross_entropy_into(
                 _np(x), _np(target), loss_np, label_smoothing=float(self.label_smoothing),
                 z_loss=float(self.z_loss),
                 softcap=None if self.softcap is None else float(self.softcap),
-                probabilities=self.probs, **common)
+                logit_scale=self.logit_scale, probabilities=self.probs, **common, **stats_kw)
+            self.stats = stats if stats is not None else self.stats
         return loss.to(self.out_dtype), (grad,)
 
     def reference(self, xs):
@@ -440,34 +427,18 @@ class _CrossEntropy(_Op):
         t = self.target.to(work) if self.probs else self.target.long()
         w = None if self.weight is None else self.weight.to(work)
         if self.nll:
-            return F.nll_loss(x, t, w, ignore_index=self.ignore_index, reduction=self.reduction)
+            return _torch_ref.nll_loss(x, t, w, self.ignore_index, self.reduction,
+                                       self.denominator)
         return _torch_cross_entropy(x, t, w, self.ignore_index, self.reduction,
-                                    self.label_smoothing, self.z_loss, self.softcap)
+                                    self.label_smoothing, self.z_loss, self.softcap,
+                                    self.logit_scale, self.denominator)
 
 
-def _torch_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
-                         z_loss, softcap):
-    """torch's cross_entropy, with xent's soft-capping and z-loss composed from torch
-    ops (the fallback path)."""
-    x = input
-    if softcap is not None:
-        x = softcap * torch.tanh(x / softcap)
-    loss = F.cross_entropy(x, target, weight, ignore_index=ignore_index, reduction=reduction,
-                           label_smoothing=label_smoothing)
-    if z_loss:
-        lse = torch.logsumexp(x, dim=1 if x.dim() > 1 else 0)
-        if target.is_floating_point():
-            keep = torch.ones_like(lse)
-        else:
-            keep = (target != ignore_index).to(lse.dtype)
-        z = z_loss * lse.pow(2) * keep
-        if reduction == "none":
-            loss = loss + z
-        elif reduction == "sum":
-            loss = loss + z.sum()
-        else:
-            loss = loss + z.sum() / keep.sum()
-    return loss
+_torch_cross_entropy = _torch_ref.cross_entropy
+
+
+def _with_stats(loss, op, return_stats):
+    return (loss, op.take_stats()) if return_stats else loss
 
 
 def _target_shape_why(input, target):
@@ -481,13 +452,20 @@ def _target_shape_why(input, target):
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
                   reduce=None, reduction="mean", label_smoothing=0.0, *, z_loss=0.0,
-                  softcap=None):
+                  softcap=None, logit_scale=1.0, num_items_in_batch=None, return_stats=False):
     """``torch.nn.functional.cross_entropy`` computed by xent's fused kernels.
 
     Logits ``(C,)``, ``(N, C)`` or ``(N, C, d1..dk)`` (classes on dim 1) against class
     indices (any integer dtype) or probabilities (the logits' shape). Extras:
-    ``z_loss`` (adds ``z_loss·lse²`` per row that counts, reduced like the loss) and
-    ``softcap`` (logits ``softcap·tanh(x/softcap)``).
+    ``z_loss`` (adds ``z_loss·lse²`` per row that counts, reduced like the loss),
+    ``logit_scale`` s and ``softcap`` (the loss sees ``softcap·tanh(s·x/softcap)``,
+    scale first; the gradient with respect to the logits carries s),
+    ``num_items_in_batch`` (an int, float or one-element tensor > 0, with
+    ``reduction='mean'``: the summed loss is divided by it instead of by this call's
+    count or weight sum, as Hugging Face's gradient-accumulation fix; an all-ignored
+    call then gives 0) and ``return_stats``: ``True`` returns ``(loss, stats)``,
+    ``stats`` a :class:`RowStats` of detached per-row tensors (``lse``, ``entropy``,
+    ``argmax``, ``z``) from the same fused pass.
 
     >>> import torch, xent.torch as xt
     >>> x = torch.tensor([[1.0, 2.0, 3.0]] * 3, requires_grad=True)
@@ -498,6 +476,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """
     reduction = _reduction(size_average, reduce, reduction)
     ignore_index = _int_arg("cross_entropy", "ignore_index", ignore_index)
+    logit_scale = _float_arg("cross_entropy", "logit_scale", logit_scale)
+    denominator = _denominator("cross_entropy", num_items_in_batch)
     why = _why_not(input, target, weight)
     if why is None and not isinstance(target, torch.Tensor):
         why = "target is not a tensor"
@@ -510,27 +490,33 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         why = "a gradient with respect to the class weights is asked for"
     shape_why = None if why is not None else _target_shape_why(input, target)
     if why is not None or shape_why is not None:
-        _check_options(label_smoothing, z_loss, softcap)
+        _check_options(label_smoothing, z_loss, softcap, logit_scale, denominator, reduction)
         if why is not None:
             _warn_once("cross_entropy", why)
         # a target shape xent does not take: torch's error, or (where torch takes it)
         # torch's loss and the warning
         loss = _torch_cross_entropy(input, target, weight, ignore_index, reduction,
-                                    label_smoothing, z_loss, softcap)
+                                    label_smoothing, z_loss, softcap, logit_scale, denominator)
         if why is None:
             _warn_once("cross_entropy", shape_why)
+        if return_stats:
+            return loss, _torch_ref.row_stats(input, target, ignore_index, z_loss, softcap,
+                                              logit_scale)
         return loss
     op = _CrossEntropy(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-                       softcap)
-    return _apply(op, input)
+                       softcap, logit_scale=logit_scale, denominator=denominator,
+                       want_stats=bool(return_stats))
+    return _with_stats(_apply(op, input), op, return_stats)
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-             reduction="mean"):
+             reduction="mean", *, num_items_in_batch=None):
     """``torch.nn.functional.nll_loss`` (log-probabilities ``input``, classes on dim 1,
-    class-index ``target``) computed by xent."""
+    class-index ``target``) computed by xent; ``num_items_in_batch`` as in
+    :func:`cross_entropy`."""
     reduction = _reduction(size_average, reduce, reduction)
     ignore_index = _int_arg("nll_loss", "ignore_index", ignore_index)
+    denominator = _denominator("nll_loss", num_items_in_batch)
     why = _why_not(input, target, weight)
     if why is None and (not isinstance(target, torch.Tensor) or target.is_floating_point()
                         or target.dtype == torch.bool):
@@ -539,14 +525,16 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
         why = "a gradient with respect to the class weights is asked for"
     shape_why = None if why is not None else _target_shape_why(input, target)
     if why is not None or shape_why is not None:
+        if denominator is not None:
+            _check_options(0.0, 0.0, None, 1.0, denominator, reduction, nll=True)
         if why is not None:
             _warn_once("nll_loss", why)
-        loss = F.nll_loss(input, target, weight, ignore_index=ignore_index,
-                          reduction=reduction)
+        loss = _torch_ref.nll_loss(input, target, weight, ignore_index, reduction, denominator)
         if why is None:
             _warn_once("nll_loss", shape_why)
         return loss
-    op = _CrossEntropy(input, target, weight, ignore_index, reduction, 0.0, 0.0, None, nll=True)
+    op = _CrossEntropy(input, target, weight, ignore_index, reduction, 0.0, 0.0, None, nll=True,
+                       denominator=denominator)
     return _apply(op, input)
 
 
@@ -702,7 +690,9 @@ class _Linear(_Op):
     name = "linear_cross_entropy"
 
     def __init__(self, input, target, weight, reduction, ignore_index, label_smoothing, z_loss,
-                 softcap, has_bias):
+                 softcap, has_bias, logit_scale=1.0, denominator=None, want_stats=False):
+        self.logit_scale, self.denominator, self.want_stats = (
+            logit_scale, denominator, want_stats)
         self.target = target.detach()
         self.weight = None if weight is None else weight.detach()
         self.reduction, self.ignore_index = reduction, ignore_index
@@ -732,6 +722,7 @@ class _Linear(_Op):
         gh, gh_np = _empty(h.shape, acc) if need[0] else (None, None)
         gw, gw_np = _empty(w.shape, acc) if need[1] else (None, None)
         gb, gb_np = _empty(b.shape, acc) if b is not None and need[2] else (None, None)
+        stats, stats_kw = self._stats_buffers(self.lead, acc)
         _xent.linear_cross_entropy_into(
             _np(h).reshape(rows, d), _np(w), _np(self.target).reshape(-1),
             loss_np.reshape(-1) if self.reduction == "none" else loss_np,
@@ -744,8 +735,10 @@ class _Linear(_Op):
                 grad_output.detach().to(acc).reshape(-1)),
             ignore_index=self.ignore_index, label_smoothing=float(self.label_smoothing),
             reduction=self.reduction, z_loss=float(self.z_loss),
-            softcap=None if self.softcap is None else float(self.softcap), half=half,
-            threads=_threads())
+            softcap=None if self.softcap is None else float(self.softcap),
+            logit_scale=self.logit_scale, denominator=self.denominator, half=half,
+            threads=_threads(), **stats_kw)
+        self.stats = stats if stats is not None else self.stats
         grads = (gh, gw, gb) if self.has_bias else (gh, gw)
         return loss.to(self.out_dtype), grads
 
@@ -757,22 +750,28 @@ class _Linear(_Op):
         cw = None if self.weight is None else self.weight.to(work)
         loss = _torch_cross_entropy(logits, self.target.long().reshape(-1), cw,
                                     self.ignore_index, self.reduction, self.label_smoothing,
-                                    self.z_loss, self.softcap)
+                                    self.z_loss, self.softcap, self.logit_scale,
+                                    self.denominator)
         return loss.reshape(self.lead) if self.reduction == "none" else loss
 
 
 def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
                          reduction="mean", ignore_index=None, label_smoothing=0.0,
-                         options=None, z_loss=0.0, softcap=None):
+                         options=None, z_loss=0.0, softcap=None, logit_scale=1.0,
+                         num_items_in_batch=None, return_stats=False):
     """torch 2.15's ``F.linear_cross_entropy``: ``cross_entropy(input @
     linear_weight.T + linear_bias, target, …)`` computed block by block by xent, never
     holding the ``N × V`` logits, in the forward or (for ``reduction='none'``) the
     backward. ``input`` ``(..., D)``, ``linear_weight`` ``(V, D)``, class-index
     ``target`` ``(...)``; ``ignore_index=None`` means −100. ``options`` (torch's
     chunking options) is accepted and not needed: xent always works in blocks.
-    Probability targets and K-dim weights fall back to torch."""
+    Probability targets and K-dim weights fall back to torch. ``z_loss``, ``softcap``,
+    ``logit_scale``, ``num_items_in_batch`` and ``return_stats`` as in
+    :func:`cross_entropy` (the stats in ``target``'s shape)."""
     if ignore_index is not None:
         ignore_index = _int_arg("linear_cross_entropy", "ignore_index", ignore_index)
+    logit_scale = _float_arg("linear_cross_entropy", "logit_scale", logit_scale)
+    denominator = _denominator("linear_cross_entropy", num_items_in_batch)
     why = _why_not(input, linear_weight, target, linear_bias, weight)
     if why is None and not isinstance(target, torch.Tensor):
         why = "target is not a tensor"
@@ -788,39 +787,47 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     if why is None and tuple(target.shape) != tuple(input.shape[:-1]):
         why = "target's shape is not input's leading shape"
     if why is not None:
-        _check_options(label_smoothing, z_loss, softcap)
+        _check_options(label_smoothing, z_loss, softcap, logit_scale, denominator, reduction)
         _warn_once("linear_cross_entropy", why)
         kw = {} if ignore_index is None else {"ignore_index": ignore_index}
-        x = input
-        if softcap is not None or z_loss:
-            logits = F.linear(x, linear_weight, linear_bias)
-            return _torch_cross_entropy(
-                logits.movedim(-1, 1) if logits.dim() > 2 else logits, target, weight,
-                -100 if ignore_index is None else ignore_index, reduction, label_smoothing,
-                z_loss, softcap)
-        return F.linear_cross_entropy(x, linear_weight, target, linear_bias=linear_bias,
+        ii = -100 if ignore_index is None else ignore_index
+        if (softcap is not None or z_loss or logit_scale != 1.0 or denominator is not None
+                or return_stats):
+            logits = F.linear(input, linear_weight, linear_bias)
+            logits = logits.movedim(-1, 1) if logits.dim() > 2 else logits
+            loss = _torch_cross_entropy(logits, target, weight, ii, reduction, label_smoothing,
+                                        z_loss, softcap, logit_scale, denominator)
+            if return_stats:
+                return loss, _torch_ref.row_stats(logits, target, ii, z_loss, softcap,
+                                                  logit_scale)
+            return loss
+        return F.linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
                                       weight=weight, reduction=reduction,
                                       label_smoothing=label_smoothing, options=options, **kw)
     xs = (input, linear_weight) + ((linear_bias,) if linear_bias is not None else ())
     op = _Linear(input, target, weight, reduction, -100 if ignore_index is None else ignore_index,
-                 label_smoothing, z_loss, softcap, linear_bias is not None)
-    return _apply(op, *xs)
+                 label_smoothing, z_loss, softcap, linear_bias is not None,
+                 logit_scale=logit_scale, denominator=denominator,
+                 want_stats=bool(return_stats))
+    return _with_stats(_apply(op, *xs), op, return_stats)
 
 
 class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
     """``torch.nn.CrossEntropyLoss`` computed by xent (same constructor and state),
-    plus keyword-only ``z_loss`` and ``softcap``."""
+    plus keyword-only ``z_loss``, ``softcap`` and ``logit_scale``."""
 
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                 reduction="mean", label_smoothing=0.0, *, z_loss=0.0, softcap=None):
+                 reduction="mean", label_smoothing=0.0, *, z_loss=0.0, softcap=None,
+                 logit_scale=1.0):
         super().__init__(weight, size_average, ignore_index, reduce, reduction,
                          label_smoothing)
-        self.z_loss, self.softcap = z_loss, softcap
+        self.z_loss, self.softcap, self.logit_scale = z_loss, softcap, logit_scale
 
     def forward(self, input, target):
         return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
                              reduction=self.reduction, label_smoothing=self.label_smoothing,
-                             z_loss=self.z_loss, softcap=self.softcap)
+                             z_loss=self.z_loss, softcap=self.softcap,
+                             logit_scale=self.logit_scale)
 
 
 class NLLLoss(torch.nn.NLLLoss):
