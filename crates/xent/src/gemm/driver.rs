@@ -76,7 +76,7 @@ fn with_shared_b<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// Depends on the shape only.
 fn dh_tasks(ker: &Kernel, rows: usize, d: usize) -> (usize, usize) {
     let panels = rows.div_ceil(ker.mr);
-    let row_tasks = panels.min(DH_ROW_TASKS).max(1);
+    let row_tasks = panels.clamp(1, DH_ROW_TASKS);
     let row_tasks = panels.div_ceil(panels.div_ceil(row_tasks));
     let blocks = d.div_ceil(DH_COLUMNS);
     let groups = DH_ROW_TASKS.div_ceil(row_tasks).clamp(1, blocks.max(1));
@@ -354,7 +354,10 @@ impl Gemm {
                         for b in cg * blocks_per..((cg + 1) * blocks_per).min(blocks) {
                             let j0 = b * DH_COLUMNS;
                             let cols = DH_COLUMNS.min(d - j0);
-                            let bb = bp.as_ptr().cast::<u8>().wrapping_add((j0 / ker.nr) * panel_bytes);
+                            let bb = bp
+                                .as_ptr()
+                                .cast::<u8>()
+                                .wrapping_add((j0 / ker.nr) * panel_bytes);
                             // SAFETY: this task writes rows r0..r0 + m, columns
                             // j0..j0 + cols of `dh` (ld d), which no other task writes
                             // in this range of classes; `bb` starts the packed panels
