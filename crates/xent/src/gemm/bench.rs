@@ -131,7 +131,9 @@ fn bench_products() {
         ("engine f32", Packed::F32, Packed::F32),
         ("engine bf16", Packed::Bf16, Packed::Bf16),
         ("engine bf16, G in f32", Packed::Bf16, Packed::F32),
+        ("engine bf16 widened", Packed::F32, Packed::F32),
     ] {
+        let widened = name.ends_with("widened");
         for lu in Unit::ALL {
             let Some(lk) = Kernel::get(lu, logits) else {
                 continue;
@@ -149,8 +151,8 @@ fn bench_products() {
                 grad: gk,
             };
             let (hs, wsrc) = match logits {
-                Packed::F32 => (Src::F32(&h), Src::F32(&w)),
-                Packed::Bf16 => (Src::Bf16(&hb), Src::Bf16(&wb)),
+                Packed::F32 if !widened => (Src::F32(&h), Src::F32(&w)),
+                _ => (Src::Bf16(&hb), Src::Bf16(&wb)),
             };
             let tl = time(reps, || {
                 gemm.logits(

@@ -29,9 +29,17 @@ pub(crate) fn kc(p: Packed) -> usize {
 /// own (`384 × 128` `f32` = 192 KiB). A multiple of every kernel's `MR` (6 and 32).
 pub(crate) const LOGITS_CLASSES: usize = 384;
 
-/// Columns of `dh` per task of `dh_block = G·W` (split over `D`): each task packs
-/// its columns of `W`, `KC × 256`, once per block of rows. A multiple of every `NR`.
+/// Columns of `dh` per call of the blocked GEMM in `dh_block = G·W`, and per task
+/// packing `W` for it: a `KC × 256` block of packed `W` (256 KiB in `f32`, 256 KiB in
+/// bf16 at twice the `KC`) stays in L2 while a task's panels of `G` pass it. A
+/// multiple of every `NR`.
 pub(crate) const DH_COLUMNS: usize = 256;
+
+/// Tasks per range of classes of `dh_block = G·W` (split over the block's rows, in
+/// whole kernel panels): few, because each task reads all of the packed `W` range
+/// (`KC × D`) from L3, and at least two per core of a two-core machine, so that the
+/// pool can balance a core taken by another process.
+pub(crate) const DH_ROW_TASKS: usize = 4;
 
 /// Classes (rows of `dW`) per task of `dW += Gᵀ·h_block`: the task copies its
 /// classes of `G` transposed (`classes × rows`, 192 KiB for 128 `f32` rows).

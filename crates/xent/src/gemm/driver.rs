@@ -8,7 +8,7 @@
 //! [`blocking::kc`], adding into `C` after the first. Task boundaries and `k` ranges
 //! depend on the shape only.
 
-use super::blocking::{self, DH_COLUMNS, DW_CLASSES, LOGITS_CLASSES};
+use super::blocking::{self, DH_COLUMNS, DH_ROW_TASKS, DW_CLASSES, LOGITS_CLASSES};
 use super::kernels::Kernel;
 use super::pack::{pack_a, pack_b};
 use super::{bf16_bits, GradPrecision, Packed, Src, View};
@@ -42,6 +42,45 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
         }
         Err(_) => f(view(&mut vec![Line([0.0; 16]); lines])),
     })
+}
+
+thread_local! {
+    /// The packed `W` that the tasks of [`Gemm::hidden_grad`] share, owned by the
+    /// thread that calls it, kept across calls.
+    static SHARED_B: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` `f32` of this thread's shared packing buffer (a fresh one when
+/// it is in use further up this thread's stack).
+fn with_shared_b<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let lines = len.div_ceil(16);
+    let view = |v: &mut [Line]| -> &mut [f32] {
+        // SAFETY: as in `with_scratch`.
+        unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<f32>(), len) }
+    };
+    SHARED_B.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < lines {
+                v.resize(lines, Line([0.0; 16]));
+            }
+            f(view(&mut v[..lines]))
+        }
+        Err(_) => f(view(&mut vec![Line([0.0; 16]); lines])),
+    })
+}
+
+/// The tasks of [`Gemm::hidden_grad`] for a block of `rows` rows: `(row tasks,
+/// column groups)`. Rows go in [`DH_ROW_TASKS`] tasks of whole kernel panels where
+/// there are that many panels; below that, each row task also splits `dh`'s columns
+/// ([`DH_COLUMNS`] blocks), so that there are still about [`DH_ROW_TASKS`] tasks.
+/// Depends on the shape only.
+fn dh_tasks(ker: &Kernel, rows: usize, d: usize) -> (usize, usize) {
+    let panels = rows.div_ceil(ker.mr);
+    let row_tasks = panels.clamp(1, DH_ROW_TASKS);
+    let row_tasks = panels.div_ceil(panels.div_ceil(row_tasks));
+    let blocks = d.div_ceil(DH_COLUMNS);
+    let groups = DH_ROW_TASKS.div_ceil(row_tasks).clamp(1, blocks.max(1));
+    (row_tasks, groups)
 }
 
 /// A pointer that tasks writing disjoint parts of one buffer share.
@@ -251,9 +290,15 @@ impl Gemm {
         });
     }
 
-    /// `dh (=|+=) G·W`: `g` `rows × v`, `w` `v × d`, `dh` `rows × d` row-major. Tasks of
-    /// [`DH_COLUMNS`] columns; each packs its columns of `W`, [`blocking::kc`] classes
-    /// at a time, and runs them against `G` read in place.
+    /// `dh (=|+=) G·W`: `g` `rows × v`, `w` `v × d`, `dh` `rows × d` row-major.
+    ///
+    /// Per range of [`blocking::kc`] classes: `W`'s rows of the range are packed once,
+    /// all `d` columns, in tasks of [`DH_COLUMNS`] columns, into a buffer the tasks
+    /// then share; then tasks of row panels ([`dh_tasks`]) each run their rows of `G`,
+    /// read in place, against the packed `W`, [`DH_COLUMNS`] columns at a time. A
+    /// panel of `G` (the operand read from memory) is so used for every column of `dh`
+    /// it is loaded for, rather than once per column task. Each element of `dh` is
+    /// summed by one task per range, ranges in order.
     pub(crate) fn hidden_grad(
         &self,
         g: Grad<'_>,
@@ -275,37 +320,66 @@ impl Gemm {
         }
         let ker = self.grad;
         let kc = blocking::kc(ker.packed);
+        let eb = elem_bytes(ker.packed);
+        let (row_tasks, col_groups) = dh_tasks(&ker, rows, d);
+        let rows_per = rows.div_ceil(ker.mr).div_ceil(row_tasks) * ker.mr;
+        let blocks = d.div_ceil(DH_COLUMNS);
+        let blocks_per = blocks.div_ceil(col_groups);
         let out = SharedMut(dh.as_mut_ptr());
-        let tasks = d.div_ceil(DH_COLUMNS);
-        (0..tasks).into_par_iter().for_each(|t| {
-            let j0 = t * DH_COLUMNS;
-            let cols = DH_COLUMNS.min(d - j0);
-            let bl = packed_len(&ker, cols, kc);
-            with_scratch(bl + scratch_len(&ker), |buf| {
-                let (bp, rest) = buf.split_at_mut(bl);
-                let wv = View::new(w, d, 1);
-                for k0 in (0..v).step_by(kc) {
-                    let klen = kc.min(v - k0);
-                    let kpad = klen.next_multiple_of(ker.kstep);
-                    pack_b(wv, (j0, cols, ker.nr), (k0, klen, kpad), ker.packed, bp);
-                    // SAFETY: this task writes columns j0..j0 + cols of each of the
-                    // `rows` rows of `dh` (ld d), which no other task writes.
-                    unsafe {
-                        chunk(
-                            &ker,
-                            gv,
-                            rows,
-                            (k0, klen, kpad),
-                            (bp.as_ptr().cast(), kpad),
-                            cols,
-                            out.at(j0),
-                            d,
-                            accumulate || k0 > 0,
-                            rest,
-                        )
-                    };
-                }
-            })
+        let wv = View::new(w, d, 1);
+        with_shared_b(packed_len(&ker, d, kc), |bp| {
+            for k0 in (0..v).step_by(kc) {
+                let klen = kc.min(v - k0);
+                let kpad = klen.next_multiple_of(ker.kstep);
+                let block_len = packed_len(&ker, DH_COLUMNS, kpad);
+                let bp = &mut bp[..packed_len(&ker, d, kpad)];
+                bp.par_chunks_mut(block_len)
+                    .enumerate()
+                    .for_each(|(b, dst)| {
+                        let j0 = b * DH_COLUMNS;
+                        let cols = DH_COLUMNS.min(d - j0);
+                        pack_b(wv, (j0, cols, ker.nr), (k0, klen, kpad), ker.packed, dst);
+                    });
+                let bp: &[f32] = bp;
+                let panel_bytes = kpad * ker.nr * eb;
+                (0..row_tasks * col_groups).into_par_iter().for_each(|t| {
+                    let (rt, cg) = (t / col_groups, t % col_groups);
+                    let r0 = rt * rows_per;
+                    if r0 >= rows {
+                        return;
+                    }
+                    let m = rows_per.min(rows - r0);
+                    let a = offset_rows(gv, r0);
+                    with_scratch(scratch_len(&ker), |rest| {
+                        for b in cg * blocks_per..((cg + 1) * blocks_per).min(blocks) {
+                            let j0 = b * DH_COLUMNS;
+                            let cols = DH_COLUMNS.min(d - j0);
+                            let bb = bp
+                                .as_ptr()
+                                .cast::<u8>()
+                                .wrapping_add((j0 / ker.nr) * panel_bytes);
+                            // SAFETY: this task writes rows r0..r0 + m, columns
+                            // j0..j0 + cols of `dh` (ld d), which no other task writes
+                            // in this range of classes; `bb` starts the packed panels
+                            // of these columns, `kpad` rows each.
+                            unsafe {
+                                chunk(
+                                    &ker,
+                                    a,
+                                    m,
+                                    (k0, klen, kpad),
+                                    (bb, kpad),
+                                    cols,
+                                    out.at(r0 * d + j0),
+                                    d,
+                                    accumulate || k0 > 0,
+                                    rest,
+                                )
+                            };
+                        }
+                    })
+                });
+            }
         });
     }
 
@@ -468,7 +542,7 @@ unsafe fn chunk(
     super::kernels::RUNS[ker.unit.index()].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (mr, nr) = (ker.mr, ker.nr);
     let eb = elem_bytes(ker.packed);
-    let (apack, ctile) = scratch.split_at_mut(mr * blocking::kc(ker.packed));
+    let (apack, ctile) = scratch.split_at_mut(mr * kpad);
     let ctile = &mut ctile[..mr * nr];
     let panel_bytes = kstride * nr * eb;
     for i0 in (0..m).step_by(mr) {

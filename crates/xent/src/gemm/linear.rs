@@ -2,7 +2,7 @@
 //! holding the operands, the chosen kernels and the shared packing buffers; per block
 //! of rows, the logits, then (from the block's logit gradient) `dh` and `dW`.
 
-use super::{round_rows_to_bf16, Gemm, Grad, GradPrecision, Src, View, Workspace};
+use super::{round_rows_to_bf16, Gemm, Grad, GradPrecision, Packed, Src, View, Workspace};
 
 /// `s` as `f32` when `A` is `f32`.
 fn f32_slice<A: 'static>(s: &[A]) -> Option<&[f32]> {
@@ -45,14 +45,18 @@ impl<'a> LinearGemm<'a> {
     ) -> Option<Self> {
         f32_slice::<A>(&[])?;
         let (h, w) = (Src::of(h)?, Src::of(w)?);
-        let round_g = grad == GradPrecision::Bf16 && matches!(w, Src::Bf16(_));
-        let grad = if round_g {
+        let grad = if grad == GradPrecision::Bf16 && matches!(w, Src::Bf16(_)) {
             GradPrecision::Bf16
         } else {
             GradPrecision::F32
         };
+        let gemm = Gemm::new(&w, grad);
+        // Without a bf16 unit the backward products run on the f32 FMA kernels, which
+        // would widen a rounded G again: G then stays in f32 (more exact, no rounding
+        // pass, read in place).
+        let round_g = gemm.grad.packed == Packed::Bf16;
         Some(LinearGemm {
-            gemm: Gemm::new(&w, grad),
+            gemm,
             h,
             w,
             d,

@@ -180,6 +180,8 @@ impl<'a> View<'a> {
 /// `∂b` accumulate over row blocks in `f32` (`∂b` sums `G` before rounding). The
 /// rounding adds at most `2⁻⁸·Σ_c |G_nc|·|W_cd|` to `∂h_nd` and `2⁻⁸·Σ_n |G_nc|·|h_nd|`
 /// to `∂W_cd`, beyond the `f32` summation error (tested against an `f64` reference).
+/// On a CPU without bf16 units (neither AMX nor AVX512-BF16) the backward products
+/// run on the `f32` FMA kernels either way, and `G` stays in `f32` whichever is asked.
 /// [`F32`](GradPrecision::F32) keeps `G` in `f32` (the bf16 operands are widened):
 /// the results then equal those of `f32` inputs holding the same values, up to `f32`
 /// summation order.

@@ -99,15 +99,23 @@ pub(super) fn pack_b(
     match packed {
         Packed::F32 => {
             let dst = &mut dst[..panels * kpad * nr];
-            for (q, panel) in dst.chunks_exact_mut(kpad * nr).enumerate() {
-                let (c0, cols) = (j0 + q * nr, nr.min(n - q * nr));
-                if b.cs == 1 {
-                    for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
-                        if p >= klen {
-                            row.fill(0.0);
-                            continue;
+            if b.cs == 1 {
+                // Row by row of `k`, each row's `n` columns dealt into the panels: `b`
+                // is read in rows of `n` contiguous elements, which the prefetchers
+                // follow (panel by panel, every line would be a new row, in a new page
+                // when rows are 4 KiB or more apart).
+                for p in 0..kpad {
+                    if p >= klen {
+                        for panel in dst.chunks_exact_mut(kpad * nr) {
+                            panel[p * nr..(p + 1) * nr].fill(0.0);
                         }
-                        let s = (k0 + p) * b.rs + c0;
+                        continue;
+                    }
+                    let s = (k0 + p) * b.rs + j0;
+                    for (q, panel) in dst.chunks_exact_mut(kpad * nr).enumerate() {
+                        let cols = nr.min(n - q * nr);
+                        let row = &mut panel[p * nr..(p + 1) * nr];
+                        let s = s + q * nr;
                         match b.src {
                             crate::gemm::Src::F32(x) => {
                                 row[..cols].copy_from_slice(&x[s..s + cols])
@@ -125,7 +133,10 @@ pub(super) fn pack_b(
                         }
                         row[cols..].fill(0.0);
                     }
-                } else {
+                }
+            } else {
+                for (q, panel) in dst.chunks_exact_mut(kpad * nr).enumerate() {
+                    let (c0, cols) = (j0 + q * nr, nr.min(n - q * nr));
                     panel.fill(0.0);
                     for j in 0..cols {
                         let base = (c0 + j) * b.cs + k0 * b.rs;
