@@ -139,3 +139,104 @@ fn primitives_match_scalar() {
         }
     }
 }
+
+/// A `LANES × LANES` block of [`FLOATS`] (NaN, infinities and subnormals among
+/// them) through [`Simd::transpose_block`] into `B`, and one vector through
+/// [`Simd::stream`] and [`Simd::store`]: the values each gives, widened to f32 bits.
+struct StoresAndTransposes<B>(core::marker::PhantomData<B>);
+
+impl<B: super::Store32> Kernel for StoresAndTransposes<B> {
+    type Out = (Vec<u32>, Vec<u32>, Vec<u32>);
+    fn run<S: Simd>(self, s: S) -> Self::Out {
+        let n = S::LANES;
+        let (ss, ds) = (n + 3, n + 5);
+        let src: Vec<f32> = (0..n * ss)
+            .map(|i| FLOATS[(i * 7) % FLOATS.len()])
+            .collect();
+        let mut dst = vec![B::from_f32(-9.0); n * ds];
+        // SAFETY: `src` holds n rows of `ss ≥ n` floats and `dst` n rows of `ds ≥ n`
+        // elements; they do not overlap.
+        unsafe { s.transpose_block(src.as_ptr(), ss, dst.as_mut_ptr(), ds) };
+        // 64-byte aligned room for one vector of any `B` (at most 16 × 4 bytes).
+        #[repr(align(64))]
+        struct Line([f32; 16]);
+        let mut line = Line([0.0; 16]);
+        let mut stored = vec![B::from_f32(0.0); n];
+        let v = s.vector_of(&FLOATS[..n]);
+        // SAFETY: `line` is 64-byte aligned and holds 64 bytes ≥ n elements of `B`;
+        // `stored` holds n elements.
+        let streamed = unsafe {
+            let p = line.0.as_mut_ptr() as *mut B;
+            s.stream(p, v);
+            s.stream_fence();
+            s.store(stored.as_mut_ptr(), v);
+            core::slice::from_raw_parts(p, n).to_vec()
+        };
+        let bits = |v: &[B]| v.iter().map(|x| x.to_f32().to_bits()).collect();
+        (bits(&dst), bits(&streamed), bits(&stored))
+    }
+}
+
+/// [`StoresAndTransposes`] on one instruction set against [`Scalar`]'s element-wise
+/// forms: the same bits, except NaN lanes, which need only be NaN.
+fn stores_and_transposes_match<S: Simd, B: super::Store32>(isa: &str, s: S) {
+    let k = || StoresAndTransposes::<B>(core::marker::PhantomData);
+    let (dst, streamed, stored) = s.vectorize(k());
+    let n = S::LANES;
+    let (ss, ds) = (n + 3, n + 5);
+    let src: Vec<f32> = (0..n * ss)
+        .map(|i| FLOATS[(i * 7) % FLOATS.len()])
+        .collect();
+    let mut want = vec![B::from_f32(-9.0); n * ds];
+    // SAFETY: as in `StoresAndTransposes::run`.
+    unsafe { super::transpose_each(src.as_ptr(), ss, want.as_mut_ptr(), ds, (n, n)) };
+    let want: Vec<u32> = want.iter().map(|x| x.to_f32().to_bits()).collect();
+    let line: Vec<u32> = FLOATS[..n]
+        .iter()
+        .map(|&x| B::from_f32(x).to_f32().to_bits())
+        .collect();
+    let same =
+        |g: u32, w: u32| g == w || (f32::from_bits(g).is_nan() && f32::from_bits(w).is_nan());
+    for (what, got, want) in [
+        ("transpose", &dst, &want),
+        ("stream", &streamed, &line),
+        ("store", &stored, &line),
+    ] {
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                same(g, w),
+                "{isa} {what} {}: element {i}: {g:#010x}, scalar {w:#010x}",
+                core::any::type_name::<B>()
+            );
+        }
+    }
+}
+
+/// Block transposes and streaming stores on every instruction set, in each storage
+/// type, give what the element-wise scalar forms give; an instruction set this CPU
+/// lacks is reported as skipped.
+#[test]
+fn stores_and_transposes_match_scalar() {
+    use half::{bf16, f16};
+    fn all<S: Simd>(isa: &str, s: S) {
+        stores_and_transposes_match::<S, f32>(isa, s);
+        stores_and_transposes_match::<S, bf16>(isa, s);
+        stores_and_transposes_match::<S, f16>(isa, s);
+    }
+    all("scalar", Scalar);
+    #[cfg(target_arch = "x86_64")]
+    {
+        match super::Avx2::detect() {
+            Some(s) => all("avx2", s),
+            None => eprintln!(
+                "stores_and_transposes_match_scalar: avx2 skipped (CPU lacks AVX2/FMA/F16C)"
+            ),
+        }
+        match super::Avx512::detect() {
+            Some(s) => all("avx512", s),
+            None => {
+                eprintln!("stores_and_transposes_match_scalar: avx512 skipped (CPU lacks AVX-512F)")
+            }
+        }
+    }
+}
