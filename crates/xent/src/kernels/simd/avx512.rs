@@ -16,12 +16,6 @@ pub(crate) trait StoreAvx512: Sized {
     /// # Safety
     /// AVX-512F available; `p` writable for 16 elements.
     unsafe fn store_avx512(p: *mut Self, v: __m512);
-    /// [`StoreAvx512::store_avx512`] past the caches (a non-temporal store).
-    ///
-    /// # Safety
-    /// AVX-512F available; `p` writable for 16 elements and aligned to them
-    /// (`16 · size_of::<Self>()` bytes).
-    unsafe fn stream_avx512(p: *mut Self, v: __m512);
 }
 
 impl StoreAvx512 for f32 {
@@ -34,35 +28,6 @@ impl StoreAvx512 for f32 {
     unsafe fn store_avx512(p: *mut Self, v: __m512) {
         // SAFETY: the caller guarantees AVX-512F and 16 writable floats.
         unsafe { _mm512_storeu_ps(p, v) }
-    }
-    #[inline(always)]
-    unsafe fn stream_avx512(p: *mut Self, v: __m512) {
-        // SAFETY: the caller guarantees AVX-512F and 16 writable floats at a 64-byte
-        // boundary.
-        unsafe { _mm512_stream_ps(p, v) }
-    }
-}
-
-/// The 16 lanes of `v` rounded to bf16, packed in order into 256 bits: to nearest
-/// even as `bf16::from_f32` (add 0x7FFF + lsb, keep the high half; NaN stays a quiet
-/// NaN), as the AVX2 store. Not `vcvtneps2bf16` (AVX512-BF16): that instruction
-/// treats f32 subnormal inputs as zero, so gradients below 2⁻¹²⁶ would round to ±0
-/// rather than to the bf16 subnormal `bf16::from_f32` gives (see BENCHMARKS.md,
-/// design note "Where the long rows' time goes").
-///
-/// # Safety
-/// AVX-512F available.
-#[inline(always)]
-unsafe fn bf16_packed(v: __m512) -> __m256i {
-    // SAFETY: AVX-512F available (the caller's contract).
-    unsafe {
-        let bits = _mm512_castps_si512(v);
-        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
-        let rounded = _mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7FFF)), lsb);
-        let hi = _mm512_srli_epi32::<16>(rounded);
-        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-        let qnan = _mm512_or_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(0x40));
-        _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, hi, qnan))
     }
 }
 
@@ -78,13 +43,19 @@ impl StoreAvx512 for bf16 {
     }
     #[inline(always)]
     unsafe fn store_avx512(p: *mut Self, v: __m512) {
-        // SAFETY: AVX-512F available; 32 writable bytes.
-        unsafe { _mm256_storeu_si256(p as *mut __m256i, bf16_packed(v)) }
-    }
-    #[inline(always)]
-    unsafe fn stream_avx512(p: *mut Self, v: __m512) {
-        // SAFETY: AVX-512F available; 32 writable bytes at a 32-byte boundary.
-        unsafe { _mm256_stream_si256(p as *mut __m256i, bf16_packed(v)) }
+        // SAFETY: AVX-512F available; 32 writable bytes. Rounded to nearest even as
+        // `bf16::from_f32` (add 0x7FFF + lsb, keep the high half; NaN stays a
+        // quiet NaN), as the AVX2 store.
+        unsafe {
+            let bits = _mm512_castps_si512(v);
+            let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+            let rounded = _mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7FFF)), lsb);
+            let hi = _mm512_srli_epi32::<16>(rounded);
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            let qnan = _mm512_or_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(0x40));
+            let hi = _mm512_mask_blend_epi32(nan, hi, qnan);
+            _mm256_storeu_si256(p as *mut __m256i, _mm512_cvtepi32_epi16(hi));
+        }
     }
 }
 
@@ -100,14 +71,6 @@ impl StoreAvx512 for f16 {
         unsafe {
             let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
             _mm256_storeu_si256(p as *mut __m256i, h);
-        }
-    }
-    #[inline(always)]
-    unsafe fn stream_avx512(p: *mut Self, v: __m512) {
-        // SAFETY: AVX-512F available; 32 writable bytes at a 32-byte boundary.
-        unsafe {
-            let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
-            _mm256_stream_si256(p as *mut __m256i, h);
         }
     }
 }
@@ -208,39 +171,6 @@ impl Simd for Avx512 {
     unsafe fn store<E: Store32>(self, p: *mut E, v: __m512) {
         // SAFETY: as `load`.
         unsafe { E::store_avx512(p, v) }
-    }
-    #[inline(always)]
-    unsafe fn stream<E: Store32>(self, p: *mut E, v: __m512) {
-        // SAFETY: as `load`, and the caller guarantees the alignment.
-        unsafe { E::stream_avx512(p, v) }
-    }
-    #[inline(always)]
-    fn stream_fence(self) {
-        // SAFETY: SSE is part of x86-64.
-        unsafe { _mm_sfence() }
-    }
-    /// Four 8 × 8 transposes in registers ([`Avx2`]'s), one per quadrant: quadrant
-    /// `(bi, bj)` of the source (rows `8·bi..`, columns `8·bj..`) is quadrant
-    /// `(bj, bi)` of the destination.
-    #[inline(always)]
-    unsafe fn transpose_block<A: Store32, B: Store32>(
-        self,
-        src: *const A,
-        src_stride: usize,
-        dst: *mut B,
-        dst_stride: usize,
-    ) {
-        // SAFETY: each quadrant lies inside the caller's 16 × 16 blocks.
-        unsafe {
-            for (bi, bj) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
-                self.0.transpose_block(
-                    src.add(bi * src_stride + bj),
-                    src_stride,
-                    dst.add(bj * dst_stride + bi),
-                    dst_stride,
-                );
-            }
-        }
     }
     #[inline(always)]
     fn prefetch<T>(self, p: *const T) {

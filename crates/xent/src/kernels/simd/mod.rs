@@ -179,7 +179,7 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     }
     /// One `LANES × LANES` block transposed and converted: `src[i·src_stride + j]`
     /// goes to `dst[j·dst_stride + i]` for `i, j < LANES`. Element by element here;
-    /// [`Avx2`] and [`Avx512`] transpose in registers.
+    /// [`Avx2`] transposes in registers.
     ///
     /// # Safety
     /// `src + i·src_stride` readable and `dst + j·dst_stride` writable for `LANES`
