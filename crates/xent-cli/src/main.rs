@@ -91,6 +91,10 @@ struct BenchArgs {
     /// --isa do not apply).
     #[arg(long, default_value = "ce", value_parser = ["ce", "family"])]
     suite: String,
+    /// Ask for every per-row output (lse, entropy, argmax, z) in the ce suite's fwd
+    /// and fwd_bwd/reuse cases.
+    #[arg(long)]
+    row_outputs: bool,
     /// Elements per array of the family suite (default 16M).
     #[arg(long, value_name = "N", default_value_t = bench::FAMILY_ELEMS)]
     elems: usize,
@@ -104,6 +108,7 @@ impl BenchArgs {
             isa: self.isa,
             quick: self.quick,
             json: self.json,
+            row_outputs: self.row_outputs,
             ..bench::Config::default()
         };
         if !self.shape.is_empty() {
