@@ -11,7 +11,7 @@
 use super::{check_len, GradBuf};
 use crate::driver::blocks::Blocks;
 use crate::dtype::{Element, Float};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::indices::ClassIndices;
 use crate::options::CrossEntropyOptions;
 use crate::sizes::BLOCK_ELEMS;
@@ -324,17 +324,4 @@ pub(crate) fn scale_in_place<A: Float>(x: &mut [A], s: f64) {
     }
     let s = A::from_f64(s);
     x.iter_mut().for_each(|v| *v *= s);
-}
-
-/// The shard functions read the logits unscaled: a logit scale other than 1 is
-/// refused rather than ignored.
-pub(crate) fn check_unscaled<A>(opts: &CrossEntropyOptions<'_, A>) -> Result<()> {
-    if opts.logit_scale == 1.0 {
-        return Ok(());
-    }
-    Err(Error::InvalidArgument {
-        name: "logit_scale",
-        value: opts.logit_scale.to_string(),
-        expected: "1 for the class-sharded losses (scale the logits before sharding)",
-    })
 }
