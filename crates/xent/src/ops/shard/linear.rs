@@ -31,7 +31,7 @@ use crate::targets::Targets;
 /// `inputs.linear_bias` the same entries of `b`; `h` and the (global) class-index
 /// targets are the same on every class shard. The logits `h·W_shardᵀ + b_shard` are
 /// formed block by block and never held whole; the protocol is then as for
-/// [`cross_entropy_shard_stats`].
+/// [`cross_entropy_shard_stats`](super::cross_entropy_shard_stats).
 ///
 /// # Errors
 /// As [`linear_cross_entropy`](crate::linear_cross_entropy), checked against the
