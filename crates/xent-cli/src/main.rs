@@ -68,6 +68,27 @@ struct BenchArgs {
             .try_map(|s| s.parse::<Isa>())
     )]
     isa: Option<Isa>,
+    /// Which cases of the ce suite.
+    #[command(flatten)]
+    cases: BenchCases,
+    /// Which losses: "ce" (cross-entropy on the shapes) or "family" (bce,
+    /// bce-with-logits and kl-div on f32, --elems elements; --shape, --dtype and
+    /// --isa do not apply).
+    #[arg(long, default_value = "ce", value_parser = ["ce", "family"])]
+    suite: String,
+    /// Ask for every per-row output (lse, entropy, argmax, z) in the ce suite's fwd
+    /// and fwd_bwd/reuse cases.
+    #[arg(long)]
+    row_outputs: bool,
+    /// Elements per array of the family suite (default 16M).
+    #[arg(long, value_name = "N", default_value_t = bench::FAMILY_ELEMS)]
+    elems: usize,
+}
+
+/// The cases of `xent bench`'s ce suite (a struct of its own: clap's derive gives
+/// each struct one function, whose debug-build stack frame grows with its fields).
+#[derive(Debug, Args)]
+struct BenchCases {
     /// Run this shape instead of the default set, e.g. 4096x32000 or 32x21x128x128
     /// (classes on dim 1); repeatable.
     #[arg(long, value_name = "NxC[xD..]", value_parser = bench::parse_shape)]
@@ -86,14 +107,6 @@ struct BenchArgs {
     /// "fresh" and "plain" warm up and time for at least 1 s each (the steady state).
     #[arg(long, value_parser = ["reuse", "fresh", "plain"])]
     alloc: Option<String>,
-    /// Which losses: "ce" (cross-entropy on the shapes) or "family" (bce,
-    /// bce-with-logits and kl-div on f32, --elems elements; --shape, --dtype and
-    /// --isa do not apply).
-    #[arg(long, default_value = "ce", value_parser = ["ce", "family"])]
-    suite: String,
-    /// Elements per array of the family suite (default 16M).
-    #[arg(long, value_name = "N", default_value_t = bench::FAMILY_ELEMS)]
-    elems: usize,
 }
 
 impl BenchArgs {
@@ -104,18 +117,19 @@ impl BenchArgs {
             isa: self.isa,
             quick: self.quick,
             json: self.json,
+            row_outputs: self.row_outputs,
             ..bench::Config::default()
         };
-        if !self.shape.is_empty() {
-            config.shapes = self.shape;
+        if !self.cases.shape.is_empty() {
+            config.shapes = self.cases.shape;
         }
-        if let Some(d) = self.dtype {
+        if let Some(d) = self.cases.dtype {
             config.dtypes.retain(|t| t.name() == d);
         }
-        if let Some(p) = self.pass {
+        if let Some(p) = self.cases.pass {
             config.passes.retain(|t| t.name() == p);
         }
-        if let Some(a) = self.alloc {
+        if let Some(a) = self.cases.alloc {
             config.allocs = bench::Alloc::ALL
                 .into_iter()
                 .filter(|t| t.name() == a)

@@ -38,8 +38,8 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use xent::{
-    bf16, cross_entropy_into, cross_entropy_with_grad, ClassIndices, CrossEntropyOptions, Element,
-    GradOut,
+    bf16, cross_entropy_stats_into, cross_entropy_with_grad, ClassIndices, CrossEntropyOptions,
+    Element, GradOut, RowOutputs,
 };
 use xent::{Isa, Targets};
 
@@ -154,6 +154,9 @@ pub struct Config {
     pub quick: bool,
     /// One JSON object per line instead of a table.
     pub json: bool,
+    /// Ask for every per-row output ([`RowOutputs`]: lse, entropy, argmax, z) in the
+    /// `fwd` and `fwd_bwd`/`reuse` cases, into buffers kept across repetitions.
+    pub row_outputs: bool,
 }
 
 impl Default for Config {
@@ -167,6 +170,7 @@ impl Default for Config {
             isa: None,
             quick: false,
             json: false,
+            row_outputs: false,
         }
     }
 }
@@ -214,6 +218,8 @@ pub struct Record {
     pub isa: &'static str,
     /// The mean loss (as a check that something was computed).
     pub loss: f32,
+    /// Whether every per-row output was asked for.
+    pub row_outputs: bool,
 }
 
 impl Record {
@@ -258,6 +264,7 @@ impl Record {
             "threads": self.threads,
             "isa": self.isa,
             "loss": self.loss,
+            "row_outputs": self.row_outputs,
         })
         .to_string()
     }
@@ -554,13 +561,17 @@ fn run_case<T: BenchElement>(
     let plan = Plan::new(config.quick);
     let elem = std::mem::size_of::<T>();
     let target = || Targets::<T>::Indices(ClassIndices::from(&y[..]));
+    // The per-row outputs, when asked for: kept across repetitions like `grad`.
+    let mut outs = RowBuffers::new(rows, config.row_outputs);
+    let mut ce_into =
+        |x: &[T], target: Targets<'_, T>, loss: &mut [f32], g: Option<GradOut<'_, T>>| {
+            cross_entropy_stats_into(x, shape, target, &opts, loss, g, outs.outputs())
+        };
 
     // Validate once, outside the timed region (a repetition cannot fail after this).
-    let checked = cross_entropy_into(
+    let checked = ce_into(
         &x[..],
-        shape,
         target(),
-        &opts,
         &mut loss,
         Some(GradOut::new(&mut grad[..])),
     );
@@ -586,11 +597,9 @@ fn run_case<T: BenchElement>(
                 let (k, f, r) = measure(
                     &plan,
                     || {
-                        if let Err(e) = cross_entropy_into(
+                        if let Err(e) = ce_into(
                             black_box(&x[..]),
-                            shape,
                             target(),
-                            &opts,
                             &mut loss,
                             None::<GradOut<'_, T>>,
                         ) {
@@ -618,11 +627,9 @@ fn run_case<T: BenchElement>(
                         let result = match alloc.unwrap_or(Alloc::Reuse) {
                             Alloc::Reuse => {
                                 let mut g = grad.borrow_mut();
-                                cross_entropy_into(
+                                ce_into(
                                     black_box(&x[..]),
-                                    shape,
                                     target(),
-                                    &opts,
                                     &mut loss,
                                     Some(GradOut::new(&mut g[..])),
                                 )
@@ -639,11 +646,9 @@ fn run_case<T: BenchElement>(
                             }
                             Alloc::Plain => {
                                 let mut g = vec![T::from_f32(0.0); len];
-                                let r = cross_entropy_into(
+                                let r = ce_into(
                                     black_box(&x[..]),
-                                    shape,
                                     target(),
-                                    &opts,
                                     &mut loss,
                                     Some(GradOut::new(&mut g[..])),
                                 );
@@ -685,6 +690,7 @@ fn run_case<T: BenchElement>(
             threads,
             isa: Isa::active().name(),
             loss: loss[0],
+            row_outputs: config.row_outputs,
         };
         if config.json {
             writeln!(out, "{}", record.json())?;
@@ -695,6 +701,40 @@ fn run_case<T: BenchElement>(
         records.push(record);
     }
     Ok(records)
+}
+
+/// The per-row output buffers of a case with `--row-outputs`.
+struct RowBuffers {
+    lse: Vec<f32>,
+    entropy: Vec<f32>,
+    z: Vec<f32>,
+    argmax: Vec<i64>,
+    on: bool,
+}
+
+impl RowBuffers {
+    fn new(rows: usize, on: bool) -> Self {
+        let n = if on { rows } else { 0 };
+        RowBuffers {
+            lse: vec![0.0; n],
+            entropy: vec![0.0; n],
+            z: vec![0.0; n],
+            argmax: vec![0; n],
+            on,
+        }
+    }
+
+    /// Every output when asked for, else none.
+    fn outputs(&mut self) -> RowOutputs<'_, f32> {
+        if !self.on {
+            return RowOutputs::new();
+        }
+        RowOutputs::new()
+            .lse(&mut self.lse)
+            .entropy(&mut self.entropy)
+            .z(&mut self.z)
+            .argmax(&mut self.argmax)
+    }
 }
 
 #[cfg(test)]

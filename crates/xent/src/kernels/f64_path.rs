@@ -5,7 +5,7 @@
 //! elements at stride `stride`.
 
 use super::num::Real;
-use super::plan::RowPlan;
+use super::plan::{Options, RowPlan};
 use super::RowAt;
 
 /// Where one row lives.
@@ -31,14 +31,33 @@ pub(crate) struct RowParams<'a, T> {
     pub scale_z: T,
 }
 
-/// `(x̃, dx̃/dx)` for soft-capping `x̃ = cap·tanh(x/cap)`.
-#[inline]
-fn capped<T: Real>(x: T, cap: Option<T>) -> (T, T) {
-    match cap {
-        None => (x, T::ONE),
-        Some(cap) => {
-            let t = T::from_f64((x / cap).to_f64().tanh());
-            (cap * t, T::ONE - t * t)
+/// The transform of the logits: logit scale `s`, then soft-capping.
+#[derive(Clone, Copy)]
+pub(crate) struct Xf<T> {
+    pub s: T,
+    pub cap: Option<T>,
+}
+
+impl<T: Real> Xf<T> {
+    /// The transform of a call's options.
+    pub(crate) fn of(opts: &Options<f64>) -> Self {
+        Xf {
+            s: T::from_f64(opts.logit_scale),
+            cap: opts.softcap.map(T::from_f64),
+        }
+    }
+
+    /// `(x̃, dx̃/dx)` with `x̃ = cap·tanh(s·x/cap)` (`s·x` without a cap); `s = 1` is
+    /// exact (a product by 1).
+    #[inline]
+    pub(crate) fn apply_d(self, x: T) -> (T, T) {
+        let v = self.s * x;
+        match self.cap {
+            None => (v, self.s),
+            Some(cap) => {
+                let t = T::from_f64((v / cap).to_f64().tanh());
+                (cap * t, self.s * (T::ONE - t * t))
+            }
         }
     }
 }
@@ -51,11 +70,11 @@ fn capped<T: Real>(x: T, cap: Option<T>) -> (T, T) {
 pub(crate) unsafe fn cross_entropy_row<T: Real>(row: RowArgs<T>, p: &RowParams<'_, T>) -> (T, T) {
     let at = |k: usize| k * row.stride;
     let opts = &p.plan.opts;
-    let cap = opts.softcap.map(T::from_f64);
+    let xf = Xf::<T>::of(opts);
     let probs = row.t.is_some();
     // SAFETY: every access is at k·stride with k < c.
     unsafe {
-        let xt = |k: usize| capped(*row.x.add(at(k)), cap).0;
+        let xt = |k: usize| xf.apply_d(*row.x.add(at(k))).0;
         if !probs && p.target.is_none() {
             if let (Some(g), false) = (row.g, row.accumulate) {
                 for k in 0..row.c {
@@ -119,7 +138,7 @@ pub(crate) unsafe fn cross_entropy_row<T: Real>(row: RowArgs<T>, p: &RowParams<'
             let alpha = alpha / s;
             let coef = |k: usize| p.plan.coef_at(k, row.t.map(|t| *t.add(at(k))));
             for k in 0..row.c {
-                let (x, d) = capped(*row.x.add(at(k)), cap);
+                let (x, d) = xf.apply_d(*row.x.add(at(k)));
                 let mut v = alpha * (x - m).exp() - beta * coef(k);
                 if k == y {
                     v -= b;

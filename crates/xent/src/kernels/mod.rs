@@ -8,6 +8,8 @@
 //! - [`simd`]: the ISA layer: the instruction sets' primitives behind one trait, the
 //!   `vectorize` trampoline that enters a kernel, and the vector math written once;
 //! - [`row`]: contiguous rows (`(N, C)`), chunked two-pass statistics and gradients;
+//!   [`coef`]: the coefficients of a row's linear terms; [`xform`]: the transforms of
+//!   the logits on load (logit scale, soft-capping);
 //! - [`row_softmax`]: softmax / log_softmax rows and their backward;
 //! - [`lanes`]: K-dim rows `(N, C, inner)`, vectorized across `inner`;
 //! - [`fused`]: the per-block jobs that put them together, one file per layout path
@@ -24,6 +26,7 @@
 //! - [`dispatch`]: runtime choice of the instruction set, and the [`dispatch::Job`]s
 //!   (driver code) it runs with its token.
 
+pub(crate) mod coef;
 pub(crate) mod dispatch;
 pub(crate) mod f64_path;
 pub(crate) mod fused;
@@ -39,6 +42,7 @@ pub(crate) mod simd;
 #[cfg(test)]
 mod tests;
 pub(crate) mod transpose;
+pub(crate) mod xform;
 
 /// Where a row's classes live in a flat buffer: `off + c·stride` for `c < len`
 /// (used by the portable elementwise and divergence code).

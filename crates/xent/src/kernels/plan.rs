@@ -15,9 +15,10 @@
 //! per-row output) is added here, once, and read by every path through the plan.
 
 use crate::indices::ClassIndices;
+use crate::kernels::coef::{Coefs, Probs};
 use crate::kernels::num::{Real, Storage};
 use crate::kernels::ptr::{ConstPtr, GradPtr, Ptr};
-use crate::kernels::row::{Coefs, Probs};
+use crate::kernels::xform::Transform;
 
 /// The scalar options of a call in one number type: `f64` (the portable path, the
 /// shard combine) or `f32` (the lane kernels).
@@ -27,8 +28,10 @@ pub struct Options<F> {
     pub label_smoothing: F,
     /// The z-loss scale (`lse_square_scale`).
     pub z_loss: F,
-    /// Logit soft-capping.
+    /// Logit soft-capping, after the scale: the loss sees `softcap(s·x)`.
     pub softcap: Option<F>,
+    /// The logit scale `s` (1: none).
+    pub logit_scale: F,
     /// The class count `C` of `ε/C` (the global one on a shard of the classes).
     pub classes: F,
 }
@@ -40,7 +43,16 @@ impl Options<f64> {
             label_smoothing,
             z_loss,
             softcap,
+            logit_scale: 1.0,
             classes: classes as f64,
+        }
+    }
+
+    /// The same options with logit scale `s`.
+    pub fn scaled(self, s: f64) -> Self {
+        Options {
+            logit_scale: s,
+            ..self
         }
     }
 
@@ -50,8 +62,17 @@ impl Options<f64> {
             label_smoothing: self.label_smoothing as f32,
             z_loss: self.z_loss as f32,
             softcap: self.softcap.map(|c| c as f32),
+            logit_scale: self.logit_scale as f32,
             classes: self.classes as f32,
         }
+    }
+}
+
+impl Options<f32> {
+    /// The transform of the logits the lane and row kernels apply on load.
+    #[inline]
+    pub(crate) fn transform(&self) -> Transform {
+        Transform::of(self.logit_scale, self.softcap)
     }
 }
 

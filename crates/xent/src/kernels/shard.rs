@@ -270,7 +270,7 @@ pub(crate) unsafe fn f32_row_stats<R: Store32>(
         x,
         n: plan.classes,
         coef: plan.coefs(t),
-        cap: plan.lane.softcap,
+        xform: plan.lane.transform(),
         step: PieceStep::Stats,
     };
     let (p, _) = dispatch(isa, job);
@@ -313,7 +313,7 @@ pub(crate) unsafe fn f32_row_grad<R: Store32, G: Store32>(
         x,
         n: plan.classes,
         coef,
-        cap: plan.lane.softcap,
+        xform: plan.lane.transform(),
         step: PieceStep::Grad(g, ms, k, accumulate),
     };
     dispatch(isa, job);

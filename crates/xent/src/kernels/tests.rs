@@ -544,7 +544,7 @@ fn run_ce(
     weighted: bool,
     eps: f32,
     z: f32,
-    cap: Option<f32>,
+    (scale, cap): (f32, Option<f32>),
     accumulate: bool,
     with_scratch: bool,
 ) -> (f64, f64, Vec<f32>, Vec<f32>) {
@@ -557,7 +557,7 @@ fn run_ce(
     } else {
         Vec::new()
     };
-    let opts = Options::new(eps as f64, z as f64, cap.map(f64::from), c);
+    let opts = Options::new(eps as f64, z as f64, cap.map(f64::from), c).scaled(scale as f64);
     let idx = (!probs).then(|| (ClassIndices::from(&p.idx[..]), -100));
     let mut plan = CePlan::<f32> {
         x: ConstPtr::new(&p.x),
@@ -642,14 +642,18 @@ fn every_isa_matches_the_scalar_twin() {
             for probs in [false, true] {
                 for weighted in [false, true] {
                     for (eps, z, cap, acc, sc) in [
-                        (0.0, 0.0, None, false, false),
-                        (0.0, 0.0, None, false, true),
-                        (0.1, 0.0, None, true, false),
-                        (0.1, 0.0, None, true, true),
-                        (0.0, 1e-3, None, false, true),
-                        (0.2, 1e-2, Some(5.0), true, true),
-                        (0.2, 1e-2, Some(5.0), true, false),
-                        (1.0, 0.0, Some(30.0), false, true),
+                        (0.0, 0.0, (1.0, None), false, false),
+                        (0.0, 0.0, (1.0, None), false, true),
+                        (0.1, 0.0, (1.0, None), true, false),
+                        (0.1, 0.0, (1.0, None), true, true),
+                        (0.0, 1e-3, (1.0, None), false, true),
+                        (0.2, 1e-2, (1.0, Some(5.0)), true, true),
+                        (0.2, 1e-2, (1.0, Some(5.0)), true, false),
+                        (1.0, 0.0, (1.0, Some(30.0)), false, true),
+                        // The logit scale, alone and before a soft-cap.
+                        (0.0, 1e-3, (1.7, None), false, true),
+                        (0.1, 0.0, (0.6, None), true, false),
+                        (0.2, 1e-2, (2.5, Some(5.0)), true, true),
                     ] {
                         let what = format!(
                             "{isa:?} {shape:?} probs {probs} w {weighted} eps {eps} z {z} \

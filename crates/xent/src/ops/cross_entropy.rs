@@ -3,7 +3,7 @@
 use super::stats::{self, kept_row, RowOutputs, RowTransform};
 use super::{
     check_grad, check_grad_output, check_indices, check_len, check_weight, loss_buf, loss_len,
-    loss_shape, scalar_upstream, GradBuf, GradOut, Loss,
+    loss_shape, scalar_upstream, GradOut, Loss,
 };
 use crate::dtype::Element;
 use crate::dtype::Float;
@@ -435,7 +435,8 @@ pub(crate) fn plan<'a, T: Element>(
         Targets::Probabilities(t) => (None, Some(ConstPtr::new(t))),
     };
     let weight = opts.weight.map(|w| &w[offset..offset + classes]);
-    let options = Options::new(opts.label_smoothing, opts.z_loss, opts.softcap, global);
+    let options = Options::new(opts.label_smoothing, opts.z_loss, opts.softcap, global)
+        .scaled(opts.logit_scale);
     let weight_sum = weight_sum(opts.weight, global);
     CePlan {
         x,
@@ -524,18 +525,6 @@ impl<'a, T: Element> CallIo<'a, T> {
         }
     }
 
-    /// Where the gradient goes, if anywhere: the caller's buffer, or the logits.
-    fn into_grad(self) -> Option<GradOut<'a, T>> {
-        match self {
-            CallIo::Read(_, g) => g,
-            CallIo::InPlace(x, go) => Some(GradOut {
-                grad: GradBuf::Same(x),
-                grad_output: go,
-                mode: GradMode::Overwrite,
-            }),
-        }
-    }
-
     /// The fused pass on these buffers as they are, with `upstream` in place of the
     /// call's upstream gradient when given.
     fn run(
@@ -583,14 +572,13 @@ impl<'a, T: Element> CallIo<'a, T> {
     }
 }
 
-/// A validated call: its row outputs, then the fused pass, with the logit scale and
-/// the denominator of `mean` applied around it. Without them (`s = 1`, no
-/// denominator, no row outputs) it is the fused pass alone.
+/// A validated call: its row outputs, then the fused pass, with the denominator of
+/// `mean` applied around it. Without one (and without row outputs) it is the fused
+/// pass alone; the kernels apply the logit scale as they load the logits.
 ///
 /// The denominator `d` runs the pass as `sum` with the upstream gradient `g/d`, and
 /// divides the summed loss and z term by `d`: the z term of the mean is then over
-/// `d` too, not over the call's own row count. A logit scale `s ≠ 1` runs the pass
-/// on `s·x` in the compute type, in place, and writes `s` times its gradient.
+/// `d` too, not over the call's own row count.
 fn run_call<T: Element>(
     io: CallIo<'_, T>,
     layout: &Layout,
@@ -599,17 +587,6 @@ fn run_call<T: Element>(
     loss_out: &mut [T::Acc],
     mut rows: RowOutputs<'_, T::Acc>,
 ) -> Result<Option<T::Acc>> {
-    let s = opts.logit_scale;
-    // The buffers of a scaled pass, before anything is written: an allocation error
-    // leaves the caller's buffers untouched.
-    let mut store = Vec::new();
-    let mut scaled = match s == 1.0 {
-        true => None,
-        false => Some((
-            stats::scaled_logits(io.logits(), s, layout.shape())?,
-            stats::widened_targets(*target, layout.shape(), &mut store)?,
-        )),
-    };
     // Before the pass: an in-place call overwrites the logits.
     stats::fill_rows(
         io.logits(),
@@ -619,11 +596,10 @@ fn run_call<T: Element>(
         |r| kept_row(target, opts.ignore_index, r),
         &mut rows,
     );
-    if s == 1.0 && opts.denominator.is_none() {
+    if opts.denominator.is_none() {
         return Ok(io.run(layout, target, opts, loss_out, None));
     }
     let mut core = *opts;
-    core.logit_scale = 1.0;
     core.denominator = None;
     let upstream = opts.denominator.map(|d| {
         core.reduction = Reduction::Sum;
@@ -631,33 +607,7 @@ fn run_call<T: Element>(
         [T::Acc::from_f64(g / d)]
     });
     let upstream = upstream.as_ref().map(|u| &u[..]);
-    let z = match scaled.as_mut() {
-        None => io.run(layout, target, &core, loss_out, upstream),
-        Some((xs, target)) => {
-            let dest = io.into_grad();
-            let x = Ptr::new(xs);
-            let grad = match dest {
-                Some(_) => GradPtr::Same(x),
-                None => GradPtr::None,
-            };
-            let go = upstream.or(dest.as_ref().and_then(|g| g.grad_output));
-            let z = run(
-                x.as_const(),
-                layout,
-                target,
-                &core,
-                loss_out,
-                grad,
-                go,
-                false,
-            );
-            if let Some(dest) = dest {
-                let accumulate = dest.mode == GradMode::Accumulate;
-                stats::write_scaled_grad(xs, s, dest.grad, accumulate);
-            }
-            z
-        }
-    };
+    let z = io.run(layout, target, &core, loss_out, upstream);
     let Some(d) = opts.denominator else {
         return Ok(z);
     };

@@ -9,7 +9,7 @@
 //! denominator `D = Σ_{n∈M} w_{y_n}` is summed over all rows before the first block, so
 //! the block size never changes the result beyond the rounding of the GEMM sums.
 
-use super::stats::{fill_rows, kept_index, scale_in_place, RowOutputs, RowTransform};
+use super::stats::{fill_rows, kept_index, RowOutputs, RowTransform};
 use super::{check_len, scalar_upstream, Loss};
 use crate::driver::blocks::{pool_threads, ThreadScratch};
 use crate::driver::linear::{
@@ -632,7 +632,7 @@ pub fn linear_cross_entropy_stats_into<'t, E: Element>(
             );
         }
 
-        // The row outputs of the block's logits, then the logits the loss sees.
+        // The row outputs of the block's logits (the fused pass scales them itself).
         let kept = |r: usize| kept_index(&target, ce.ignore_index, r0 + r);
         fill_rows(
             x,
@@ -642,7 +642,6 @@ pub fn linear_cross_entropy_stats_into<'t, E: Element>(
             kept,
             &mut rows_out,
         );
-        scale_in_place(x, ce.logit_scale);
 
         // The block through the library's fused kernel; G overwrites the logits.
         block_targets.clear();
@@ -670,10 +669,6 @@ pub fn linear_cross_entropy_stats_into<'t, E: Element>(
             loss_out[r0..r0 + rows].copy_from_slice(&row_loss[..rows]);
         }
 
-        if want_grad {
-            // The gradient with respect to the unscaled logits.
-            scale_in_place(&mut logits[..rows * v], ce.logit_scale);
-        }
         let g = &logits[..rows * v];
         // db first: the engine may round G to bf16 in place for dh and dW.
         if let Some(db) = db.as_deref_mut() {

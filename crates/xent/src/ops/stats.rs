@@ -1,14 +1,11 @@
 //! What a training loop reads besides the loss: the per-row outputs ([`RowOutputs`]:
-//! log-sum-exp, entropy, argmax, z term), and the parts of a call that apply the
-//! logit scale and the denominator of `mean` around the fused pass.
+//! log-sum-exp, entropy, argmax, z term).
 //!
 //! The row outputs are computed here in one pass over each row of the logits as the
 //! loss sees them, `x̃ = softcap(s·x)`, in `f64`: the fused kernels do not write
-//! them. A logit scale `s ≠ 1` scales the logits into a buffer of the compute type
-//! that the fused pass reads and overwrites with its gradient, which is then
-//! multiplied by `s` into the caller's buffer.
+//! them.
 
-use super::{check_len, GradBuf};
+use super::check_len;
 use crate::driver::blocks::Blocks;
 use crate::dtype::{Element, Float};
 use crate::error::Result;
@@ -256,72 +253,4 @@ pub(crate) fn kept_row<T>(target: &Targets<'_, T>, ignore_index: i64, r: usize) 
 /// Whether row `r` of class-index targets counts.
 pub(crate) fn kept_index(idx: &ClassIndices<'_>, ignore_index: i64, r: usize) -> bool {
     idx.class_at(r, ignore_index).is_some()
-}
-
-/// `s·x` of every logit, in the compute type: the logits the fused pass reads when
-/// the logit scale is not 1.
-pub(crate) fn scaled_logits<T: Element>(x: &[T], s: f64, shape: &[usize]) -> Result<Vec<T::Acc>> {
-    let mut out = crate::alloc::zeroed_vec::<T::Acc>("scaled logits", shape)?;
-    let s = T::Acc::from_f64(s);
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = v.to_acc() * s;
-    }
-    Ok(out)
-}
-
-/// `target` for a pass over [`scaled_logits`]: probabilities widened to the compute
-/// type into `store`, class indices as they are.
-pub(crate) fn widened_targets<'a, T: Element>(
-    target: Targets<'a, T>,
-    shape: &[usize],
-    store: &'a mut Vec<T::Acc>,
-) -> Result<Targets<'a, T::Acc>> {
-    match target {
-        Targets::Indices(idx) => Ok(Targets::Indices(idx)),
-        Targets::Probabilities(t) => {
-            *store = crate::alloc::zeroed_vec::<T::Acc>("widened targets", shape)?;
-            for (o, &v) in store.iter_mut().zip(t) {
-                *o = v.to_acc();
-            }
-            Ok(Targets::Probabilities(&store[..]))
-        }
-    }
-}
-
-/// Writes `s·g` (the gradient with respect to the scaled logits, times the scale)
-/// into the caller's gradient buffer, overwriting or adding.
-pub(crate) fn write_scaled_grad<T: Element>(
-    g: &[T::Acc],
-    s: f64,
-    dest: GradBuf<'_, T>,
-    accumulate: bool,
-) {
-    let s = T::Acc::from_f64(s);
-    match dest {
-        GradBuf::Same(buf) => scale_into(g, s, buf, T::to_acc, T::from_acc, accumulate),
-        GradBuf::Acc(buf) => scale_into(g, s, buf, |v| v, |v| v, accumulate),
-    }
-}
-
-fn scale_into<G: Copy, A: Float>(
-    g: &[A],
-    s: A,
-    buf: &mut [G],
-    to: impl Fn(G) -> A,
-    from: impl Fn(A) -> G,
-    accumulate: bool,
-) {
-    for (o, &v) in buf.iter_mut().zip(g) {
-        *o = from(if accumulate { to(*o) + s * v } else { s * v });
-    }
-}
-
-/// Multiplies a block by the logit scale in place (nothing for `s = 1`): the logits
-/// of linear cross-entropy before the fused pass, and their gradient after it.
-pub(crate) fn scale_in_place<A: Float>(x: &mut [A], s: f64) {
-    if s == 1.0 {
-        return;
-    }
-    let s = A::from_f64(s);
-    x.iter_mut().for_each(|v| *v *= s);
 }

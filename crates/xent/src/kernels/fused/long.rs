@@ -11,8 +11,9 @@ use crate::kernels::dispatch::{dispatch, Isa};
 use crate::kernels::num::Storage;
 use crate::kernels::plan::{CePlan, RowPlan};
 use crate::kernels::ptr::{ConstPtr, Ptr};
-use crate::kernels::row::{shift, Coefs, GradConsts, Identity, RowStats, SoftCap};
+use crate::kernels::row::{shift, Coefs, GradConsts, RowStats};
 use crate::kernels::simd::Store32;
+use crate::kernels::xform::with_xform;
 use crate::sizes::{MAX_STORED_CHUNKS, PIECE};
 use core::ops::Range;
 
@@ -48,11 +49,11 @@ pub(crate) struct LongRow<'p, E, G> {
 unsafe impl<E: Sync, G: Send + Sync> Sync for LongRow<'_, E, G> {}
 
 /// The f32 a thread's scratch must hold for the long rows of `plan` with a gradient
-/// (`grad`) in `G`: without soft-capping, each chunk's exps are stored by the
+/// (`grad`) in `G`: without a transform (scale, soft-cap), each chunk's exps are stored by the
 /// statistics pass and the gradient pass only rescales them, in the gradient itself
 /// when it is f32 and overwritten, else in a scratch row of C f32.
 pub(crate) fn long_scratch_len<G: Store32>(plan: &RowPlan<'_, f32>, grad: bool) -> usize {
-    let store = plan.lane.softcap.is_none() && grad;
+    let store = plan.lane.transform().is_identity() && grad;
     let in_grad = G::IS_F32 && !plan.accumulate;
     if store && !in_grad {
         plan.classes
@@ -88,11 +89,9 @@ impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
             let class = plan.class_of(r);
             let (gp, xp, w) = (g.map(|g| g.as_ptr()), x.as_ptr(), plan.weight);
             let acc = plan.accumulate;
-            let start = match plan.lane.softcap {
-                None => RowStart::read(Identity, xp, gp, t.is_some(), class, w, acc),
-                Some(cap) => RowStart::read(SoftCap { cap }, xp, gp, t.is_some(), class, w, acc),
-            };
-            let store = plan.lane.softcap.is_none() && g.is_some();
+            let start = with_xform!(plan.lane.transform(), xf =>
+                RowStart::read(xf, xp, gp, t.is_some(), class, w, acc));
+            let store = plan.lane.transform().is_identity() && g.is_some();
             let e = match g {
                 Some(g) if store && G::IS_F32 && !acc => Some(g.cast::<f32>()),
                 _ if store => scratch,
@@ -135,7 +134,7 @@ impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
             n: PIECE.min(c - start),
             // SAFETY: start < C.
             coef: unsafe { self.coef.offset(start) },
-            cap: self.plan.lane.softcap,
+            xform: self.plan.lane.transform(),
             step,
         }
     }
@@ -212,12 +211,8 @@ impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
                     // SAFETY: the row's gradient; y < C.
                     unsafe {
                         let (g, a_y) = (g.as_ptr(), |y| coef.scalar_at(y));
-                        match self.plan.lane.softcap {
-                            None => self.start.write_target_grad(Identity, g, a_y, ms, k),
-                            Some(cap) => {
-                                self.start.write_target_grad(SoftCap { cap }, g, a_y, ms, k)
-                            }
-                        }
+                        with_xform!(self.plan.lane.transform(), xf =>
+                            self.start.write_target_grad(xf, g, a_y, ms, k));
                     }
                 }
                 (end.loss, end.zt)

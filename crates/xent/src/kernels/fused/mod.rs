@@ -12,8 +12,9 @@
 
 use crate::kernels::dispatch::{dispatch, Isa, Job};
 use crate::kernels::plan::Block;
-use crate::kernels::row::{Coefs, Identity, NoCoef, Ones, SoftCap, Weights, Xform};
+use crate::kernels::row::{Coefs, NoCoef, Ones, Weights, Xform};
 use crate::kernels::simd::{Simd, Store32};
+use crate::kernels::xform::with_xform;
 use crate::sizes::{kdim_as_rows, SMALL_C};
 
 /// Calls `recv.method::<T.., ST, AC, ACT>(args..)` with the lane flags
@@ -52,10 +53,7 @@ pub(crate) fn run_ce_block<E: Store32, G: Store32>(isa: Isa, block: Block<'_, E,
 impl<E: Store32, G: Store32> Job for Block<'_, E, G> {
     type Out = BlockSums;
     fn run<S: Simd>(self, s: S) -> BlockSums {
-        match self.plan.lane.softcap {
-            None => self.with_xform(s, Identity),
-            Some(cap) => self.with_xform(s, SoftCap { cap }),
-        }
+        with_xform!(self.plan.lane.transform(), xf => self.with_xform(s, xf))
     }
 }
 

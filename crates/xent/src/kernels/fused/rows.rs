@@ -5,9 +5,10 @@ use super::job::{finish, BlockSums, RowStart};
 use crate::kernels::dispatch::Job;
 use crate::kernels::plan::Block;
 use crate::kernels::row::{
-    self, shift, Coef, Coefs, GradConsts, Identity, NoCoef, Ones, RowStats, SoftCap, Weights, Xform,
+    self, shift, Coef, Coefs, GradConsts, NoCoef, Ones, RowStats, Weights, Xform,
 };
 use crate::kernels::simd::{Simd, Store32};
+use crate::kernels::xform::{with_xform, Transform};
 use crate::reduce::CompensatedSum;
 use crate::sizes::MAX_STORED_CHUNKS;
 
@@ -114,7 +115,7 @@ pub(crate) enum PieceStep<G> {
     Stats,
     /// The statistics, storing each chunk's `exp(x − shift(m_chunk))` into this f32
     /// buffer (the gradient itself when it is f32 and overwritten, else a scratch
-    /// row; no soft-capping) for [`PieceStep::Rescale`].
+    /// row; the identity transform only) for [`PieceStep::Rescale`].
     StatsStore(*mut f32),
     /// The gradient from the logits: `(g, shift, constants, accumulate)`.
     Grad(*mut G, f32, GradConsts<f32>, bool),
@@ -136,7 +137,8 @@ pub(crate) struct PieceJob<E, G> {
     pub x: *const E,
     pub n: usize,
     pub coef: Coefs<E>,
-    pub cap: Option<f32>,
+    /// The transform of the logits.
+    pub xform: Transform,
     pub step: PieceStep<G>,
 }
 
@@ -145,10 +147,7 @@ impl<E: Store32, G: Store32> Job for PieceJob<E, G> {
     /// [`PieceStep::StatsStore`], its chunk maxima.
     type Out = (RowStats<f32>, [f32; MAX_STORED_CHUNKS]);
     fn run<S: Simd>(self, s: S) -> Self::Out {
-        match self.cap {
-            None => self.with(s, Identity),
-            Some(cap) => self.with(s, SoftCap { cap }),
-        }
+        with_xform!(self.xform, xf => self.with(s, xf))
     }
 }
 

@@ -2,6 +2,7 @@
 //! formed block by block, then the protocol of [`super::cross_entropy_shard_stats`].
 
 use super::rows::{self, Transform};
+use super::scale::scale_in_place;
 use super::{
     check_scalars, check_weight, new_stats, shard_plan, ClassShard, ShardLayout, ShardStats, Want,
 };
@@ -19,7 +20,6 @@ use crate::layout::Layout;
 use crate::ops::linear::{
     check_inputs, check_target_rows, LinearCrossEntropyOptions, LinearGradOut, LinearInputs,
 };
-use crate::ops::stats::scale_in_place;
 use crate::ops::{check_indices, check_len};
 use crate::options::GradMode;
 use crate::sizes::{block_rows, MAX_BLOCK_ROWS, WIDEN_CLASSES, X_CLASS_CHUNK};

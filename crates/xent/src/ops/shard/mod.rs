@@ -5,6 +5,7 @@
 
 mod linear;
 mod rows;
+mod scale;
 
 pub use linear::{
     linear_cross_entropy_shard_grad_into, linear_cross_entropy_shard_row_stats,
@@ -13,7 +14,7 @@ pub use linear::{
 pub use rows::MaxLoc;
 
 use super::cross_entropy::{check_scalars, plan, Denominators};
-use super::stats::{kept_row, scaled_logits, widened_targets, write_scaled_grad, RowOutputs};
+use super::stats::{kept_row, RowOutputs};
 use super::{check_indices, check_len, check_weight, scalar_upstream, GradOut};
 use crate::driver::shard::RowGrad;
 use crate::dtype::Element;
@@ -28,6 +29,7 @@ use crate::options::{CrossEntropyOptions, GradMode, Reduction};
 use crate::reduce::CompensatedSum;
 use crate::targets::Targets;
 use rows::Transform;
+use scale::{scaled_logits, widened_targets, write_scaled_grad};
 
 /// This process's shard of the classes: global classes `offset..offset + n` of
 /// `classes`, where `n` is the class dimension of the logits it holds.
