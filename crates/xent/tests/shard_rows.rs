@@ -387,6 +387,13 @@ fn row_outputs_need_row_statistics_and_the_max_location() {
     let opts = CrossEntropyOptions::default();
     let sh = ClassShard::full(3);
     let mut plain = xent::cross_entropy_shard_stats(&x, &[1, 3], &[0i64][..], &opts, sh).unwrap();
+    // No outputs asked: finish_rows is finish.
+    let (mut l1, mut l2) = ([0.0], [0.0]);
+    let z1 = plain
+        .finish_rows([1.0; 2], &mut l1, RowOutputs::new())
+        .unwrap();
+    let z2 = plain.finish([1.0; 2], &mut l2).unwrap();
+    assert_eq!((l1, z1), (l2, z2));
     let mut lse = [0.0];
     let err = plain
         .finish_rows([1.0; 2], &mut [0.0], RowOutputs::new().lse(&mut lse))

@@ -352,6 +352,9 @@ impl ShardStats {
             });
         }
         let z = self.finish(counts, loss_out)?;
+        if !any {
+            return Ok(z);
+        }
         let RowOutputs {
             mut lse,
             mut entropy,
