@@ -3,8 +3,8 @@
 //! the rows of its data-parallel group.
 
 use xent::{
-    cross_entropy_shard_grad_into, cross_entropy_shard_stats, ClassShard, CrossEntropySettings,
-    GradOut, Layout, Reduction, Targets,
+    cross_entropy_shard_grad_into, cross_entropy_shard_row_stats, cross_entropy_shard_stats,
+    ClassShard, CrossEntropySettings, GradOut, Layout, Reduction, Targets,
 };
 use xent_cli::args::CrossEntropyArgs as Request;
 use xent_cli::npy::{self, Array, Elem};
@@ -16,6 +16,7 @@ use xent_cli::Failure;
 
 use crate::block::Source;
 use crate::comm::{even_range, gather, gather_world, reduce_sum, Agreed, Groups, VocabParallel};
+use crate::rows::RowParts;
 
 /// Runs the request on every rank; rank 0's report comes back (empty elsewhere).
 pub fn run(g: &Groups, req: &Request) -> Result<String, Agreed> {
@@ -58,10 +59,14 @@ struct Prepared<T> {
 }
 
 fn read(g: &Groups, req: &Request) -> Result<Input, Failure> {
+    let [lse, entropy, argmax] = req.row_outputs.outputs();
     check_outputs(
         &[
             ("--out", req.class.files.out.as_deref()),
             ("--grad-out", req.class.files.grad_out.as_deref()),
+            lse,
+            entropy,
+            argmax,
         ],
         &[
             ("--input", Some(&req.class.files.input)),
@@ -219,14 +224,14 @@ fn compute<T: Elem>(g: &Groups, req: &Request, p: Prepared<T>) -> Result<String,
     let idx = p.indices.as_deref().map(|i| &i[r0..r1]);
     let target = || local_target(idx, probs.as_deref());
     let shard = ClassShard::new(c0, c);
+    let want_rows = RowParts::wanted(&req.row_outputs);
     let local = (|| -> Result<_, Failure> {
-        Ok(cross_entropy_shard_stats(
-            &xs,
-            &local_shape,
-            target(),
-            &opts,
-            shard,
-        )?)
+        let stats = if want_rows {
+            cross_entropy_shard_row_stats(&xs, &local_shape, target(), &opts, shard)
+        } else {
+            cross_entropy_shard_stats(&xs, &local_shape, target(), &opts, shard)
+        };
+        Ok(stats?)
     })();
     let mut stats = g.agree(local)?;
 
@@ -235,7 +240,12 @@ fn compute<T: Elem>(g: &Groups, req: &Request, p: Prepared<T>) -> Result<String,
     let counts = vp.reduce(&mut stats, mean);
     let none = p.settings.reduction == Reduction::None;
     let mut loss = vec![0.0f64; if none { r1 - r0 } else { 1 }];
-    let z = g.agree(stats.finish(counts, &mut loss).map_err(Failure::from))?;
+    let mut parts = RowParts::new(&req.row_outputs, r1 - r0);
+    let z = g.agree(
+        stats
+            .finish_rows(counts, &mut loss, parts.outputs())
+            .map_err(Failure::from),
+    )?;
     let grad = match &req.class.files.grad_out {
         None => None,
         Some(_) => {
@@ -270,6 +280,7 @@ fn compute<T: Elem>(g: &Groups, req: &Request, p: Prepared<T>) -> Result<String,
             (b - a) * inner
         })
         .collect();
+    let rows_all = parts.gather(g, &dp_rows);
     let (loss_all, z_all) = if g.tp_rank == 0 {
         if none {
             (
@@ -319,12 +330,13 @@ fn compute<T: Elem>(g: &Groups, req: &Request, p: Prepared<T>) -> Result<String,
             }
             full
         });
-        Computed::new(loss_vals, loss_shape, zv, req.class.files.out.as_deref())
-            .file(
-                req.class.files.grad_out.as_deref(),
-                p.layout.shape(),
-                grad_full,
-            )
+        let c = Computed::new(loss_vals, loss_shape, zv, req.class.files.out.as_deref()).file(
+            req.class.files.grad_out.as_deref(),
+            p.layout.shape(),
+            grad_full,
+        );
+        rows_all
+            .into_files(c, &req.row_outputs, &p.layout.row_shape())
             .encode()
             .and_then(|e| deliver(e, req.class.files.json))
     } else {

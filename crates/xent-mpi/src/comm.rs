@@ -8,10 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use mpi::collective::SystemOperation;
+use std::ffi::{c_int, c_void};
+
+use mpi::collective::{SystemOperation, UnsafeUserOperation};
+use mpi::datatype::{MutView, UserDatatype, View};
 use mpi::topology::{Color, SimpleCommunicator};
 use mpi::traits::*;
-use xent::ShardStats;
+use xent::{MaxLoc, ShardStats};
 use xent_cli::Failure;
 
 /// The world and its tensor- and data-parallel groups.
@@ -199,13 +202,54 @@ impl<'g> VocabParallel<'g> {
         self.bytes += size_of_val(buf);
     }
 
-    /// The forward's collectives: MAX of the row maxima and one packed SUM of the
-    /// row sums over the tensor-parallel group, then, when `mean` and the rows are
-    /// split across data-parallel ranks, a SUM of the counts over that group.
-    /// Returns the counts to finish with.
+    /// All-reduces `(max, argmax)` pairs in place over `comm` with the library's
+    /// max-location order ([`MaxLoc::max`]: NaN first, then the larger value, then
+    /// the lower index), each pair one element of a 16-byte datatype so that no
+    /// segmentation of the collective splits a pair.
+    fn all_reduce_max_loc(&mut self, comm: &SimpleCommunicator, buf: &mut [MaxLoc]) {
+        if comm.size() == 1 {
+            return;
+        }
+        let t = Instant::now();
+        // Each pair as two words: the value's bits, then the index.
+        let send: Vec<i64> = buf
+            .iter()
+            .flat_map(|p| [p.value.to_bits() as i64, p.index])
+            .collect();
+        let mut recv = vec![0i64; send.len()];
+        let pair = UserDatatype::contiguous(2, &i64::equivalent_datatype());
+        let n = buf.len() as mpi::Count;
+        // SAFETY: `max_loc_op` reads and writes `len` pairs of the two-word datatype
+        // it is used with here, and never panics.
+        let op = unsafe { UnsafeUserOperation::commutative(max_loc_op) };
+        // SAFETY: `n` elements of the two-word datatype cover exactly the 2n words.
+        let (sv, mut rv) = unsafe {
+            (
+                View::with_count_and_datatype(&send[..], n, &pair),
+                MutView::with_count_and_datatype(&mut recv[..], n, &pair),
+            )
+        };
+        comm.all_reduce_into(&sv, &mut rv, &op);
+        for (p, w) in buf.iter_mut().zip(recv.chunks_exact(2)) {
+            *p = MaxLoc::new(f64::from_bits(w[0] as u64), w[1]);
+        }
+        self.time += t.elapsed();
+        self.all_reduces += 1;
+        self.bytes += size_of_val(&send[..]);
+    }
+
+    /// The forward's collectives: MAX of the row maxima (the max-location reduction
+    /// of the `(max, argmax)` pairs when the statistics carry the per-row outputs)
+    /// and one packed SUM of the row sums over the tensor-parallel group, then, when
+    /// `mean` and the rows are split across data-parallel ranks, a SUM of the counts
+    /// over that group. Returns the counts to finish with.
     pub fn reduce(&mut self, stats: &mut ShardStats, mean: bool) -> [f64; 2] {
         let g = self.groups;
-        self.all_reduce(&g.tp, stats.max_mut(), SystemOperation::max());
+        if stats.sums_per_row() == 4 {
+            self.all_reduce(&g.tp, stats.max_mut(), SystemOperation::max());
+        } else {
+            self.all_reduce_max_loc(&g.tp, stats.max_loc_mut());
+        }
         self.all_reduce(&g.tp, stats.sums_mut(), SystemOperation::sum());
         let mut counts = stats.counts();
         if mean && g.dp_size > 1 {
@@ -219,6 +263,29 @@ impl<'g> VocabParallel<'g> {
     pub fn sum_tp<X: Equivalence + Copy>(&mut self, buf: &mut [X]) {
         let g = self.groups;
         self.all_reduce(&g.tp, buf, SystemOperation::sum());
+    }
+}
+
+/// The MPI user function of the max-location all-reduce: `inout[i] =
+/// inout[i].max(in[i])` over `*len` pairs of two words (an `f64`'s bits, an `i64`),
+/// the layout of the `repr(C)` [`MaxLoc`].
+///
+/// # Safety
+/// `invec` and `inout` hold `*len` such pairs each, 8-byte aligned (MPI's contract
+/// for the datatype of [`VocabParallel::all_reduce_max_loc`]).
+unsafe extern "C" fn max_loc_op(
+    invec: *mut c_void,
+    inout: *mut c_void,
+    len: *mut c_int,
+    _datatype: *mut mpi::ffi::MPI_Datatype,
+) {
+    // SAFETY: the caller's contract; every bit pattern is a valid MaxLoc, and the
+    // buffers are distinct (MPI's).
+    unsafe {
+        let n = usize::try_from(*len).unwrap_or(0);
+        let a = std::slice::from_raw_parts(invec as *const MaxLoc, n);
+        let b = std::slice::from_raw_parts_mut(inout as *mut MaxLoc, n);
+        MaxLoc::reduce_into(b, a);
     }
 }
 

@@ -5,8 +5,8 @@
 
 use xent::{
     check_linear_shapes, cross_entropy_shard_stats, linear_cross_entropy_shard_grad_into,
-    linear_cross_entropy_shard_stats, ClassIndices, ClassShard, CrossEntropySettings,
-    LinearGradOut, LinearInputs, Reduction,
+    linear_cross_entropy_shard_row_stats, linear_cross_entropy_shard_stats, ClassIndices,
+    ClassShard, CrossEntropySettings, LinearGradOut, LinearInputs, Reduction,
 };
 use xent_cli::args::LinearArgs as Request;
 use xent_cli::linear::Operands;
@@ -19,6 +19,7 @@ use mpi::traits::Equivalence;
 
 use crate::block::Source;
 use crate::comm::{even_range, gather, reduce_sum, Agreed, Groups, VocabParallel};
+use crate::rows::RowParts;
 
 /// The operands as read, by dtype.
 enum Input {
@@ -176,16 +177,26 @@ fn compute<T: Elem + Equivalence>(
         }
     };
     let shard = ClassShard::new(c0, v);
-    let local =
-        linear_cross_entropy_shard_stats(inputs(), ClassIndices::from(target), &opts, shard)
-            .map_err(Failure::from);
+    let want_rows = RowParts::wanted(&req.row_outputs);
+    let t = ClassIndices::from(target);
+    let local = if want_rows {
+        linear_cross_entropy_shard_row_stats(inputs(), t, &opts, shard)
+    } else {
+        linear_cross_entropy_shard_stats(inputs(), t, &opts, shard)
+    }
+    .map_err(Failure::from);
     let mut stats = g.agree(local)?;
 
     let mut vp = VocabParallel::new(g);
     let none = p.settings.reduction == Reduction::None;
     let counts = vp.reduce(&mut stats, p.settings.reduction == Reduction::Mean);
     let mut loss = vec![0.0f64; if none { rows } else { 1 }];
-    let z = g.agree(stats.finish(counts, &mut loss).map_err(Failure::from))?;
+    let mut parts = RowParts::new(&req.row_outputs, rows);
+    let z = g.agree(
+        stats
+            .finish_rows(counts, &mut loss, parts.outputs())
+            .map_err(Failure::from),
+    )?;
 
     let (mut dh, mut dw, mut db) = (
         req.grad_out_hidden
@@ -234,6 +245,7 @@ fn compute<T: Elem + Equivalence>(
             b - a
         })
         .collect();
+    let rows_all = parts.gather(g, &dp_rows);
     let (loss_all, z_all, dh_all) = if g.tp_rank == 0 {
         let (l, z) = if none {
             (
@@ -275,10 +287,12 @@ fn compute<T: Elem + Equivalence>(
             .collect();
         let zv = z.map(|_| T::from_f64(z_all.map_or(0.0, |v| v[0])));
         let loss_shape = if none { vec![n] } else { Vec::new() };
-        Computed::new(loss_vals, loss_shape, zv, req.out.as_deref())
+        let c = Computed::new(loss_vals, loss_shape, zv, req.out.as_deref())
             .file(req.grad_out_hidden.as_deref(), &[n, d], cast(dh_all))
             .file(req.grad_out_weight.as_deref(), &[v, d], cast(dw_all))
-            .file(req.grad_out_bias.as_deref(), &[v], cast(db_all))
+            .file(req.grad_out_bias.as_deref(), &[v], cast(db_all));
+        rows_all
+            .into_files(c, &req.row_outputs, &[n])
             .encode()
             .and_then(|e| deliver(e, req.json))
     } else {

@@ -1,9 +1,8 @@
 //! `xent-mpi`: cross-entropy with the classes split across the ranks of a
 //! tensor-parallel group (vocab parallelism, Megatron-LM's scheme) and the rows across
-//! data-parallel groups, over MPI; every option of `xent loss` holds exactly, with
-//! two exceptions that are refused with an error instead: the per-row outputs
-//! (`--lse-out`, `--entropy-out`, `--argmax-out`) and a `--logit-scale` other than 1,
-//! which the library's shard functions do not compute yet. `--denominator` (the
+//! data-parallel groups, over MPI; every option of `xent loss` holds exactly,
+//! `--logit-scale` and the per-row outputs (`--lse-out`, `--entropy-out`,
+//! `--argmax-out`, written by rank 0 in the row shape) included. `--denominator` (the
 //! token count of a whole gradient-accumulation step) replaces the all-reduced count.
 //!
 //! ```text
@@ -19,7 +18,9 @@
 //!   reports the all-reduce share and the peak memory of every rank.
 //!
 //! The forward is two all-reduces over the tensor-parallel group (MAX of the row
-//! maxima, then one SUM of `[Σexp, Σa·x̃, Σa, x̃_y]` per row), plus one SUM of the
+//! maxima, then one SUM of `[Σexp, Σa·x̃, Σa, x̃_y]` per row; with per-row outputs,
+//! the max-location reduction of `(max, argmax)` pairs in place of the MAX and a
+//! fifth summed value for the entropy), plus one SUM of the
 //! counts over the data-parallel group when a mean needs the global denominator;
 //! the backward needs none (the linear form's `∂h` is one more SUM).
 #![deny(missing_docs)]
@@ -29,6 +30,7 @@ mod block;
 mod ce;
 mod comm;
 mod linear;
+mod rows;
 
 use std::io::Write;
 
@@ -170,31 +172,8 @@ fn run(world: mpi::topology::SimpleCommunicator, command: Command) -> Result<Str
                 },
             )
         }
-        Command::Loss(LossCommand::CrossEntropy(a)) => {
-            no_row_outputs(&a.loss.row_outputs).map_err(failed)?;
-            ce::run(g, &a.loss)
-        }
-        Command::Loss(LossCommand::LinearCrossEntropy(a)) => {
-            no_row_outputs(&a.loss.row_outputs).map_err(failed)?;
-            linear::run(g, &a.loss)
-        }
-    }
-}
-
-/// Refuses the per-row outputs of `xent loss` (the same flags on every rank, so every
-/// rank fails alike, before any collective): the vocab-parallel shards do not compute
-/// them yet, and a flag that is taken must not be ignored.
-fn no_row_outputs(outputs: &xent_cli::args::RowOutputArgs) -> Result<(), Failure> {
-    match outputs
-        .outputs()
-        .into_iter()
-        .find(|(_, path)| path.is_some())
-    {
-        Some((flag, _)) => Err(Failure::new(format!(
-            "{flag} is not supported by xent-mpi: the vocab-parallel shards do not compute \
-             the per-row outputs; `xent loss` computes them on one process"
-        ))),
-        None => Ok(()),
+        Command::Loss(LossCommand::CrossEntropy(a)) => ce::run(g, &a.loss),
+        Command::Loss(LossCommand::LinearCrossEntropy(a)) => linear::run(g, &a.loss),
     }
 }
 

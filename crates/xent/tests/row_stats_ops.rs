@@ -166,7 +166,7 @@ fn linear_rows_scale_and_denominator() {
 }
 
 /// The shard protocol honours the denominator: two class shards give the loss and
-/// gradient of the unsharded call; a logit scale is refused there.
+/// gradient of the unsharded call (the logit scale: tests/shard_rows.rs).
 #[test]
 fn shards_honour_the_denominator() {
     let mut rng = Rng::new(23);
@@ -237,24 +237,6 @@ fn shards_honour_the_denominator() {
             }
         }
     }
-    let err = cross_entropy_shard_stats(
-        &cols(shards[0]),
-        &[3, 3],
-        &y[..],
-        &opts.logit_scale(2.0),
-        shards[0],
-    )
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidArgument {
-                name: "logit_scale",
-                ..
-            }
-        ),
-        "{err}"
-    );
 }
 
 // ---------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ pub(crate) fn shift64(m: f64) -> f64 {
     }
 }
 
-/// A row shard's statistics: `m`, then `(s, l, a, x̃_y)` relative to `shift(m)`.
+/// A row shard's statistics: `m`, then `(s, l, a, x̃_y)` relative to `shift(m)`, and
+/// for the row outputs `e = Σ exp(x̃ − shift)·(x̃ − shift)` (0 when not asked for).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShardRow {
     pub m: f64,
@@ -38,6 +39,7 @@ pub struct ShardRow {
     pub l: f64,
     pub a: f64,
     pub x_y: f64,
+    pub e: f64,
 }
 
 impl ShardRow {
@@ -48,10 +50,11 @@ impl ShardRow {
         l: 0.0,
         a: 0.0,
         x_y: 0.0,
+        e: 0.0,
     };
 
-    /// `(s, l, a, x̃_y)` relative to the global max `big_m` instead of `shift(m)`.
-    pub(crate) fn rebased(self, big_m: f64) -> [f64; 4] {
+    /// `(s, l, a, x̃_y, e)` relative to the global max `big_m` instead of `shift(m)`.
+    pub(crate) fn rebased(self, big_m: f64) -> [f64; 5] {
         let (ps, ms) = (shift64(self.m), shift64(big_m));
         // An all −inf shard has s = 0: never form exp(0 − ms), which can be inf.
         let f = if self.m == f64::NEG_INFINITY {
@@ -59,7 +62,13 @@ impl ShardRow {
         } else {
             (ps - ms).exp()
         };
-        [self.s * f, self.l - self.a * (ms - ps), self.a, self.x_y]
+        // Σ e^{x̃−M}·(x̃−M) = f·(e + s·(ps − M)); an empty shard adds 0.
+        let e = if f == 0.0 {
+            0.0
+        } else {
+            f * (self.e + self.s * (ps - ms))
+        };
+        [self.s * f, self.l - self.a * (ms - ps), self.a, self.x_y, e]
     }
 }
 
@@ -199,6 +208,7 @@ pub(crate) unsafe fn row_stats<T: Real>(
         l: l.to_f64(),
         a: a.to_f64(),
         x_y: y.map_or(0.0, |y| xt(y).to_f64()),
+        e: 0.0,
     }
 }
 
@@ -276,6 +286,7 @@ pub(crate) unsafe fn f32_row_stats<R: Store32>(
         l: p.l as f64,
         a: p.a as f64,
         x_y: x_y as f64,
+        e: 0.0,
     }
 }
 
@@ -345,7 +356,7 @@ mod tests {
     #[test]
     fn rebase_of_an_all_neg_inf_shard_is_zero() {
         let r = ShardRow::EMPTY.rebased(3.0);
-        assert_eq!(r, [0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(r, [0.0; 5]);
         // A shard whose max is the global one keeps its sums.
         let p = ShardRow {
             m: 2.0,
@@ -353,11 +364,14 @@ mod tests {
             l: -0.5,
             a: 2.0,
             x_y: 1.0,
+            e: 0.25,
         };
-        assert_eq!(p.rebased(2.0), [1.5, -0.5, 2.0, 1.0]);
+        assert_eq!(p.rebased(2.0), [1.5, -0.5, 2.0, 1.0, 0.25]);
         let q = p.rebased(3.0);
         assert!((q[0] - 1.5 * (-1.0f64).exp()).abs() < 1e-15);
         assert_eq!(q[1], -0.5 - 2.0);
+        let f = (-1.0f64).exp();
+        assert!((q[4] - f * (0.25 - 1.5)).abs() < 1e-15);
     }
 
     #[test]

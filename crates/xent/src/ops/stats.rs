@@ -8,7 +8,7 @@
 use super::check_len;
 use crate::driver::blocks::Blocks;
 use crate::dtype::{Element, Float};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::indices::ClassIndices;
 use crate::options::CrossEntropyOptions;
 use crate::sizes::BLOCK_ELEMS;
@@ -253,17 +253,4 @@ pub(crate) fn kept_row<T>(target: &Targets<'_, T>, ignore_index: i64, r: usize) 
 /// Whether row `r` of class-index targets counts.
 pub(crate) fn kept_index(idx: &ClassIndices<'_>, ignore_index: i64, r: usize) -> bool {
     idx.class_at(r, ignore_index).is_some()
-}
-
-/// The shard functions read the logits unscaled: a logit scale other than 1 is
-/// refused rather than ignored.
-pub(crate) fn check_unscaled<A>(opts: &CrossEntropyOptions<'_, A>) -> Result<()> {
-    if opts.logit_scale == 1.0 {
-        return Ok(());
-    }
-    Err(Error::InvalidArgument {
-        name: "logit_scale",
-        value: opts.logit_scale.to_string(),
-        expected: "1 for the class-sharded losses (scale the logits before sharding)",
-    })
 }

@@ -3,31 +3,33 @@
 //!
 //! See [`cross_entropy_shard_stats`] for the protocol.
 
+mod linear;
+mod rows;
+mod scale;
+
+pub use linear::{
+    linear_cross_entropy_shard_grad_into, linear_cross_entropy_shard_row_stats,
+    linear_cross_entropy_shard_stats,
+};
+pub use rows::MaxLoc;
+
 use super::cross_entropy::{check_scalars, plan, Denominators};
-use super::linear::{
-    check_inputs, check_target_rows, LinearCrossEntropyOptions, LinearGradOut, LinearInputs,
-};
-use super::stats::check_unscaled;
+use super::stats::{kept_row, RowOutputs};
 use super::{check_indices, check_len, check_weight, scalar_upstream, GradOut};
-use crate::driver::blocks::{pool_threads, ThreadScratch};
-use crate::driver::linear::{
-    as_acc, column_sums_into, hidden_grad_into, lhs_ld, logits_into, transpose_into,
-    weight_grad_add, widen, Strided, Widened,
-};
 use crate::driver::shard::RowGrad;
 use crate::dtype::Element;
 use crate::dtype::Float;
 use crate::entry::ElementEntry as Sealed;
 use crate::error::{Error, Result};
-use crate::indices::ClassIndices;
 use crate::kernels::plan::{CePlan, Options};
 use crate::kernels::ptr::{ConstPtr, GradPtr, Ptr};
 use crate::kernels::shard::{combine_row, RowCombined, ShardRow};
 use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
 use crate::reduce::CompensatedSum;
-use crate::sizes::{block_rows, MAX_BLOCK_ROWS, WIDEN_CLASSES, X_CLASS_CHUNK};
 use crate::targets::Targets;
+use rows::Transform;
+use scale::{scaled_logits, widened_targets, write_scaled_grad};
 
 /// This process's shard of the classes: global classes `offset..offset + n` of
 /// `classes`, where `n` is the class dimension of the logits it holds.
@@ -106,6 +108,14 @@ enum RowKind {
     Probs,
 }
 
+/// Which reduction of the row maxima the statistics read: MAX of
+/// [`ShardStats::max_mut`] or MAXLOC of [`ShardStats::max_loc_mut`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MaxSource {
+    Max,
+    Loc,
+}
+
 /// Where a [`ShardStats`] stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -127,6 +137,11 @@ pub struct ShardStats {
     rows: Vec<ShardRow>,
     kinds: Vec<RowKind>,
     max: Vec<f64>,
+    /// The shard's (max, global argmax) pairs of the row outputs.
+    loc: Vec<MaxLoc>,
+    source: MaxSource,
+    /// Values per row in `sums`: 4, or 5 with the row outputs' `e`.
+    width: usize,
     sums: Vec<f64>,
     counts: [f64; 2],
     global_counts: [f64; 2],
@@ -147,6 +162,7 @@ struct OptionsKey {
     label_smoothing: f64,
     z_loss: f64,
     softcap: Option<f64>,
+    logit_scale: f64,
     reduction: Reduction,
     denominator: Option<f64>,
     weighted: bool,
@@ -159,6 +175,7 @@ impl OptionsKey {
             label_smoothing: opts.label_smoothing,
             z_loss: opts.z_loss,
             softcap: opts.softcap,
+            logit_scale: opts.logit_scale,
             reduction: opts.reduction,
             denominator: opts.denominator,
             weighted: opts.weight.is_some(),
@@ -172,17 +189,39 @@ impl ShardStats {
         self.rows.len()
     }
 
-    /// The per-row max of the shard's (soft-capped) logits, `−inf` for ignored rows:
+    /// The per-row max of the shard's logits as the loss sees them (`x̃ =
+    /// softcap(s·x)`), `−inf` for ignored rows of statistics without row outputs:
     /// all-reduce it with MAX across the class shards of these rows, before the
-    /// first call of [`ShardStats::sums_mut`].
+    /// first call of [`ShardStats::sums_mut`]. Statistics with row outputs
+    /// ([`cross_entropy_shard_row_stats`]) reduce [`ShardStats::max_loc_mut`] instead
+    /// (the argmax needs it); the statistics read the one borrowed last.
     pub fn max_mut(&mut self) -> &mut [f64] {
+        self.source = MaxSource::Max;
         &mut self.max
     }
 
-    /// The per-row sums `[Σ exp(x̃ − M), Σ a_c·(x̃_c − M), Σ a_c, x̃_y]` (4 per row,
-    /// `M` the value [`ShardStats::max_mut`] holds now; the target logit is 0 on the
-    /// shards that do not hold it): all-reduce them with one SUM across the class
-    /// shards. The first call rescales this shard's statistics to `M`.
+    /// The per-row `(max, global argmax)` pairs of statistics with row outputs
+    /// (empty for statistics without): all-reduce them across the class shards with
+    /// the max-location reduction [`MaxLoc::max`] (NaN first, then the larger value,
+    /// then the lower index), in place of the MAX of [`ShardStats::max_mut`] and
+    /// before the first call of [`ShardStats::sums_mut`]. One collective gives the
+    /// max that the sums are rebased to and the argmax.
+    pub fn max_loc_mut(&mut self) -> &mut [MaxLoc] {
+        self.source = MaxSource::Loc;
+        &mut self.loc
+    }
+
+    /// The values per row of [`ShardStats::sums_mut`]: 4, or 5 for statistics with
+    /// row outputs.
+    pub fn sums_per_row(&self) -> usize {
+        self.width
+    }
+
+    /// The per-row sums `[Σ exp(x̃ − M), Σ a_c·(x̃_c − M), Σ a_c, x̃_y]`, and for
+    /// statistics with row outputs a fifth, `Σ exp(x̃ − M)·(x̃ − M)` (the entropy's),
+    /// where `M` is the reduced max (the target logit is 0 on the shards that do not
+    /// hold it): all-reduce them with one SUM across the class shards. The first call
+    /// rescales this shard's statistics to `M`.
     pub fn sums_mut(&mut self) -> &mut [f64] {
         self.rebase();
         &mut self.sums
@@ -201,13 +240,19 @@ impl ShardStats {
         if self.stage != Stage::Local {
             return;
         }
+        if self.source == MaxSource::Loc {
+            for (m, l) in self.max.iter_mut().zip(&self.loc) {
+                *m = l.value;
+            }
+        }
+        let w = self.width;
         for ((r, &m), out) in self
             .rows
             .iter()
             .zip(&self.max)
-            .zip(self.sums.chunks_exact_mut(4))
+            .zip(self.sums.chunks_exact_mut(w))
         {
-            out.copy_from_slice(&r.rebased(m));
+            out.copy_from_slice(&r.rebased(m)[..w]);
         }
         self.stage = Stage::Rebased;
     }
@@ -236,17 +281,13 @@ impl ShardStats {
         self.rebase();
         self.combined.clear();
         let (mut total, mut ztotal) = (CompensatedSum::default(), CompensatedSum::default());
+        let w = self.width;
         for (r, kind) in self.kinds.iter().enumerate() {
+            let s = [0, 1, 2, 3].map(|k| self.sums[w * r + k]);
             let c = match *kind {
                 RowKind::Ignored => RowCombined::default(),
-                RowKind::Index(w_y) => {
-                    let s = [0, 1, 2, 3].map(|k| self.sums[4 * r + k]);
-                    combine_row(self.max[r], s, Some(w_y), &self.consts)
-                }
-                RowKind::Probs => {
-                    let s = [0, 1, 2, 3].map(|k| self.sums[4 * r + k]);
-                    combine_row(self.max[r], s, None, &self.consts)
-                }
+                RowKind::Index(w_y) => combine_row(self.max[r], s, Some(w_y), &self.consts),
+                RowKind::Probs => combine_row(self.max[r], s, None, &self.consts),
             };
             if self.reduction == Reduction::None {
                 loss_out[r] = A::from_f64(c.loss + c.z);
@@ -270,6 +311,79 @@ impl ShardStats {
             self.consts.z_loss != 0.0,
             loss_out,
         ))
+    }
+
+    /// [`ShardStats::finish`], and the per-row outputs of this process's rows that
+    /// `rows` asks for (see [`RowOutputs`]): `lse` from the reduced max and `Σ exp`,
+    /// `entropy` from the fifth packed sum, `argmax` from the max-location reduction,
+    /// `z` the row's z term (0 on ignored rows). Ignored rows get their `lse`,
+    /// `entropy` and `argmax`. The values equal those of
+    /// [`cross_entropy_stats_into`](crate::cross_entropy_stats_into) on the whole row.
+    ///
+    /// # Errors
+    /// As [`ShardStats::finish`]; [`Error::OutputLength`] for an output that does not
+    /// have one element per row; [`Error::InvalidArgument`] when outputs are asked of
+    /// statistics made without them ([`cross_entropy_shard_stats`]), or an `argmax` of
+    /// statistics whose maxima were reduced with [`ShardStats::max_mut`].
+    pub fn finish_rows<A: Float>(
+        &mut self,
+        counts: [f64; 2],
+        loss_out: &mut [A],
+        rows: RowOutputs<'_, A>,
+    ) -> Result<Option<A>> {
+        rows.check(self.rows())?;
+        let any = rows.lse.is_some()
+            || rows.entropy.is_some()
+            || rows.argmax.is_some()
+            || rows.z.is_some();
+        if any && self.width != 5 {
+            return Err(Error::InvalidArgument {
+                name: "row outputs",
+                value: "statistics made without row outputs".to_string(),
+                expected: "statistics of cross_entropy_shard_row_stats or \
+                           linear_cross_entropy_shard_row_stats",
+            });
+        }
+        if rows.argmax.is_some() && self.source != MaxSource::Loc {
+            return Err(Error::InvalidArgument {
+                name: "argmax",
+                value: "maxima reduced with MAX (ShardStats::max_mut)".to_string(),
+                expected: "the max-location reduction of ShardStats::max_loc_mut",
+            });
+        }
+        let z = self.finish(counts, loss_out)?;
+        if !any {
+            return Ok(z);
+        }
+        let RowOutputs {
+            mut lse,
+            mut entropy,
+            mut argmax,
+            z: mut z_out,
+            ..
+        } = rows;
+        for r in 0..self.rows() {
+            let (s, e) = (self.sums[5 * r], self.sums[5 * r + 4]);
+            let (l, h) = rows::lse_entropy(self.max[r], s, e);
+            if let Some(o) = lse.as_deref_mut() {
+                o[r] = A::from_f64(l);
+            }
+            if let Some(o) = entropy.as_deref_mut() {
+                o[r] = A::from_f64(h);
+            }
+            if let Some(o) = argmax.as_deref_mut() {
+                o[r] = self.loc[r].index;
+            }
+            if let Some(o) = z_out.as_deref_mut() {
+                let kept = self.kinds[r] != RowKind::Ignored;
+                o[r] = A::from_f64(if kept {
+                    self.consts.z_loss * l * l
+                } else {
+                    0.0
+                });
+            }
+        }
+        Ok(z)
     }
 
     /// The rows' gradient constants for the upstream gradient `grad_output`.
@@ -390,7 +504,6 @@ fn check_shard<T: Element>(
         .ok_or_else(|| bad("the global shape's size overflows usize"))?;
     let global = Layout::new(&global_shape, global_len)?;
     check_scalars(opts)?;
-    check_unscaled(opts)?;
     check_weight(opts.weight, &global)?;
     match target {
         Targets::Indices(idx) => check_indices(idx, &global, opts.ignore_index)?,
@@ -414,7 +527,8 @@ fn check_shard<T: Element>(
     })
 }
 
-/// The shard's plan: its classes `shard.offset..` of the global ones.
+/// The shard's plan: its classes `shard.offset..` of the global ones, over logits
+/// that are already scaled (the plan reads them with a logit scale of 1).
 fn shard_plan<'a, T: Element>(
     x: ConstPtr<T>,
     grad: GradPtr<T>,
@@ -428,7 +542,16 @@ fn shard_plan<'a, T: Element>(
         layout.local_classes,
         layout.global.inner(),
     );
-    plan(x, grad, dims, target, opts, (shard.offset, shard.classes))
+    let mut core = *opts;
+    core.logit_scale = 1.0;
+    plan(x, grad, dims, target, &core, (shard.offset, shard.classes))
+}
+
+/// Whether statistics carry what the per-row outputs need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Loss,
+    Rows,
 }
 
 /// Empty statistics for `rows` rows with their kinds and counts.
@@ -438,7 +561,12 @@ fn new_stats<A: Float>(
     opts: &CrossEntropyOptions<'_, A>,
     shard: ClassShard,
     local_classes: usize,
+    want: Want,
 ) -> ShardStats {
+    let (width, locs, source) = match want {
+        Want::Loss => (4, 0, MaxSource::Max),
+        Want::Rows => (5, rows, MaxSource::Loc),
+    };
     let (kinds, counts) = match target {
         Targets::Indices(idx) => {
             let kinds = (0..rows)
@@ -456,7 +584,10 @@ fn new_stats<A: Float>(
         rows: vec![ShardRow::EMPTY; rows],
         kinds,
         max: vec![f64::NEG_INFINITY; rows],
-        sums: vec![0.0; 4 * rows],
+        loc: vec![MaxLoc::EMPTY; locs],
+        source,
+        width,
+        sums: vec![0.0; width * rows],
         counts,
         global_counts: counts,
         combined: Vec::new(),
@@ -495,14 +626,20 @@ fn new_stats<A: Float>(
 ///    then [`ShardStats::sums_mut`] (4 values per row, rebased to the global max on
 ///    first access) with one SUM over the class shards; for a mean over rows split
 ///    across data-parallel ranks, [`ShardStats::counts`] with a SUM over those ranks.
-/// 3. [`ShardStats::finish`] writes the loss of this process's rows, and
+///    With the per-row outputs ([`cross_entropy_shard_row_stats`]), the first
+///    all-reduce is the max-location one of [`ShardStats::max_loc_mut`] instead of the
+///    MAX: still two all-reduces.
+/// 3. [`ShardStats::finish`] (or [`ShardStats::finish_rows`], which also writes the
+///    per-row outputs) writes the loss of this process's rows, and
 ///    [`cross_entropy_shard_grad_into`] (or [`linear_cross_entropy_shard_grad_into`])
 ///    the gradient of its shard, with no further communication (except `∂h` of the
 ///    linear form, a partial sum over the class shards).
 ///
 /// Every option of [`cross_entropy`](crate::cross_entropy) holds exactly: class
 /// weights (the global vector, on every process), `ignore_index`, label smoothing
-/// with the global `C`, probability targets, z-loss, soft-capping, every reduction,
+/// with the global `C`, probability targets, z-loss, soft-capping, the logit scale
+/// (the shard reads `s·x` in the compute type; its gradient carries `s`), the
+/// denominator of `mean`, every reduction,
 /// K-dim inputs. The mean divides by the global `D = Σ_{n∈M} w_{y_n}`, never by a
 /// per-rank count (averaging per-rank means is the gradient-accumulation bug that
 /// HuggingFace fixed with `num_items_in_batch`).
@@ -540,8 +677,7 @@ fn new_stats<A: Float>(
 ///
 /// # Errors
 /// As [`cross_entropy`](crate::cross_entropy), checked against the global class
-/// count; [`Error::InvalidArgument`] when the shard does not lie within `C`, or for a
-/// `logit_scale` other than 1 (the shards read their logits unscaled).
+/// count; [`Error::InvalidArgument`] when the shard does not lie within `C`.
 pub fn cross_entropy_shard_stats<'t, T: Element>(
     input: &[T],
     shape: &[usize],
@@ -549,19 +685,118 @@ pub fn cross_entropy_shard_stats<'t, T: Element>(
     opts: &CrossEntropyOptions<'_, T::Acc>,
     shard: ClassShard,
 ) -> Result<ShardStats> {
-    let target = target.into();
+    shard_stats(input, shape, target.into(), opts, shard, Want::Loss)
+}
+
+/// [`cross_entropy_shard_stats`] with what the per-row outputs need as well: the
+/// statistics also hold each row's `(max, global argmax)` pair
+/// ([`ShardStats::max_loc_mut`], reduced in place of [`ShardStats::max_mut`]) and a
+/// fifth packed sum for the entropy, and cover ignored rows, so that
+/// [`ShardStats::finish_rows`] can write `lse`, `entropy`, `argmax` and `z`. Still
+/// two all-reduces over the class shards: the max-location one, then the SUM.
+///
+/// ```
+/// use xent::{cross_entropy_shard_row_stats, cross_entropy_stats_into, ClassShard,
+///     CrossEntropyOptions, MaxLoc, RowOutputs};
+/// let x = [1.0f64, 2.0, 3.0, 3.0, 0.5, -1.0];
+/// let y = [1i64, -100];
+/// let opts = CrossEntropyOptions::default().logit_scale(0.5);
+/// let shards = [ClassShard::new(0, 3), ClassShard::new(2, 3)];
+/// let cols = |sh: ClassShard, n: usize| -> Vec<f64> {
+///     (0..2).flat_map(|r| x[r * 3 + sh.offset..r * 3 + sh.offset + n].to_vec()).collect()
+/// };
+/// let lens = [2, 1];
+/// let mut stats: Vec<_> = shards.iter().zip(lens).map(|(&sh, n)| {
+///     cross_entropy_shard_row_stats(&cols(sh, n), &[2, n], &y[..], &opts, sh)
+/// }).collect::<Result<_, _>>()?;
+/// // The max-location all-reduce, then the SUM all-reduce.
+/// for r in 0..2 {
+///     let m = stats.iter_mut().fold(MaxLoc::EMPTY, |a, s| a.max(s.max_loc_mut()[r]));
+///     stats.iter_mut().for_each(|s| s.max_loc_mut()[r] = m);
+/// }
+/// let n = stats[0].sums_mut().len();
+/// let sums: Vec<f64> = (0..n).map(|k| stats.iter_mut().map(|s| s.sums_mut()[k]).sum()).collect();
+/// stats.iter_mut().for_each(|s| s.sums_mut().copy_from_slice(&sums));
+/// let (mut lse, mut argmax, mut loss) = ([0.0; 2], [0i64; 2], [0.0]);
+/// let counts = stats[0].counts();
+/// stats[1].finish_rows(counts, &mut loss, RowOutputs::new().lse(&mut lse).argmax(&mut argmax))?;
+/// let (mut want_lse, mut want_loss) = ([0.0; 2], [0.0]);
+/// cross_entropy_stats_into(&x, &[2, 3], &y[..], &opts, &mut want_loss, None,
+///     RowOutputs::new().lse(&mut want_lse))?;
+/// assert_eq!(argmax, [2, 0]); // the ignored row 1 gets its argmax too
+/// assert!((lse[1] - want_lse[1]).abs() < 1e-14 && (loss[0] - want_loss[0]).abs() < 1e-14);
+/// # Ok::<(), xent::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`cross_entropy_shard_stats`].
+pub fn cross_entropy_shard_row_stats<'t, T: Element>(
+    input: &[T],
+    shape: &[usize],
+    target: impl Into<Targets<'t, T>>,
+    opts: &CrossEntropyOptions<'_, T::Acc>,
+    shard: ClassShard,
+) -> Result<ShardStats> {
+    shard_stats(input, shape, target.into(), opts, shard, Want::Rows)
+}
+
+/// The statistics of [`cross_entropy_shard_stats`] and
+/// [`cross_entropy_shard_row_stats`].
+fn shard_stats<T: Element>(
+    input: &[T],
+    shape: &[usize],
+    target: Targets<'_, T>,
+    opts: &CrossEntropyOptions<'_, T::Acc>,
+    shard: ClassShard,
+    want: Want,
+) -> Result<ShardStats> {
     let layout = check_shard(input.len(), shape, &target, opts, shard)?;
     let rows = layout.global.rows();
-    let mut stats = new_stats(&target, rows, opts, shard, layout.local_classes);
-    let plan = shard_plan(
-        ConstPtr::new(input),
-        GradPtr::None,
-        &layout,
-        &target,
-        opts,
-        shard,
-    );
-    <T as Sealed>::run_shard_stats(&plan, &mut stats.rows);
+    let mut stats = new_stats(&target, rows, opts, shard, layout.local_classes, want);
+    let s = opts.logit_scale;
+    if s == 1.0 {
+        let plan = shard_plan(
+            ConstPtr::new(input),
+            GradPtr::None,
+            &layout,
+            &target,
+            opts,
+            shard,
+        );
+        <T as Sealed>::run_shard_stats(&plan, &mut stats.rows);
+    } else {
+        let xs = scaled_logits(input, s, shape)?;
+        let mut store = Vec::new();
+        let ts = widened_targets(target, shape, &mut store)?;
+        let plan = shard_plan(
+            ConstPtr::new(&xs[..]),
+            GradPtr::None,
+            &layout,
+            &ts,
+            opts,
+            shard,
+        );
+        <T::Acc as Sealed>::run_shard_stats(&plan, &mut stats.rows);
+    }
+    if want == Want::Rows {
+        let dims = (
+            layout.global.outer(),
+            layout.local_classes,
+            layout.global.inner(),
+        );
+        rows::add_parts(
+            input,
+            dims,
+            shard.offset,
+            Transform {
+                scale: s,
+                softcap: opts.softcap,
+            },
+            |r| !kept_row(&target, opts.ignore_index, r),
+            &mut stats.rows,
+            &mut stats.loc,
+        );
+    }
     for (m, r) in stats.max.iter_mut().zip(&stats.rows) {
         *m = r.m;
     }
@@ -594,301 +829,29 @@ pub fn cross_entropy_shard_grad_into<'t, T: Element>(
     let mut grad = grad;
     check_len("grad", grad.grad.len(), input.len())?;
     let consts = stats.row_grads(grad.grad_output)?;
-    let mut plan = shard_plan(
-        ConstPtr::new(input),
-        grad.grad.ptr(),
-        &layout,
-        &target,
-        opts,
-        shard,
-    );
-    plan.rows.accumulate = grad.mode == GradMode::Accumulate;
-    <T as Sealed>::run_shard_grad(&plan, &consts);
-    Ok(())
-}
-
-/// Step 1 of [`linear_cross_entropy`](crate::linear_cross_entropy) with the classes
-/// split across processes: `inputs.linear_weight` holds this shard's rows of `W`
-/// (`n × D`, classes `shard.offset..shard.offset + n` of `shard.classes`) and
-/// `inputs.linear_bias` the same entries of `b`; `h` and the (global) class-index
-/// targets are the same on every class shard. The logits `h·W_shardᵀ + b_shard` are
-/// formed block by block and never held whole; the protocol is then as for
-/// [`cross_entropy_shard_stats`].
-///
-/// # Errors
-/// As [`linear_cross_entropy`](crate::linear_cross_entropy), checked against the
-/// global class count; [`Error::InvalidArgument`] when the shard does not lie within it.
-pub fn linear_cross_entropy_shard_stats<'t, E: Element>(
-    inputs: LinearInputs<'_, E>,
-    target: impl Into<ClassIndices<'t>>,
-    opts: &LinearCrossEntropyOptions<'_, E::Acc>,
-    shard: ClassShard,
-) -> Result<ShardStats> {
-    let target = target.into();
-    let (n, _, v) = check_linear(&inputs, &target, opts, shard)?;
-    let ce = &opts.cross_entropy;
-    let targets = Targets::<E::Acc>::Indices(target);
-    let mut stats = new_stats(&targets, n, ce, shard, v);
-    let mut walk = LinearWalk::new(&inputs, opts, v);
-    let mut r0 = 0;
-    while r0 < n {
-        let rows = walk.block.min(n - r0);
-        let (x, t) = walk.logits(&inputs, &target, ce.ignore_index, r0, rows);
-        let layout = block_layout(rows, v, shard)?;
-        let targets = Targets::Indices(t);
-        let plan = shard_plan(
-            ConstPtr::new(x),
-            GradPtr::None,
+    let accumulate = grad.mode == GradMode::Accumulate;
+    let s = opts.logit_scale;
+    if s == 1.0 {
+        let mut plan = shard_plan(
+            ConstPtr::new(input),
+            grad.grad.ptr(),
             &layout,
-            &targets,
-            ce,
+            &target,
+            opts,
             shard,
         );
-        <E::Acc as Sealed>::run_shard_stats(&plan, &mut stats.rows[r0..r0 + rows]);
-        r0 += rows;
+        plan.rows.accumulate = accumulate;
+        <T as Sealed>::run_shard_grad(&plan, &consts);
+        return Ok(());
     }
-    for (m, r) in stats.max.iter_mut().zip(&stats.rows) {
-        *m = r.m;
-    }
-    Ok(stats)
-}
-
-/// Step 3 of the class-sharded linear cross-entropy: the gradients that `grad` asks
-/// for, from the finished `stats` of [`linear_cross_entropy_shard_stats`] (same
-/// arguments). `∂W` and `∂b` of the shard's classes are complete; `∂h = G·W_shard` is
-/// this shard's part of a sum: SUM-all-reduce it across the class shards. The logits
-/// are formed again block by block.
-///
-/// # Errors
-/// As [`linear_cross_entropy_shard_stats`]; [`Error::InvalidArgument`] when `stats`
-/// is not finished or was made for another call; [`Error::OutputLength`] /
-/// [`Error::GradOutputShape`] for buffers of the wrong size.
-pub fn linear_cross_entropy_shard_grad_into<'t, E: Element>(
-    inputs: LinearInputs<'_, E>,
-    target: impl Into<ClassIndices<'t>>,
-    opts: &LinearCrossEntropyOptions<'_, E::Acc>,
-    shard: ClassShard,
-    stats: &ShardStats,
-    grad: LinearGradOut<'_, E::Acc>,
-) -> Result<()> {
-    let target = target.into();
-    let (n, d, v) = check_linear(&inputs, &target, opts, shard)?;
-    let ce = &opts.cross_entropy;
-    stats.check_call(n, v, shard, ce)?;
-    if let Some(dh) = &grad.hidden {
-        check_len("grad hidden", dh.len(), n * d)?;
-    }
-    if let Some(dw) = &grad.linear_weight {
-        check_len("grad linear_weight", dw.len(), v * d)?;
-    }
-    if let Some(db) = &grad.linear_bias {
-        check_len("grad linear_bias", db.len(), v)?;
-    }
-    let consts = stats.row_grads(grad.grad_output)?;
-    let accumulate = grad.mode == GradMode::Accumulate;
-    let (mut dh, mut dw, mut db) = (grad.hidden, grad.linear_weight, grad.linear_bias);
-    if !accumulate {
-        for g in [dw.as_deref_mut(), db.as_deref_mut()].into_iter().flatten() {
-            g.fill(E::Acc::ZERO);
-        }
-    }
-    let mut walk = LinearWalk::new(&inputs, opts, v);
-    let mut r0 = 0;
-    while r0 < n {
-        let rows = walk.block.min(n - r0);
-        walk.logits(&inputs, &target, ce.ignore_index, r0, rows);
-        let layout = block_layout(rows, v, shard)?;
-        {
-            let x = &mut walk.x[..rows * v];
-            let t = ClassIndices::from(&walk.t[..]);
-            let targets = Targets::Indices(t);
-            // The logit gradient overwrites the block's logits (read before written).
-            let xp = Ptr::new(x);
-            let g = GradPtr::Same(xp);
-            let plan = shard_plan(xp.as_const(), g, &layout, &targets, ce, shard);
-            <E::Acc as Sealed>::run_shard_grad(&plan, &consts[r0..r0 + rows]);
-        }
-        walk.backprop(
-            &inputs,
-            r0,
-            rows,
-            (d, v),
-            accumulate,
-            &mut dh,
-            &mut dw,
-            &mut db,
-        );
-        r0 += rows;
-    }
+    // The gradient with respect to the scaled logits overwrites them; `s` times it
+    // is the gradient with respect to the caller's.
+    let mut xs = scaled_logits(input, s, shape)?;
+    let mut store = Vec::new();
+    let ts = widened_targets(target, shape, &mut store)?;
+    let x = Ptr::new(&mut xs[..]);
+    let plan = shard_plan(x.as_const(), GradPtr::Same(x), &layout, &ts, opts, shard);
+    <T::Acc as Sealed>::run_shard_grad(&plan, &consts);
+    write_scaled_grad(&xs, s, grad.grad, accumulate);
     Ok(())
-}
-
-/// The layout of a block of `rows` logits rows of the shard's `v` classes.
-fn block_layout(rows: usize, v: usize, shard: ClassShard) -> Result<ShardLayout> {
-    Ok(ShardLayout {
-        global: Layout::new(&[rows, shard.classes], rows * shard.classes)?,
-        local_classes: v,
-    })
-}
-
-/// Checks the linear form's operands on a shard; returns `(N, D, n)`.
-fn check_linear<E: Element>(
-    inputs: &LinearInputs<'_, E>,
-    target: &ClassIndices<'_>,
-    opts: &LinearCrossEntropyOptions<'_, E::Acc>,
-    shard: ClassShard,
-) -> Result<(usize, usize, usize)> {
-    let (n, d, v) = match check_inputs(inputs) {
-        // A shard may hold no classes (more ranks than classes); the global count is
-        // checked below.
-        Err(Error::NoClasses { .. }) => (inputs.hidden_shape[0], inputs.hidden_shape[1], 0),
-        other => other?,
-    };
-    shard.check(v)?;
-    check_target_rows(n, target.len())?;
-    let ce = &opts.cross_entropy;
-    let global = Layout::new(&[n, shard.classes], n.saturating_mul(shard.classes))?;
-    check_scalars(ce)?;
-    check_unscaled(ce)?;
-    check_weight(ce.weight, &global)?;
-    check_indices(target, &global, ce.ignore_index)?;
-    Ok((n, d, v))
-}
-
-/// The row blocks of the linear form: the block's logits (and, for the gradient,
-/// their backward GEMMs), as [`linear_cross_entropy`](crate::linear_cross_entropy)
-/// forms them.
-struct LinearWalk<'w, E: Element> {
-    block: usize,
-    x: Vec<E::Acc>,
-    ht: Vec<E::Acc>,
-    t: Vec<i64>,
-    tiles: ThreadScratch<E::Acc>,
-    weight: Widened<'w, E>,
-    bias: Option<std::borrow::Cow<'w, [E::Acc]>>,
-    /// The GEMM engine (f32, bf16, f16 inputs); `None`: the `gemm` crate (f64).
-    engine: Option<crate::gemm::LinearGemm<'w>>,
-}
-
-impl<'w, E: Element> LinearWalk<'w, E> {
-    fn new(
-        inputs: &LinearInputs<'w, E>,
-        opts: &LinearCrossEntropyOptions<'_, E::Acc>,
-        v: usize,
-    ) -> Self {
-        let [n, d] = inputs.hidden_shape;
-        let (elem, acc) = (size_of::<E>(), size_of::<E::Acc>());
-        let max_rows = MAX_BLOCK_ROWS * elem / acc;
-        let block = block_rows(n, (d, v), acc, opts.scratch_bytes, max_rows);
-        let engine = crate::gemm::LinearGemm::new::<E, E::Acc>(
-            inputs.hidden,
-            inputs.linear_weight,
-            (d, v),
-            opts.grad_precision,
-        );
-        // The gemm crate's copies and tiles, for the f64 path only.
-        let threads = pool_threads() * usize::from(engine.is_none());
-        let old = usize::from(engine.is_none());
-        LinearWalk {
-            block,
-            x: vec![E::Acc::ZERO; block * v],
-            ht: vec![E::Acc::ZERO; lhs_ld(block) * d * old],
-            t: Vec::with_capacity(block),
-            tiles: ThreadScratch::new(threads, lhs_ld(block) * X_CLASS_CHUNK.min(v), E::Acc::ZERO),
-            weight: Widened::new(inputs.linear_weight, threads, WIDEN_CLASSES.min(v) * d),
-            bias: inputs.linear_bias.map(|b| widen(b)),
-            engine,
-        }
-    }
-
-    /// Forms the logits of rows `r0..r0 + rows` and their targets.
-    fn logits(
-        &mut self,
-        inputs: &LinearInputs<'_, E>,
-        target: &ClassIndices<'_>,
-        ignore_index: i64,
-        r0: usize,
-        rows: usize,
-    ) -> (&[E::Acc], ClassIndices<'_>) {
-        let [_, d] = inputs.hidden_shape;
-        let v = self.x.len() / self.block.max(1);
-        let h_block = &inputs.hidden[r0 * d..(r0 + rows) * d];
-        let ld = lhs_ld(rows);
-        let x = &mut self.x[..rows * v];
-        if let (true, Some(engine)) = (v > 0, self.engine.as_mut()) {
-            engine.logits(r0, rows, self.bias.as_deref(), x);
-        } else if v > 0 {
-            transpose_into(h_block, (rows, d), d, &mut self.ht[..ld * d], ld);
-            logits_into(
-                &self.ht[..ld * d],
-                (rows, ld),
-                &self.weight,
-                self.bias.as_deref(),
-                (d, v),
-                x,
-                &self.tiles,
-            );
-        }
-        self.t.clear();
-        self.t.extend((r0..r0 + rows).map(|r| {
-            target
-                .class_at(r, ignore_index)
-                .map_or(ignore_index, |y| y as i64)
-        }));
-        (&self.x[..rows * v], ClassIndices::from(&self.t[..]))
-    }
-
-    /// Folds the block's logit gradient (in `self.x`) back into `dh`, `dW`, `db`.
-    #[allow(clippy::too_many_arguments)]
-    fn backprop(
-        &mut self,
-        inputs: &LinearInputs<'_, E>,
-        r0: usize,
-        rows: usize,
-        (d, v): (usize, usize),
-        accumulate: bool,
-        dh: &mut Option<&mut [E::Acc]>,
-        dw: &mut Option<&mut [E::Acc]>,
-        db: &mut Option<&mut [E::Acc]>,
-    ) {
-        if v > 0 {
-            if let Some(engine) = self.engine.as_mut() {
-                // db first: the engine may round G to bf16 in place for dh and dW.
-                if let Some(db) = db.as_deref_mut() {
-                    column_sums_into(&self.x[..rows * v], v, db);
-                }
-                let dh_block = dh.as_deref_mut().map(|dh| &mut dh[r0 * d..(r0 + rows) * d]);
-                let g = &mut self.x[..rows * v];
-                engine.backward(r0, rows, g, accumulate, dh_block, dw.as_deref_mut());
-                return;
-            }
-        }
-        let g = &self.x[..rows * v];
-        if let Some(dh) = dh.as_deref_mut() {
-            let dh_block = &mut dh[r0 * d..(r0 + rows) * d];
-            if v == 0 {
-                if !accumulate {
-                    dh_block.fill(E::Acc::ZERO);
-                }
-            } else {
-                hidden_grad_into(g, rows, &self.weight, (d, v), accumulate, dh_block);
-            }
-        }
-        if v == 0 {
-            return;
-        }
-        let h_block = &inputs.hidden[r0 * d..(r0 + rows) * d];
-        if let Some(dw) = dw.as_deref_mut() {
-            let ld = lhs_ld(rows);
-            // h_block itself, or its widened column-major copy (left by `logits`).
-            let hb = match as_acc(h_block) {
-                Some(h) => Strided::new(h, d, 1),
-                None => Strided::new(&self.ht[..ld * d], 1, ld),
-            };
-            weight_grad_add(g, hb, rows, (d, v), dw, &self.tiles);
-        }
-        if let Some(db) = db.as_deref_mut() {
-            column_sums_into(g, v, db);
-        }
-    }
 }
