@@ -121,8 +121,10 @@ pub(super) fn pack_b(
                                 row[..cols].copy_from_slice(&x[s..s + cols])
                             }
                             crate::gemm::Src::Bf16(x) => {
+                                // bf16 → f32 is a shift of the bits (branch-free, so it
+                                // vectorizes; a NaN stays a NaN).
                                 for (d, v) in row[..cols].iter_mut().zip(&x[s..s + cols]) {
-                                    *d = v.to_f32();
+                                    *d = f32::from_bits(u32::from(v.to_bits()) << 16);
                                 }
                             }
                             crate::gemm::Src::F16(x) => {
