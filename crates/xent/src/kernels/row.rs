@@ -369,42 +369,46 @@ pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
         // SAFETY: [c0, c0 + len) lies within the row.
         unsafe {
             let (e, g, coef) = (e.add(c0), g.add(c0), coef.offset(c0));
-            let m = chunk_max[k_chunk];
-            chunk_rescale(s, e, g, len, coef, m, ms, k, (accumulate, stream));
+            let alpha = chunk_alpha(chunk_max[k_chunk], ms, k);
+            chunk_rescale(s, e, g, len, coef, (alpha, k.beta), (accumulate, stream));
         }
         c0 += len;
         k_chunk += 1;
     }
 }
 
-/// [`row_rescale`] of one chunk of `len ≤ CHUNK` classes whose max was `m_chunk`.
-///
-/// Every element's value is `α·e − β·a (+ g)` in f32 arithmetic, the same in a
-/// vector lane as in [`Scalar`], so the streaming form may start its vectors where
-/// `g` is aligned for [`Simd::stream`] (the elements before and after the aligned
-/// vectors are stored one by one) and still write the plain form's bits.
-///
-/// # Safety
-/// As [`row_rescale`] for `len` elements.
+/// The factor `α·exp(shift(m_chunk) − shift(m))` of a chunk's stored exps.
 #[inline]
-pub(crate) unsafe fn chunk_rescale<S: Simd, G: Store32, C: Coef>(
-    s: S,
-    e: *const f32,
-    g: *mut G,
-    len: usize,
-    coef: C,
-    m_chunk: f32,
-    ms: f32,
-    k: GradConsts<f32>,
-    (accumulate, stream): (bool, bool),
-) {
+fn chunk_alpha(m_chunk: f32, ms: f32, k: GradConsts<f32>) -> f32 {
     // An all −inf chunk stored zeros: any finite factor keeps them 0.
     let f = if m_chunk == f32::NEG_INFINITY {
         0.0
     } else {
         (shift(m_chunk) - ms).exp()
     };
-    let (alpha, beta) = (k.alpha * f, k.beta);
+    k.alpha * f
+}
+
+/// [`row_rescale`] of one chunk of `len ≤ CHUNK` classes: `α·e − β·a (+ g)` with the
+/// chunk's `(α, β)`.
+///
+/// Every element's value is that f32 arithmetic, the same in a vector lane as in
+/// [`Scalar`], so the streaming form may start its vectors where `g` is aligned for
+/// [`Simd::stream`] (the elements before and after the aligned vectors are stored
+/// one by one) and still write the plain form's bits.
+///
+/// # Safety
+/// As [`row_rescale`] for `len` elements.
+#[inline]
+unsafe fn chunk_rescale<S: Simd, G: Store32, C: Coef>(
+    s: S,
+    e: *const f32,
+    g: *mut G,
+    len: usize,
+    coef: C,
+    (alpha, beta): (f32, f32),
+    (accumulate, stream): (bool, bool),
+) {
     macro_rules! go {
         ($acc:literal, $stream:literal) => {
             s.vectorize(RescaleChunk::<G, C, $acc, $stream> {
@@ -516,12 +520,14 @@ impl<G: Store32, C: Coef, const ACC: bool, const STREAM: bool> Kernel
     }
 }
 
-/// The gradient of [`row_rescale`] for a row whose statistics pass stored nothing:
+/// The gradient of a row whose statistics pass stored nothing, written with
+/// streaming stores a chunk at a time through an 8 KiB buffer in L1 (for gradients
+/// too large for the caches, whose lines are then never read or written before the
+/// streaming stores; the caller fences as for [`row_rescale`]). Without a transform
 /// each chunk's `exp(x − shift(m_chunk))` is recomputed as [`row_stats_store`]
-/// computes it (the same chunks, the same kernel: the same bits) into a buffer in
-/// L1, and rescaled from there into `g` with streaming stores. For gradients too
-/// large for the caches, whose lines are then never read or written before the
-/// streaming stores; the caller fences as for [`row_rescale`].
+/// computes it (the same chunks, the same kernel) and rescaled as [`row_rescale`]
+/// rescales it; with one, [`chunk_grad`] computes the chunk's f32 gradient. Either
+/// way the bits are those of the regular-store path.
 ///
 /// # Safety
 /// As [`chunk_grad`] for `n` elements.
@@ -546,17 +552,19 @@ pub(crate) unsafe fn row_grad_stream<S: Simd, E: Store32, G: Store32, C: Coef, X
         // The exps do not depend on the coefficients; the prefetch ahead of the
         // stores is of `e` itself (in L1), never of the gradient.
         unsafe {
-            let q = chunk_stats_store::<S, E, f32, NoCoef, X, f32, true>(
-                s,
-                x.add(c0),
-                ep,
-                len,
-                NoCoef,
-                xf,
-                ep,
-            );
-            let (g, coef) = (g.add(c0), coef.offset(c0));
-            chunk_rescale(s, ep, g, len, coef, q.m, ms, k, (accumulate, true));
+            let (x, g, coef) = (x.add(c0), g.add(c0), coef.offset(c0));
+            if X::CHAINED {
+                chunk_grad(s, x, ep, len, coef, xf, ms, k, false);
+                // `1·v (+ g)` is `v (+ g)` bit for bit (v, computed, is a quiet NaN
+                // if it is one, which `1·v` keeps).
+                chunk_rescale(s, ep, g, len, NoCoef, (1.0, 0.0), (accumulate, true));
+            } else {
+                let q = chunk_stats_store::<S, E, f32, NoCoef, X, f32, true>(
+                    s, x, ep, len, NoCoef, xf, ep,
+                );
+                let ab = (chunk_alpha(q.m, ms, k), k.beta);
+                chunk_rescale(s, ep, g, len, coef, ab, (accumulate, true));
+            }
         }
         c0 += len;
     }

@@ -42,8 +42,8 @@ pub(crate) struct LongRow<'p, E, G> {
     /// Where the statistics pass stores each chunk's exps, when it does: the row's
     /// gradient (f32, overwritten) or the driver's scratch row of C f32.
     e: Option<Ptr<f32>>,
-    /// Whether the gradient pass recomputes each chunk's exps and streams the
-    /// gradient past the caches (the identity transform, a large gradient).
+    /// Whether the gradient is large, and written with streaming stores from its
+    /// logits (nothing stored by the statistics pass).
     stream: bool,
 }
 
@@ -102,8 +102,8 @@ impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
             let acc = plan.accumulate;
             let start = with_xform!(plan.lane.transform(), xf =>
                 RowStart::read(xf, xp, gp, t.is_some(), class, w, acc));
-            let identity = plan.lane.transform().is_identity() && g.is_some();
-            let (store, stream) = (identity && !stream, identity && stream);
+            let store = plan.lane.transform().is_identity() && g.is_some() && !stream;
+            let stream = g.is_some() && stream;
             let e = match g {
                 Some(g) if store && G::IS_F32 && !acc => Some(g.cast::<f32>()),
                 _ if store => scratch,

@@ -23,8 +23,7 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
         let probs = self.t.is_some();
         let scratch = self.scratch.map(|p| p.as_ptr());
         let (x, g) = (self.x.as_ptr(), self.g.map(|g| g.as_ptr()));
-        // A large gradient is streamed past the caches (soft-capped and scaled logits,
-        // which recompute `exp` in the gradient pass, keep regular stores).
+        // A large gradient is streamed past the caches.
         let stream = self.stream && g.is_some();
         for r in 0..self.outer {
             // SAFETY: the driver hands a block of `outer` rows of C
@@ -86,6 +85,8 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
                             if let (true, Some(e_buf)) = (store, e_buf) {
                                 let cm = &chunk_max;
                                 row::row_rescale(s, e_buf, g, c, coef, cm, ms, k, (acc, stream));
+                            } else if stream {
+                                row::row_grad_stream(s, x, g, c, coef, xf, ms, k, acc);
                             } else {
                                 row::row_grad(s, x, g, c, coef, xf, ms, k, acc);
                             }
@@ -125,9 +126,10 @@ pub(crate) enum PieceStep<G> {
     StatsStore(*mut f32),
     /// The gradient from the logits: `(g, shift, constants, accumulate)`.
     Grad(*mut G, f32, GradConsts<f32>, bool),
-    /// The gradient of [`PieceStep::Rescale`] after [`PieceStep::Stats`], with each
-    /// chunk's exps recomputed and the gradient written with streaming stores (the
-    /// identity transform only): `(g, shift, constants, accumulate)`.
+    /// [`PieceStep::Grad`] written with streaming stores, after [`PieceStep::Stats`]
+    /// (without a transform, each chunk's exps recomputed as the stored-exp steps
+    /// would have stored them, for the same bits): `(g, shift, constants,
+    /// accumulate)`.
     GradStream(*mut G, f32, GradConsts<f32>, bool),
     /// The gradient from the stored exps: `(e, g, the piece's chunk maxima, shift,
     /// constants, accumulate)`; `e` may be `g` (f32, overwritten).
