@@ -87,8 +87,7 @@ fn streamed_equals_stored<T: Element<Acc = f32>>(isa: Isa) {
                     let (xs, shape) = (&x[..], (n, c));
                     let stored = run(xs, shape, &y, opts, (accumulate, at), (false, 1));
                     for threads in [1, 2] {
-                        let streamed =
-                            run(xs, shape, &y, opts, (accumulate, at), (true, threads));
+                        let streamed = run(xs, shape, &y, opts, (accumulate, at), (true, threads));
                         assert!(streamed.0 == stored.0, "{what} threads {threads}: losses");
                         let diff = streamed.1.iter().zip(&stored.1).position(|(a, b)| a != b);
                         assert_eq!(diff, None, "{what} threads {threads}: gradient");
