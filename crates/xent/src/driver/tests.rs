@@ -61,7 +61,7 @@ fn streamed_equals_stored<T: Element<Acc = f32>>(isa: Isa) {
         ((20, CHUNK + 5), &[0, 1, 3, 6][..], &[0, 1, 2][..]),
         ((2, LONG_ROW + 77), &[3][..], &[1, 2][..]),
     ];
-    assert!(LONG_ROW + 77 > 2 * PIECE);
+    const { assert!(LONG_ROW + 77 > 2 * PIECE) };
     for ((n, c), ats, which) in shapes {
         let x: Vec<T> = (0..n * c)
             .map(|i| T::from_acc(((i * 2_654_435_761) % 1000) as f32 * 0.013 - 6.0))
