@@ -9,7 +9,8 @@
 //! Each case runs on every instruction set the CPU has (`Isa::force`: scalar,
 //! AVX2, AVX-512) and every dtype (f32, f64, bf16, f16), over the layouts `(C,)`,
 //! `(N, C)` and K-dim `(N, C, d1)`, short rows, long rows (past the driver's split
-//! of one row across threads) and the options: class weights, label smoothing,
+//! of one row across threads), gradients large enough to be streamed past the
+//! caches, and the options: class weights, label smoothing,
 //! `ignore_index`, probability targets, z-loss, soft-capping, each reduction, an
 //! upstream gradient, accumulate mode, `f32` gradients of half inputs, in place;
 //! then `nll_loss`, softmax and its backward, linear cross-entropy and the class
@@ -570,6 +571,15 @@ fn dtype_cases<T: Element>(tag: &str, isa: Isa, long: bool) {
     if long {
         // Past the driver's long-row split (2^17 classes).
         shapes.push(vec![3, (1 << 17) + 77]);
+        // Gradients of 16 MiB or more (the library's streaming threshold) in
+        // f32/bf16/f16: rows of an odd length (rows start at every alignment) and
+        // one long row; f64 has no streaming path.
+        let size = core::mem::size_of::<T>();
+        if size < 8 {
+            let big = (16 << 20) / size;
+            shapes.push(vec![big / 32_003 + 1, 32_003]);
+            shapes.push(vec![1, big + 4099]);
+        }
     }
     let isa = format!("{isa:?}");
     let tag = format!("{isa} {tag}");

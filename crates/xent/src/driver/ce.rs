@@ -129,6 +129,32 @@ pub(crate) fn backward_simd<E: Storage<Acc = f32> + Store32>(
     });
 }
 
+/// Whether a gradient of `len` elements of `G` is written with streaming stores: from
+/// [`STREAM_BYTES`] on (in tests, as [`force_stream`] says when it is set).
+fn streams<G>(len: usize) -> bool {
+    #[cfg(test)]
+    if let Some(forced) = FORCE_STREAM.with(|f| f.get()) {
+        return forced;
+    }
+    len.saturating_mul(core::mem::size_of::<G>()) >= STREAM_BYTES
+}
+
+#[cfg(test)]
+thread_local! {
+    static FORCE_STREAM: core::cell::Cell<Option<bool>> = const { core::cell::Cell::new(None) };
+}
+
+/// Runs `f` with every gradient of this thread's calls streamed (`Some(true)`),
+/// never streamed (`Some(false)`) or as its size says (`None`): the streaming paths
+/// tested at sizes a test can afford.
+#[cfg(test)]
+pub(crate) fn force_stream<R>(forced: Option<bool>, f: impl FnOnce() -> R) -> R {
+    let old = FORCE_STREAM.with(|c| c.replace(forced));
+    let r = f();
+    FORCE_STREAM.with(|c| c.set(old));
+    r
+}
+
 fn ce_simd_into<E: Storage<Acc = f32> + Store32, G: Store32>(
     plan: &CePlan<'_, E>,
     g: Option<Ptr<G>>,
@@ -138,7 +164,7 @@ fn ce_simd_into<E: Storage<Acc = f32> + Store32, G: Store32>(
     if inner == 1 && c >= LONG_ROW {
         return ce_long_rows::<E, G>(plan, g, isa);
     }
-    let stream = outer * c * inner * core::mem::size_of::<G>() >= STREAM_BYTES;
+    let stream = streams::<G>(outer * c * inner);
     let sums = blocks((outer, c, inner), |n0, n1| {
         with_scratch(scratch_len(c, inner), |scratch| {
             run_ce_block(isa, plan.block((n0, n1), g, scratch, stream))
@@ -156,13 +182,15 @@ fn ce_long_rows<E: Storage<Acc = f32> + Store32, G: Store32>(
     isa: Isa,
 ) -> (f64, f64) {
     let pieces = Blocks::new(plan.rows.classes, PIECE);
-    with_scratch(long_scratch_len::<G>(&plan.rows, g.is_some()), |scratch| {
+    let stream = streams::<G>(plan.outer * plan.rows.classes);
+    let scratch_len = long_scratch_len::<G>(&plan.rows, g.is_some(), stream);
+    with_scratch(scratch_len, |scratch| {
         let mut total = CompensatedSum::default();
         let mut ztotal = CompensatedSum::default();
         for r in 0..plan.outer {
             // SAFETY: r is a row of the call, whose rows are contiguous (inner = 1);
             // g is its gradient.
-            let row = unsafe { LongRow::new(plan, r, g, scratch, isa) };
+            let row = unsafe { LongRow::new(plan, r, g, scratch, isa, stream) };
             let end = if row.ignored() {
                 if row.clears_grad() {
                     pieces.for_each(|cols| row.zero(cols));

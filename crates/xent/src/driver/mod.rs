@@ -29,3 +29,5 @@ pub(crate) mod blocks;
 pub(crate) mod ce;
 pub(crate) mod linear;
 pub(crate) mod shard;
+#[cfg(test)]
+mod tests;

@@ -40,7 +40,7 @@ pub(crate) mod row_softmax;
 pub(crate) mod shard;
 pub(crate) mod simd;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub(crate) mod transpose;
 pub(crate) mod xform;
 

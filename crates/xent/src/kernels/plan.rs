@@ -282,7 +282,7 @@ impl<T: Storage> CePlan<'_, T> {
 impl<'a, E: Storage<Acc = f32>> CePlan<'a, E> {
     /// The block of whole `n` indices `n0..n1`, its gradient `g` (the call's, in
     /// the type `G` it is written in), with the driver's `scratch` and whether its
-    /// K-dim tiles go back with streaming stores.
+    /// gradient is written with streaming stores ([`Block::stream`]).
     #[inline]
     pub(crate) fn block<G>(
         &self,
@@ -327,8 +327,9 @@ pub(crate) struct Block<'p, E, G> {
     /// The driver's per-thread scratch of `scratch_len` f32 (none when that is 0):
     /// the stored `exp` of a row, or the K-dim tiles.
     pub scratch: Option<Ptr<f32>>,
-    /// Whether the gradient is too large to stay in cache: K-dim tiles then go back
-    /// to it with streaming stores, which skip reading its lines first.
+    /// Whether the gradient is too large to stay in cache: it is then written with
+    /// streaming stores, which skip reading its lines first (contiguous rows without
+    /// a transform of the logits, and K-dim tiles).
     pub stream: bool,
 }
 

@@ -342,11 +342,14 @@ pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform, P>(
 
 /// The gradient from stored `e` (see [`row_stats_store`]):
 /// `g = α·e·exp(shift(m_chunk) − shift(m)) − β·a` (added to `g` when accumulating),
-/// without the target fix-up. `e` may be `g` itself when `G` is `f32`.
+/// without the target fix-up. `e` may be `g` itself when `G` is `f32` (and `stream`
+/// is off). With `stream` the gradient is written with streaming stores
+/// ([`chunk_rescale`]); the caller fences ([`Simd::stream_fence`]) before the
+/// gradient is handed to another thread.
 ///
 /// # Safety
 /// `e` readable for `n` f32, `g` readable and writable for `n` elements (they may
-/// alias when `G` is `f32`); `coef` valid for `n` classes.
+/// alias when `G` is `f32`, without `stream`); `coef` valid for `n` classes.
 #[inline]
 pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
     s: S,
@@ -357,115 +360,213 @@ pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
     chunk_max: &[f32; MAX_STORED_CHUNKS],
     ms: f32,
     k: GradConsts<f32>,
-    accumulate: bool,
+    (accumulate, stream): (bool, bool),
 ) {
-    /// One vector (or, on [`Scalar`], one element) of the gradient.
-    #[inline(always)]
-    unsafe fn value<S: Simd, G: Store32, C: Coef, const ACC: bool>(
-        s: S,
-        e: *const f32,
-        g: *mut G,
-        i: usize,
-        coef: &C,
-        alpha: S::V,
-        beta: S::V,
-    ) -> S::V {
-        // SAFETY: the caller keeps i + LANES within the row.
-        unsafe {
-            let mut v = s.mul(alpha, s.load(e.add(i)));
-            if C::ACTIVE {
-                v = s.sub(v, s.mul(beta, coef.load(s, i)));
-            }
-            if ACC {
-                v = s.add(v, s.load(g.add(i)));
-            }
-            v
-        }
-    }
-    /// The `len` elements of one chunk; for bf16 and f16, two vectors per
-    /// [`Simd::store2`] (bf16 packs them into one store).
-    struct Chunk<G, C, const ACC: bool> {
-        e: *const f32,
-        g: *mut G,
-        len: usize,
-        coef: C,
-        alpha: f32,
-        beta: f32,
-    }
-    impl<G: Store32, C: Coef, const ACC: bool> Kernel for Chunk<G, C, ACC> {
-        type Out = ();
-        #[inline(always)]
-        fn run<S: Simd>(self, s: S) {
-            let Chunk {
-                e,
-                g,
-                len,
-                coef,
-                alpha,
-                beta,
-            } = self;
-            let coef = &coef;
-            let (av, bv) = (s.splat(alpha), s.splat(beta));
-            let lanes = S::LANES;
-            let body = len - len % lanes;
-            // SAFETY: indices stay below len, within the chunk that `row_rescale`'s
-            // caller guarantees readable (e) and writable (g).
-            unsafe {
-                let mut i = 0;
-                // f32 stores one vector at a time (the compiler unrolls that loop itself).
-                while !G::IS_F32 && i + 2 * lanes <= body {
-                    let v0 = value::<S, G, C, ACC>(s, e, g, i, coef, av, bv);
-                    let v1 = value::<S, G, C, ACC>(s, e, g, i + lanes, coef, av, bv);
-                    s.store2(g.add(i), v0, v1);
-                    i += 2 * lanes;
-                }
-                while i < body {
-                    s.store(g.add(i), value::<S, G, C, ACC>(s, e, g, i, coef, av, bv));
-                    i += lanes;
-                }
-                for j in body..len {
-                    let v = value::<Scalar, G, C, ACC>(Scalar, e, g, j, coef, alpha, beta);
-                    Scalar.store(g.add(j), v);
-                }
-            }
-        }
-    }
     let mut c0 = 0;
     let mut k_chunk = 0;
     while c0 < n {
         let len = CHUNK.min(n - c0);
-        let m = chunk_max[k_chunk];
-        // An all −inf chunk stored zeros: any finite factor keeps them 0.
-        let f = if m == f32::NEG_INFINITY {
-            0.0
-        } else {
-            (shift(m) - ms).exp()
-        };
-        let alpha = k.alpha * f;
         // SAFETY: [c0, c0 + len) lies within the row.
-        let (e, g, coef) = unsafe { (e.add(c0), g.add(c0), coef.offset(c0)) };
-        let beta = k.beta;
-        if accumulate {
-            s.vectorize(Chunk::<G, C, true> {
-                e,
-                g,
-                len,
-                coef,
-                alpha,
-                beta,
-            });
-        } else {
-            s.vectorize(Chunk::<G, C, false> {
-                e,
-                g,
-                len,
-                coef,
-                alpha,
-                beta,
-            });
+        unsafe {
+            let (e, g, coef) = (e.add(c0), g.add(c0), coef.offset(c0));
+            let alpha = chunk_alpha(chunk_max[k_chunk], ms, k);
+            chunk_rescale(s, e, g, len, coef, (alpha, k.beta), (accumulate, stream));
         }
         c0 += len;
         k_chunk += 1;
+    }
+}
+
+/// The factor `α·exp(shift(m_chunk) − shift(m))` of a chunk's stored exps.
+#[inline]
+fn chunk_alpha(m_chunk: f32, ms: f32, k: GradConsts<f32>) -> f32 {
+    // An all −inf chunk stored zeros: any finite factor keeps them 0.
+    let f = if m_chunk == f32::NEG_INFINITY {
+        0.0
+    } else {
+        (shift(m_chunk) - ms).exp()
+    };
+    k.alpha * f
+}
+
+/// [`row_rescale`] of one chunk of `len ≤ CHUNK` classes: `α·e − β·a (+ g)` with the
+/// chunk's `(α, β)`.
+///
+/// Every element's value is that f32 arithmetic, the same in a vector lane as in
+/// [`Scalar`], so the streaming form may start its vectors where `g` is aligned for
+/// [`Simd::stream`] (the elements before and after the aligned vectors are stored
+/// one by one) and still write the plain form's bits.
+///
+/// # Safety
+/// As [`row_rescale`] for `len` elements.
+#[inline]
+unsafe fn chunk_rescale<S: Simd, G: Store32, C: Coef>(
+    s: S,
+    e: *const f32,
+    g: *mut G,
+    len: usize,
+    coef: C,
+    (alpha, beta): (f32, f32),
+    (accumulate, stream): (bool, bool),
+) {
+    macro_rules! go {
+        ($acc:literal, $stream:literal) => {
+            s.vectorize(RescaleChunk::<G, C, $acc, $stream> {
+                e,
+                g,
+                len,
+                coef,
+                alpha,
+                beta,
+            })
+        };
+    }
+    match (accumulate, stream) {
+        (false, false) => go!(false, false),
+        (true, false) => go!(true, false),
+        (false, true) => go!(false, true),
+        (true, true) => go!(true, true),
+    }
+}
+
+/// One vector (or, on [`Scalar`], one element) of a rescaled gradient.
+#[inline(always)]
+unsafe fn rescaled<S: Simd, G: Store32, C: Coef, const ACC: bool>(
+    s: S,
+    (e, g): (*const f32, *mut G),
+    i: usize,
+    coef: &C,
+    alpha: S::V,
+    beta: S::V,
+) -> S::V {
+    // SAFETY: the caller keeps i + LANES within the chunk.
+    unsafe {
+        let mut v = s.mul(alpha, s.load(e.add(i)));
+        if C::ACTIVE {
+            v = s.sub(v, s.mul(beta, coef.load(s, i)));
+        }
+        if ACC {
+            v = s.add(v, s.load(g.add(i)));
+        }
+        v
+    }
+}
+
+/// The kernel of [`chunk_rescale`], with its arguments; for bf16 and f16 the plain
+/// form stores two vectors per [`Simd::store2`] (bf16 packs them into one store).
+struct RescaleChunk<G, C, const ACC: bool, const STREAM: bool> {
+    e: *const f32,
+    g: *mut G,
+    len: usize,
+    coef: C,
+    alpha: f32,
+    beta: f32,
+}
+
+impl<G: Store32, C: Coef, const ACC: bool, const STREAM: bool> Kernel
+    for RescaleChunk<G, C, ACC, STREAM>
+{
+    type Out = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        let RescaleChunk {
+            e,
+            g,
+            len,
+            coef,
+            alpha,
+            beta,
+        } = self;
+        let coef = &coef;
+        let (av, bv) = (s.splat(alpha), s.splat(beta));
+        let lanes = S::LANES;
+        // The streaming form's vectors start where `g` is aligned to one.
+        let head = if STREAM {
+            g.align_offset(lanes * size_of::<G>()).min(len)
+        } else {
+            0
+        };
+        let body = head + (len - head) / lanes * lanes;
+        // SAFETY: indices stay below len, within the chunk that `chunk_rescale`'s
+        // caller guarantees readable (e) and writable (g); with STREAM, g + i is
+        // aligned to a vector for i in head..body.
+        unsafe {
+            for j in 0..head {
+                let v = rescaled::<Scalar, G, C, ACC>(Scalar, (e, g), j, coef, alpha, beta);
+                Scalar.store(g.add(j), v);
+            }
+            let mut i = head;
+            // f32 stores one vector at a time (the compiler unrolls that loop itself).
+            while !STREAM && !G::IS_F32 && i + 2 * lanes <= body {
+                let v0 = rescaled::<S, G, C, ACC>(s, (e, g), i, coef, av, bv);
+                let v1 = rescaled::<S, G, C, ACC>(s, (e, g), i + lanes, coef, av, bv);
+                s.store2(g.add(i), v0, v1);
+                i += 2 * lanes;
+            }
+            while i < body {
+                let v = rescaled::<S, G, C, ACC>(s, (e, g), i, coef, av, bv);
+                if STREAM {
+                    s.stream(g.add(i), v);
+                } else {
+                    s.store(g.add(i), v);
+                }
+                i += lanes;
+            }
+            for j in body..len {
+                let v = rescaled::<Scalar, G, C, ACC>(Scalar, (e, g), j, coef, alpha, beta);
+                Scalar.store(g.add(j), v);
+            }
+        }
+    }
+}
+
+/// The gradient of a row whose statistics pass stored nothing, written with
+/// streaming stores a chunk at a time through an 8 KiB buffer in L1 (for gradients
+/// too large for the caches, whose lines are then never read or written before the
+/// streaming stores; the caller fences as for [`row_rescale`]). Without a transform
+/// each chunk's `exp(x − shift(m_chunk))` is recomputed as [`row_stats_store`]
+/// computes it (the same chunks, the same kernel) and rescaled as [`row_rescale`]
+/// rescales it; with one, [`chunk_grad`] computes the chunk's f32 gradient. Either
+/// way the bits are those of the regular-store path.
+///
+/// # Safety
+/// As [`chunk_grad`] for `n` elements.
+#[inline]
+pub(crate) unsafe fn row_grad_stream<S: Simd, E: Store32, G: Store32, C: Coef, X: Xform>(
+    s: S,
+    x: *const E,
+    g: *mut G,
+    n: usize,
+    coef: C,
+    xf: X,
+    ms: f32,
+    k: GradConsts<f32>,
+    accumulate: bool,
+) {
+    let mut e = [0.0f32; CHUNK];
+    let ep = e.as_mut_ptr();
+    let mut c0 = 0;
+    while c0 < n {
+        let len = CHUNK.min(n - c0);
+        // SAFETY: [c0, c0 + len) lies within the row, and len ≤ CHUNK within `e`.
+        // The exps do not depend on the coefficients; the prefetch ahead of the
+        // stores is of `e` itself (in L1), never of the gradient.
+        unsafe {
+            let (x, g, coef) = (x.add(c0), g.add(c0), coef.offset(c0));
+            if X::CHAINED {
+                chunk_grad(s, x, ep, len, coef, xf, ms, k, false);
+                // `1·v (+ g)` is `v (+ g)` bit for bit (v, computed, is a quiet NaN
+                // if it is one, which `1·v` keeps).
+                chunk_rescale(s, ep, g, len, NoCoef, (1.0, 0.0), (accumulate, true));
+            } else {
+                let q = chunk_stats_store::<S, E, f32, NoCoef, X, f32, true>(
+                    s, x, ep, len, NoCoef, xf, ep,
+                );
+                let ab = (chunk_alpha(q.m, ms, k), k.beta);
+                chunk_rescale(s, ep, g, len, coef, ab, (accumulate, true));
+            }
+        }
+        c0 += len;
     }
 }
 

@@ -695,7 +695,7 @@ fn every_isa_matches_the_scalar_twin() {
 
 /// Held by a test while it forces an instruction set (process-wide) and by tests that
 /// check which one ran.
-static FORCING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static FORCING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The public API dispatches to the best instruction set of this CPU, and that path
 /// really ran; on x86-64 machines with AVX2 the best is never scalar.

@@ -42,6 +42,9 @@ pub(crate) struct LongRow<'p, E, G> {
     /// Where the statistics pass stores each chunk's exps, when it does: the row's
     /// gradient (f32, overwritten) or the driver's scratch row of C f32.
     e: Option<Ptr<f32>>,
+    /// Whether the gradient is large, and written with streaming stores from its
+    /// logits (nothing stored by the statistics pass).
+    stream: bool,
 }
 
 // SAFETY: the pointers are the call's (read, or written in the disjoint pieces the
@@ -49,11 +52,18 @@ pub(crate) struct LongRow<'p, E, G> {
 unsafe impl<E: Sync, G: Send + Sync> Sync for LongRow<'_, E, G> {}
 
 /// The f32 a thread's scratch must hold for the long rows of `plan` with a gradient
-/// (`grad`) in `G`: without a transform (scale, soft-cap), each chunk's exps are stored by the
-/// statistics pass and the gradient pass only rescales them, in the gradient itself
-/// when it is f32 and overwritten, else in a scratch row of C f32.
-pub(crate) fn long_scratch_len<G: Store32>(plan: &RowPlan<'_, f32>, grad: bool) -> usize {
-    let store = plan.lane.transform().is_identity() && grad;
+/// (`grad`) in `G`, streamed past the caches or not (`stream`): without a transform
+/// (scale, soft-cap), each chunk's exps are stored by the statistics pass and the
+/// gradient pass only rescales them, in the gradient itself when it is f32 and
+/// overwritten, else in a scratch row of C f32. A streamed gradient stores nothing:
+/// its pass recomputes the exps a chunk at a time (a scratch row as long as a
+/// gradient that large would not stay in cache either).
+pub(crate) fn long_scratch_len<G: Store32>(
+    plan: &RowPlan<'_, f32>,
+    grad: bool,
+    stream: bool,
+) -> usize {
+    let store = plan.lane.transform().is_identity() && grad && !stream;
     let in_grad = G::IS_F32 && !plan.accumulate;
     if store && !in_grad {
         plan.classes
@@ -63,9 +73,9 @@ pub(crate) fn long_scratch_len<G: Store32>(plan: &RowPlan<'_, f32>, grad: bool) 
 }
 
 impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
-    /// Row `r` of `plan`, whose gradient (in `G`) is `g`; `scratch` holds
-    /// [`long_scratch_len`] f32. Reads the row's target, and what the passes
-    /// overwrite that the target's gradient needs.
+    /// Row `r` of `plan`, whose gradient (in `G`) is `g`, streamed past the caches
+    /// or not (`stream`); `scratch` holds [`long_scratch_len`] f32. Reads the row's
+    /// target, and what the passes overwrite that the target's gradient needs.
     ///
     /// # Safety
     /// `r` is a row of the call (`inner == 1`), and `g` the call's gradient.
@@ -75,6 +85,7 @@ impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
         g: Option<Ptr<G>>,
         scratch: Option<Ptr<f32>>,
         isa: Isa,
+        stream: bool,
     ) -> Self {
         let plan = &call.rows;
         let c = plan.classes;
@@ -91,7 +102,8 @@ impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
             let acc = plan.accumulate;
             let start = with_xform!(plan.lane.transform(), xf =>
                 RowStart::read(xf, xp, gp, t.is_some(), class, w, acc));
-            let store = plan.lane.transform().is_identity() && g.is_some();
+            let store = plan.lane.transform().is_identity() && g.is_some() && !stream;
+            let stream = g.is_some() && stream;
             let e = match g {
                 Some(g) if store && G::IS_F32 && !acc => Some(g.cast::<f32>()),
                 _ if store => scratch,
@@ -106,6 +118,7 @@ impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
                 coef,
                 start,
                 e,
+                stream,
             }
         }
     }
@@ -193,6 +206,7 @@ impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
                     end.k,
                     acc,
                 ),
+                None if self.stream => PieceStep::GradStream(g.at(start), end.ms, end.k, acc),
                 None => PieceStep::Grad(g.at(start), end.ms, end.k, acc),
             }
         };

@@ -23,6 +23,8 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
         let probs = self.t.is_some();
         let scratch = self.scratch.map(|p| p.as_ptr());
         let (x, g) = (self.x.as_ptr(), self.g.map(|g| g.as_ptr()));
+        // A large gradient is streamed past the caches.
+        let stream = self.stream && g.is_some();
         for r in 0..self.outer {
             // SAFETY: the driver hands a block of `outer` rows of C
             // elements at x (and g, t), rows row0.. of the call (one loss each at
@@ -45,49 +47,48 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
                     }
                     Some(target) => {
                         // Without soft-capping, pass B stores exp(x − m_chunk) (in the
-                        // f32 gradient itself when it is overwritten, else in the
-                        // driver's scratch row) and the gradient pass only rescales it.
-                        // `G::IS_F32` makes the `*mut G → *mut f32` cast exact.
+                        // f32 gradient itself when it is overwritten and stays in
+                        // cache, else in the driver's scratch row) and the gradient
+                        // pass only rescales it. `G::IS_F32` makes the
+                        // `*mut G → *mut f32` cast exact.
                         let e_buf = match g {
-                            Some(g) if G::IS_F32 && !plan.accumulate => Some(g as *mut f32),
+                            Some(g) if G::IS_F32 && !plan.accumulate && !stream => {
+                                Some(g as *mut f32)
+                            }
                             _ => scratch,
                         };
                         let store = !X::CHAINED && e_buf.is_some();
                         let mut chunk_max = [0.0f32; MAX_STORED_CHUNKS];
                         let p = match (g, e_buf) {
-                            // Exps in the gradient itself.
+                            // Exps in the scratch, the gradient written with regular
+                            // stores next: prefetch its lines.
                             (Some(g), Some(e_buf))
-                                if store && e_buf as *const u8 == g as *const u8 =>
+                                if store && !stream && e_buf as *const u8 != g as *const u8 =>
                             {
+                                let (cm, grad) = (&mut chunk_max, Some(g as *const G));
+                                row::row_stats_store(s, x, e_buf, c, coef, xf, cm, grad)
+                            }
+                            // Exps in the gradient itself, or in the scratch with a
+                            // streamed gradient (whose lines must not be fetched).
+                            (Some(_), Some(e_buf)) if store => {
                                 let cm = &mut chunk_max;
                                 row::row_stats_store::<S, E, C, X, f32>(
                                     s, x, e_buf, c, coef, xf, cm, None,
                                 )
-                            }
-                            // Exps in the scratch: prefetch the gradient's lines.
-                            (Some(g), Some(e_buf)) if store => {
-                                let (cm, grad) = (&mut chunk_max, Some(g as *const G));
-                                row::row_stats_store(s, x, e_buf, c, coef, xf, cm, grad)
                             }
                             _ => row::row_stats(s, x, c, coef, xf),
                         };
                         let (loss, zt, k) = finish(p, target, &plan.lane, scale_ce, scale_z);
                         if let Some(g) = g {
                             let ms = shift(p.m);
+                            let acc = plan.accumulate;
                             if let (true, Some(e_buf)) = (store, e_buf) {
-                                row::row_rescale(
-                                    s,
-                                    e_buf,
-                                    g,
-                                    c,
-                                    coef,
-                                    &chunk_max,
-                                    ms,
-                                    k,
-                                    plan.accumulate,
-                                );
+                                let cm = &chunk_max;
+                                row::row_rescale(s, e_buf, g, c, coef, cm, ms, k, (acc, stream));
+                            } else if stream {
+                                row::row_grad_stream(s, x, g, c, coef, xf, ms, k, acc);
                             } else {
-                                row::row_grad(s, x, g, c, coef, xf, ms, k, plan.accumulate);
+                                row::row_grad(s, x, g, c, coef, xf, ms, k, acc);
                             }
                             start.write_target_grad(xf, g, |y| coef.scalar_at(y), ms, k);
                         }
@@ -100,6 +101,12 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
                 total.add(loss as f64);
                 ztotal.add(zt as f64);
             }
+        }
+        if stream {
+            // Other threads read the gradient after this block: its streaming stores
+            // must be visible first. (This thread's own later stores to the same
+            // addresses, the target's fix-up, stay in program order.)
+            s.stream_fence();
         }
         (total, ztotal)
     }
@@ -119,6 +126,11 @@ pub(crate) enum PieceStep<G> {
     StatsStore(*mut f32),
     /// The gradient from the logits: `(g, shift, constants, accumulate)`.
     Grad(*mut G, f32, GradConsts<f32>, bool),
+    /// [`PieceStep::Grad`] written with streaming stores, after [`PieceStep::Stats`]
+    /// (without a transform, each chunk's exps recomputed as the stored-exp steps
+    /// would have stored them, for the same bits): `(g, shift, constants,
+    /// accumulate)`.
+    GradStream(*mut G, f32, GradConsts<f32>, bool),
     /// The gradient from the stored exps: `(e, g, the piece's chunk maxima, shift,
     /// constants, accumulate)`; `e` may be `g` (f32, overwritten).
     Rescale(
@@ -190,8 +202,15 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
                     row::row_grad(s, self.x, g, self.n, coef, xf, ms, k, acc);
                     RowStats::EMPTY
                 }
+                PieceStep::GradStream(g, ms, k, acc) => {
+                    row::row_grad_stream(s, self.x, g, self.n, coef, xf, ms, k, acc);
+                    // Other threads (and the row's end) read the piece after this job.
+                    s.stream_fence();
+                    RowStats::EMPTY
+                }
                 PieceStep::Rescale(e, g, maxima, ms, k, acc) => {
-                    row::row_rescale(s, e, g, self.n, coef, &maxima, ms, k, acc);
+                    let flags = (acc, false);
+                    row::row_rescale(s, e, g, self.n, coef, &maxima, ms, k, flags);
                     RowStats::EMPTY
                 }
             }
