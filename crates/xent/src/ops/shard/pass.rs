@@ -62,8 +62,9 @@ pub trait ShardReduce {
 /// `grad` and `rows_out` are as for
 /// [`linear_cross_entropy_stats_into`](crate::linear_cross_entropy_stats_into) on this
 /// process's rows (1 element of loss for `mean`/`sum`, one per row for `none`; `∂W`
-/// and `∂b` of the shard's classes); returns the z-loss term included in the loss
-/// when z-loss is on. As in the two-call protocol, `∂W` and `∂b` are complete, `∂h` is
+/// and `∂b` of the shard's classes), the loss and row outputs in any float type `A`,
+/// as [`ShardStats::finish_rows`] writes them; returns the z-loss term included in
+/// the loss when z-loss is on. As in the two-call protocol, `∂W` and `∂b` are complete, `∂h` is
 /// this shard's part of a sum over the class shards (SUM-all-reduce it), and for
 /// `mean` and `sum` the loss of the whole batch is the SUM over the data-parallel
 /// ranks. The losses, row outputs and gradients are those of the two-call protocol
@@ -113,16 +114,16 @@ pub trait ShardReduce {
 /// [`Error::InvalidArgument`] when the shard does not lie within `C`, or when an
 /// `argmax` is asked and `reduce.block` reduced the maxima with
 /// [`ShardStats::max_mut`]; the errors of `reduce`.
-pub fn linear_cross_entropy_shard_into<'t, E: Element>(
+pub fn linear_cross_entropy_shard_into<'t, E: Element, A: Float>(
     inputs: LinearInputs<'_, E>,
     target: impl Into<ClassIndices<'t>>,
     opts: &LinearCrossEntropyOptions<'_, E::Acc>,
     shard: ClassShard,
     reduce: &mut impl ShardReduce,
-    loss_out: &mut [E::Acc],
+    loss_out: &mut [A],
     grad: Option<LinearGradOut<'_, E::Acc>>,
-    rows_out: RowOutputs<'_, E::Acc>,
-) -> Result<Option<E::Acc>> {
+    rows_out: RowOutputs<'_, A>,
+) -> Result<Option<A>> {
     let target = target.into();
     let (n, d, v) = check_linear(&inputs, &target, opts, shard)?;
     let ce = &opts.cross_entropy;
