@@ -8,7 +8,7 @@
 //! two-call protocol's bit for bit.
 mod common;
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::Rng;
@@ -57,32 +57,43 @@ fn scale_of<T: Float>(v: &[T]) -> f64 {
 /// hanging it.
 struct Group<X> {
     size: usize,
-    state: Mutex<(Vec<Option<Vec<X>>>, usize, u64)>,
+    state: Mutex<Slots<X>>,
     turn: Condvar,
+}
+
+/// The members' deposits, how many arrived at the barrier, and its generation.
+struct Slots<X> {
+    parts: Vec<Option<Vec<X>>>,
+    arrived: usize,
+    generation: u64,
 }
 
 impl<X: Copy> Group<X> {
     fn new(size: usize) -> Self {
         Group {
             size,
-            state: Mutex::new((vec![None; size], 0, 0)),
+            state: Mutex::new(Slots {
+                parts: vec![None; size],
+                arrived: 0,
+                generation: 0,
+            }),
             turn: Condvar::new(),
         }
     }
 
     /// Waits until all `size` members have arrived at this generation.
-    fn barrier(&self, mut st: std::sync::MutexGuard<'_, (Vec<Option<Vec<X>>>, usize, u64)>) {
-        let generation = st.2;
-        st.1 += 1;
-        if st.1 == self.size {
-            st.1 = 0;
-            st.2 += 1;
+    fn barrier(&self, mut st: MutexGuard<'_, Slots<X>>) {
+        let generation = st.generation;
+        st.arrived += 1;
+        if st.arrived == self.size {
+            st.arrived = 0;
+            st.generation += 1;
             self.turn.notify_all();
             return;
         }
         let (st, timeout) = self
             .turn
-            .wait_timeout_while(st, Duration::from_secs(60), |s| s.2 == generation)
+            .wait_timeout_while(st, Duration::from_secs(60), |s| s.generation == generation)
             .unwrap();
         assert!(!timeout.timed_out(), "a collective did not pair up");
         drop(st);
@@ -91,12 +102,12 @@ impl<X: Copy> Group<X> {
     fn all_reduce(&self, rank: usize, buf: &mut [X], fold: impl Fn(X, X) -> X) {
         {
             let mut st = self.state.lock().unwrap();
-            st.0[rank] = Some(buf.to_vec());
+            st.parts[rank] = Some(buf.to_vec());
             self.barrier(st);
         }
         {
             let st = self.state.lock().unwrap();
-            let parts: Vec<&Vec<X>> = st.0.iter().map(|p| p.as_ref().unwrap()).collect();
+            let parts: Vec<&Vec<X>> = st.parts.iter().map(|p| p.as_ref().unwrap()).collect();
             for p in &parts {
                 assert_eq!(p.len(), buf.len(), "all-reduce of different lengths");
             }
@@ -477,7 +488,7 @@ fn same_bits<T: Float>(what: &str, got: &[T], want: &[T]) {
 
 fn check<T: Float>(p: &Problem<T>, opts: &LinearCrossEntropyOptions<'_, T>, split: &Split) {
     let ctx = format!("{split:?} {:?}", opts.cross_entropy);
-    let (n, d, v) = (p.n, p.d, p.v);
+    let (n, d) = (p.n, p.d);
     let none = opts.cross_entropy.reduction == Reduction::None;
     let got = run_pass(p, opts, split);
     let want = reference(p, opts, split.bias);
@@ -641,7 +652,7 @@ fn run_all<T: Float>() {
             for block in [1usize, 3, 5, 16] {
                 case += 1;
                 let n = [13, 21, 9, 37][(case % 4) as usize];
-                let ignore_index = if case % 2 == 0 { -100 } else { 3 };
+                let ignore_index = if case.is_multiple_of(2) { -100 } else { 3 };
                 let p = Problem::<T>::new(case, (n, d, v), ignore_index);
                 let mut ce = CrossEntropyOptions::default()
                     .ignore_index(ignore_index)
@@ -652,7 +663,7 @@ fn run_all<T: Float>() {
                     2 => ce = ce.weight(&p.weight).logit_scale(1.3).label_smoothing(0.05),
                     _ => ce = ce.softcap(2.5).weight(&p.weight),
                 }
-                if reduction == Reduction::Mean && case % 5 == 0 {
+                if reduction == Reduction::Mean && case.is_multiple_of(5) {
                     ce = ce.denominator(17.0);
                 }
                 // The scratch of `block` rows of all `V` classes and `D` hidden states.
@@ -662,7 +673,7 @@ fn run_all<T: Float>() {
                     cuts: cuts.to_vec(),
                     dp,
                     bias: k % 2 == 0,
-                    rows_out: case % 3 != 0,
+                    rows_out: !case.is_multiple_of(3),
                     block,
                 };
                 check(&p, &opts, &split);
