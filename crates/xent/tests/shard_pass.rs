@@ -691,3 +691,74 @@ fn one_pass_matches_single_process_f64() {
 fn one_pass_matches_single_process_f32() {
     run_all::<f32>();
 }
+
+/// One process, no collectives.
+struct Alone;
+
+impl ShardReduce for Alone {
+    fn start(&mut self, _counts: Option<&mut [f64; 2]>) -> xent::Result<()> {
+        Ok(())
+    }
+    fn block(&mut self, _stats: &mut ShardStats) -> xent::Result<()> {
+        Ok(())
+    }
+}
+
+/// bf16 inputs (logits and gradients in f32, `∂h` and `∂W` multiplied in bf16 or f32):
+/// one pass equals the two calls bit for bit, over several blocks.
+#[test]
+fn one_pass_bf16_equals_two_calls() {
+    use xent::{bf16, GradPrecision};
+    let (n, d, v) = (21, 9, 40);
+    let mut rng = Rng::new(5);
+    let h: Vec<bf16> = rng
+        .logits(n * d, 1.0)
+        .into_iter()
+        .map(bf16::from_f64)
+        .collect();
+    let w: Vec<bf16> = rng
+        .logits(v * d, 0.5)
+        .into_iter()
+        .map(bf16::from_f64)
+        .collect();
+    let y: Vec<i64> = (0..n as i64)
+        .map(|r| if r % 6 == 1 { -100 } else { (r * 7) % 40 })
+        .collect();
+    for precision in [GradPrecision::default(), GradPrecision::F32] {
+        let ce = CrossEntropyOptions::default()
+            .label_smoothing(0.1)
+            .z_loss(1e-3);
+        let opts = LinearCrossEntropyOptions::from(ce)
+            .scratch_bytes(4 * (v + d) * 4)
+            .grad_precision(precision);
+        let inputs = LinearInputs::new(&h, [n, d], &w, [v, d]);
+        let shard = ClassShard::full(v);
+        let (mut loss, mut dh, mut dw) = ([0.0f32], vec![0.0f32; n * d], vec![0.0f32; v * d]);
+        let grad = LinearGradOut::new().hidden(&mut dh).linear_weight(&mut dw);
+        let z = linear_cross_entropy_shard_into(
+            inputs,
+            &y[..],
+            &opts,
+            shard,
+            &mut Alone,
+            &mut loss,
+            Some(grad),
+            RowOutputs::new(),
+        )
+        .unwrap();
+
+        let mut st = linear_cross_entropy_shard_stats(inputs, &y[..], &opts, shard).unwrap();
+        let mut want_loss = [0.0f32];
+        let counts = st.counts();
+        let want_z = st.finish(counts, &mut want_loss).unwrap();
+        let (mut wdh, mut wdw) = (vec![0.0f32; n * d], vec![0.0f32; v * d]);
+        let grad = LinearGradOut::new()
+            .hidden(&mut wdh)
+            .linear_weight(&mut wdw);
+        linear_cross_entropy_shard_grad_into(inputs, &y[..], &opts, shard, &st, grad).unwrap();
+        same_bits("bf16 loss", &loss, &want_loss);
+        same_bits("bf16 z", &[z.unwrap()], &[want_z.unwrap()]);
+        same_bits("bf16 dh", &dh, &wdh);
+        same_bits("bf16 dW", &dw, &wdw);
+    }
+}
