@@ -5,15 +5,15 @@
 use std::time::{Duration, Instant};
 
 use xent::{
-    cross_entropy_shard_grad_into, cross_entropy_shard_stats, linear_cross_entropy_shard_grad_into,
-    linear_cross_entropy_shard_stats, ClassIndices, ClassShard, CrossEntropyOptions, GradOut,
-    LinearCrossEntropyOptions, LinearGradOut, LinearInputs,
+    cross_entropy_shard_grad_into, cross_entropy_shard_stats, linear_cross_entropy_shard_into,
+    ClassIndices, ClassShard, CrossEntropyOptions, GradOut, LinearCrossEntropyOptions,
+    LinearGradOut, LinearInputs, RowOutputs,
 };
 use xent_cli::Failure;
 
 use mpi::traits::*;
 
-use crate::comm::{even_range, gather, Agreed, Groups, VocabParallel};
+use crate::comm::{even_range, gather, Agreed, Groups, OnePass, VocabParallel};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -110,18 +110,27 @@ pub fn run(g: &Groups, config: &Config) -> Result<String, Agreed> {
                 g.world.barrier();
                 let t = Instant::now();
                 let mut vp = VocabParallel::new(g);
-                let step = (|| -> Result<(), Failure> {
-                    let inputs = LinearInputs::new(&h, [rows, d], &w, [cols, d]);
-                    let y = ClassIndices::from(&targets[..]);
-                    let mut st = linear_cross_entropy_shard_stats(inputs, y, &opts, shard)?;
-                    let counts = vp.reduce(&mut st, true);
-                    st.finish(counts, &mut [0.0f64])?;
-                    let out = LinearGradOut::new().hidden(&mut dh).linear_weight(&mut dw);
-                    linear_cross_entropy_shard_grad_into(inputs, y, &opts, shard, &st, out)?;
-                    vp.sum_tp(&mut dh);
-                    Ok(())
-                })();
-                g.agree(step)?;
+                let inputs = LinearInputs::new(&h, [rows, d], &w, [cols, d]);
+                let y = ClassIndices::from(&targets[..]);
+                let out = LinearGradOut::new().hidden(&mut dh).linear_weight(&mut dw);
+                // One pass: the block's collectives run inside the call, and a rank that
+                // failed its checks agrees at its start (the others return that failure).
+                let mut pass = OnePass::new(&mut vp);
+                let res = linear_cross_entropy_shard_into(
+                    inputs,
+                    y,
+                    &opts,
+                    shard,
+                    &mut pass,
+                    &mut [0.0f64],
+                    Some(out),
+                    RowOutputs::new(),
+                );
+                if let Some(agreed) = pass.failed {
+                    return Err(agreed);
+                }
+                g.agree(res.map_err(Failure::from))?;
+                vp.sum_tp(&mut dh);
                 times.push((t.elapsed(), vp.time, vp.all_reduces, vp.bytes));
             }
         }

@@ -14,7 +14,7 @@ use mpi::collective::{SystemOperation, UnsafeUserOperation};
 use mpi::datatype::{MutView, UserDatatype, View};
 use mpi::topology::{Color, SimpleCommunicator};
 use mpi::traits::*;
-use xent::{MaxLoc, ShardStats};
+use xent::{MaxLoc, ShardReduce, ShardStats};
 use xent_cli::Failure;
 
 /// The world and its tensor- and data-parallel groups.
@@ -244,6 +244,17 @@ impl<'g> VocabParallel<'g> {
     /// `mean` and the rows are split across data-parallel ranks, a SUM of the counts
     /// over that group. Returns the counts to finish with.
     pub fn reduce(&mut self, stats: &mut ShardStats, mean: bool) -> [f64; 2] {
+        self.reduce_rows(stats);
+        let mut counts = stats.counts();
+        if mean {
+            self.sum_counts(&mut counts);
+        }
+        counts
+    }
+
+    /// The two all-reduces of `stats`'s rows over the tensor-parallel group: MAX of
+    /// the row maxima (max-location with the per-row outputs), then one packed SUM.
+    fn reduce_rows(&mut self, stats: &mut ShardStats) {
         let g = self.groups;
         if stats.sums_per_row() == 4 {
             self.all_reduce(&g.tp, stats.max_mut(), SystemOperation::max());
@@ -251,11 +262,14 @@ impl<'g> VocabParallel<'g> {
             self.all_reduce_max_loc(&g.tp, stats.max_loc_mut());
         }
         self.all_reduce(&g.tp, stats.sums_mut(), SystemOperation::sum());
-        let mut counts = stats.counts();
-        if mean && g.dp_size > 1 {
-            self.all_reduce(&g.dp, &mut counts, SystemOperation::sum());
+    }
+
+    /// SUM of a mean's counts over the data-parallel group (nothing with one group).
+    fn sum_counts(&mut self, counts: &mut [f64; 2]) {
+        let g = self.groups;
+        if g.dp_size > 1 {
+            self.all_reduce(&g.dp, counts, SystemOperation::sum());
         }
-        counts
     }
 
     /// SUM of `buf` over the tensor-parallel group (`∂h` of the linear form, in its
@@ -263,6 +277,48 @@ impl<'g> VocabParallel<'g> {
     pub fn sum_tp<X: Equivalence + Copy>(&mut self, buf: &mut [X]) {
         let g = self.groups;
         self.all_reduce(&g.tp, buf, SystemOperation::sum());
+    }
+}
+
+/// The collectives of the one-pass linear cross-entropy
+/// ([`xent::linear_cross_entropy_shard_into`]): at the start, one agreement over the
+/// world that every rank passed the library's checks (a rank that failed them agrees
+/// with [`Groups::agree`] in its place, and every rank returns the agreed failure)
+/// and, for a mean, the SUM of the counts over the data-parallel group; per row block,
+/// the MAX (or max-location) and the packed SUM of [`VocabParallel::reduce`] over the
+/// tensor-parallel group.
+pub struct OnePass<'v, 'g> {
+    vp: &'v mut VocabParallel<'g>,
+    /// The failure agreed at the start, when some rank failed the checks.
+    pub failed: Option<Agreed>,
+}
+
+impl<'v, 'g> OnePass<'v, 'g> {
+    /// The collectives of one call, counted in `vp`.
+    pub fn new(vp: &'v mut VocabParallel<'g>) -> Self {
+        OnePass { vp, failed: None }
+    }
+}
+
+impl ShardReduce for OnePass<'_, '_> {
+    fn start(&mut self, counts: Option<&mut [f64; 2]>) -> xent::Result<()> {
+        if let Err(agreed) = self.vp.groups.agree(Ok(())) {
+            self.failed = Some(agreed);
+            return Err(xent::Error::InvalidArgument {
+                name: "ranks",
+                value: "a rank that failed its checks".to_string(),
+                expected: "every rank past its checks",
+            });
+        }
+        if let Some(c) = counts {
+            self.vp.sum_counts(c);
+        }
+        Ok(())
+    }
+
+    fn block(&mut self, stats: &mut ShardStats) -> xent::Result<()> {
+        self.vp.reduce_rows(stats);
+        Ok(())
     }
 }
 

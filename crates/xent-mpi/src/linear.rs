@@ -4,7 +4,7 @@
 //! never the `N × V` logits.
 
 use xent::{
-    check_linear_shapes, cross_entropy_shard_stats, linear_cross_entropy_shard_grad_into,
+    check_linear_shapes, cross_entropy_shard_stats, linear_cross_entropy_shard_into,
     linear_cross_entropy_shard_row_stats, linear_cross_entropy_shard_stats, ClassIndices,
     ClassShard, CrossEntropySettings, LinearGradOut, LinearInputs, Reduction,
 };
@@ -18,7 +18,7 @@ use xent_cli::Failure;
 use mpi::traits::Equivalence;
 
 use crate::block::Source;
-use crate::comm::{even_range, gather, reduce_sum, Agreed, Groups, VocabParallel};
+use crate::comm::{even_range, gather, reduce_sum, Agreed, Groups, OnePass, VocabParallel};
 use crate::rows::RowParts;
 
 /// The operands as read, by dtype.
@@ -177,27 +177,10 @@ fn compute<T: Elem + Equivalence>(
         }
     };
     let shard = ClassShard::new(c0, v);
-    let want_rows = RowParts::wanted(&req.row_outputs);
-    let t = ClassIndices::from(target);
-    let local = if want_rows {
-        linear_cross_entropy_shard_row_stats(inputs(), t, &opts, shard)
-    } else {
-        linear_cross_entropy_shard_stats(inputs(), t, &opts, shard)
-    }
-    .map_err(Failure::from);
-    let mut stats = g.agree(local)?;
-
-    let mut vp = VocabParallel::new(g);
     let none = p.settings.reduction == Reduction::None;
-    let counts = vp.reduce(&mut stats, p.settings.reduction == Reduction::Mean);
+    let mut vp = VocabParallel::new(g);
     let mut loss = vec![0.0f64; if none { rows } else { 1 }];
     let mut parts = RowParts::new(&req.row_outputs, rows);
-    let z = g.agree(
-        stats
-            .finish_rows(counts, &mut loss, parts.outputs())
-            .map_err(Failure::from),
-    )?;
-
     let (mut dh, mut dw, mut db) = (
         req.grad_out_hidden
             .as_ref()
@@ -211,20 +194,44 @@ fn compute<T: Elem + Equivalence>(
         .grad_output
         .as_deref()
         .map(|go| if none { &go[n0..n1] } else { go });
-    // Some on every rank alike (the same flags): the agreement below is collective.
-    if let Some(out) =
+    let t = ClassIndices::from(target);
+    // Some on every rank alike (the same flags): the paths' collectives pair up.
+    let z = if let Some(out) =
         LinearGradOut::from_buffers(dh.as_deref_mut(), dw.as_deref_mut(), db.as_deref_mut(), go)
     {
-        let res = linear_cross_entropy_shard_grad_into(
+        // One pass: each block's logits formed once, reduced across the class shards
+        // between its forward and its backward.
+        let mut pass = OnePass::new(&mut vp);
+        let res = linear_cross_entropy_shard_into(
             inputs(),
-            ClassIndices::from(target),
+            t,
             &opts,
             shard,
-            &stats,
-            out,
+            &mut pass,
+            &mut loss,
+            Some(out),
+            parts.outputs(),
         );
-        g.agree(res.map_err(Failure::from))?;
-    }
+        if let Some(agreed) = pass.failed {
+            return Err(agreed);
+        }
+        g.agree(res.map_err(Failure::from))?
+    } else {
+        // The forward alone: one GEMM, then the collectives over the whole batch.
+        let local = if RowParts::wanted(&req.row_outputs) {
+            linear_cross_entropy_shard_row_stats(inputs(), t, &opts, shard)
+        } else {
+            linear_cross_entropy_shard_stats(inputs(), t, &opts, shard)
+        }
+        .map_err(Failure::from);
+        let mut stats = g.agree(local)?;
+        let counts = vp.reduce(&mut stats, p.settings.reduction == Reduction::Mean);
+        g.agree(
+            stats
+                .finish_rows(counts, &mut loss, parts.outputs())
+                .map_err(Failure::from),
+        )?
+    };
     // ∂h: this shard's part of a sum over the class shards.
     let dh = dh.map(|mut dh| {
         vp.sum_tp(&mut dh);

@@ -435,21 +435,24 @@ fn a_denominator_replaces_the_global_count_on_1_to_4_ranks() {
         Some(2),
         521,
     );
-    check_linear::<f64>(4, Some(2), Reduction::Mean, Some(11.0), 530);
-    check_linear::<f32>(3, None, Reduction::Mean, Some(11.0), 531);
+    check_linear::<f64>(4, Some(2), Reduction::Mean, Some(11.0), 530, 9);
+    check_linear::<f32>(3, None, Reduction::Mean, Some(11.0), 531, 9);
 }
 
-/// `xent-mpi loss linear-cross-entropy` on `p` ranks against the library.
+/// `xent-mpi loss linear-cross-entropy` on `p` ranks against the library, with `n`
+/// rows (more than a block's 128: several blocks, each reduced across the class
+/// shards).
 fn check_linear<T: Elem>(
     p: usize,
     tp: Option<usize>,
     reduction: Reduction,
     denominator: Option<f64>,
     seed: u64,
+    n: usize,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng(seed);
-    let (n, d, v) = (9, 6, 23);
+    let (d, v) = (6, 23);
     let h: Vec<T> = (0..n * d)
         .map(|_| T::from_f64(2.0 * rng.uniform() - 1.0))
         .collect();
@@ -554,11 +557,13 @@ fn check_linear<T: Elem>(
 
 #[test]
 fn linear_cross_entropy_on_2_and_4_ranks_equals_one_process() {
-    check_linear::<f64>(2, None, Reduction::Mean, None, 400);
-    check_linear::<f32>(2, None, Reduction::Sum, None, 401);
-    check_linear::<f64>(4, Some(2), Reduction::None, None, 402);
-    check_linear::<f32>(4, Some(2), Reduction::Mean, None, 403);
-    check_linear::<f64>(3, None, Reduction::Mean, None, 404);
+    check_linear::<f64>(2, None, Reduction::Mean, None, 400, 9);
+    check_linear::<f32>(2, None, Reduction::Sum, None, 401, 9);
+    check_linear::<f64>(4, Some(2), Reduction::None, None, 402, 9);
+    check_linear::<f32>(4, Some(2), Reduction::Mean, None, 403, 9);
+    check_linear::<f64>(3, None, Reduction::Mean, None, 404, 9);
+    check_linear::<f32>(3, None, Reduction::Mean, None, 405, 300);
+    check_linear::<f64>(4, Some(2), Reduction::None, None, 406, 301);
 }
 
 #[test]

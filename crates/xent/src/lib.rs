@@ -92,8 +92,9 @@ pub use ops::linear::{
 pub use ops::nll::{nll_loss, nll_loss_into, nll_loss_with_grad};
 pub use ops::shard::{
     cross_entropy_shard_grad_into, cross_entropy_shard_row_stats, cross_entropy_shard_stats,
-    linear_cross_entropy_shard_grad_into, linear_cross_entropy_shard_row_stats,
-    linear_cross_entropy_shard_stats, ClassShard, MaxLoc, ShardStats,
+    linear_cross_entropy_shard_grad_into, linear_cross_entropy_shard_into,
+    linear_cross_entropy_shard_row_stats, linear_cross_entropy_shard_stats, ClassShard, MaxLoc,
+    ShardReduce, ShardStats,
 };
 pub use ops::softmax::{
     log_softmax, log_softmax_backward_into, log_softmax_into, softmax, softmax_backward_into,

@@ -11,6 +11,7 @@ use crate::driver::linear::{
     as_acc, column_sums_into, hidden_grad_into, lhs_ld, logits_into, transpose_into,
     weight_grad_add, widen, Strided, Widened,
 };
+use crate::driver::shard::RowGrad;
 use crate::dtype::{Element, Float};
 use crate::entry::ElementEntry as Sealed;
 use crate::error::{Error, Result};
@@ -21,7 +22,7 @@ use crate::ops::linear::{
     check_inputs, check_target_rows, LinearCrossEntropyOptions, LinearGradOut, LinearInputs,
 };
 use crate::ops::{check_indices, check_len};
-use crate::options::GradMode;
+use crate::options::{CrossEntropyOptions, GradMode};
 use crate::sizes::{block_rows, MAX_BLOCK_ROWS, WIDEN_CLASSES, X_CLASS_CHUNK};
 use crate::targets::Targets;
 
@@ -30,8 +31,12 @@ use crate::targets::Targets;
 /// (`n × D`, classes `shard.offset..shard.offset + n` of `shard.classes`) and
 /// `inputs.linear_bias` the same entries of `b`; `h` and the (global) class-index
 /// targets are the same on every class shard. The logits `h·W_shardᵀ + b_shard` are
-/// formed block by block and never held whole; the protocol is then as for
-/// [`cross_entropy_shard_stats`](super::cross_entropy_shard_stats).
+/// formed block by block and never held whole, in the blocks of rows of
+/// [`linear_cross_entropy`](crate::linear_cross_entropy) (sized by the global class
+/// count, the same on every shard); the protocol is then as for
+/// [`cross_entropy_shard_stats`](super::cross_entropy_shard_stats). With gradients,
+/// [`linear_cross_entropy_shard_into`](super::linear_cross_entropy_shard_into) runs
+/// the whole protocol forming each block's logits once instead of twice.
 ///
 /// # Errors
 /// As [`linear_cross_entropy`](crate::linear_cross_entropy), checked against the
@@ -75,7 +80,7 @@ fn linear_stats<E: Element>(
         scale: ce.logit_scale,
         softcap: ce.softcap,
     };
-    let mut walk = LinearWalk::new(&inputs, opts, v);
+    let mut walk = LinearWalk::new(&inputs, opts, v, shard.classes);
     let mut r0 = 0;
     while r0 < n {
         let rows = walk.block.min(n - r0);
@@ -154,7 +159,7 @@ pub fn linear_cross_entropy_shard_grad_into<'t, E: Element>(
             g.fill(E::Acc::ZERO);
         }
     }
-    let mut walk = LinearWalk::new(&inputs, opts, v);
+    let mut walk = LinearWalk::new(&inputs, opts, v, shard.classes);
     let mut r0 = 0;
     while r0 < n {
         let rows = walk.block.min(n - r0);
@@ -197,7 +202,7 @@ fn block_layout(rows: usize, v: usize, shard: ClassShard) -> Result<ShardLayout>
 }
 
 /// Checks the linear form's operands on a shard; returns `(N, D, n)`.
-fn check_linear<E: Element>(
+pub(super) fn check_linear<E: Element>(
     inputs: &LinearInputs<'_, E>,
     target: &ClassIndices<'_>,
     opts: &LinearCrossEntropyOptions<'_, E::Acc>,
@@ -222,8 +227,10 @@ fn check_linear<E: Element>(
 /// The row blocks of the linear form: the block's logits (and, for the gradient,
 /// their backward GEMMs), as [`linear_cross_entropy`](crate::linear_cross_entropy)
 /// forms them.
-struct LinearWalk<'w, E: Element> {
+pub(super) struct LinearWalk<'w, E: Element> {
     block: usize,
+    /// The shard's class count `n`: the columns of a block of logits.
+    classes: usize,
     x: Vec<E::Acc>,
     ht: Vec<E::Acc>,
     t: Vec<i64>,
@@ -235,15 +242,21 @@ struct LinearWalk<'w, E: Element> {
 }
 
 impl<'w, E: Element> LinearWalk<'w, E> {
-    fn new(
+    /// A walk over the shard's `v` classes in blocks of the rows that fit the scratch
+    /// budget with all `classes` (global) classes: the blocks of the single-process
+    /// call, the same on every class shard whatever its own class count (the one-pass
+    /// form's collectives run per block, and the shards' results do not depend on
+    /// how the classes are split).
+    pub(super) fn new(
         inputs: &LinearInputs<'w, E>,
         opts: &LinearCrossEntropyOptions<'_, E::Acc>,
         v: usize,
+        classes: usize,
     ) -> Self {
         let [n, d] = inputs.hidden_shape;
         let (elem, acc) = (size_of::<E>(), size_of::<E::Acc>());
         let max_rows = MAX_BLOCK_ROWS * elem / acc;
-        let block = block_rows(n, (d, v), acc, opts.scratch_bytes, max_rows);
+        let block = block_rows(n, (d, classes), acc, opts.scratch_bytes, max_rows);
         let engine = crate::gemm::LinearGemm::new::<E, E::Acc>(
             inputs.hidden,
             inputs.linear_weight,
@@ -255,6 +268,7 @@ impl<'w, E: Element> LinearWalk<'w, E> {
         let old = usize::from(engine.is_none());
         LinearWalk {
             block,
+            classes: v,
             x: vec![E::Acc::ZERO; block * v],
             ht: vec![E::Acc::ZERO; lhs_ld(block) * d * old],
             t: Vec::with_capacity(block),
@@ -265,8 +279,13 @@ impl<'w, E: Element> LinearWalk<'w, E> {
         }
     }
 
+    /// Rows per block (0 for no rows).
+    pub(super) fn block(&self) -> usize {
+        self.block
+    }
+
     /// Forms the logits of rows `r0..r0 + rows` and their targets.
-    fn logits(
+    pub(super) fn logits(
         &mut self,
         inputs: &LinearInputs<'_, E>,
         target: &ClassIndices<'_>,
@@ -275,7 +294,7 @@ impl<'w, E: Element> LinearWalk<'w, E> {
         rows: usize,
     ) -> (&[E::Acc], ClassIndices<'_>) {
         let [_, d] = inputs.hidden_shape;
-        let v = self.x.len() / self.block.max(1);
+        let v = self.classes;
         let h_block = &inputs.hidden[r0 * d..(r0 + rows) * d];
         let ld = lhs_ld(rows);
         let x = &mut self.x[..rows * v];
@@ -302,9 +321,90 @@ impl<'w, E: Element> LinearWalk<'w, E> {
         (&self.x[..rows * v], ClassIndices::from(&self.t[..]))
     }
 
+    /// The partial statistics of the block of rows `r0..r0 + rows` (its logits formed
+    /// by [`LinearWalk::logits`]), as [`linear_cross_entropy_shard_stats`] (or, for
+    /// `Want::Rows`, [`linear_cross_entropy_shard_row_stats`]) makes them for these
+    /// rows. Leaves the block's logits scaled by the logit scale, for
+    /// [`LinearWalk::grad`].
+    pub(super) fn stats(
+        &mut self,
+        target: &ClassIndices<'_>,
+        ce: &CrossEntropyOptions<'_, E::Acc>,
+        shard: ClassShard,
+        (r0, rows): (usize, usize),
+        want: Want,
+    ) -> Result<ShardStats> {
+        let v = self.classes;
+        let layout = block_layout(rows, v, shard)?;
+        let targets = Targets::Indices(ClassIndices::from(&self.t[..]));
+        let mut part = new_stats(&targets, rows, ce, shard, v, want);
+        let x = &mut self.x[..rows * v];
+        // The row parts read the unscaled logits, as the single-process outputs do.
+        let raw = (want == Want::Rows && ce.logit_scale != 1.0).then(|| x.to_vec());
+        scale_in_place(x, ce.logit_scale);
+        let plan = shard_plan(
+            ConstPtr::new(&*x),
+            GradPtr::None,
+            &layout,
+            &targets,
+            ce,
+            shard,
+        );
+        <E::Acc as Sealed>::run_shard_stats(&plan, &mut part.rows);
+        if want == Want::Rows {
+            let x = raw.as_deref().unwrap_or(&self.x[..rows * v]);
+            let transform = Transform {
+                scale: ce.logit_scale,
+                softcap: ce.softcap,
+            };
+            rows::add_parts(
+                x,
+                (rows, v, 1),
+                shard.offset,
+                transform,
+                |r| target.class_at(r0 + r, ce.ignore_index).is_none(),
+                &mut part.rows,
+                &mut part.loc,
+            );
+        }
+        for (m, r) in part.max.iter_mut().zip(&part.rows) {
+            *m = r.m;
+        }
+        Ok(part)
+    }
+
+    /// Overwrites the block's scaled logits (left by [`LinearWalk::stats`]) with the
+    /// logit gradient of its `rows` rows, from their gradient constants `consts`, with
+    /// respect to the unscaled logits: what [`LinearWalk::backprop`] folds back.
+    pub(super) fn grad(
+        &mut self,
+        ce: &CrossEntropyOptions<'_, E::Acc>,
+        shard: ClassShard,
+        rows: usize,
+        consts: &[RowGrad],
+    ) -> Result<()> {
+        let v = self.classes;
+        let layout = block_layout(rows, v, shard)?;
+        let x = &mut self.x[..rows * v];
+        let targets = Targets::Indices(ClassIndices::from(&self.t[..]));
+        // The logit gradient overwrites the block's logits (read before written).
+        let xp = Ptr::new(x);
+        let plan = shard_plan(
+            xp.as_const(),
+            GradPtr::Same(xp),
+            &layout,
+            &targets,
+            ce,
+            shard,
+        );
+        <E::Acc as Sealed>::run_shard_grad(&plan, consts);
+        scale_in_place(x, ce.logit_scale);
+        Ok(())
+    }
+
     /// Folds the block's logit gradient (in `self.x`) back into `dh`, `dW`, `db`.
     #[allow(clippy::too_many_arguments)]
-    fn backprop(
+    pub(super) fn backprop(
         &mut self,
         inputs: &LinearInputs<'_, E>,
         r0: usize,

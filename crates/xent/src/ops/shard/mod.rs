@@ -4,6 +4,7 @@
 //! See [`cross_entropy_shard_stats`] for the protocol.
 
 mod linear;
+mod pass;
 mod rows;
 mod scale;
 
@@ -11,6 +12,7 @@ pub use linear::{
     linear_cross_entropy_shard_grad_into, linear_cross_entropy_shard_row_stats,
     linear_cross_entropy_shard_stats,
 };
+pub use pass::{linear_cross_entropy_shard_into, ShardReduce};
 pub use rows::MaxLoc;
 
 use super::cross_entropy::{check_scalars, plan, Denominators};
