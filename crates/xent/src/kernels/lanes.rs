@@ -6,7 +6,7 @@
 //! the end of `inner` run the same code on [`super::simd::Scalar`] (one lane).
 
 use super::row::{Coefs, GradConsts, RowStats, Xform};
-use super::simd::{Kernel, Simd, Store32};
+use super::simd::{Kernel, Simd, SimdKernel, Store32};
 
 /// Statistics of `LANES` rows of `c` classes at stride `stride`, one per lane, with
 /// linear terms when `ACTIVE`; with `STORE`, `exp(x̃ − shift)` is stored at `e_out`
@@ -281,5 +281,55 @@ impl<E: Store32, G: Store32> Kernel for LaneBackwardKernel<E, G> {
                 s.store(gx.add(k * stride), v);
             }
         }
+    }
+}
+
+/// What the per-row outputs of `LANES` rows need beyond their [`RowStats`] (whose
+/// max is `m`), one row per lane: `t = Σ e^{x̃−shift}·(x̃ − shift)` (a class with
+/// `e = 0` adds 0, never `0·(−inf)`), the argmax as the bits of an `i32`
+/// (the first index of the max, or of the first NaN, as `torch.argmax`), and the
+/// mask of the rows that hold a NaN. A second
+/// walk over the unit the statistics pass has just read (it is in cache), run only
+/// when outputs are asked for, so that the lane kernels without them stay as they
+/// are. Layout and safety as [`lane_stats`].
+pub(crate) struct LaneOuts<E, X, V> {
+    pub x: *const E,
+    pub stride: usize,
+    pub c: usize,
+    pub xf: X,
+    pub m: V,
+}
+
+impl<E: Store32, X: Xform, S: Simd> SimdKernel<S> for LaneOuts<E, X, S::V> {
+    type Out = (S::V, S::V, S::V);
+    #[inline(always)]
+    fn run(self, s: S) -> (S::V, S::V, S::V) {
+        let LaneOuts {
+            x,
+            stride,
+            c,
+            xf,
+            m,
+        } = self;
+        let zero = s.splat(0.0);
+        let ones = s.eq(zero, zero);
+        let (lowest, msv) = (s.splat(f32::MIN), s.neg_inf_to(m, zero));
+        let (mut t, mut top) = (zero, s.splat(f32::NEG_INFINITY));
+        let (mut arg, mut nan_arg, mut nan_seen) = (zero, zero, s.andnot(ones, ones));
+        let mut p = x;
+        for k in 0..c {
+            // SAFETY: class k < c of the unit (the caller's contract, as lane_stats).
+            let v = xf.apply(s, unsafe { s.load(p) });
+            let kv = s.bits_to_f32(s.splat_i32(k as i32));
+            arg = s.select(s.lt(top, v), kv, arg);
+            top = s.max(top, v);
+            let nan = s.andnot(s.eq(v, v), ones);
+            nan_arg = s.select(s.andnot(nan_seen, nan), kv, nan_arg);
+            nan_seen = s.or(nan_seen, nan);
+            let d = s.sub(v, msv);
+            t = s.fma(s.exp_small(d), s.max(d, lowest), t);
+            p = p.wrapping_add(stride);
+        }
+        (t, s.select(nan_seen, nan_arg, arg), nan_seen)
     }
 }

@@ -272,8 +272,9 @@ pub(crate) unsafe fn f32_row_stats<R: Store32>(
         coef: plan.coefs(t),
         xform: plan.lane.transform(),
         step: PieceStep::Stats,
+        out: false,
     };
-    let (p, _) = dispatch(isa, job);
+    let (p, _, _) = dispatch(isa, job);
     // SAFETY: y < classes, within the row.
     let start = unsafe { read_start::<R, f32>(plan, x, None, t.is_some(), y, false) };
     let x_y = match start.target {
@@ -315,6 +316,7 @@ pub(crate) unsafe fn f32_row_grad<R: Store32, G: Store32>(
         coef,
         xform: plan.lane.transform(),
         step: PieceStep::Grad(g, ms, k, accumulate),
+        out: false,
     };
     dispatch(isa, job);
     // SAFETY: g is the row's gradient that `start` was read with.

@@ -6,6 +6,8 @@
 //! them.
 
 use super::check_len;
+use crate::kernels::plan::RowOuts;
+use crate::kernels::ptr::Ptr;
 use crate::driver::blocks::Blocks;
 use crate::dtype::{Element, Float};
 use crate::error::Result;
@@ -98,6 +100,16 @@ impl<'a, A> RowOutputs<'a, A> {
     /// Whether any output is asked for.
     pub(crate) fn any(&self) -> bool {
         self.lse.is_some() || self.entropy.is_some() || self.argmax.is_some() || self.z.is_some()
+    }
+
+    /// The kernels' pointers to the outputs given (see [`RowOuts`]).
+    pub(crate) fn ptrs(&mut self) -> RowOuts<A> {
+        RowOuts {
+            lse: self.lse.as_deref_mut().map(Ptr::new),
+            entropy: self.entropy.as_deref_mut().map(Ptr::new),
+            argmax: self.argmax.as_deref_mut().map(Ptr::new),
+            z: self.z.as_deref_mut().map(Ptr::new),
+        }
     }
 
     /// Checks that every output given has `rows` elements.
