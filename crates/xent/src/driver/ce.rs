@@ -230,12 +230,12 @@ fn ce_f64_into(plan: &CePlan<'_, f64>, g: Option<Ptr<f64>>) -> (f64, f64) {
                 // layer); blocks are disjoint.
                 let (loss, zt) = unsafe { f64_path::cross_entropy_row(row, &p) };
                 if let Some((lse, entropy, arg)) = outs {
-                    // SAFETY: r < rows, one output each.
                     let z = if class.is_some() || plan.probs.is_some() {
                         rows.opts.z_loss * lse * lse
                     } else {
                         0.0
                     };
+                    // SAFETY: r < rows, one output each.
                     unsafe { rows.out.write(r, lse, entropy, arg, z) };
                 }
                 if let Some(l) = rows.loss_out {
