@@ -11,8 +11,6 @@ use super::check_len;
 use crate::kernels::plan::RowOuts;
 use crate::kernels::ptr::Ptr;
 use crate::error::Result;
-use crate::indices::ClassIndices;
-use crate::targets::Targets;
 
 /// Per-row outputs of a cross-entropy call, each written only when given: one
 /// element per row of the logits (the row shape: `()` for `(C,)`, `(N,)` for
@@ -120,17 +118,4 @@ impl<'a, A> RowOutputs<'a, A> {
         }
         Ok(())
     }
-}
-
-/// Whether row `r` of a call counts (is not ignored).
-pub(crate) fn kept_row<T>(target: &Targets<'_, T>, ignore_index: i64, r: usize) -> bool {
-    match target {
-        Targets::Indices(idx) => kept_index(idx, ignore_index, r),
-        Targets::Probabilities(_) => true,
-    }
-}
-
-/// Whether row `r` of class-index targets counts.
-pub(crate) fn kept_index(idx: &ClassIndices<'_>, ignore_index: i64, r: usize) -> bool {
-    idx.class_at(r, ignore_index).is_some()
 }
