@@ -244,19 +244,30 @@ pub(crate) fn put<T: Real>(g: &mut [T], i: usize, v: T, accumulate: bool) {
 ///
 /// # Safety
 /// `x` readable for `c ≥ 1` elements at `stride`.
-pub(crate) unsafe fn row_outputs<T: Real>(x: *const T, c: usize, stride: usize, xf: Xf<T>) -> (T, T, i64) {
+pub(crate) unsafe fn row_outputs<T: Real>(
+    x: *const T,
+    c: usize,
+    stride: usize,
+    xf: Xf<T>,
+) -> (T, T, i64) {
     // SAFETY: k < c (the caller's contract).
-    let xt = |k: usize| xf.apply_d(unsafe { *x.add(k * stride) }).0;
-    let (mut m, mut arg) = (T::NEG_INFINITY, 0usize);
+    let raw = |k: usize| unsafe { *x.add(k * stride) };
+    let xt = |k: usize| xf.apply_d(raw(k)).0;
+    // The argmax on the raw logits, as the f32 kernels' (x̃ is non-decreasing in x).
+    let (mut top, mut arg) = (T::NEG_INFINITY, 0usize);
     for k in 0..c {
-        let v = xt(k);
+        let v = raw(k);
         if v.is_nan() {
-            (m, arg) = (v, k);
+            arg = k;
             break;
         }
-        if v > m {
-            (m, arg) = (v, k);
+        if v > top {
+            (top, arg) = (v, k);
         }
+    }
+    let mut m = T::NEG_INFINITY;
+    for k in 0..c {
+        m = m.max_nan(xt(k));
     }
     let shift = if m.is_finite() { m } else { T::ZERO };
     let (mut sum, mut lin) = (T::ZERO, T::ZERO);
@@ -270,6 +281,10 @@ pub(crate) unsafe fn row_outputs<T: Real>(x: *const T, c: usize, stride: usize, 
         }
     }
     let ln_sum = sum.ln();
-    let entropy = if m.is_nan() { T::NAN } else { ln_sum - lin / sum };
+    let entropy = if m.is_nan() {
+        T::NAN
+    } else {
+        ln_sum - lin / sum
+    };
     (shift + ln_sum, entropy, arg as i64)
 }

@@ -319,11 +319,13 @@ impl<E: Store32, X: Xform, S: Simd> SimdKernel<S> for LaneOuts<E, X, S::V> {
         let mut p = x;
         for k in 0..c {
             // SAFETY: class k < c of the unit (the caller's contract, as lane_stats).
-            let v = xf.apply(s, unsafe { s.load(p) });
+            let u = unsafe { s.load(p) };
+            let v = xf.apply(s, u);
+            // On the raw logits, as `OutStats` (x̃ is non-decreasing in x).
             let kv = s.bits_to_f32(s.splat_i32(k as i32));
-            arg = s.select(s.lt(top, v), kv, arg);
-            top = s.max(top, v);
-            let nan = s.andnot(s.eq(v, v), ones);
+            arg = s.select(s.lt(top, u), kv, arg);
+            top = s.max(top, u);
+            let nan = s.andnot(s.eq(u, u), ones);
             nan_arg = s.select(s.andnot(nan_seen, nan), kv, nan_arg);
             nan_seen = s.or(nan_seen, nan);
             let d = s.sub(v, msv);

@@ -80,7 +80,13 @@ impl RowStats<f32> {
 /// classes: `t = Σ e^{x̃−shift(m)}·(x̃ − shift(m))` (a class with `e = 0` adds 0,
 /// never `0·(−inf)`), so that `entropy = ln s − t/s`; and the argmax: the first
 /// index of the largest `x̃`, or of the first NaN (as `torch.argmax`), with its
-/// value `top` (NaN for a NaN).
+/// raw logit `top` (NaN for a NaN).
+///
+/// The argmax compares the raw logits: `x̃ = softcap(s·x)` (`s > 0`) is
+/// non-decreasing in `x`, so the first max of `x` is a first max of `x̃`, and it does
+/// not depend on where a class falls in a chunk (the vector `tanh` and the scalar
+/// tail's may differ in the last bit, which would break exact ties of `x̃` by
+/// position, and differently on a shard of the classes).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct OutStats {
     pub t: f32,
@@ -101,7 +107,13 @@ impl OutStats {
     /// shift like `s`; a later argmax wins only with a larger value, or as the
     /// first NaN.
     #[inline]
-    pub(crate) fn merge(self, p: &RowStats<f32>, o: OutStats, q: &RowStats<f32>, len: usize) -> OutStats {
+    pub(crate) fn merge(
+        self,
+        p: &RowStats<f32>,
+        o: OutStats,
+        q: &RowStats<f32>,
+        len: usize,
+    ) -> OutStats {
         let ms = shift(Scalar.max(p.m, q.m));
         let rescale = |r: &RowStats<f32>, t: f32| {
             let rs = shift(r.m);
@@ -125,18 +137,18 @@ impl OutStats {
         }
     }
 
-    /// The argmax of the `n` classes at `x` with NaN first, from the logits: the
+    /// The argmax of the `n` raw logits at `x` with NaN first: the
     /// vector pass's per-lane tracking skips NaN, so a run whose sum is NaN (a NaN
     /// or a `+inf`) is searched again here.
     ///
     /// # Safety
     /// `x` readable for `n` elements.
     #[inline(never)]
-    unsafe fn argmax_slow<E: Store32, X: Xform>(x: *const E, n: usize, xf: X) -> (f32, usize) {
+    unsafe fn argmax_slow<E: Store32>(x: *const E, n: usize) -> (f32, usize) {
         let (mut top, mut arg) = (f32::NEG_INFINITY, 0);
         for j in 0..n {
             // SAFETY: j < n.
-            let v = xf.apply(Scalar, unsafe { Scalar.load(x.add(j)) });
+            let v: f32 = unsafe { Scalar.load(x.add(j)) };
             if v.is_nan() {
                 return (v, j);
             }
@@ -265,37 +277,41 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool, const OUT:
         // j < n in the scalar tails; the caller guarantees n readable elements.
         unsafe {
             let (mut m0, mut m1) = (s.splat(f32::NEG_INFINITY), s.splat(f32::NEG_INFINITY));
-            // With OUT, the position of each lane's max: the `i` (as f32, exact below
-            // 2²⁴ > CHUNK) of the first vector whose lane raised it (NaN never does).
+            // With OUT, each lane's largest raw logit `r` (see `OutStats::top`) and its
+            // position: the `i` (as f32, exact below 2²⁴ > CHUNK) of the first vector
+            // whose lane raised it (NaN never does).
             let zero = s.splat(0.0);
             let (mut k0, mut k1, mut at) = (zero, zero, zero);
+            let (mut r0, mut r1) = (m0, m1);
             let step = s.splat((2 * lanes) as f32);
             let mut i = 0;
             while i + 2 * lanes <= body {
-                let v0 = xf.apply(s, s.load(x.add(i)));
-                let v1 = xf.apply(s, s.load(x.add(i + lanes)));
+                let (u0, u1) = (s.load(x.add(i)), s.load(x.add(i + lanes)));
                 if OUT {
-                    k0 = s.select(s.lt(m0, v0), at, k0);
-                    k1 = s.select(s.lt(m1, v1), at, k1);
+                    k0 = s.select(s.lt(r0, u0), at, k0);
+                    k1 = s.select(s.lt(r1, u1), at, k1);
+                    r0 = s.max(r0, u0);
+                    r1 = s.max(r1, u1);
                     at = s.add(at, step);
                 }
-                m0 = s.max(m0, v0);
-                m1 = s.max(m1, v1);
+                m0 = s.max(m0, xf.apply(s, u0));
+                m1 = s.max(m1, xf.apply(s, u1));
                 i += 2 * lanes;
             }
             if i < body {
-                let v0 = xf.apply(s, s.load(x.add(i)));
+                let u0 = s.load(x.add(i));
                 if OUT {
-                    k0 = s.select(s.lt(m0, v0), at, k0);
+                    k0 = s.select(s.lt(r0, u0), at, k0);
+                    r0 = s.max(r0, u0);
                 }
-                m0 = s.max(m0, v0);
+                m0 = s.max(m0, xf.apply(s, u0));
             }
             let mut m = s.reduce_max(s.max(m0, m1));
             let mut o = OutStats::EMPTY;
             if OUT {
                 let (mut mv, mut kv) = ([[0.0f32; 16]; 2], [[0.0f32; 16]; 2]);
-                s.write_lanes(m0, &mut mv[0]);
-                s.write_lanes(m1, &mut mv[1]);
+                s.write_lanes(r0, &mut mv[0]);
+                s.write_lanes(r1, &mut mv[1]);
                 s.write_lanes(k0, &mut kv[0]);
                 s.write_lanes(k1, &mut kv[1]);
                 for (h, (mv, kv)) in mv.iter().zip(&kv).enumerate() {
@@ -308,11 +324,11 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool, const OUT:
                 }
             }
             for j in body..n {
-                let v = xf.apply(Scalar, Scalar.load(x.add(j)));
-                if OUT && v > o.top {
-                    (o.top, o.arg) = (v, j);
+                let u = Scalar.load(x.add(j));
+                if OUT && u > o.top {
+                    (o.top, o.arg) = (u, j);
                 }
-                m = Scalar.max(m, v);
+                m = Scalar.max(m, xf.apply(Scalar, u));
             }
             let ms = shift(m);
             let msv = s.splat(ms);
@@ -405,7 +421,7 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool, const OUT:
             if OUT {
                 o.t += s.reduce_add(s.add(t0, t1));
                 if p.s.is_nan() {
-                    (o.top, o.arg) = OutStats::argmax_slow(x, n, xf);
+                    (o.top, o.arg) = OutStats::argmax_slow(x, n);
                 }
             }
             (p, o)

@@ -196,9 +196,11 @@ pub(crate) unsafe fn row_stats<T: Real>(
     let mut m = T::NEG_INFINITY;
     let (mut top, mut arg) = (T::NEG_INFINITY, 0usize);
     for k in 0..row.c {
-        let v = xt(k);
-        m = m.max_nan(v);
-        // The first max, or the first NaN (torch.argmax).
+        m = m.max_nan(xt(k));
+        // The first max of the raw logits, or the first NaN, as the single-process
+        // row outputs (x̃ is non-decreasing in x).
+        // SAFETY: k < c.
+        let v = unsafe { *row.x.add(k * row.stride) };
         if out && !top.is_nan() && (v.is_nan() || v > top) {
             (top, arg) = (v, k);
         }

@@ -8,9 +8,9 @@
 //! calls (`ops::shard`) still compute their part of them in a pass of their own.
 
 use super::check_len;
+use crate::error::Result;
 use crate::kernels::plan::RowOuts;
 use crate::kernels::ptr::Ptr;
-use crate::error::Result;
 
 /// Per-row outputs of a cross-entropy call, each written only when given: one
 /// element per row of the logits (the row shape: `()` for `(C,)`, `(N,)` for

@@ -43,11 +43,8 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
     #[inline]
     pub(super) fn lane_flags<X: Xform, TG: Store32>(&self) -> (bool, bool, bool) {
         let accumulate = self.plan.accumulate;
-        let store = !X::CHAINED
-            && TG::IS_F32
-            && !accumulate
-            && self.g.is_some()
-            && !self.plan.out.any();
+        let store =
+            !X::CHAINED && TG::IS_F32 && !accumulate && self.g.is_some() && !self.plan.out.any();
         let active = self.plan.coef != CoefKind::None;
         (store, accumulate, active)
     }

@@ -17,7 +17,6 @@ use crate::kernels::xform::with_xform;
 use crate::sizes::PIECE;
 use core::ops::Range;
 
-
 /// A finished row: its loss without the z term, the z term, the shift and the
 /// gradient constants.
 pub(crate) struct RowEnd {

@@ -171,11 +171,7 @@ impl<E: Store32, G: Store32> Job for PieceJob<E, G> {
 
 impl<E: Store32, G: Store32> PieceJob<E, G> {
     #[inline(always)]
-    pub(super) fn with<S: Simd, X: Xform>(
-        &self,
-        s: S,
-        xf: X,
-    ) -> PieceStats {
+    pub(super) fn with<S: Simd, X: Xform>(&self, s: S, xf: X) -> PieceStats {
         match self.coef {
             Coefs::None => self.go(s, xf, NoCoef),
             Coefs::Ones => self.go(s, xf, Ones),
@@ -185,12 +181,7 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
     }
 
     #[inline(always)]
-    pub(super) fn go<S: Simd, X: Xform, C: Coef>(
-        &self,
-        s: S,
-        xf: X,
-        coef: C,
-    ) -> PieceStats {
+    pub(super) fn go<S: Simd, X: Xform, C: Coef>(&self, s: S, xf: X, coef: C) -> PieceStats {
         let mut chunk_max = [0.0f32; MAX_STORED_CHUNKS];
         let out = self.out;
         // SAFETY: the driver hands a piece of n ≤ MAX_STORED_CHUNKS·CHUNK elements of

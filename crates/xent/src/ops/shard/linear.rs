@@ -88,10 +88,14 @@ fn linear_stats<E: Element>(
             ce,
             shard,
         );
-        <E::Acc as Sealed>::run_shard_stats(&plan, &mut stats.rows[r0..r0 + rows], want == Want::Rows);
+        <E::Acc as Sealed>::run_shard_stats(
+            &plan,
+            &mut stats.rows[r0..r0 + rows],
+            want == Want::Rows,
+        );
         if want == Want::Rows {
             let (rows_r, loc) = (&stats.rows[r0..r0 + rows], &mut stats.loc[r0..r0 + rows]);
-            rows::locate(rows_r, v, shard.offset, loc);
+            rows::locate(rows_r, v, shard.offset, ce.softcap, loc);
         }
         r0 += rows;
     }

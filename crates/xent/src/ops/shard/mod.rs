@@ -779,7 +779,8 @@ fn shard_stats<T: Element>(
         <T::Acc as Sealed>::run_shard_stats(&plan, &mut stats.rows, want == Want::Rows);
     }
     if want == Want::Rows {
-        rows::locate(&stats.rows, layout.local_classes, shard.offset, &mut stats.loc);
+        let (classes, cap) = (layout.local_classes, opts.softcap);
+        rows::locate(&stats.rows, classes, shard.offset, cap, &mut stats.loc);
     }
     for (m, r) in stats.max.iter_mut().zip(&stats.rows) {
         *m = r.m;

@@ -75,12 +75,25 @@ impl MaxLoc {
 /// The location of each row's max (`loc`, global class indices) from its shard
 /// statistics made with the row outputs (whose first class is global class
 /// `offset`); a shard without classes has [`MaxLoc::EMPTY`].
-pub(super) fn locate(rows: &[ShardRow], classes: usize, offset: usize, loc: &mut [MaxLoc]) {
+///
+/// The index is the shard's first max of the logits its kernels read (`top`), and
+/// the value `softcap(top)` in `f64` (`softcap` the call's soft-cap, the logit scale
+/// being applied already): the max of `x̃` that the sums are rebased to, a
+/// function of `top` alone, so that equal logits on two shards tie and the lower
+/// index wins, as on one process.
+pub(super) fn locate(
+    rows: &[ShardRow],
+    classes: usize,
+    offset: usize,
+    softcap: Option<f64>,
+    loc: &mut [MaxLoc],
+) {
     for (l, r) in loc.iter_mut().zip(rows) {
         *l = if classes == 0 {
             MaxLoc::EMPTY
         } else {
-            MaxLoc::new(r.top, (offset + r.arg) as i64)
+            let v = softcap.map_or(r.top, |cap| cap * (r.top / cap).tanh());
+            MaxLoc::new(v, (offset + r.arg) as i64)
         };
     }
 }
