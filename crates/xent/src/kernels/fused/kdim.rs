@@ -6,7 +6,7 @@ use super::job::{finish_v, target_grad_v, Ahead, BlockSums};
 use crate::kernels::lanes;
 use crate::kernels::plan::{Block, CoefKind, Scale};
 use crate::kernels::ptr::Ptr;
-use crate::kernels::row::{Coefs, RowStats, Xform};
+use crate::kernels::row::{Coefs, Xform};
 use crate::kernels::simd::{Kernel, Scalar, Simd, SimdKernel, Store32};
 use crate::kernels::transpose::{copy_convert, copy_out_streaming, gather_rows, scatter_rows};
 use crate::reduce::CompensatedSum;
@@ -424,16 +424,20 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
         let zero = s.splat(0.0);
         let (loss, zt) = (s.select(on, loss, zero), s.select(on, zt, zero));
         if plan.out.any() {
-            // SAFETY: as for the statistics pass; read before the gradient pass, which
-            // may overwrite the logits.
-            let (t, arg, nan) = s.vectorize(lanes::LaneOuts {
+            // Read before the gradient pass, which may overwrite the logits; the
+            // pointers cover the unit as for the statistics pass.
+            s.vectorize(lanes::LaneOuts {
                 x,
                 stride,
                 c,
                 xf,
                 m: stats.m,
+                s: stats.s,
+                on,
+                z_loss: plan.lane.z_loss,
+                out: plan.out,
+                row,
             });
-            self.write_lane_outs(s, row, &stats, (t, arg, nan), on);
         }
         if let Some(l) = plan.loss_out {
             // SAFETY: rows r0..r0 + LANES lie in the block, which has a loss each.
@@ -469,44 +473,6 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
             }
         }
         (loss, zt)
-    }
-
-    /// Writes the row outputs of the `LANES` rows from `row` on, from their
-    /// statistics and [`lanes::LaneOuts`]' `(t, arg, nan)`; `on` masks the rows
-    /// that count: `lse` as `torch.logsumexp` (`+inf` with a `+inf` logit),
-    /// `entropy = ln s − t/s` (NaN where the softmax is NaN), the argmax, and
-    /// `z_loss·lse²` (0 on ignored rows).
-    #[inline(always)]
-    fn write_lane_outs<S: Simd>(
-        &self,
-        s: S,
-        row: usize,
-        stats: &RowStats<S::V>,
-        (t, arg, nan): (S::V, S::V, S::V),
-        on: S::V,
-    ) {
-        let zero = s.splat(0.0);
-        let ln_s = s.ln(stats.s);
-        let lse = s.add(s.neg_inf_to(stats.m, zero), ln_s);
-        // A row with `+inf` (and no NaN) has the lse `+inf`; its sum, as a NaN row's,
-        // is NaN, and so is its entropy.
-        let inf = s.andnot(nan, s.eq(stats.m, s.splat(f32::INFINITY)));
-        let lse = s.select(inf, s.splat(f32::INFINITY), lse);
-        let entropy = s.sub(ln_s, s.div(t, stats.s));
-        let z_loss = s.splat(self.plan.lane.z_loss);
-        let zt = s.select(on, s.mul(s.mul(z_loss, lse), lse), zero);
-        let mut v = [[0.0f32; 16]; 4];
-        s.write_lanes(lse, &mut v[0]);
-        s.write_lanes(entropy, &mut v[1]);
-        s.write_lanes(arg, &mut v[2]);
-        s.write_lanes(zt, &mut v[3]);
-        for l in 0..S::LANES {
-            // SAFETY: rows row..row + LANES are rows of the call.
-            unsafe {
-                let arg = v[2][l].to_bits() as i32 as i64;
-                self.plan.out.write(row + l, v[0][l], v[1][l], arg, v[3][l]);
-            }
-        }
     }
 }
 
