@@ -157,7 +157,7 @@ impl<A> RowOuts<A> {
     ///
     /// # Safety
     /// `r0` is at most the row count of the outputs.
-    pub(crate) unsafe fn from_row(self, r0: usize) -> Self {
+    pub(crate) unsafe fn rows_after(self, r0: usize) -> Self {
         // SAFETY: within (or one past) the buffers (the caller's contract).
         unsafe {
             RowOuts {

@@ -653,7 +653,7 @@ pub fn linear_cross_entropy_stats_into<'t, E: Element>(
             want_grad,
             scale,
             // SAFETY: r0 < n, the outputs' row count (checked above).
-            unsafe { outs.from_row(r0) },
+            unsafe { outs.rows_after(r0) },
         );
         total.add(sum);
         ztotal.add(zsum);
