@@ -34,8 +34,9 @@ pub trait ElementEntry: Sized {
         shape: (usize, usize, usize),
         log: bool,
     );
-    /// The partial statistics of a class shard's rows on this type's kernels.
-    fn run_shard_stats(plan: &CePlan<'_, Self>, out: &mut [ShardRow])
+    /// The partial statistics of a class shard's rows on this type's kernels (with
+    /// what the row outputs need when `outs`).
+    fn run_shard_stats(plan: &CePlan<'_, Self>, out: &mut [ShardRow], outs: bool)
     where
         Self: Storage;
     /// The gradient of a class shard's rows (into the plan's gradient) on this
@@ -69,8 +70,8 @@ macro_rules! f32_kernels {
             ) {
                 ce::backward_simd(y, gy, gx, shape, log)
             }
-            fn run_shard_stats(plan: &CePlan<'_, Self>, out: &mut [ShardRow]) {
-                shard::stats_simd(plan, out)
+            fn run_shard_stats(plan: &CePlan<'_, Self>, out: &mut [ShardRow], outs: bool) {
+                shard::stats_simd(plan, out, outs)
             }
             fn run_shard_grad(plan: &CePlan<'_, Self>, consts: &[RowGrad]) {
                 shard::grad_simd(plan, consts)
@@ -99,8 +100,8 @@ impl ElementEntry for f64 {
     ) {
         ce::backward_f64(y, gy, gx, shape, log)
     }
-    fn run_shard_stats(plan: &CePlan<'_, Self>, out: &mut [ShardRow]) {
-        shard::stats_f64(plan, out)
+    fn run_shard_stats(plan: &CePlan<'_, Self>, out: &mut [ShardRow], outs: bool) {
+        shard::stats_f64(plan, out, outs)
     }
     fn run_shard_grad(plan: &CePlan<'_, Self>, consts: &[RowGrad]) {
         shard::grad_f64(plan, consts)

@@ -215,6 +215,70 @@ fn check_dtype<T: Element>(from: impl Fn(f64) -> T + Copy, tol: Tol) {
     }
 }
 
+/// Every kernel path against the reference: contiguous rows of several chunks with
+/// a vector tail, an ignored row and a tie of the max (the lowest index wins),
+/// K-dim rows across lanes with a scalar remainder, and a long row split in pieces.
+fn check_paths<T: Element>(from: impl Fn(f64) -> T + Copy, tol: fn(usize) -> Tol) {
+    let mut rng = Rng::new(29);
+    let shapes: [&[usize]; 3] = [&[5, 2500], &[2, 40, 11], &[1, 140_000]];
+    for shape in shapes {
+        let classes = shape[1];
+        let rows = shape.iter().product::<usize>() / classes;
+        let inner = rows / shape[0];
+        let mut xs = rng.logits(rows * classes, 3.0);
+        // Row 0: its max again at a later class, and a −inf.
+        let at = |c: usize| c * inner;
+        let (m, _) = (0..classes).fold((f64::NEG_INFINITY, 0), |(m, k), c| {
+            if xs[at(c)] > m {
+                (xs[at(c)], c)
+            } else {
+                (m, k)
+            }
+        });
+        xs[at(classes - 3)] = m;
+        xs[at(classes - 2)] = f64::NEG_INFINITY;
+        let (x, xf) = rounded(&xs, from);
+        let mut y = targets(&mut rng, rows, classes, -100);
+        y[rows - 1] = -100;
+        let w: Vec<f64> = (0..classes).map(|k| 0.5 + (k % 7) as f64 * 0.1).collect();
+        let wa: Vec<T::Acc> = w.iter().map(|&v| T::Acc::from_f64(v)).collect();
+        for (red, scale, cap, z, eps, weighted) in [
+            ("none", 1.0, None, 0.01, 0.0, false),
+            ("mean", 0.7, Some(6.0), 0.02, 0.1, true),
+        ] {
+            let o = Opts {
+                weight: weighted.then_some(&w[..]),
+                eps,
+                reduction: red,
+                z_loss: z,
+                softcap: cap,
+                scale,
+                ..Opts::default()
+            };
+            let want = ref_call(&xf, shape, &y, &o);
+            let opts = o.library::<T::Acc>(weighted.then_some(&wa[..]));
+            let got = run_lib::<T>(&x, shape, Targets::from(&y[..]), &opts, None).unwrap();
+            let what = format!("{} {shape:?} {red} s={scale} cap={cap:?}", T::NAME);
+            let t = tol(classes);
+            let t = Tol {
+                abs: 8.0 * t.abs,
+                rel: 8.0 * t.rel,
+            };
+            compare(&what, &got, &want, t, true);
+        }
+    }
+}
+
+#[test]
+fn every_path_f32() {
+    check_paths::<f32>(|v| v as f32, Tol::f32_rows);
+}
+
+#[test]
+fn every_path_f64() {
+    check_paths::<f64>(|v| v, Tol::f64_rows);
+}
+
 /// f32 logits: the golden bound (see [`torch_goldens_f32`]).
 #[test]
 fn reference_f32() {

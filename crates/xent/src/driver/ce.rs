@@ -192,6 +192,11 @@ fn ce_long_rows<E: Storage<Acc = f32> + Store32, G: Store32>(
             // g is its gradient.
             let row = unsafe { LongRow::new(plan, r, g, scratch, isa, stream) };
             let end = if row.ignored() {
+                // Read before the gradient is cleared: it may be the logits.
+                if row.needs_stats() {
+                    let stats = pieces.map(|cols| row.stats(cols));
+                    row.finish(&stats);
+                }
                 if row.clears_grad() {
                     pieces.for_each(|cols| row.zero(cols));
                 }
@@ -243,9 +248,24 @@ fn ce_f64_into(plan: &CePlan<'_, f64>, g: Option<Ptr<f64>>) -> (f64, f64) {
                     scale_ce,
                     scale_z,
                 };
+                // Read before the row's gradient, which may overwrite the logits.
+                let outs = rows.out.any().then(|| {
+                    let xf = f64_path::Xf::of(&rows.opts);
+                    // SAFETY: the row lies within the buffers.
+                    unsafe { f64_path::row_outputs(row.x, c, inner, xf) }
+                });
                 // SAFETY: the row lies within the buffers (checked by the ops
                 // layer); blocks are disjoint.
                 let (loss, zt) = unsafe { f64_path::cross_entropy_row(row, &p) };
+                if let Some((lse, entropy, arg)) = outs {
+                    let z = if class.is_some() || plan.probs.is_some() {
+                        rows.opts.z_loss * lse * lse
+                    } else {
+                        0.0
+                    };
+                    // SAFETY: r < rows, one output each.
+                    unsafe { rows.out.write(r, lse, entropy, arg, z) };
+                }
                 if let Some(l) = rows.loss_out {
                     // SAFETY: r < rows, one loss each.
                     unsafe { *l.at(r) = loss + zt };

@@ -27,15 +27,18 @@ fn tasks<T: Storage>(plan: &CePlan<'_, T>, rows: usize) -> Blocks {
 }
 
 /// The partial statistics of every row of the call into `out` (one per row).
+/// With `outs`, each row's statistics hold what the row outputs need too, and an
+/// ignored row gets its statistics (without a target) instead of none.
 pub(crate) fn stats_simd<E: Storage<Acc = f32> + Store32>(
     plan: &CePlan<'_, E>,
     out: &mut [ShardRow],
+    outs: bool,
 ) {
     let isa = Isa::active();
     tasks(plan, out.len()).map_mut([(Some(out), 1)], |rows, [out]| {
         let mut bufs = RowBufs::new(plan);
         for (r, o) in rows.zip(out.into_iter().flatten()) {
-            *o = bufs.stats(plan, isa, r);
+            *o = bufs.stats(plan, isa, r, outs);
         }
     });
 }
@@ -119,8 +122,9 @@ impl RowBufs {
         plan: &CePlan<'_, E>,
         isa: Isa,
         r: usize,
+        outs: bool,
     ) -> ShardRow {
-        let Some(y) = plan.shard_target(r) else {
+        let Some(y) = plan.shard_target(r).or(outs.then_some(None)) else {
             return ShardRow::EMPTY;
         };
         if plan.rows.classes == 0 {
@@ -130,8 +134,10 @@ impl RowBufs {
         // classes, and y is one of them.
         unsafe {
             match self.row(plan, r) {
-                Contig::Own(x, t) => shard::f32_row_stats::<E>(&plan.rows, isa, x, t, y),
-                Contig::Gathered(x, t) => shard::f32_row_stats::<f32>(&plan.rows, isa, x, t, y),
+                Contig::Own(x, t) => shard::f32_row_stats::<E>(&plan.rows, isa, x, t, y, outs),
+                Contig::Gathered(x, t) => {
+                    shard::f32_row_stats::<f32>(&plan.rows, isa, x, t, y, outs)
+                }
             }
         }
     }
@@ -210,11 +216,12 @@ enum Contig<E> {
     Gathered(*const f32, Option<*const f32>),
 }
 
-/// The partial statistics of every row of an `f64` call into `out`.
-pub(crate) fn stats_f64(plan: &CePlan<'_, f64>, out: &mut [ShardRow]) {
+/// The partial statistics of every row of an `f64` call into `out` (with `outs`, as
+/// [`stats_simd`]).
+pub(crate) fn stats_f64(plan: &CePlan<'_, f64>, out: &mut [ShardRow], outs: bool) {
     tasks(plan, out.len()).map_mut([(Some(out), 1)], |rows, [out]| {
         for (r, o) in rows.zip(out.into_iter().flatten()) {
-            *o = match plan.shard_target(r) {
+            *o = match plan.shard_target(r).or(outs.then_some(None)) {
                 None => ShardRow::EMPTY,
                 Some(y) => {
                     let off = plan.row_offset(r);
@@ -226,7 +233,7 @@ pub(crate) fn stats_f64(plan: &CePlan<'_, f64>, out: &mut [ShardRow]) {
                             c: plan.rows.classes,
                             stride: plan.inner,
                         };
-                        shard::row_stats(row, &plan.rows, y)
+                        shard::row_stats(row, &plan.rows, y, outs)
                     }
                 }
             };

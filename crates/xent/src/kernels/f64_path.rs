@@ -235,3 +235,56 @@ pub(crate) fn put<T: Real>(g: &mut [T], i: usize, v: T, accumulate: bool) {
         g[i] = v;
     }
 }
+
+/// The per-row outputs `(lse, entropy, argmax)` of the row of `c` classes at `x`
+/// (stride `stride`) as the loss sees it through `xf`: `lse` as `torch.logsumexp`
+/// (shifted by 0 when the max is infinite, so `±inf` rows give `±inf`), `entropy =
+/// lse − Σ p·x̃` with `0·log 0 = 0` (NaN where the softmax is NaN), the argmax with
+/// ties to the lowest index and the first NaN first (`torch.argmax`).
+///
+/// # Safety
+/// `x` readable for `c ≥ 1` elements at `stride`.
+pub(crate) unsafe fn row_outputs<T: Real>(
+    x: *const T,
+    c: usize,
+    stride: usize,
+    xf: Xf<T>,
+) -> (T, T, i64) {
+    // SAFETY: k < c (the caller's contract).
+    let raw = |k: usize| unsafe { *x.add(k * stride) };
+    let xt = |k: usize| xf.apply_d(raw(k)).0;
+    // The argmax on the raw logits, as the f32 kernels' (x̃ is non-decreasing in x).
+    let (mut top, mut arg) = (T::NEG_INFINITY, 0usize);
+    for k in 0..c {
+        let v = raw(k);
+        if v.is_nan() {
+            arg = k;
+            break;
+        }
+        if v > top {
+            (top, arg) = (v, k);
+        }
+    }
+    let mut m = T::NEG_INFINITY;
+    for k in 0..c {
+        m = m.max_nan(xt(k));
+    }
+    let shift = if m.is_finite() { m } else { T::ZERO };
+    let (mut sum, mut lin) = (T::ZERO, T::ZERO);
+    for k in 0..c {
+        let d = xt(k) - shift;
+        let e = d.exp();
+        sum += e;
+        // A class of probability 0 adds 0·log 0 = 0 (its d may be −inf).
+        if e != T::ZERO {
+            lin += e * d;
+        }
+    }
+    let ln_sum = sum.ln();
+    let entropy = if m.is_nan() {
+        T::NAN
+    } else {
+        ln_sum - lin / sum
+    };
+    (shift + ln_sum, entropy, arg as i64)
+}

@@ -5,8 +5,9 @@
 //! kernels walk the classes at stride `inner` and never gather. Rows left over at
 //! the end of `inner` run the same code on [`super::simd::Scalar`] (one lane).
 
+use super::plan::RowOuts;
 use super::row::{Coefs, GradConsts, RowStats, Xform};
-use super::simd::{Kernel, Simd, Store32};
+use super::simd::{Kernel, Simd, SimdKernel, Store32};
 
 /// Statistics of `LANES` rows of `c` classes at stride `stride`, one per lane, with
 /// linear terms when `ACTIVE`; with `STORE`, `exp(x̃ − shift)` is stored at `e_out`
@@ -280,6 +281,88 @@ impl<E: Store32, G: Store32> Kernel for LaneBackwardKernel<E, G> {
                 };
                 s.store(gx.add(k * stride), v);
             }
+        }
+    }
+}
+
+/// The per-row outputs of `LANES` rows (one per lane, rows `row..` of the call)
+/// from their [`RowStats`]' max `m` and sum `s`, written to `out`: a second walk over
+/// the unit the statistics pass has just read (it is in cache), run only when
+/// outputs are asked for, so that the lane kernels without them stay as they are,
+/// and a kernel of its own, so that its state stays out of their frames.
+///
+/// The walk sums `t = Σ e^{x̃−shift}·(x̃ − shift)` (a class with `e = 0` adds 0,
+/// never `0·(−inf)`) and finds the argmax on the raw logits (as
+/// [`OutStats`](super::row::OutStats): the first max, or the first NaN); then
+/// `lse` as `torch.logsumexp` (`+inf` with a `+inf` logit), `entropy = ln s − t/s`
+/// (NaN where the softmax is NaN) and `z_loss·lse²` in the lanes of `on` (0 in
+/// the others: ignored rows). Layout and safety as [`lane_stats`]; rows
+/// `row..row + LANES` are rows of the call.
+pub(crate) struct LaneOuts<E, X, V> {
+    pub x: *const E,
+    pub stride: usize,
+    pub c: usize,
+    pub xf: X,
+    pub m: V,
+    pub s: V,
+    pub on: V,
+    pub z_loss: f32,
+    pub out: RowOuts<f32>,
+    pub row: usize,
+}
+
+impl<E: Store32, X: Xform, S: Simd> SimdKernel<S> for LaneOuts<E, X, S::V> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self, s: S) {
+        let LaneOuts {
+            x,
+            stride,
+            c,
+            xf,
+            m,
+            s: sum,
+            on,
+            z_loss,
+            out,
+            row,
+        } = self;
+        let zero = s.splat(0.0);
+        let ones = s.eq(zero, zero);
+        let (lowest, msv) = (s.splat(f32::MIN), s.neg_inf_to(m, zero));
+        let (mut t, mut top) = (zero, s.splat(f32::NEG_INFINITY));
+        let (mut arg, mut nan_arg, mut nan_seen) = (zero, zero, s.andnot(ones, ones));
+        let mut p = x;
+        for k in 0..c {
+            // SAFETY: class k < c of the unit (the caller's contract, as lane_stats).
+            let u = unsafe { s.load(p) };
+            let kv = s.bits_to_f32(s.splat_i32(k as i32));
+            arg = s.select(s.lt(top, u), kv, arg);
+            top = s.max(top, u);
+            let nan = s.andnot(s.eq(u, u), ones);
+            nan_arg = s.select(s.andnot(nan_seen, nan), kv, nan_arg);
+            nan_seen = s.or(nan_seen, nan);
+            let d = s.sub(xf.apply(s, u), msv);
+            t = s.fma(s.exp_small(d), s.max(d, lowest), t);
+            p = p.wrapping_add(stride);
+        }
+        let arg = s.select(nan_seen, nan_arg, arg);
+        let ln_s = s.ln(sum);
+        // A row with `+inf` (and no NaN) has the lse `+inf`; its sum, as a NaN row's,
+        // is NaN, and so is its entropy.
+        let inf = s.andnot(nan_seen, s.eq(m, s.splat(f32::INFINITY)));
+        let lse = s.select(inf, s.splat(f32::INFINITY), s.add(msv, ln_s));
+        let entropy = s.sub(ln_s, s.div(t, sum));
+        let z = s.select(on, s.mul(s.mul(s.splat(z_loss), lse), lse), zero);
+        let mut v = [[0.0f32; 16]; 4];
+        s.write_lanes(lse, &mut v[0]);
+        s.write_lanes(entropy, &mut v[1]);
+        s.write_lanes(arg, &mut v[2]);
+        s.write_lanes(z, &mut v[3]);
+        for l in 0..S::LANES {
+            let arg = v[2][l].to_bits() as i32 as i64;
+            // SAFETY: rows row..row + LANES are rows of the call.
+            unsafe { out.write(row + l, v[0][l], v[1][l], arg, v[3][l]) };
         }
     }
 }

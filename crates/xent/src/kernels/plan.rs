@@ -125,6 +125,74 @@ impl<A: Copy> Scale<'_, A> {
     }
 }
 
+/// Where the per-row outputs of a call go (each written only when given), one
+/// element per row of the call, in the type rows are computed in: `lse` of the
+/// logits as the loss sees them, the softmax's `entropy`, the `argmax` (ties to the
+/// lowest index, the first NaN first) and the row's z term (0 on ignored rows).
+#[derive(Clone, Copy)]
+pub struct RowOuts<A> {
+    pub lse: Option<Ptr<A>>,
+    pub entropy: Option<Ptr<A>>,
+    pub argmax: Option<Ptr<i64>>,
+    pub z: Option<Ptr<A>>,
+}
+
+impl<A> RowOuts<A> {
+    /// No outputs.
+    pub const NONE: RowOuts<A> = RowOuts {
+        lse: None,
+        entropy: None,
+        argmax: None,
+        z: None,
+    };
+
+    /// Whether any output is asked for (the kernels then compute the entropy and
+    /// argmax terms, and run the statistics of ignored rows too).
+    #[inline]
+    pub fn any(&self) -> bool {
+        self.lse.is_some() || self.entropy.is_some() || self.argmax.is_some() || self.z.is_some()
+    }
+
+    /// The outputs from row `r0` on (for a call over a block of the rows).
+    ///
+    /// # Safety
+    /// `r0` is at most the row count of the outputs.
+    pub(crate) unsafe fn rows_after(self, r0: usize) -> Self {
+        // SAFETY: within (or one past) the buffers (the caller's contract).
+        unsafe {
+            RowOuts {
+                lse: self.lse.map(|p| p.add(r0)),
+                entropy: self.entropy.map(|p| p.add(r0)),
+                argmax: self.argmax.map(|p| p.add(r0)),
+                z: self.z.map(|p| p.add(r0)),
+            }
+        }
+    }
+
+    /// Writes row `r`'s outputs: `lse`, `entropy`, `argmax` and the z term.
+    ///
+    /// # Safety
+    /// `r` is a row of the call (every output given has one element per row).
+    #[inline]
+    pub(crate) unsafe fn write(&self, r: usize, lse: A, entropy: A, argmax: i64, z: A) {
+        // SAFETY: r < rows (the caller's contract).
+        unsafe {
+            if let Some(p) = self.lse {
+                *p.at(r) = lse;
+            }
+            if let Some(p) = self.entropy {
+                *p.at(r) = entropy;
+            }
+            if let Some(p) = self.argmax {
+                *p.at(r) = argmax;
+            }
+            if let Some(p) = self.z {
+                *p.at(r) = z;
+            }
+        }
+    }
+}
+
 /// What every row of a call shares, resolved once by the ops layer. A block holds
 /// it by value (it is small, and a kernel's copy is known not to alias the buffers
 /// it writes, so its fields stay in registers).
@@ -148,6 +216,8 @@ pub struct RowPlan<'a, A> {
     pub scale: Scale<'a, A>,
     /// Per-row losses (reduction none), one per row of the call.
     pub loss_out: Option<Ptr<A>>,
+    /// The per-row outputs asked for, one per row of the call.
+    pub out: RowOuts<A>,
     /// Whether the gradient accumulates onto the buffer's values.
     pub accumulate: bool,
 }
@@ -176,6 +246,7 @@ impl<'a, A: Real> RowPlan<'a, A> {
                 z: A::ONE,
             },
             loss_out: None,
+            out: RowOuts::NONE,
             accumulate: false,
         }
     }

@@ -76,21 +76,124 @@ impl RowStats<f32> {
     }
 }
 
+/// What a row's per-row outputs need beyond its [`RowStats`], for the same run of
+/// classes: `t = Σ e^{x̃−shift(m)}·(x̃ − shift(m))` (a class with `e = 0` adds 0,
+/// never `0·(−inf)`), so that `entropy = ln s − t/s`; and the argmax: the first
+/// index of the largest `x̃`, or of the first NaN (as `torch.argmax`), with its
+/// raw logit `top` (NaN for a NaN).
+///
+/// The argmax compares the raw logits: `x̃ = softcap(s·x)` (`s > 0`) is
+/// non-decreasing in `x`, so the first max of `x` is a first max of `x̃`, and it does
+/// not depend on where a class falls in a chunk (the vector `tanh` and the scalar
+/// tail's may differ in the last bit, which would break exact ties of `x̃` by
+/// position, and differently on a shard of the classes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct OutStats {
+    pub t: f32,
+    pub top: f32,
+    /// The argmax's index within the run.
+    pub arg: usize,
+}
+
+impl OutStats {
+    pub(crate) const EMPTY: OutStats = OutStats {
+        t: 0.0,
+        top: f32::NEG_INFINITY,
+        arg: 0,
+    };
+
+    /// Merges the partial `o` of the run that starts `len` classes after this one's,
+    /// `(p, q)` being the two runs' [`RowStats`]: `t` is rescaled to the common
+    /// shift like `s`; a later argmax wins only with a larger value, or as the
+    /// first NaN.
+    #[inline]
+    pub(crate) fn merge(
+        self,
+        p: &RowStats<f32>,
+        o: OutStats,
+        q: &RowStats<f32>,
+        len: usize,
+    ) -> OutStats {
+        let ms = shift(Scalar.max(p.m, q.m));
+        let rescale = |r: &RowStats<f32>, t: f32| {
+            let rs = shift(r.m);
+            let f = if r.m == f32::NEG_INFINITY {
+                0.0
+            } else {
+                (rs - ms).exp()
+            };
+            // f = 0 (a run far below the max) adds 0, whatever t − s·Δ is.
+            if f == 0.0 {
+                0.0
+            } else {
+                f * (t - r.s * (ms - rs))
+            }
+        };
+        let later = (o.top.is_nan() && !self.top.is_nan()) || o.top > self.top;
+        OutStats {
+            t: rescale(p, self.t) + rescale(q, o.t),
+            top: if later { o.top } else { self.top },
+            arg: if later { len + o.arg } else { self.arg },
+        }
+    }
+
+    /// The argmax of the `n` raw logits at `x` with NaN first: the
+    /// vector pass's per-lane tracking skips NaN, so a run whose sum is NaN (a NaN
+    /// or a `+inf`) is searched again here.
+    ///
+    /// # Safety
+    /// `x` readable for `n` elements.
+    #[inline(never)]
+    unsafe fn argmax_slow<E: Store32>(x: *const E, n: usize) -> (f32, usize) {
+        let (mut top, mut arg) = (f32::NEG_INFINITY, 0);
+        for j in 0..n {
+            // SAFETY: j < n.
+            let v: f32 = unsafe { Scalar.load(x.add(j)) };
+            if v.is_nan() {
+                return (v, j);
+            }
+            if v > top {
+                (top, arg) = (v, j);
+            }
+        }
+        (top, arg)
+    }
+}
+
+/// The row outputs `(lse, entropy, argmax)` of a whole row's statistics, as
+/// `torch.logsumexp` (`+inf` with a `+inf` logit, `−inf` when all are `−inf`),
+/// `torch.special.entr` summed (NaN where the softmax is NaN) and `torch.argmax`.
+#[inline]
+pub(crate) fn row_outputs(p: &RowStats<f32>, o: &OutStats) -> (f32, f32, i64) {
+    let ln_s = p.s.ln();
+    let lse = if p.m == f32::INFINITY && !o.top.is_nan() {
+        f32::INFINITY
+    } else {
+        shift(p.m) + ln_s
+    };
+    let entropy = if o.top.is_nan() {
+        f32::NAN
+    } else {
+        ln_s - o.t / p.s
+    };
+    (lse, entropy, o.arg as i64)
+}
+
 /// Pass A and pass B over `n` contiguous classes at `x`.
 ///
 /// # Safety
 /// `x` readable for `n` elements; `coef` valid for `n` classes.
 #[inline]
-pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
+pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform, const OUT: bool>(
     s: S,
     x: *const E,
     n: usize,
     coef: C,
     xf: X,
-) -> RowStats<f32> {
+) -> (RowStats<f32>, OutStats) {
     // SAFETY: forwarded; no store.
     unsafe {
-        chunk_stats_store::<S, E, f32, C, X, f32, false>(
+        chunk_stats_store::<S, E, f32, C, X, f32, false, OUT>(
             s,
             x,
             core::ptr::null_mut(),
@@ -103,6 +206,7 @@ pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
 }
 
 /// [`chunk_stats`] that also stores `e = exp(x − shift(m))` into `g` when `STORE`
+/// (and computes the chunk's [`OutStats`] when `OUT`; [`OutStats::EMPTY`] otherwise)
 /// (the gradient pass then rescales `e` instead of recomputing `exp`). With `STORE`,
 /// pass B also prefetches the `n` elements at `ahead`: the gradient lines that are
 /// written next (see [`row_stats_store`]). Their type `P` is a parameter, so that
@@ -121,6 +225,7 @@ pub(crate) unsafe fn chunk_stats_store<
     X: Xform,
     P,
     const STORE: bool,
+    const OUT: bool,
 >(
     s: S,
     x: *const E,
@@ -129,8 +234,8 @@ pub(crate) unsafe fn chunk_stats_store<
     coef: C,
     xf: X,
     ahead: *const P,
-) -> RowStats<f32> {
-    s.vectorize(ChunkStats::<E, G, C, X, P, STORE> {
+) -> (RowStats<f32>, OutStats) {
+    s.vectorize(ChunkStats::<E, G, C, X, P, STORE, OUT> {
         x,
         g,
         n,
@@ -141,7 +246,7 @@ pub(crate) unsafe fn chunk_stats_store<
 }
 
 /// The kernel of [`chunk_stats_store`], with its arguments.
-struct ChunkStats<E, G, C, X, P, const STORE: bool> {
+struct ChunkStats<E, G, C, X, P, const STORE: bool, const OUT: bool> {
     x: *const E,
     g: *mut G,
     n: usize,
@@ -150,12 +255,12 @@ struct ChunkStats<E, G, C, X, P, const STORE: bool> {
     ahead: *const P,
 }
 
-impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool> Kernel
-    for ChunkStats<E, G, C, X, P, STORE>
+impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool, const OUT: bool> Kernel
+    for ChunkStats<E, G, C, X, P, STORE, OUT>
 {
-    type Out = RowStats<f32>;
+    type Out = (RowStats<f32>, OutStats);
     #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> RowStats<f32> {
+    fn run<S: Simd>(self, s: S) -> (RowStats<f32>, OutStats) {
         let ChunkStats {
             x,
             g,
@@ -172,24 +277,67 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool> Kernel
         // j < n in the scalar tails; the caller guarantees n readable elements.
         unsafe {
             let (mut m0, mut m1) = (s.splat(f32::NEG_INFINITY), s.splat(f32::NEG_INFINITY));
+            // With OUT, each lane's largest raw logit `r` (see `OutStats::top`) and its
+            // position: the `i` (as f32, exact below 2²⁴ > CHUNK) of the first vector
+            // whose lane raised it (NaN never does).
+            let zero = s.splat(0.0);
+            let (mut k0, mut k1, mut at) = (zero, zero, zero);
+            let (mut r0, mut r1) = (m0, m1);
+            let step = s.splat((2 * lanes) as f32);
             let mut i = 0;
             while i + 2 * lanes <= body {
-                m0 = s.max(m0, xf.apply(s, s.load(x.add(i))));
-                m1 = s.max(m1, xf.apply(s, s.load(x.add(i + lanes))));
+                let (u0, u1) = (s.load(x.add(i)), s.load(x.add(i + lanes)));
+                if OUT {
+                    k0 = s.select(s.lt(r0, u0), at, k0);
+                    k1 = s.select(s.lt(r1, u1), at, k1);
+                    r0 = s.max(r0, u0);
+                    r1 = s.max(r1, u1);
+                    at = s.add(at, step);
+                }
+                m0 = s.max(m0, xf.apply(s, u0));
+                m1 = s.max(m1, xf.apply(s, u1));
                 i += 2 * lanes;
             }
             if i < body {
-                m0 = s.max(m0, xf.apply(s, s.load(x.add(i))));
+                let u0 = s.load(x.add(i));
+                if OUT {
+                    k0 = s.select(s.lt(r0, u0), at, k0);
+                    r0 = s.max(r0, u0);
+                }
+                m0 = s.max(m0, xf.apply(s, u0));
             }
             let mut m = s.reduce_max(s.max(m0, m1));
+            let mut o = OutStats::EMPTY;
+            if OUT {
+                let (mut mv, mut kv) = ([[0.0f32; 16]; 2], [[0.0f32; 16]; 2]);
+                s.write_lanes(r0, &mut mv[0]);
+                s.write_lanes(r1, &mut mv[1]);
+                s.write_lanes(k0, &mut kv[0]);
+                s.write_lanes(k1, &mut kv[1]);
+                for (h, (mv, kv)) in mv.iter().zip(&kv).enumerate() {
+                    for l in 0..lanes {
+                        let j = kv[l] as usize + h * lanes + l;
+                        if mv[l] > o.top || (mv[l] == o.top && j < o.arg) {
+                            (o.top, o.arg) = (mv[l], j);
+                        }
+                    }
+                }
+            }
             for j in body..n {
-                m = Scalar.max(m, xf.apply(Scalar, Scalar.load(x.add(j))));
+                let u = Scalar.load(x.add(j));
+                if OUT && u > o.top {
+                    (o.top, o.arg) = (u, j);
+                }
+                m = Scalar.max(m, xf.apply(Scalar, u));
             }
             let ms = shift(m);
             let msv = s.splat(ms);
-            let zero = s.splat(0.0);
             let (mut s0, mut s1, mut l0, mut l1, mut a0, mut a1) =
                 (zero, zero, zero, zero, zero, zero);
+            // With OUT, Σ e·(x̃ − shift), with x̃ − shift clamped to a finite value: a
+            // `−inf` logit has e = 0 and adds 0 instead of 0·(−inf).
+            let (mut t0, mut t1) = (zero, zero);
+            let lowest = s.splat(f32::MIN);
             // Pass B works from L1; meanwhile the next `n` elements (the next chunk, or
             // the next row) are prefetched so that pass A does not wait for memory, and
             // with `STORE` so are the gradient lines written next (their read for
@@ -218,6 +366,10 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool> Kernel
                 }
                 s0 = s.add(s0, e0);
                 s1 = s.add(s1, e1);
+                if OUT {
+                    t0 = s.fma(e0, s.max(d0, lowest), t0);
+                    t1 = s.fma(e1, s.max(d1, lowest), t1);
+                }
                 if C::ACTIVE {
                     let c0 = coef.load(s, i);
                     let c1 = coef.load(s, i + lanes);
@@ -235,6 +387,9 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool> Kernel
                     s.store(g.add(i), e0);
                 }
                 s0 = s.add(s0, e0);
+                if OUT {
+                    t0 = s.fma(e0, s.max(d0, lowest), t0);
+                }
                 if C::ACTIVE {
                     let c0 = coef.load(s, i);
                     l0 = s.fma(c0, d0, l0);
@@ -254,18 +409,28 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool> Kernel
                     Scalar.store(g.add(j), e);
                 }
                 p.s += e;
+                if OUT && e != 0.0 {
+                    o.t += e * d;
+                }
                 if C::ACTIVE {
                     let c = coef.load(Scalar, j);
                     p.l += c * d;
                     p.a += c;
                 }
             }
-            p
+            if OUT {
+                o.t += s.reduce_add(s.add(t0, t1));
+                if p.s.is_nan() {
+                    (o.top, o.arg) = OutStats::argmax_slow(x, n);
+                }
+            }
+            (p, o)
         }
     }
 }
 
-/// The statistics of a whole contiguous row of `n` classes, chunk by chunk.
+/// The statistics of a whole contiguous row of `n` classes, chunk by chunk, with its
+/// [`OutStats`] when `out` ([`OutStats::EMPTY`] otherwise).
 ///
 /// # Safety
 /// As [`chunk_stats`] for `n` elements.
@@ -276,16 +441,28 @@ pub(crate) unsafe fn row_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
     n: usize,
     coef: C,
     xf: X,
-) -> RowStats<f32> {
-    let mut p = RowStats::EMPTY;
+    out: bool,
+) -> (RowStats<f32>, OutStats) {
+    let (mut p, mut o) = (RowStats::EMPTY, OutStats::EMPTY);
     let mut c0 = 0;
     while c0 < n {
         let len = CHUNK.min(n - c0);
         // SAFETY: [c0, c0 + len) lies within the row.
-        p = p.merge(unsafe { chunk_stats(s, x.add(c0), len, coef.offset(c0), xf) });
+        let (q, qo) = unsafe {
+            let (x, coef) = (x.add(c0), coef.offset(c0));
+            if out {
+                chunk_stats::<S, E, C, X, true>(s, x, len, coef, xf)
+            } else {
+                chunk_stats::<S, E, C, X, false>(s, x, len, coef, xf)
+            }
+        };
+        if out {
+            o = o.merge(&p, qo, &q, c0);
+        }
+        p = p.merge(q);
         c0 += len;
     }
-    p
+    (p, o)
 }
 
 /// [`row_stats`] that stores each chunk's `exp(x − shift(m_chunk))` into `g` and its
@@ -309,8 +486,9 @@ pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform, P>(
     xf: X,
     chunk_max: &mut [f32; MAX_STORED_CHUNKS],
     grad: Option<*const P>,
-) -> RowStats<f32> {
-    let mut p = RowStats::EMPTY;
+    out: bool,
+) -> (RowStats<f32>, OutStats) {
+    let (mut p, mut o) = (RowStats::EMPTY, OutStats::EMPTY);
     let mut c0 = 0;
     let mut k = 0;
     while c0 < n {
@@ -321,23 +499,23 @@ pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform, P>(
             None => g.wrapping_add(c0 + len) as *const P,
         };
         // SAFETY: [c0, c0 + len) lies within the row.
-        let q = unsafe {
-            chunk_stats_store::<S, E, f32, C, X, P, true>(
-                s,
-                x.add(c0),
-                g.add(c0),
-                len,
-                coef.offset(c0),
-                xf,
-                ahead,
-            )
+        let (q, qo) = unsafe {
+            let (x, g, coef) = (x.add(c0), g.add(c0), coef.offset(c0));
+            if out {
+                chunk_stats_store::<S, E, f32, C, X, P, true, true>(s, x, g, len, coef, xf, ahead)
+            } else {
+                chunk_stats_store::<S, E, f32, C, X, P, true, false>(s, x, g, len, coef, xf, ahead)
+            }
         };
         chunk_max[k] = q.m;
+        if out {
+            o = o.merge(&p, qo, &q, c0);
+        }
         p = p.merge(q);
         c0 += len;
         k += 1;
     }
-    p
+    (p, o)
 }
 
 /// The gradient from stored `e` (see [`row_stats_store`]):
@@ -559,7 +737,7 @@ pub(crate) unsafe fn row_grad_stream<S: Simd, E: Store32, G: Store32, C: Coef, X
                 // if it is one, which `1·v` keeps).
                 chunk_rescale(s, ep, g, len, NoCoef, (1.0, 0.0), (accumulate, true));
             } else {
-                let q = chunk_stats_store::<S, E, f32, NoCoef, X, f32, true>(
+                let (q, _) = chunk_stats_store::<S, E, f32, NoCoef, X, f32, true, false>(
                     s, x, ep, len, NoCoef, xf, ep,
                 );
                 let ab = (chunk_alpha(q.m, ms, k), k.beta);

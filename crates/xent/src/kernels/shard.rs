@@ -31,7 +31,9 @@ pub(crate) fn shift64(m: f64) -> f64 {
 }
 
 /// A row shard's statistics: `m`, then `(s, l, a, x̃_y)` relative to `shift(m)`, and
-/// for the row outputs `e = Σ exp(x̃ − shift)·(x̃ − shift)` (0 when not asked for).
+/// for the row outputs `e = Σ exp(x̃ − shift)·(x̃ − shift)` and the shard's argmax
+/// `arg` (its first max, or first NaN) with its value `top` (0, `−inf` and 0 when
+/// not asked for).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShardRow {
     pub m: f64,
@@ -40,6 +42,8 @@ pub struct ShardRow {
     pub a: f64,
     pub x_y: f64,
     pub e: f64,
+    pub top: f64,
+    pub arg: usize,
 }
 
 impl ShardRow {
@@ -51,6 +55,8 @@ impl ShardRow {
         a: 0.0,
         x_y: 0.0,
         e: 0.0,
+        top: f64::NEG_INFINITY,
+        arg: 0,
     };
 
     /// `(s, l, a, x̃_y, e)` relative to the global max `big_m` instead of `shift(m)`.
@@ -177,6 +183,7 @@ pub(crate) unsafe fn row_stats<T: Real>(
     row: RowShard<T>,
     plan: &RowPlan<'_, T>,
     y: Option<usize>,
+    out: bool,
 ) -> ShardRow {
     let cap = plan.opts.softcap.map(T::from_f64);
     // SAFETY: every access is at k·stride with k < c (the caller's contract).
@@ -187,15 +194,28 @@ pub(crate) unsafe fn row_stats<T: Real>(
         )
     };
     let mut m = T::NEG_INFINITY;
+    let (mut top, mut arg) = (T::NEG_INFINITY, 0usize);
     for k in 0..row.c {
         m = m.max_nan(xt(k));
+        // The first max of the raw logits, or the first NaN, as the single-process
+        // row outputs (x̃ is non-decreasing in x).
+        // SAFETY: k < c.
+        let v = unsafe { *row.x.add(k * row.stride) };
+        if out && !top.is_nan() && (v.is_nan() || v > top) {
+            (top, arg) = (v, k);
+        }
     }
     let ms = T::from_f64(shift64(m.to_f64()));
-    let (mut s, mut l, mut a) = (T::ZERO, T::ZERO, T::ZERO);
+    let (mut s, mut l, mut a, mut e) = (T::ZERO, T::ZERO, T::ZERO, T::ZERO);
     let linear = plan.coef != CoefKind::None;
     for k in 0..row.c {
         let d = xt(k) - ms;
-        s += d.exp();
+        let p = d.exp();
+        s += p;
+        // A class of probability 0 adds 0·log 0 = 0 (its d may be −inf).
+        if out && p != T::ZERO {
+            e += p * d;
+        }
         if linear {
             let c = plan.coef_at(k, t(k));
             l += c * d;
@@ -208,7 +228,9 @@ pub(crate) unsafe fn row_stats<T: Real>(
         l: l.to_f64(),
         a: a.to_f64(),
         x_y: y.map_or(0.0, |y| xt(y).to_f64()),
-        e: 0.0,
+        e: e.to_f64(),
+        top: top.to_f64(),
+        arg,
     }
 }
 
@@ -255,7 +277,7 @@ pub(crate) unsafe fn row_grad<T: Real>(
 /// (the single-process path's statistics pass): `x` (and its targets `t`) one
 /// contiguous row of the shard's classes, in `R` (the call's own rows, or `f32`
 /// gathered from a K-dim row); `y` the target's class within the shard, if it lies
-/// there.
+/// there. With `out`, also `e` and the argmax of the row outputs.
 ///
 /// # Safety
 /// `x` (and `t`) readable for the plan's classes; `y` one of them.
@@ -265,6 +287,7 @@ pub(crate) unsafe fn f32_row_stats<R: Store32>(
     x: *const R,
     t: Option<*const R>,
     y: Option<usize>,
+    out: bool,
 ) -> ShardRow {
     let job = PieceJob::<R, f32> {
         x,
@@ -272,8 +295,9 @@ pub(crate) unsafe fn f32_row_stats<R: Store32>(
         coef: plan.coefs(t),
         xform: plan.lane.transform(),
         step: PieceStep::Stats,
+        out,
     };
-    let (p, _) = dispatch(isa, job);
+    let (p, o, _) = dispatch(isa, job);
     // SAFETY: y < classes, within the row.
     let start = unsafe { read_start::<R, f32>(plan, x, None, t.is_some(), y, false) };
     let x_y = match start.target {
@@ -286,7 +310,9 @@ pub(crate) unsafe fn f32_row_stats<R: Store32>(
         l: p.l as f64,
         a: p.a as f64,
         x_y: x_y as f64,
-        e: 0.0,
+        e: o.t as f64,
+        top: o.top as f64,
+        arg: o.arg,
     }
 }
 
@@ -315,6 +341,7 @@ pub(crate) unsafe fn f32_row_grad<R: Store32, G: Store32>(
         coef,
         xform: plan.lane.transform(),
         step: PieceStep::Grad(g, ms, k, accumulate),
+        out: false,
     };
     dispatch(isa, job);
     // SAFETY: g is the row's gradient that `start` was read with.
@@ -365,6 +392,8 @@ mod tests {
             a: 2.0,
             x_y: 1.0,
             e: 0.25,
+            top: 2.0,
+            arg: 0,
         };
         assert_eq!(p.rebased(2.0), [1.5, -0.5, 2.0, 1.0, 0.25]);
         let q = p.rebased(3.0);

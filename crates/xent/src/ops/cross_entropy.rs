@@ -1,6 +1,6 @@
 //! `cross_entropy` on logits, with class-index or probability targets.
 
-use super::stats::{self, kept_row, RowOutputs, RowTransform};
+use super::stats::RowOutputs;
 use super::{
     check_grad, check_grad_output, check_indices, check_len, check_weight, loss_buf, loss_len,
     loss_shape, scalar_upstream, GradOut, Loss,
@@ -10,7 +10,7 @@ use crate::dtype::Float;
 use crate::entry::ElementEntry as Sealed;
 use crate::error::{Error, Result};
 use crate::indices::ClassIndices;
-use crate::kernels::plan::{CePlan, Options, RowPlan, Scale};
+use crate::kernels::plan::{CePlan, Options, RowOuts, RowPlan, Scale};
 use crate::kernels::ptr::{ConstPtr, GradPtr, Ptr};
 use crate::layout::Layout;
 use crate::options::{
@@ -271,6 +271,7 @@ fn run<T: Element>(
     grad: GradPtr<T>,
     grad_output: Option<&[T::Acc]>,
     accumulate: bool,
+    out: RowOuts<T::Acc>,
 ) -> Option<T::Acc> {
     let reduction = opts.reduction;
     let dens = match target {
@@ -297,6 +298,7 @@ fn run<T: Element>(
     plan.rows.scale = scale;
     plan.rows.accumulate = accumulate;
     plan.rows.loss_out = (reduction == Reduction::None).then(|| Ptr::new(loss_out));
+    plan.rows.out = out;
     let (ce, z) = <T as Sealed>::run_cross_entropy(&plan);
     dens.finish(reduction, ce, z, opts.z_loss != 0.0, loss_out)
 }
@@ -386,7 +388,8 @@ pub(crate) fn weight_sum<A: Float>(weight: Option<&[A]>, classes: usize) -> f64 
 
 /// The fused kernel on a block of `rows × classes` logits whose targets are already
 /// validated, with explicit gradient scales; the gradient (when `grad`) overwrites the
-/// logits. Per-row losses (z term included) go to `row_loss`; returns the sums of
+/// logits. Per-row losses (z term included) go to `row_loss`, the row outputs asked
+/// for to `out` (indexed by the block's rows); returns the sums of
 /// the losses without z terms and of the z terms. For callers that reduce across
 /// blocks themselves (linear cross-entropy).
 pub(crate) fn block_inplace<T: Element>(
@@ -397,6 +400,7 @@ pub(crate) fn block_inplace<T: Element>(
     row_loss: &mut [T::Acc],
     grad: bool,
     scale: Scale<'_, T::Acc>,
+    out: RowOuts<T::Acc>,
 ) -> (f64, f64) {
     let x = Ptr::new(x);
     let grad = if grad {
@@ -415,6 +419,7 @@ pub(crate) fn block_inplace<T: Element>(
     );
     plan.rows.scale = scale;
     plan.rows.loss_out = Some(Ptr::new(row_loss));
+    plan.rows.out = out;
     <T as Sealed>::run_cross_entropy(&plan)
 }
 
@@ -511,13 +516,6 @@ enum CallIo<'a, T: Element> {
 }
 
 impl<'a, T: Element> CallIo<'a, T> {
-    fn logits(&self) -> &[T] {
-        match self {
-            CallIo::Read(x, _) => x,
-            CallIo::InPlace(x, _) => x,
-        }
-    }
-
     fn grad_output(&self) -> Option<&'a [T::Acc]> {
         match self {
             CallIo::Read(_, g) => g.as_ref().and_then(|g| g.grad_output),
@@ -534,6 +532,7 @@ impl<'a, T: Element> CallIo<'a, T> {
         opts: &CrossEntropyOptions<'_, T::Acc>,
         loss_out: &mut [T::Acc],
         upstream: Option<&[T::Acc]>,
+        out: RowOuts<T::Acc>,
     ) -> Option<T::Acc> {
         match self {
             CallIo::Read(input, grad) => {
@@ -552,6 +551,7 @@ impl<'a, T: Element> CallIo<'a, T> {
                     ptr,
                     upstream.or(go),
                     accumulate,
+                    out,
                 )
             }
             CallIo::InPlace(logits, go) => {
@@ -566,6 +566,7 @@ impl<'a, T: Element> CallIo<'a, T> {
                     grad,
                     upstream.or(go),
                     false,
+                    out,
                 )
             }
         }
@@ -587,17 +588,9 @@ fn run_call<T: Element>(
     loss_out: &mut [T::Acc],
     mut rows: RowOutputs<'_, T::Acc>,
 ) -> Result<Option<T::Acc>> {
-    // Before the pass: an in-place call overwrites the logits.
-    stats::fill_rows(
-        io.logits(),
-        layout.driver_dims(),
-        0,
-        RowTransform::of(opts),
-        |r| kept_row(target, opts.ignore_index, r),
-        &mut rows,
-    );
+    let out = rows.ptrs();
     if opts.denominator.is_none() {
-        return Ok(io.run(layout, target, opts, loss_out, None));
+        return Ok(io.run(layout, target, opts, loss_out, None, out));
     }
     let mut core = *opts;
     core.denominator = None;
@@ -607,7 +600,7 @@ fn run_call<T: Element>(
         [T::Acc::from_f64(g / d)]
     });
     let upstream = upstream.as_ref().map(|u| &u[..]);
-    let z = io.run(layout, target, &core, loss_out, upstream);
+    let z = io.run(layout, target, &core, loss_out, upstream, out);
     let Some(d) = opts.denominator else {
         return Ok(z);
     };

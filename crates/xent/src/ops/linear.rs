@@ -9,7 +9,7 @@
 //! denominator `D = Σ_{n∈M} w_{y_n}` is summed over all rows before the first block, so
 //! the block size never changes the result beyond the rounding of the GEMM sums.
 
-use super::stats::{fill_rows, kept_index, RowOutputs, RowTransform};
+use super::stats::RowOutputs;
 use super::{check_len, scalar_upstream, Loss};
 use crate::driver::blocks::{pool_threads, ThreadScratch};
 use crate::driver::linear::{
@@ -523,6 +523,7 @@ pub fn linear_cross_entropy_stats_into<'t, E: Element>(
     check_options::<E::Acc>(ce, &layout, &Targets::Indices(target))?;
     check_len("loss_out", loss_out.len(), loss_len(n, reduction))?;
     rows_out.check(n)?;
+    let outs = rows_out.ptrs();
     if let Some(g) = &grad {
         if let Some(dh) = &g.hidden {
             check_len("grad hidden", dh.len(), n * d)?;
@@ -632,17 +633,6 @@ pub fn linear_cross_entropy_stats_into<'t, E: Element>(
             );
         }
 
-        // The row outputs of the block's logits (the fused pass scales them itself).
-        let kept = |r: usize| kept_index(&target, ce.ignore_index, r0 + r);
-        fill_rows(
-            x,
-            (rows, v, 1),
-            r0,
-            RowTransform::of(ce),
-            kept,
-            &mut rows_out,
-        );
-
         // The block through the library's fused kernel; G overwrites the logits.
         block_targets.clear();
         block_targets.extend((r0..r0 + rows).map(|r| {
@@ -662,6 +652,8 @@ pub fn linear_cross_entropy_stats_into<'t, E: Element>(
             &mut row_loss[..rows],
             want_grad,
             scale,
+            // SAFETY: r0 < n, the outputs' row count (checked above).
+            unsafe { outs.rows_after(r0) },
         );
         total.add(sum);
         ztotal.add(zsum);

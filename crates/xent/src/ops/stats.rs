@@ -1,18 +1,16 @@
 //! What a training loop reads besides the loss: the per-row outputs ([`RowOutputs`]:
 //! log-sum-exp, entropy, argmax, z term).
 //!
-//! The row outputs are computed here in one pass over each row of the logits as the
-//! loss sees them, `x̃ = softcap(s·x)`, in `f64`: the fused kernels do not write
-//! them.
+//! The fused kernels write them in the pass that computes the loss and gradient,
+//! from the logits as the loss sees them, `x̃ = softcap(s·x)`, in the compute type:
+//! the statistics pass also sums `e·(x̃ − shift)` and tracks the argmax (see
+//! `kernels::row::OutStats`), and only when an output is asked for. The class-sharded
+//! calls (`ops::shard`) still compute their part of them in a pass of their own.
 
 use super::check_len;
-use crate::driver::blocks::Blocks;
-use crate::dtype::{Element, Float};
 use crate::error::Result;
-use crate::indices::ClassIndices;
-use crate::options::CrossEntropyOptions;
-use crate::sizes::BLOCK_ELEMS;
-use crate::targets::Targets;
+use crate::kernels::plan::RowOuts;
+use crate::kernels::ptr::Ptr;
 
 /// Per-row outputs of a cross-entropy call, each written only when given: one
 /// element per row of the logits (the row shape: `()` for `(C,)`, `(N,)` for
@@ -95,9 +93,14 @@ impl<'a, A> RowOutputs<'a, A> {
         self
     }
 
-    /// Whether any output is asked for.
-    pub(crate) fn any(&self) -> bool {
-        self.lse.is_some() || self.entropy.is_some() || self.argmax.is_some() || self.z.is_some()
+    /// The kernels' pointers to the outputs given (see [`RowOuts`]).
+    pub(crate) fn ptrs(&mut self) -> RowOuts<A> {
+        RowOuts {
+            lse: self.lse.as_deref_mut().map(Ptr::new),
+            entropy: self.entropy.as_deref_mut().map(Ptr::new),
+            argmax: self.argmax.as_deref_mut().map(Ptr::new),
+            z: self.z.as_deref_mut().map(Ptr::new),
+        }
     }
 
     /// Checks that every output given has `rows` elements.
@@ -115,142 +118,4 @@ impl<'a, A> RowOutputs<'a, A> {
         }
         Ok(())
     }
-}
-
-/// How a row's logits become the logits the loss sees, and the z-loss scale.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RowTransform {
-    scale: f64,
-    softcap: Option<f64>,
-    z_loss: f64,
-}
-
-impl RowTransform {
-    /// The transform of validated options.
-    pub(crate) fn of<A>(opts: &CrossEntropyOptions<'_, A>) -> Self {
-        RowTransform {
-            scale: opts.logit_scale,
-            softcap: opts.softcap,
-            z_loss: opts.z_loss,
-        }
-    }
-
-    #[inline]
-    fn apply(self, x: f64) -> f64 {
-        let v = self.scale * x;
-        match self.softcap {
-            Some(cap) => cap * (v / cap).tanh(),
-            None => v,
-        }
-    }
-}
-
-/// One row's outputs, before rounding to the output type.
-#[derive(Debug, Clone, Copy)]
-struct RowStat {
-    lse: f64,
-    entropy: f64,
-    argmax: i64,
-}
-
-/// The outputs of the row whose class `c` is `x(c)`, `classes` ≥ 1.
-fn row_stat(classes: usize, x: impl Fn(usize) -> f64) -> RowStat {
-    // The max and its first index; the first NaN wins over every number, as in
-    // torch.argmax.
-    let (mut m, mut arg) = (f64::NEG_INFINITY, 0usize);
-    for c in 0..classes {
-        let v = x(c);
-        if v.is_nan() {
-            m = v;
-            arg = c;
-            break;
-        }
-        if v > m {
-            m = v;
-            arg = c;
-        }
-    }
-    // torch.logsumexp shifts by 0 when the max is infinite: `+inf` and `−inf` rows
-    // then come out as `±inf`, not as `inf − inf`.
-    let shift = if m.is_finite() { m } else { 0.0 };
-    let (mut sum, mut lin) = (0.0f64, 0.0f64);
-    for c in 0..classes {
-        let d = x(c) - shift;
-        let e = d.exp();
-        sum += e;
-        // A class of probability 0 adds 0·log 0 = 0 (its d may be −inf).
-        if e != 0.0 {
-            lin += e * d;
-        }
-    }
-    let ln_sum = sum.ln();
-    RowStat {
-        lse: shift + ln_sum,
-        entropy: if m.is_nan() {
-            f64::NAN
-        } else {
-            ln_sum - lin / sum
-        },
-        argmax: arg as i64,
-    }
-}
-
-/// Fills `out` for the rows of `x`, an `(outer, classes, inner)` block of logits
-/// whose row `r` is output row `row0 + r`; `kept(r)` says whether row `r` counts
-/// (its z term is 0 otherwise). Rows run in parallel blocks.
-pub(crate) fn fill_rows<T: Element>(
-    x: &[T],
-    (outer, classes, inner): (usize, usize, usize),
-    row0: usize,
-    transform: RowTransform,
-    kept: impl Fn(usize) -> bool + Sync,
-    out: &mut RowOutputs<'_, T::Acc>,
-) {
-    let rows = outer * inner;
-    if !out.any() || rows == 0 {
-        return;
-    }
-    let per = (BLOCK_ELEMS / classes.max(1)).max(1);
-    let stats = Blocks::new(rows, per).map(|range| {
-        range
-            .map(|r| {
-                let base = (r / inner) * classes * inner + r % inner;
-                row_stat(classes, |c| {
-                    transform.apply(x[base + c * inner].to_acc().to_f64())
-                })
-            })
-            .collect::<Vec<_>>()
-    });
-    for (r, s) in stats.into_iter().flatten().enumerate() {
-        let o = row0 + r;
-        if let Some(lse) = out.lse.as_deref_mut() {
-            lse[o] = T::Acc::from_f64(s.lse);
-        }
-        if let Some(entropy) = out.entropy.as_deref_mut() {
-            entropy[o] = T::Acc::from_f64(s.entropy);
-        }
-        if let Some(argmax) = out.argmax.as_deref_mut() {
-            argmax[o] = s.argmax;
-        }
-        if let Some(z) = out.z.as_deref_mut() {
-            z[o] = T::Acc::from_f64(if kept(r) {
-                transform.z_loss * s.lse * s.lse
-            } else {
-                0.0
-            });
-        }
-    }
-}
-
-/// Whether row `r` of a call counts (is not ignored).
-pub(crate) fn kept_row<T>(target: &Targets<'_, T>, ignore_index: i64, r: usize) -> bool {
-    match target {
-        Targets::Indices(idx) => kept_index(idx, ignore_index, r),
-        Targets::Probabilities(_) => true,
-    }
-}
-
-/// Whether row `r` of class-index targets counts.
-pub(crate) fn kept_index(idx: &ClassIndices<'_>, ignore_index: i64, r: usize) -> bool {
-    idx.class_at(r, ignore_index).is_some()
 }

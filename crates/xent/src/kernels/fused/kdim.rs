@@ -37,11 +37,14 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
     /// the lane kernels. `store`: the statistics pass stores `exp(x̃ − shift)` into
     /// an overwritten f32 gradient, which the gradient pass then only scales (no
     /// soft-capping); `active`: the rows have linear terms (smoothing or probability
-    /// targets).
+    /// targets). With row outputs there is no `store`: their walk
+    /// ([`lanes::LaneOuts`]) reads the logits after the statistics pass, and the
+    /// gradient may be the logits.
     #[inline]
     pub(super) fn lane_flags<X: Xform, TG: Store32>(&self) -> (bool, bool, bool) {
         let accumulate = self.plan.accumulate;
-        let store = !X::CHAINED && TG::IS_F32 && !accumulate && self.g.is_some();
+        let store =
+            !X::CHAINED && TG::IS_F32 && !accumulate && self.g.is_some() && !self.plan.out.any();
         let active = self.plan.coef != CoefKind::None;
         (store, accumulate, active)
     }
@@ -420,6 +423,22 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
         let (loss, zt, consts) = finish_v(s, &stats, index, &plan.lane, scale_ce, scale_z);
         let zero = s.splat(0.0);
         let (loss, zt) = (s.select(on, loss, zero), s.select(on, zt, zero));
+        if plan.out.any() {
+            // Read before the gradient pass, which may overwrite the logits; the
+            // pointers cover the unit as for the statistics pass.
+            s.vectorize(lanes::LaneOuts {
+                x,
+                stride,
+                c,
+                xf,
+                m: stats.m,
+                s: stats.s,
+                on,
+                z_loss: plan.lane.z_loss,
+                out: plan.out,
+                row,
+            });
+        }
         if let Some(l) = plan.loss_out {
             // SAFETY: rows r0..r0 + LANES lie in the block, which has a loss each.
             unsafe { s.store(l.at(row), s.add(loss, zt)) };

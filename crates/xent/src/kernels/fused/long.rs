@@ -6,20 +6,16 @@
 //! and hands the pieces' statistics back in piece order.
 
 use super::job::{finish, RowStart};
-use super::rows::{PieceJob, PieceStep};
+use super::rows::{PieceJob, PieceStats, PieceStep};
 use crate::kernels::dispatch::{dispatch, Isa};
 use crate::kernels::num::Storage;
 use crate::kernels::plan::{CePlan, RowPlan};
 use crate::kernels::ptr::{ConstPtr, Ptr};
-use crate::kernels::row::{shift, Coefs, GradConsts, RowStats};
+use crate::kernels::row::{row_outputs, shift, Coefs, GradConsts, OutStats, RowStats};
 use crate::kernels::simd::Store32;
 use crate::kernels::xform::with_xform;
-use crate::sizes::{MAX_STORED_CHUNKS, PIECE};
+use crate::sizes::PIECE;
 use core::ops::Range;
-
-/// A piece's statistics and, when the statistics pass stored its exps, its chunk
-/// maxima.
-pub(crate) type PieceStats = (RowStats<f32>, [f32; MAX_STORED_CHUNKS]);
 
 /// A finished row: its loss without the z term, the z term, the shift and the
 /// gradient constants.
@@ -149,6 +145,7 @@ impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
             coef: unsafe { self.coef.offset(start) },
             xform: self.plan.lane.transform(),
             step,
+            out: self.plan.out.any(),
         }
     }
 
@@ -172,16 +169,39 @@ impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
         dispatch(self.isa, self.piece(cols.start, step))
     }
 
+    /// Whether the row's statistics must run: it has a target, or row outputs are
+    /// asked for (an ignored row still gets its `lse`, entropy and argmax).
+    pub(crate) fn needs_stats(&self) -> bool {
+        !self.ignored() || self.plan.out.any()
+    }
+
     /// The row's loss and gradient constants from its pieces' statistics, in piece
-    /// order (`None` for an ignored row).
+    /// order (`None` for an ignored row), after writing its row outputs when asked.
     pub(crate) fn finish(&self, stats: &[PieceStats]) -> Option<RowEnd> {
-        let target = self.start.target?;
-        let p = stats
-            .iter()
-            .map(|s| s.0)
-            .fold(RowStats::EMPTY, RowStats::merge);
+        let (mut p, mut o) = (RowStats::EMPTY, OutStats::EMPTY);
+        for (k, q) in stats.iter().enumerate() {
+            if self.plan.out.any() {
+                o = o.merge(&p, q.1, &q.0, k * PIECE);
+            }
+            p = p.merge(q.0);
+        }
+        let Some(target) = self.start.target else {
+            if self.plan.out.any() {
+                let (lse, entropy, arg) = row_outputs(&p, &o);
+                // SAFETY: r is a row of the call.
+                unsafe { self.plan.out.write(self.r, lse, entropy, arg, 0.0) };
+            }
+            return None;
+        };
         let (scale_ce, scale_z) = self.plan.scale.at(self.r);
         let (loss, zt, k) = finish(p, target, &self.plan.lane, scale_ce, scale_z);
+        if self.plan.out.any() {
+            let (lse, entropy, arg) = row_outputs(&p, &o);
+            // SAFETY: r is a row of the call.
+            let z = self.plan.lane.z_loss * lse * lse;
+            // SAFETY: r is a row of the call.
+            unsafe { self.plan.out.write(self.r, lse, entropy, arg, z) };
+        }
         Some(RowEnd {
             loss,
             zt,
@@ -201,7 +221,7 @@ impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
                 Some(e) => PieceStep::Rescale(
                     e.at(start) as *const f32,
                     g.at(start),
-                    stats[start / PIECE].1,
+                    stats[start / PIECE].2,
                     end.ms,
                     end.k,
                     acc,

@@ -5,7 +5,7 @@ use super::job::{finish, BlockSums, RowStart};
 use crate::kernels::dispatch::Job;
 use crate::kernels::plan::Block;
 use crate::kernels::row::{
-    self, shift, Coef, Coefs, GradConsts, NoCoef, Ones, RowStats, Weights, Xform,
+    self, shift, Coef, Coefs, GradConsts, NoCoef, Ones, OutStats, RowStats, Weights, Xform,
 };
 use crate::kernels::simd::{Simd, Store32};
 use crate::kernels::xform::{with_xform, Transform};
@@ -25,6 +25,7 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
         let (x, g) = (self.x.as_ptr(), self.g.map(|g| g.as_ptr()));
         // A large gradient is streamed past the caches.
         let stream = self.stream && g.is_some();
+        let out = plan.out.any();
         for r in 0..self.outer {
             // SAFETY: the driver hands a block of `outer` rows of C
             // elements at x (and g, t), rows row0.. of the call (one loss each at
@@ -38,6 +39,12 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
                 let start = RowStart::read(xf, x, g, probs, class, plan.weight, plan.accumulate);
                 let (loss, zt) = match start.target {
                     None => {
+                        if out {
+                            // Read before the gradient is cleared: it may be the logits.
+                            let (p, o) = row::row_stats(s, x, c, coef, xf, true);
+                            let (lse, entropy, arg) = row::row_outputs(&p, &o);
+                            plan.out.write(self.row0 + r, lse, entropy, arg, 0.0);
+                        }
                         if let (Some(g), false) = (g, plan.accumulate) {
                             for j in 0..c {
                                 *g.add(j) = G::from_f32(0.0);
@@ -59,26 +66,31 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
                         };
                         let store = !X::CHAINED && e_buf.is_some();
                         let mut chunk_max = [0.0f32; MAX_STORED_CHUNKS];
-                        let p = match (g, e_buf) {
+                        let (p, o) = match (g, e_buf) {
                             // Exps in the scratch, the gradient written with regular
                             // stores next: prefetch its lines.
                             (Some(g), Some(e_buf))
                                 if store && !stream && e_buf as *const u8 != g as *const u8 =>
                             {
                                 let (cm, grad) = (&mut chunk_max, Some(g as *const G));
-                                row::row_stats_store(s, x, e_buf, c, coef, xf, cm, grad)
+                                row::row_stats_store(s, x, e_buf, c, coef, xf, cm, grad, out)
                             }
                             // Exps in the gradient itself, or in the scratch with a
                             // streamed gradient (whose lines must not be fetched).
                             (Some(_), Some(e_buf)) if store => {
                                 let cm = &mut chunk_max;
                                 row::row_stats_store::<S, E, C, X, f32>(
-                                    s, x, e_buf, c, coef, xf, cm, None,
+                                    s, x, e_buf, c, coef, xf, cm, None, out,
                                 )
                             }
-                            _ => row::row_stats(s, x, c, coef, xf),
+                            _ => row::row_stats(s, x, c, coef, xf, out),
                         };
                         let (loss, zt, k) = finish(p, target, &plan.lane, scale_ce, scale_z);
+                        if out {
+                            let (lse, entropy, arg) = row::row_outputs(&p, &o);
+                            let z = plan.lane.z_loss * lse * lse;
+                            plan.out.write(self.row0 + r, lse, entropy, arg, z);
+                        }
                         if let Some(g) = g {
                             let ms = shift(p.m);
                             let acc = plan.accumulate;
@@ -111,6 +123,10 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
         (total, ztotal)
     }
 }
+
+/// A piece's statistics, its [`OutStats`] (when asked) and, when the statistics pass
+/// stored its exps, its chunk maxima.
+pub(crate) type PieceStats = (RowStats<f32>, OutStats, [f32; MAX_STORED_CHUNKS]);
 
 /// What a [`PieceJob`] does with its piece.
 // One short-lived value per piece of ≥ 64 Ki classes: the chunk maxima travel by
@@ -152,12 +168,14 @@ pub(crate) struct PieceJob<E, G> {
     /// The transform of the logits.
     pub xform: Transform,
     pub step: PieceStep<G>,
+    /// Whether the statistics steps compute the piece's [`OutStats`] too.
+    pub out: bool,
 }
 
 impl<E: Store32, G: Store32> Job for PieceJob<E, G> {
     /// The piece's statistics (empty for the gradient steps) and, for
     /// [`PieceStep::StatsStore`], its chunk maxima.
-    type Out = (RowStats<f32>, [f32; MAX_STORED_CHUNKS]);
+    type Out = PieceStats;
     fn run<S: Simd>(self, s: S) -> Self::Out {
         with_xform!(self.xform, xf => self.with(s, xf))
     }
@@ -165,11 +183,7 @@ impl<E: Store32, G: Store32> Job for PieceJob<E, G> {
 
 impl<E: Store32, G: Store32> PieceJob<E, G> {
     #[inline(always)]
-    pub(super) fn with<S: Simd, X: Xform>(
-        &self,
-        s: S,
-        xf: X,
-    ) -> (RowStats<f32>, [f32; MAX_STORED_CHUNKS]) {
+    pub(super) fn with<S: Simd, X: Xform>(&self, s: S, xf: X) -> PieceStats {
         match self.coef {
             Coefs::None => self.go(s, xf, NoCoef),
             Coefs::Ones => self.go(s, xf, Ones),
@@ -179,42 +193,38 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
     }
 
     #[inline(always)]
-    pub(super) fn go<S: Simd, X: Xform, C: Coef>(
-        &self,
-        s: S,
-        xf: X,
-        coef: C,
-    ) -> (RowStats<f32>, [f32; MAX_STORED_CHUNKS]) {
+    pub(super) fn go<S: Simd, X: Xform, C: Coef>(&self, s: S, xf: X, coef: C) -> PieceStats {
         let mut chunk_max = [0.0f32; MAX_STORED_CHUNKS];
+        let out = self.out;
         // SAFETY: the driver hands a piece of n ≤ MAX_STORED_CHUNKS·CHUNK elements of
         // the row (x, g, stored exps, coefficients); stored exps are f32, and `e`
         // equals `g` only for an f32 gradient that is overwritten.
         let p = unsafe {
             match self.step {
-                PieceStep::Stats => row::row_stats(s, self.x, self.n, coef, xf),
+                PieceStep::Stats => row::row_stats(s, self.x, self.n, coef, xf, out),
                 PieceStep::StatsStore(e) => {
                     let cm = &mut chunk_max;
                     row::row_stats_store::<S, E, C, X, f32>(
-                        s, self.x, e, self.n, coef, xf, cm, None,
+                        s, self.x, e, self.n, coef, xf, cm, None, out,
                     )
                 }
                 PieceStep::Grad(g, ms, k, acc) => {
                     row::row_grad(s, self.x, g, self.n, coef, xf, ms, k, acc);
-                    RowStats::EMPTY
+                    (RowStats::EMPTY, OutStats::EMPTY)
                 }
                 PieceStep::GradStream(g, ms, k, acc) => {
                     row::row_grad_stream(s, self.x, g, self.n, coef, xf, ms, k, acc);
                     // Other threads (and the row's end) read the piece after this job.
                     s.stream_fence();
-                    RowStats::EMPTY
+                    (RowStats::EMPTY, OutStats::EMPTY)
                 }
                 PieceStep::Rescale(e, g, maxima, ms, k, acc) => {
                     let flags = (acc, false);
                     row::row_rescale(s, e, g, self.n, coef, &maxima, ms, k, flags);
-                    RowStats::EMPTY
+                    (RowStats::EMPTY, OutStats::EMPTY)
                 }
             }
         };
-        (p, chunk_max)
+        (p.0, p.1, chunk_max)
     }
 }

@@ -25,7 +25,7 @@ impl<E: Store32, O: Store32> Job for SoftmaxJob<E, O> {
             unsafe {
                 if inner == 1 {
                     let (x, out) = (self.x.add(n * c), self.out.add(n * c));
-                    let p = row::row_stats(s, x, c, NoCoef, Identity);
+                    let (p, _) = row::row_stats(s, x, c, NoCoef, Identity, false);
                     row_softmax::softmax_write(s, x, out, c, p, self.log);
                     continue;
                 }

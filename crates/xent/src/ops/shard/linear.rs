@@ -1,7 +1,7 @@
 //! The class-sharded linear cross-entropy: the shard's logits `h·W_shardᵀ + b_shard`
 //! formed block by block, then the protocol of [`super::cross_entropy_shard_stats`].
 
-use super::rows::{self, Transform};
+use super::rows;
 use super::scale::scale_in_place;
 use super::{
     check_scalars, check_weight, new_stats, shard_plan, ClassShard, ShardLayout, ShardStats, Want,
@@ -76,10 +76,6 @@ fn linear_stats<E: Element>(
     let ce = &opts.cross_entropy;
     let targets = Targets::<E::Acc>::Indices(target);
     let mut stats = new_stats(&targets, n, ce, shard, v, want);
-    let transform = Transform {
-        scale: ce.logit_scale,
-        softcap: ce.softcap,
-    };
     let mut walk = LinearWalk::new(&inputs, opts, v, shard.classes);
     let mut r0 = 0;
     while r0 < n {
@@ -87,8 +83,6 @@ fn linear_stats<E: Element>(
         walk.logits(&inputs, &target, ce.ignore_index, r0, rows);
         let layout = block_layout(rows, v, shard)?;
         let x = &mut walk.x[..rows * v];
-        // The row parts read the unscaled logits, as the single-process outputs do.
-        let raw = (want == Want::Rows && ce.logit_scale != 1.0).then(|| x.to_vec());
         scale_in_place(x, ce.logit_scale);
         let targets = Targets::Indices(ClassIndices::from(&walk.t[..]));
         let plan = shard_plan(
@@ -99,18 +93,14 @@ fn linear_stats<E: Element>(
             ce,
             shard,
         );
-        <E::Acc as Sealed>::run_shard_stats(&plan, &mut stats.rows[r0..r0 + rows]);
+        <E::Acc as Sealed>::run_shard_stats(
+            &plan,
+            &mut stats.rows[r0..r0 + rows],
+            want == Want::Rows,
+        );
         if want == Want::Rows {
-            let x = raw.as_deref().unwrap_or(&walk.x[..rows * v]);
-            rows::add_parts(
-                x,
-                (rows, v, 1),
-                shard.offset,
-                transform,
-                |r| target.class_at(r0 + r, ce.ignore_index).is_none(),
-                &mut stats.rows[r0..r0 + rows],
-                &mut stats.loc[r0..r0 + rows],
-            );
+            let (rows_r, loc) = (&stats.rows[r0..r0 + rows], &mut stats.loc[r0..r0 + rows]);
+            rows::locate(rows_r, v, shard.offset, ce.softcap, loc);
         }
         r0 += rows;
     }
@@ -321,17 +311,16 @@ impl<'w, E: Element> LinearWalk<'w, E> {
         (&self.x[..rows * v], ClassIndices::from(&self.t[..]))
     }
 
-    /// The partial statistics of the block of rows `r0..r0 + rows` (its logits formed
+    /// The partial statistics of the block of `rows` rows (its logits formed
     /// by [`LinearWalk::logits`]), as [`linear_cross_entropy_shard_stats`] (or, for
     /// `Want::Rows`, [`linear_cross_entropy_shard_row_stats`]) makes them for these
     /// rows. Leaves the block's logits scaled by the logit scale, for
     /// [`LinearWalk::grad`].
     pub(super) fn stats(
         &mut self,
-        target: &ClassIndices<'_>,
         ce: &CrossEntropyOptions<'_, E::Acc>,
         shard: ClassShard,
-        (r0, rows): (usize, usize),
+        rows: usize,
         want: Want,
     ) -> Result<ShardStats> {
         let v = self.classes;
@@ -339,8 +328,6 @@ impl<'w, E: Element> LinearWalk<'w, E> {
         let targets = Targets::Indices(ClassIndices::from(&self.t[..]));
         let mut part = new_stats(&targets, rows, ce, shard, v, want);
         let x = &mut self.x[..rows * v];
-        // The row parts read the unscaled logits, as the single-process outputs do.
-        let raw = (want == Want::Rows && ce.logit_scale != 1.0).then(|| x.to_vec());
         scale_in_place(x, ce.logit_scale);
         let plan = shard_plan(
             ConstPtr::new(&*x),
@@ -350,22 +337,9 @@ impl<'w, E: Element> LinearWalk<'w, E> {
             ce,
             shard,
         );
-        <E::Acc as Sealed>::run_shard_stats(&plan, &mut part.rows);
+        <E::Acc as Sealed>::run_shard_stats(&plan, &mut part.rows, want == Want::Rows);
         if want == Want::Rows {
-            let x = raw.as_deref().unwrap_or(&self.x[..rows * v]);
-            let transform = Transform {
-                scale: ce.logit_scale,
-                softcap: ce.softcap,
-            };
-            rows::add_parts(
-                x,
-                (rows, v, 1),
-                shard.offset,
-                transform,
-                |r| target.class_at(r0 + r, ce.ignore_index).is_none(),
-                &mut part.rows,
-                &mut part.loc,
-            );
+            rows::locate(&part.rows, v, shard.offset, ce.softcap, &mut part.loc);
         }
         for (m, r) in part.max.iter_mut().zip(&part.rows) {
             *m = r.m;

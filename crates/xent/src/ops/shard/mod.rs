@@ -16,7 +16,7 @@ pub use pass::{linear_cross_entropy_shard_into, ShardReduce};
 pub use rows::MaxLoc;
 
 use super::cross_entropy::{check_scalars, plan, Denominators};
-use super::stats::{kept_row, RowOutputs};
+use super::stats::RowOutputs;
 use super::{check_indices, check_len, check_weight, scalar_upstream, GradOut};
 use crate::driver::shard::RowGrad;
 use crate::dtype::Element;
@@ -30,7 +30,7 @@ use crate::layout::Layout;
 use crate::options::{CrossEntropyOptions, GradMode, Reduction};
 use crate::reduce::CompensatedSum;
 use crate::targets::Targets;
-use rows::Transform;
+
 use scale::{scaled_logits, widened_targets, write_scaled_grad};
 
 /// This process's shard of the classes: global classes `offset..offset + n` of
@@ -765,7 +765,7 @@ fn shard_stats<T: Element>(
             opts,
             shard,
         );
-        <T as Sealed>::run_shard_stats(&plan, &mut stats.rows);
+        <T as Sealed>::run_shard_stats(&plan, &mut stats.rows, want == Want::Rows);
     } else {
         let xs = scaled_logits(input, s, shape)?;
         let mut store = Vec::new();
@@ -778,26 +778,11 @@ fn shard_stats<T: Element>(
             opts,
             shard,
         );
-        <T::Acc as Sealed>::run_shard_stats(&plan, &mut stats.rows);
+        <T::Acc as Sealed>::run_shard_stats(&plan, &mut stats.rows, want == Want::Rows);
     }
     if want == Want::Rows {
-        let dims = (
-            layout.global.outer(),
-            layout.local_classes,
-            layout.global.inner(),
-        );
-        rows::add_parts(
-            input,
-            dims,
-            shard.offset,
-            Transform {
-                scale: s,
-                softcap: opts.softcap,
-            },
-            |r| !kept_row(&target, opts.ignore_index, r),
-            &mut stats.rows,
-            &mut stats.loc,
-        );
+        let (classes, cap) = (layout.local_classes, opts.softcap);
+        rows::locate(&stats.rows, classes, shard.offset, cap, &mut stats.loc);
     }
     for (m, r) in stats.max.iter_mut().zip(&stats.rows) {
         *m = r.m;

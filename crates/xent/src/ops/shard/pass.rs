@@ -189,7 +189,7 @@ pub fn linear_cross_entropy_shard_into<'t, E: Element, A: Float>(
     while r0 < n {
         let rows = walk.block().min(n - r0);
         walk.logits(&inputs, &target, ce.ignore_index, r0, rows);
-        let mut part = walk.stats(&target, ce, shard, (r0, rows), want)?;
+        let mut part = walk.stats(ce, shard, rows, want)?;
         reduce.block(&mut part)?;
         part.finish(counts, &mut part_loss[..if per_row { rows } else { 1 }])?;
         // The reduced statistics, kept for the loss and row outputs of every row.

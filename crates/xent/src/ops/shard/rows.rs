@@ -3,13 +3,11 @@
 //! the max-location reduction ([`MaxLoc::max`]) and the packed SUM give the row's
 //! `lse`, `entropy` and `argmax` as the single-process call computes them.
 //!
-//! The shard's part is computed in `f64` from the logits as the loss sees them,
-//! `x̃ = softcap(s·x)`, as the single-process row outputs are.
+//! The shard's part comes from the statistics pass of the shard's kernels (the
+//! same kernels as the single-process call), from the logits as the loss sees them,
+//! `x̃ = softcap(s·x)`.
 
-use crate::driver::blocks::Blocks;
-use crate::dtype::{Element, Float};
 use crate::kernels::shard::{shift64, ShardRow};
-use crate::sizes::BLOCK_ELEMS;
 
 /// A row's largest logit and its global class index, for the max-location
 /// all-reduce (MPI's `MAXLOC` on `(value, index)` pairs): the larger value wins,
@@ -74,110 +72,29 @@ impl MaxLoc {
     }
 }
 
-/// How a row's logits become the logits the loss sees, in `f64`.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Transform {
-    pub scale: f64,
-    pub softcap: Option<f64>,
-}
-
-impl Transform {
-    #[inline]
-    fn apply(self, x: f64) -> f64 {
-        let v = self.scale * x;
-        match self.softcap {
-            Some(cap) => cap * (v / cap).tanh(),
-            None => v,
-        }
-    }
-}
-
-/// One row shard's part of the row outputs.
-#[derive(Debug, Clone, Copy)]
-struct Part {
-    loc: MaxLoc,
-    /// The row's max of `x̃` and `Σ exp(x̃ − shift(max))` (used for ignored rows,
-    /// which the loss kernels skip).
-    own: (f64, f64),
-    /// `Σ exp(x̃ − shift)·(x̃ − shift)` relative to the row's shift.
-    e: f64,
-}
-
-/// The row part of a row of `classes` classes `x(c)`, whose first class is global
-/// class `offset`; relative to `shift`, or to the row's own max when `None`.
-fn part(classes: usize, offset: usize, shift: Option<f64>, x: impl Fn(usize) -> f64) -> Part {
-    if classes == 0 {
-        return Part {
-            loc: MaxLoc::EMPTY,
-            own: (f64::NEG_INFINITY, 0.0),
-            e: 0.0,
-        };
-    }
-    let (mut m, mut arg) = (f64::NEG_INFINITY, 0usize);
-    for c in 0..classes {
-        let v = x(c);
-        if v.is_nan() {
-            m = v;
-            arg = c;
-            break;
-        }
-        if v > m {
-            m = v;
-            arg = c;
-        }
-    }
-    let shift = shift.unwrap_or(shift64(m));
-    let (mut s, mut e) = (0.0f64, 0.0f64);
-    for c in 0..classes {
-        let d = x(c) - shift;
-        let p = d.exp();
-        s += p;
-        // A class of probability 0 adds 0·log 0 = 0 (its d may be −inf).
-        if p != 0.0 {
-            e += p * d;
-        }
-    }
-    Part {
-        loc: MaxLoc::new(m, (offset + arg) as i64),
-        own: (m, s),
-        e,
-    }
-}
-
-/// Adds the row parts of an `(outer, classes, inner)` block of logits `x` (rows
-/// `rows`, one [`ShardRow`] and [`MaxLoc`] each) whose first class is global class
-/// `offset`: the location of each row's max, and `e` relative to the row's shift.
-/// An ignored row (`ignored(r)`), which the loss kernels skip, gets its max and
-/// `Σ exp` here.
-pub(super) fn add_parts<T: Element>(
-    x: &[T],
-    (outer, classes, inner): (usize, usize, usize),
+/// The location of each row's max (`loc`, global class indices) from its shard
+/// statistics made with the row outputs (whose first class is global class
+/// `offset`); a shard without classes has [`MaxLoc::EMPTY`].
+///
+/// The index is the shard's first max of the logits its kernels read (`top`), and
+/// the value `softcap(top)` in `f64` (`softcap` the call's soft-cap, the logit scale
+/// being applied already): the max of `x̃` that the sums are rebased to, a
+/// function of `top` alone, so that equal logits on two shards tie and the lower
+/// index wins, as on one process.
+pub(super) fn locate(
+    rows: &[ShardRow],
+    classes: usize,
     offset: usize,
-    transform: Transform,
-    ignored: impl Fn(usize) -> bool + Sync,
-    rows: &mut [ShardRow],
+    softcap: Option<f64>,
     loc: &mut [MaxLoc],
 ) {
-    let n = outer * inner;
-    let per = (BLOCK_ELEMS / classes.max(1)).max(1);
-    let shared = &*rows;
-    let parts = Blocks::new(n, per).map(|range| {
-        range
-            .map(|r| {
-                let base = (r / inner) * classes * inner + r % inner;
-                let shift = (!ignored(r)).then(|| shift64(shared[r].m));
-                part(classes, offset, shift, |c| {
-                    transform.apply(x[base + c * inner].to_acc().to_f64())
-                })
-            })
-            .collect::<Vec<_>>()
-    });
-    for (r, p) in parts.into_iter().flatten().enumerate() {
-        loc[r] = p.loc;
-        if ignored(r) {
-            (rows[r].m, rows[r].s) = p.own;
-        }
-        rows[r].e = p.e;
+    for (l, r) in loc.iter_mut().zip(rows) {
+        *l = if classes == 0 {
+            MaxLoc::EMPTY
+        } else {
+            let v = softcap.map_or(r.top, |cap| cap * (r.top / cap).tanh());
+            MaxLoc::new(v, (offset + r.arg) as i64)
+        };
     }
 }
 
@@ -224,16 +141,13 @@ mod tests {
     }
 
     #[test]
-    fn a_part_matches_the_row_formula() {
-        let x = [1.0, f64::NEG_INFINITY, 3.0, 3.0];
-        let p = part(4, 10, None, |c| x[c]);
-        assert_eq!(p.loc, MaxLoc::new(3.0, 12));
+    fn lse_entropy_of_a_row() {
         let s = (-2.0f64).exp() + 2.0;
-        assert!((p.own.1 - s).abs() < 1e-15);
-        assert!((p.e - (-2.0) * (-2.0f64).exp()).abs() < 1e-15);
-        let (lse, h) = lse_entropy(3.0, p.own.1, p.e);
+        let e = -2.0 * (-2.0f64).exp();
+        let (lse, h) = lse_entropy(3.0, s, e);
         assert!((lse - (3.0 + s.ln())).abs() < 1e-15);
         assert!(h > 0.0 && h < 4f64.ln());
         assert!(lse_entropy(f64::NEG_INFINITY, 0.0, 0.0).1.is_nan());
+        assert_eq!(lse_entropy(f64::INFINITY, f64::NAN, 0.0).0, f64::INFINITY);
     }
 }
