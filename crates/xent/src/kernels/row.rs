@@ -137,9 +137,9 @@ impl OutStats {
         }
     }
 
-    /// The argmax of the `n` raw logits at `x` with NaN first: the
-    /// vector pass's per-lane tracking skips NaN, so a run whose sum is NaN (a NaN
-    /// or a `+inf`) is searched again here.
+    /// The argmax of the `n` raw logits at `x` with NaN first: the vector max
+    /// may skip NaN, so a run whose sum is NaN (a NaN or a `+inf`) is searched
+    /// here instead of for its max.
     ///
     /// # Safety
     /// `x` readable for `n` elements.
@@ -179,7 +179,9 @@ pub(crate) fn row_outputs(p: &RowStats<f32>, o: &OutStats) -> (f32, f32, i64) {
     (lse, entropy, o.arg as i64)
 }
 
-/// Pass A and pass B over `n` contiguous classes at `x`.
+/// Pass A and pass B over `n` contiguous classes at `x`; with `OUT`, `best` is the
+/// [`OutStats::top`] of the classes before these in the row (see
+/// [`chunk_stats_store`]).
 ///
 /// # Safety
 /// `x` readable for `n` elements; `coef` valid for `n` classes.
@@ -190,6 +192,7 @@ pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform, const O
     n: usize,
     coef: C,
     xf: X,
+    best: f32,
 ) -> (RowStats<f32>, OutStats) {
     // SAFETY: forwarded; no store.
     unsafe {
@@ -201,13 +204,19 @@ pub(crate) unsafe fn chunk_stats<S: Simd, E: Store32, C: Coef, X: Xform, const O
             coef,
             xf,
             core::ptr::null(),
+            best,
         )
     }
 }
 
 /// [`chunk_stats`] that also stores `e = exp(x − shift(m))` into `g` when `STORE`
-/// (and computes the chunk's [`OutStats`] when `OUT`; [`OutStats::EMPTY`] otherwise)
-/// (the gradient pass then rescales `e` instead of recomputing `exp`). With `STORE`,
+/// (the gradient pass then rescales `e` instead of recomputing `exp`).
+///
+/// With `OUT` it computes the chunk's [`OutStats`] too ([`OutStats::EMPTY`]
+/// otherwise), but the argmax only where it can win the row: `best` is the `top` of
+/// the row's classes before the chunk (`−inf` for none, which always finds it), and
+/// a chunk whose largest raw logit `r` is not above it (ties go to the earlier
+/// class) returns `top = r` with `arg = 0`, which [`OutStats::merge`] never takes. With `STORE`,
 /// pass B also prefetches the `n` elements at `ahead`: the gradient lines that are
 /// written next (see [`row_stats_store`]). Their type `P` is a parameter, so that
 /// the prefetch loop's stride is a constant of the kernel.
@@ -234,6 +243,7 @@ pub(crate) unsafe fn chunk_stats_store<
     coef: C,
     xf: X,
     ahead: *const P,
+    best: f32,
 ) -> (RowStats<f32>, OutStats) {
     s.vectorize(ChunkStats::<E, G, C, X, P, STORE, OUT> {
         x,
@@ -242,6 +252,7 @@ pub(crate) unsafe fn chunk_stats_store<
         coef,
         xf,
         ahead,
+        best,
     })
 }
 
@@ -253,6 +264,7 @@ struct ChunkStats<E, G, C, X, P, const STORE: bool, const OUT: bool> {
     coef: C,
     xf: X,
     ahead: *const P,
+    best: f32,
 }
 
 impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool, const OUT: bool> Kernel
@@ -268,6 +280,7 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool, const OUT:
             coef,
             xf,
             ahead,
+            best,
         } = self;
         // The fields are the arguments of `chunk_stats_store`, whose caller guarantees its
         // contract for them: the SAFETY comments below rely on it.
@@ -277,22 +290,16 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool, const OUT:
         // j < n in the scalar tails; the caller guarantees n readable elements.
         unsafe {
             let (mut m0, mut m1) = (s.splat(f32::NEG_INFINITY), s.splat(f32::NEG_INFINITY));
-            // With OUT, each lane's largest raw logit `r` (see `OutStats::top`) and its
-            // position: the `i` (as f32, exact below 2²⁴ > CHUNK) of the first vector
-            // whose lane raised it (NaN never does).
-            let zero = s.splat(0.0);
-            let (mut k0, mut k1, mut at) = (zero, zero, zero);
+            // With OUT and a transform, the largest raw logit `r` too (the argmax
+            // compares raw logits, see `OutStats`); for the identity, r = m.
+            let raw = OUT && !X::IDENTITY;
             let (mut r0, mut r1) = (m0, m1);
-            let step = s.splat((2 * lanes) as f32);
             let mut i = 0;
             while i + 2 * lanes <= body {
                 let (u0, u1) = (s.load(x.add(i)), s.load(x.add(i + lanes)));
-                if OUT {
-                    k0 = s.select(s.lt(r0, u0), at, k0);
-                    k1 = s.select(s.lt(r1, u1), at, k1);
+                if raw {
                     r0 = s.max(r0, u0);
                     r1 = s.max(r1, u1);
-                    at = s.add(at, step);
                 }
                 m0 = s.max(m0, xf.apply(s, u0));
                 m1 = s.max(m1, xf.apply(s, u1));
@@ -300,44 +307,35 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool, const OUT:
             }
             if i < body {
                 let u0 = s.load(x.add(i));
-                if OUT {
-                    k0 = s.select(s.lt(r0, u0), at, k0);
+                if raw {
                     r0 = s.max(r0, u0);
                 }
                 m0 = s.max(m0, xf.apply(s, u0));
             }
             let mut m = s.reduce_max(s.max(m0, m1));
-            let mut o = OutStats::EMPTY;
-            if OUT {
-                let (mut mv, mut kv) = ([[0.0f32; 16]; 2], [[0.0f32; 16]; 2]);
-                s.write_lanes(r0, &mut mv[0]);
-                s.write_lanes(r1, &mut mv[1]);
-                s.write_lanes(k0, &mut kv[0]);
-                s.write_lanes(k1, &mut kv[1]);
-                for (h, (mv, kv)) in mv.iter().zip(&kv).enumerate() {
-                    for l in 0..lanes {
-                        let j = kv[l] as usize + h * lanes + l;
-                        if mv[l] > o.top || (mv[l] == o.top && j < o.arg) {
-                            (o.top, o.arg) = (mv[l], j);
-                        }
-                    }
-                }
+            let mut r = f32::NEG_INFINITY;
+            if raw {
+                r = s.reduce_max(s.max(r0, r1));
             }
             for j in body..n {
                 let u = Scalar.load(x.add(j));
-                if OUT && u > o.top {
-                    (o.top, o.arg) = (u, j);
+                if raw {
+                    r = Scalar.max(r, u);
                 }
                 m = Scalar.max(m, xf.apply(Scalar, u));
             }
+            if OUT && !raw {
+                r = m;
+            }
+            let mut o = OutStats::EMPTY;
             let ms = shift(m);
             let msv = s.splat(ms);
+            let zero = s.splat(0.0);
             let (mut s0, mut s1, mut l0, mut l1, mut a0, mut a1) =
                 (zero, zero, zero, zero, zero, zero);
-            // With OUT, Σ e·(x̃ − shift), with x̃ − shift clamped to a finite value: a
-            // `−inf` logit has e = 0 and adds 0 instead of 0·(−inf).
+            // With OUT, Σ e·(x̃ − shift): NaN from a `−inf` logit (0·(−inf)) is
+            // redone below.
             let (mut t0, mut t1) = (zero, zero);
-            let lowest = s.splat(f32::MIN);
             // Pass B works from L1; meanwhile the next `n` elements (the next chunk, or
             // the next row) are prefetched so that pass A does not wait for memory, and
             // with `STORE` so are the gradient lines written next (their read for
@@ -367,8 +365,8 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool, const OUT:
                 s0 = s.add(s0, e0);
                 s1 = s.add(s1, e1);
                 if OUT {
-                    t0 = s.fma(e0, s.max(d0, lowest), t0);
-                    t1 = s.fma(e1, s.max(d1, lowest), t1);
+                    t0 = s.fma(e0, d0, t0);
+                    t1 = s.fma(e1, d1, t1);
                 }
                 if C::ACTIVE {
                     let c0 = coef.load(s, i);
@@ -388,7 +386,7 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool, const OUT:
                 }
                 s0 = s.add(s0, e0);
                 if OUT {
-                    t0 = s.fma(e0, s.max(d0, lowest), t0);
+                    t0 = s.fma(e0, d0, t0);
                 }
                 if C::ACTIVE {
                     let c0 = coef.load(s, i);
@@ -419,13 +417,89 @@ impl<E: Store32, G: Store32, C: Coef, X: Xform, P, const STORE: bool, const OUT:
                 }
             }
             if OUT {
-                o.t += s.reduce_add(s.add(t0, t1));
+                let mut t = s.reduce_add(s.add(t0, t1));
+                if t.is_nan() && !p.s.is_nan() {
+                    t = s.vectorize(ChunkT { x, n, xf, ms });
+                }
+                o.t += t;
                 if p.s.is_nan() {
                     (o.top, o.arg) = OutStats::argmax_slow(x, n);
+                } else {
+                    o.top = r;
+                    if r > best {
+                        o.arg = match first_eq(s, x, n, r) {
+                            Some(j) => j,
+                            None => OutStats::argmax_slow(x, n).1,
+                        };
+                    }
                 }
             }
             (p, o)
         }
+    }
+}
+
+/// The first `j < n` with `x[j] == r` (the chunk is in L1 after its passes), two
+/// vectors at a time until one holds it.
+///
+/// # Safety
+/// `x` readable for `n` elements.
+#[inline(always)]
+unsafe fn first_eq<S: Simd, E: Store32>(s: S, x: *const E, n: usize, r: f32) -> Option<usize> {
+    let lanes = S::LANES;
+    let rv = s.splat(r);
+    let mut i = 0;
+    // SAFETY: every vector load is at i with i + LANES ≤ n, every scalar one at j < n.
+    unsafe {
+        while i + 2 * lanes <= n {
+            let (u0, u1) = (s.load(x.add(i)), s.load(x.add(i + lanes)));
+            if s.any(s.or(s.eq(u0, rv), s.eq(u1, rv))) {
+                break;
+            }
+            i += 2 * lanes;
+        }
+        (i..n).find(|&j| Scalar.load(x.add(j)) == r)
+    }
+}
+
+/// The vector part of a chunk's `Σ e·(x̃ − shift)` (see [`ChunkStats`]) when it came
+/// out NaN with a finite sum of `e`: a `−inf` logit gave `0·(−inf)`. The same sums in
+/// the same order with `x̃ − shift` clamped to a finite value, so such a class adds
+/// 0; the scalar tail is not redone (it skips `e = 0`).
+struct ChunkT<E, X> {
+    x: *const E,
+    n: usize,
+    xf: X,
+    ms: f32,
+}
+
+impl<E: Store32, X: Xform> Kernel for ChunkT<E, X> {
+    type Out = f32;
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> f32 {
+        let ChunkT { x, n, xf, ms } = self;
+        let lanes = S::LANES;
+        let body = n - n % lanes;
+        let (msv, lowest) = (s.splat(ms), s.splat(f32::MIN));
+        let (mut t0, mut t1) = (s.splat(0.0), s.splat(0.0));
+        let mut i = 0;
+        // SAFETY: every load is at i with i + LANES ≤ body ≤ n, and the fields are
+        // those of a `ChunkStats` whose caller guarantees n readable elements.
+        unsafe {
+            while i + 2 * lanes <= body {
+                let d0 = s.sub(xf.apply(s, s.load(x.add(i))), msv);
+                let d1 = s.sub(xf.apply(s, s.load(x.add(i + lanes))), msv);
+                let (e0, e1) = (s.exp_small(d0), s.exp_small(d1));
+                t0 = s.fma(e0, s.max(d0, lowest), t0);
+                t1 = s.fma(e1, s.max(d1, lowest), t1);
+                i += 2 * lanes;
+            }
+            if i < body {
+                let d0 = s.sub(xf.apply(s, s.load(x.add(i))), msv);
+                t0 = s.fma(s.exp_small(d0), s.max(d0, lowest), t0);
+            }
+        }
+        s.reduce_add(s.add(t0, t1))
     }
 }
 
@@ -451,9 +525,9 @@ pub(crate) unsafe fn row_stats<S: Simd, E: Store32, C: Coef, X: Xform>(
         let (q, qo) = unsafe {
             let (x, coef) = (x.add(c0), coef.offset(c0));
             if out {
-                chunk_stats::<S, E, C, X, true>(s, x, len, coef, xf)
+                chunk_stats::<S, E, C, X, true>(s, x, len, coef, xf, o.top)
             } else {
-                chunk_stats::<S, E, C, X, false>(s, x, len, coef, xf)
+                chunk_stats::<S, E, C, X, false>(s, x, len, coef, xf, f32::NEG_INFINITY)
             }
         };
         if out {
@@ -502,9 +576,15 @@ pub(crate) unsafe fn row_stats_store<S: Simd, E: Store32, C: Coef, X: Xform, P>(
         let (q, qo) = unsafe {
             let (x, g, coef) = (x.add(c0), g.add(c0), coef.offset(c0));
             if out {
-                chunk_stats_store::<S, E, f32, C, X, P, true, true>(s, x, g, len, coef, xf, ahead)
+                let best = o.top;
+                chunk_stats_store::<S, E, f32, C, X, P, true, true>(
+                    s, x, g, len, coef, xf, ahead, best,
+                )
             } else {
-                chunk_stats_store::<S, E, f32, C, X, P, true, false>(s, x, g, len, coef, xf, ahead)
+                let best = f32::NEG_INFINITY;
+                chunk_stats_store::<S, E, f32, C, X, P, true, false>(
+                    s, x, g, len, coef, xf, ahead, best,
+                )
             }
         };
         chunk_max[k] = q.m;

@@ -14,6 +14,8 @@ pub(crate) trait Xform: Copy {
     /// the identity; the kernels that store `exp(x̃ − m)` for the gradient pass run
     /// only without it).
     const CHAINED: bool;
+    /// `true` for [`Identity`] alone: `x̃ = x`, so the max of `x̃` is that of `x`.
+    const IDENTITY: bool = false;
     fn apply<S: Simd>(&self, s: S, v: S::V) -> S::V;
     /// `(x̃, dx̃/dx)`.
     fn apply_d<S: Simd>(&self, s: S, v: S::V) -> (S::V, S::V);
@@ -24,6 +26,7 @@ pub(crate) trait Xform: Copy {
 pub(crate) struct Identity;
 impl Xform for Identity {
     const CHAINED: bool = false;
+    const IDENTITY: bool = true;
     #[inline(always)]
     fn apply<S: Simd>(&self, _s: S, v: S::V) -> S::V {
         v
