@@ -36,6 +36,7 @@ pub(crate) mod plan;
 pub(crate) mod pointwise;
 pub(crate) mod ptr;
 pub(crate) mod row;
+pub(crate) mod row_grad;
 pub(crate) mod row_softmax;
 pub(crate) mod shard;
 pub(crate) mod simd;

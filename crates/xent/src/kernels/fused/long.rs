@@ -100,8 +100,11 @@ impl<'p, E: Storage<Acc = f32> + Store32, G: Store32> LongRow<'p, E, G> {
                 RowStart::read(xf, xp, gp, t.is_some(), class, w, acc));
             let store = plan.lane.transform().is_identity() && g.is_some() && !stream;
             let stream = g.is_some() && stream;
+            // Not over the logits themselves when the row outputs read them after
+            // the statistics pass (the argmax scan).
+            let alias = plan.out.any() && gp.map(|g| g as *const u8) == Some(xp as *const u8);
             let e = match g {
-                Some(g) if store && G::IS_F32 && !acc => Some(g.cast::<f32>()),
+                Some(g) if store && G::IS_F32 && !acc && !alias => Some(g.cast::<f32>()),
                 _ if store => scratch,
                 _ => None,
             };

@@ -7,6 +7,7 @@ use crate::kernels::plan::Block;
 use crate::kernels::row::{
     self, shift, Coef, Coefs, GradConsts, NoCoef, Ones, OutStats, RowStats, Weights, Xform,
 };
+use crate::kernels::row_grad;
 use crate::kernels::simd::{Simd, Store32};
 use crate::kernels::xform::{with_xform, Transform};
 use crate::reduce::CompensatedSum;
@@ -59,7 +60,14 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
                         // pass only rescales it. `G::IS_F32` makes the
                         // `*mut G → *mut f32` cast exact.
                         let e_buf = match g {
-                            Some(g) if G::IS_F32 && !plan.accumulate && !stream => {
+                            // Not over the logits themselves when the row outputs
+                            // read them after pass B (the argmax scan).
+                            Some(g)
+                                if G::IS_F32
+                                    && !plan.accumulate
+                                    && !stream
+                                    && (!out || g as *const u8 != x as *const u8) =>
+                            {
                                 Some(g as *mut f32)
                             }
                             _ => scratch,
@@ -96,11 +104,21 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
                             let acc = plan.accumulate;
                             if let (true, Some(e_buf)) = (store, e_buf) {
                                 let cm = &chunk_max;
-                                row::row_rescale(s, e_buf, g, c, coef, cm, ms, k, (acc, stream));
+                                row_grad::row_rescale(
+                                    s,
+                                    e_buf,
+                                    g,
+                                    c,
+                                    coef,
+                                    cm,
+                                    ms,
+                                    k,
+                                    (acc, stream),
+                                );
                             } else if stream {
-                                row::row_grad_stream(s, x, g, c, coef, xf, ms, k, acc);
+                                row_grad::row_grad_stream(s, x, g, c, coef, xf, ms, k, acc);
                             } else {
-                                row::row_grad(s, x, g, c, coef, xf, ms, k, acc);
+                                row_grad::row_grad(s, x, g, c, coef, xf, ms, k, acc);
                             }
                             start.write_target_grad(xf, g, |y| coef.scalar_at(y), ms, k);
                         }
@@ -209,18 +227,18 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
                     )
                 }
                 PieceStep::Grad(g, ms, k, acc) => {
-                    row::row_grad(s, self.x, g, self.n, coef, xf, ms, k, acc);
+                    row_grad::row_grad(s, self.x, g, self.n, coef, xf, ms, k, acc);
                     (RowStats::EMPTY, OutStats::EMPTY)
                 }
                 PieceStep::GradStream(g, ms, k, acc) => {
-                    row::row_grad_stream(s, self.x, g, self.n, coef, xf, ms, k, acc);
+                    row_grad::row_grad_stream(s, self.x, g, self.n, coef, xf, ms, k, acc);
                     // Other threads (and the row's end) read the piece after this job.
                     s.stream_fence();
                     (RowStats::EMPTY, OutStats::EMPTY)
                 }
                 PieceStep::Rescale(e, g, maxima, ms, k, acc) => {
                     let flags = (acc, false);
-                    row::row_rescale(s, e, g, self.n, coef, &maxima, ms, k, flags);
+                    row_grad::row_rescale(s, e, g, self.n, coef, &maxima, ms, k, flags);
                     (RowStats::EMPTY, OutStats::EMPTY)
                 }
             }
