@@ -7,7 +7,7 @@ use crate::kernels::dispatch::Isa;
 use crate::kernels::tests::FORCING;
 use crate::sizes::{CHUNK, LONG_ROW, PIECE};
 use crate::{bf16, cross_entropy_into, f16, CrossEntropyOptions, Element, GradMode, GradOut};
-use crate::{Reduction, DEFAULT_IGNORE_INDEX};
+use crate::{ClassIndices, Reduction, Targets, DEFAULT_IGNORE_INDEX};
 
 /// One call's per-row losses and gradient, as bits.
 type Bits = (Vec<u32>, Vec<u32>);
@@ -18,7 +18,7 @@ type Bits = (Vec<u32>, Vec<u32>);
 fn run<T: Element<Acc = f32>>(
     x: &[T],
     (n, c): (usize, usize),
-    y: &[i64],
+    target: Targets<'_, T>,
     opts: &CrossEntropyOptions<'_, f32>,
     (accumulate, at): (bool, usize),
     (stream, threads): (bool, usize),
@@ -39,7 +39,7 @@ fn run<T: Element<Acc = f32>>(
     pool.install(|| {
         force_stream(Some(stream), || {
             let out = GradOut::new(&mut g[at..]).mode(mode);
-            cross_entropy_into(x, &[n, c], y, opts, &mut loss, Some(out)).unwrap();
+            cross_entropy_into(x, &[n, c], target, opts, &mut loss, Some(out)).unwrap();
         })
     });
     let bits = |v: &[T]| v.iter().map(|e| e.to_acc().to_bits()).collect();
@@ -58,8 +58,8 @@ fn streamed_equals_stored<T: Element<Acc = f32>>(isa: Isa) {
     // a partial one (fewer cases: their stores are the same kernel's, and a debug
     // build takes seconds over them).
     let shapes = [
-        ((20, CHUNK + 5), &[0, 1, 3, 6][..], &[0, 1, 2][..]),
-        ((2, LONG_ROW + 77), &[3][..], &[1, 2][..]),
+        ((20, CHUNK + 5), &[0, 1, 3, 6][..], &[0, 1, 2, 3][..]),
+        ((2, LONG_ROW + 77), &[3][..], &[1, 2, 3][..]),
     ];
     const { assert!(LONG_ROW + 77 > 2 * PIECE) };
     for ((n, c), ats, which) in shapes {
@@ -69,6 +69,10 @@ fn streamed_equals_stored<T: Element<Acc = f32>>(isa: Isa) {
         let mut y: Vec<i64> = (0..n).map(|r| ((r * 7919) % c) as i64).collect();
         y[1] = DEFAULT_IGNORE_INDEX;
         let w: Vec<f32> = (0..c).map(|j| 0.5 + (j % 5) as f32 * 0.25).collect();
+        // Probability targets (unnormalized: the kernels take them as given).
+        let t: Vec<T> = (0..n * c)
+            .map(|i| T::from_acc(((i * 40_503) % 97) as f32 / (97.0 * c as f32)))
+            .collect();
         let none = CrossEntropyOptions::default().reduction(Reduction::None);
         let with_terms = CrossEntropyOptions::default()
             .reduction(Reduction::None)
@@ -76,8 +80,20 @@ fn streamed_equals_stored<T: Element<Acc = f32>>(isa: Isa) {
             .weight(&w);
         // The gradient pass from the logits (the chain factor of a transform).
         let capped = with_terms.softcap(5.0).logit_scale(1.5);
-        let all = [none, with_terms, capped];
-        for (oi, opts) in which.iter().map(|&i| (i, &all[i])) {
+        // Probability targets with smoothing: their coefficients are an `fma` in a
+        // vector lane and not in `Scalar`, so the elements a vector computes must
+        // stay the same whatever the gradient's alignment.
+        let all = [
+            (none, false),
+            (with_terms, false),
+            (capped, false),
+            (with_terms, true),
+        ];
+        for (oi, (opts, probs)) in which.iter().map(|&i| (i, &all[i])) {
+            let target = || match probs {
+                true => Targets::Probabilities(&t),
+                false => Targets::Indices(ClassIndices::from(&y[..])),
+            };
             for accumulate in [false, true] {
                 for &at in ats {
                     let what = format!(
@@ -85,9 +101,10 @@ fn streamed_equals_stored<T: Element<Acc = f32>>(isa: Isa) {
                         core::any::type_name::<T>()
                     );
                     let (xs, shape) = (&x[..], (n, c));
-                    let stored = run(xs, shape, &y, opts, (accumulate, at), (false, 1));
+                    let flags = (accumulate, at);
+                    let stored = run(xs, shape, target(), opts, flags, (false, 1));
                     for threads in [1, 2] {
-                        let streamed = run(xs, shape, &y, opts, (accumulate, at), (true, threads));
+                        let streamed = run(xs, shape, target(), opts, flags, (true, threads));
                         assert!(streamed.0 == stored.0, "{what} threads {threads}: losses");
                         let diff = streamed.1.iter().zip(&stored.1).position(|(a, b)| a != b);
                         assert_eq!(diff, None, "{what} threads {threads}: gradient");

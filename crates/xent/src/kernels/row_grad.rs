@@ -58,10 +58,10 @@ fn chunk_alpha(m_chunk: f32, ms: f32, k: GradConsts<f32>) -> f32 {
 /// [`row_rescale`] of one chunk of `len ≤ CHUNK` classes: `α·e − β·a (+ g)` with the
 /// chunk's `(α, β)`.
 ///
-/// Every element's value is that f32 arithmetic, the same in a vector lane as in
-/// [`Scalar`], so the streaming form may start its vectors where `g` is aligned for
+/// Every element's value depends only on its own inputs, whichever vector lane
+/// computes it, so the streaming form may start its vectors where `g` is aligned for
 /// [`Simd::stream`] (the elements before and after the aligned vectors are stored
-/// one by one) and still write the plain form's bits.
+/// one by one, from vectors) and still write the plain form's bits.
 ///
 /// # Safety
 /// As [`row_rescale`] for `len` elements.
@@ -146,39 +146,60 @@ impl<G: Store32, C: Coef, const ACC: bool, const STREAM: bool> Kernel
         let coef = &coef;
         let (av, bv) = (s.splat(alpha), s.splat(beta));
         let lanes = S::LANES;
-        // The streaming form's vectors start where `g` is aligned to one.
-        let head = if STREAM {
-            g.align_offset(lanes * size_of::<G>()).min(len)
-        } else {
-            0
-        };
-        let body = head + (len - head) / lanes * lanes;
+        // The elements below `vec_end` are computed in vectors, the rest one by one,
+        // in both forms: the coefficients of probability targets with smoothing are
+        // an `fma` in a vector lane but not in `Scalar`, so the form of an element's
+        // arithmetic must not depend on where `g` is aligned.
+        let vec_end = len - len % lanes;
         // SAFETY: indices stay below len, within the chunk that `chunk_rescale`'s
-        // caller guarantees readable (e) and writable (g); with STREAM, g + i is
-        // aligned to a vector for i in head..body.
+        // caller guarantees readable (e) and writable (g); every vector read starts
+        // at i with i + LANES ≤ vec_end ≤ len; with STREAM, g + i is aligned to a
+        // vector for each streamed i.
         unsafe {
-            for j in 0..head {
-                let v = rescaled::<Scalar, G, C, ACC>(Scalar, (e, g), j, coef, alpha, beta);
-                Scalar.store(g.add(j), v);
-            }
-            let mut i = head;
-            // f32 stores one vector at a time (the compiler unrolls that loop itself).
-            while !STREAM && !G::IS_F32 && i + 2 * lanes <= body {
-                let v0 = rescaled::<S, G, C, ACC>(s, (e, g), i, coef, av, bv);
-                let v1 = rescaled::<S, G, C, ACC>(s, (e, g), i + lanes, coef, av, bv);
-                s.store2(g.add(i), v0, v1);
-                i += 2 * lanes;
-            }
-            while i < body {
-                let v = rescaled::<S, G, C, ACC>(s, (e, g), i, coef, av, bv);
-                if STREAM {
-                    s.stream(g.add(i), v);
-                } else {
-                    s.store(g.add(i), v);
+            let mut i = 0;
+            if STREAM {
+                // Vectors from the first element where `g` is aligned to one; the
+                // elements before (`head`) and after the last whole aligned vector
+                // come from the vectors at 0 and at `vec_end − LANES`, stored lane by
+                // lane, both computed before any streaming store to the chunk (with
+                // ACC they read `g`).
+                let head = g.align_offset(lanes * size_of::<G>()).min(vec_end);
+                let mid = head + (vec_end - head) / lanes * lanes;
+                let mut spill = [0.0f32; 16];
+                let mut lanes_of = |at: usize, from: usize, to: usize| {
+                    let v = rescaled::<S, G, C, ACC>(s, (e, g), at, coef, av, bv);
+                    s.write_lanes(v, &mut spill);
+                    for j in from..to {
+                        Scalar.store(g.add(j), spill[j - at]);
+                    }
+                };
+                if head > 0 {
+                    lanes_of(0, 0, head);
                 }
-                i += lanes;
+                if mid < vec_end {
+                    lanes_of(vec_end - lanes, mid, vec_end);
+                }
+                i = head;
+                while i < mid {
+                    let v = rescaled::<S, G, C, ACC>(s, (e, g), i, coef, av, bv);
+                    s.stream(g.add(i), v);
+                    i += lanes;
+                }
+            } else {
+                // f32 stores one vector at a time (the compiler unrolls that loop itself).
+                while !G::IS_F32 && i + 2 * lanes <= vec_end {
+                    let v0 = rescaled::<S, G, C, ACC>(s, (e, g), i, coef, av, bv);
+                    let v1 = rescaled::<S, G, C, ACC>(s, (e, g), i + lanes, coef, av, bv);
+                    s.store2(g.add(i), v0, v1);
+                    i += 2 * lanes;
+                }
+                while i < vec_end {
+                    let v = rescaled::<S, G, C, ACC>(s, (e, g), i, coef, av, bv);
+                    s.store(g.add(i), v);
+                    i += lanes;
+                }
             }
-            for j in body..len {
+            for j in vec_end..len {
                 let v = rescaled::<Scalar, G, C, ACC>(Scalar, (e, g), j, coef, alpha, beta);
                 Scalar.store(g.add(j), v);
             }
