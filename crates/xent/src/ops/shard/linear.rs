@@ -154,20 +154,8 @@ pub fn linear_cross_entropy_shard_grad_into<'t, E: Element>(
     while r0 < n {
         let rows = walk.block.min(n - r0);
         walk.logits(&inputs, &target, ce.ignore_index, r0, rows);
-        let layout = block_layout(rows, v, shard)?;
-        {
-            let x = &mut walk.x[..rows * v];
-            scale_in_place(x, ce.logit_scale);
-            let t = ClassIndices::from(&walk.t[..]);
-            let targets = Targets::Indices(t);
-            // The logit gradient overwrites the block's logits (read before written).
-            let xp = Ptr::new(x);
-            let g = GradPtr::Same(xp);
-            let plan = shard_plan(xp.as_const(), g, &layout, &targets, ce, shard);
-            <E::Acc as Sealed>::run_shard_grad(&plan, &consts[r0..r0 + rows]);
-            // The gradient with respect to the unscaled logits.
-            scale_in_place(x, ce.logit_scale);
-        }
+        scale_in_place(&mut walk.x[..rows * v], ce.logit_scale);
+        walk.grad(ce, shard, rows, &consts[r0..r0 + rows])?;
         walk.backprop(
             &inputs,
             r0,
