@@ -398,9 +398,9 @@ pub(crate) struct Block<'p, E, G> {
     /// The driver's per-thread scratch of `scratch_len` f32 (none when that is 0):
     /// the stored `exp` of a row, or the K-dim tiles.
     pub scratch: Option<Ptr<f32>>,
-    /// Whether the gradient is too large to stay in cache: it is then written with
-    /// streaming stores, which skip reading its lines first (contiguous rows without
-    /// a transform of the logits, and K-dim tiles).
+    /// Whether the gradient is too large to stay in cache: K-dim tiles then write it
+    /// with streaming stores, which skip reading its lines first (contiguous rows
+    /// keep regular stores, see [`Block::rows`]).
     pub stream: bool,
 }
 

@@ -8,14 +8,12 @@ use crate::sizes::{CHUNK, MAX_STORED_CHUNKS};
 
 /// The gradient from stored `e` (see [`row_stats_store`]):
 /// `g = α·e·exp(shift(m_chunk) − shift(m)) − β·a` (added to `g` when accumulating),
-/// without the target fix-up. `e` may be `g` itself when `G` is `f32` (and `stream`
-/// is off). With `stream` the gradient is written with streaming stores
-/// ([`chunk_rescale`]); the caller fences ([`Simd::stream_fence`]) before the
-/// gradient is handed to another thread.
+/// without the target fix-up, with regular stores. `e` may be `g` itself when `G`
+/// is `f32`.
 ///
 /// # Safety
 /// `e` readable for `n` f32, `g` readable and writable for `n` elements (they may
-/// alias when `G` is `f32`, without `stream`); `coef` valid for `n` classes.
+/// alias when `G` is `f32`); `coef` valid for `n` classes.
 #[inline]
 pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
     s: S,
@@ -26,7 +24,7 @@ pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
     chunk_max: &[f32; MAX_STORED_CHUNKS],
     ms: f32,
     k: GradConsts<f32>,
-    (accumulate, stream): (bool, bool),
+    accumulate: bool,
 ) {
     let mut c0 = 0;
     let mut k_chunk = 0;
@@ -36,7 +34,7 @@ pub(crate) unsafe fn row_rescale<S: Simd, G: Store32, C: Coef>(
         unsafe {
             let (e, g, coef) = (e.add(c0), g.add(c0), coef.offset(c0));
             let alpha = chunk_alpha(chunk_max[k_chunk], ms, k);
-            chunk_rescale(s, e, g, len, coef, (alpha, k.beta), (accumulate, stream));
+            chunk_rescale(s, e, g, len, coef, (alpha, k.beta), (accumulate, false));
         }
         c0 += len;
         k_chunk += 1;
@@ -210,10 +208,11 @@ impl<G: Store32, C: Coef, const ACC: bool, const STREAM: bool> Kernel
 /// The gradient of a row whose statistics pass stored nothing, written with
 /// streaming stores a chunk at a time through an 8 KiB buffer in L1 (for gradients
 /// too large for the caches, whose lines are then never read or written before the
-/// streaming stores; the caller fences as for [`row_rescale`]). Without a transform
-/// each chunk's `exp(x − shift(m_chunk))` is recomputed as [`row_stats_store`]
-/// computes it (the same chunks, the same kernel) and rescaled as [`row_rescale`]
-/// rescales it; with one, [`chunk_grad`] computes the chunk's f32 gradient. Either
+/// streaming stores; the caller fences ([`Simd::stream_fence`]) before the gradient
+/// is handed to another thread). Without a transform each chunk's
+/// `exp(x − shift(m_chunk))` is recomputed as [`row_stats_store`] computes it (the
+/// same chunks, the same kernel) and rescaled as [`row_rescale`] rescales it; with
+/// one, [`chunk_grad`] computes the chunk's f32 gradient. Either
 /// way the bits are those of the regular-store path.
 ///
 /// # Safety

@@ -24,11 +24,12 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
         let probs = self.t.is_some();
         let scratch = self.scratch.map(|p| p.as_ptr());
         let (x, g) = (self.x.as_ptr(), self.g.map(|g| g.as_ptr()));
-        // Rows below the long-row split keep regular stores whatever the gradient's
-        // size: with their exps in the scratch row and the rescale streamed they ran
-        // 1.1–1.7× slower (Zen 3, AVX2, 16384×1000 and 1024×128256 f32). Long rows
-        // stream (`LongRow`), and so do K-dim tiles.
-        let stream = false;
+        // Rows below the long-row split take regular stores whatever the gradient's
+        // size (`self.stream` is for K-dim tiles): with their exps in the scratch row
+        // and the rescale streamed in whole cache lines they ran 1.14–1.92× slower
+        // (Zen 3, AVX2, 2 threads, 16384×1000, 4096×32000 and 1024×128256, f32 and
+        // bf16 fwd+bwd), the gradient lines being prefetched in pass B otherwise.
+        // Long rows stream (`LongRow`).
         let out = plan.out.any();
         for r in 0..self.outer {
             // SAFETY: the driver hands a block of `outer` rows of C
@@ -68,7 +69,6 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
                             Some(g)
                                 if G::IS_F32
                                     && !plan.accumulate
-                                    && !stream
                                     && (!out || g as *const u8 != x as *const u8) =>
                             {
                                 Some(g as *mut f32)
@@ -78,16 +78,15 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
                         let store = !X::CHAINED && e_buf.is_some();
                         let mut chunk_max = [0.0f32; MAX_STORED_CHUNKS];
                         let (p, o) = match (g, e_buf) {
-                            // Exps in the scratch, the gradient written with regular
-                            // stores next: prefetch its lines.
+                            // Exps in the scratch, the gradient written next: prefetch
+                            // its lines.
                             (Some(g), Some(e_buf))
-                                if store && !stream && e_buf as *const u8 != g as *const u8 =>
+                                if store && e_buf as *const u8 != g as *const u8 =>
                             {
                                 let (cm, grad) = (&mut chunk_max, Some(g as *const G));
                                 row::row_stats_store(s, x, e_buf, c, coef, xf, cm, grad, out)
                             }
-                            // Exps in the gradient itself, or in the scratch with a
-                            // streamed gradient (whose lines must not be fetched).
+                            // Exps in the gradient itself.
                             (Some(_), Some(e_buf)) if store => {
                                 let cm = &mut chunk_max;
                                 row::row_stats_store::<S, E, C, X, f32>(
@@ -107,19 +106,7 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
                             let acc = plan.accumulate;
                             if let (true, Some(e_buf)) = (store, e_buf) {
                                 let cm = &chunk_max;
-                                row_grad::row_rescale(
-                                    s,
-                                    e_buf,
-                                    g,
-                                    c,
-                                    coef,
-                                    cm,
-                                    ms,
-                                    k,
-                                    (acc, stream),
-                                );
-                            } else if stream {
-                                row_grad::row_grad_stream(s, x, g, c, coef, xf, ms, k, acc);
+                                row_grad::row_rescale(s, e_buf, g, c, coef, cm, ms, k, acc);
                             } else {
                                 row_grad::row_grad(s, x, g, c, coef, xf, ms, k, acc);
                             }
@@ -134,12 +121,6 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
                 total.add(loss as f64);
                 ztotal.add(zt as f64);
             }
-        }
-        if stream {
-            // Other threads read the gradient after this block: its streaming stores
-            // must be visible first. (This thread's own later stores to the same
-            // addresses, the target's fix-up, stay in program order.)
-            s.stream_fence();
         }
         (total, ztotal)
     }
@@ -240,8 +221,7 @@ impl<E: Store32, G: Store32> PieceJob<E, G> {
                     (RowStats::EMPTY, OutStats::EMPTY)
                 }
                 PieceStep::Rescale(e, g, maxima, ms, k, acc) => {
-                    let flags = (acc, false);
-                    row_grad::row_rescale(s, e, g, self.n, coef, &maxima, ms, k, flags);
+                    row_grad::row_rescale(s, e, g, self.n, coef, &maxima, ms, k, acc);
                     (RowStats::EMPTY, OutStats::EMPTY)
                 }
             }
