@@ -28,8 +28,7 @@ impl<E: Store32, G: Store32> Block<'_, E, G> {
         // size (`self.stream` is for K-dim tiles): with their exps in the scratch row
         // and the rescale streamed in whole cache lines they ran 1.14–1.92× slower
         // (Zen 3, AVX2, 2 threads, 16384×1000, 4096×32000 and 1024×128256, f32 and
-        // bf16 fwd+bwd), the gradient lines being prefetched in pass B otherwise.
-        // Long rows stream (`LongRow`).
+        // bf16 fwd+bwd; BENCHMARKS.md design notes). Long rows stream (`LongRow`).
         let out = plan.out.any();
         for r in 0..self.outer {
             // SAFETY: the driver hands a block of `outer` rows of C
