@@ -3,8 +3,8 @@
 //! split, models and optimizer settings as xent-candle's `digits` example.
 //!
 //! ```sh
-//! cargo run --release -p xent-burn --example digits             # ./digits-training.png
-//! cargo run --release -p xent-burn --example digits -- --composed --out plots
+//! cargo run --release -p xent-burn --example burn_digits       # ./digits-training.png
+//! cargo run --release -p xent-burn --example burn_digits -- --composed --out plots
 //! ```
 //!
 //! - Data: a seeded stratified 80/20 train/test split; pixels standardized with the
