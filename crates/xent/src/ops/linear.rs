@@ -524,36 +524,8 @@ pub fn linear_cross_entropy_stats_into<'t, E: Element>(
     check_len("loss_out", loss_out.len(), loss_len(n, reduction))?;
     rows_out.check(n)?;
     let outs = rows_out.ptrs();
-    if let Some(g) = &grad {
-        if let Some(dh) = &g.hidden {
-            check_len("grad hidden", dh.len(), n * d)?;
-        }
-        if let Some(dw) = &g.linear_weight {
-            check_len("grad linear_weight", dw.len(), v * d)?;
-        }
-        if let Some(db) = &g.linear_bias {
-            check_len("grad linear_bias", db.len(), v)?;
-        }
-        if let Some(go) = g.grad_output {
-            if go.len() != loss_len(n, reduction) {
-                return Err(Error::GradOutputShape {
-                    expected: loss_shape(n, reduction),
-                    len: go.len(),
-                });
-            }
-        }
-    }
-
-    let (grad_output, accumulate, mut dh, mut dw, mut db) = match grad {
-        Some(g) => (
-            g.grad_output,
-            g.mode == GradMode::Accumulate,
-            g.hidden,
-            g.linear_weight,
-            g.linear_bias,
-        ),
-        None => (None, false, None, None, None),
-    };
+    let (grad_output, accumulate, mut dh, mut dw, mut db) =
+        checked_grad_parts(grad, (n, d, v), reduction)?;
 
     // D = Σ_{n∈M} w_{y_n} and |M| over every row, before any block, as cross_entropy
     // sums them, so that blocking never changes the result.
@@ -810,6 +782,61 @@ pub fn check_linear_shapes(
     let (n, d, v) = linear_shapes(hidden_shape, linear_weight_shape, linear_bias_len)?;
     check_target_rows(n, target_len)?;
     Ok((n, d, v))
+}
+
+/// The parts of an optional [`LinearGradOut`]: the upstream gradient, whether to
+/// accumulate, and the `∂h`, `∂W`, `∂b` buffers.
+pub(crate) type GradParts<'a, T> = (
+    Option<&'a [T]>,
+    bool,
+    Option<&'a mut [T]>,
+    Option<&'a mut [T]>,
+    Option<&'a mut [T]>,
+);
+
+impl<T> LinearGradOut<'_, T> {
+    /// Checks the gradient buffers' lengths against `N × D`, `V × D` and `V`.
+    pub(crate) fn check_buffers(&self, (n, d, v): (usize, usize, usize)) -> Result<()> {
+        for (name, buf, len) in [
+            ("grad hidden", self.hidden.as_deref(), n * d),
+            ("grad linear_weight", self.linear_weight.as_deref(), v * d),
+            ("grad linear_bias", self.linear_bias.as_deref(), v),
+        ] {
+            if let Some(buf) = buf {
+                check_len(name, buf.len(), len)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `grad`'s buffers checked ([`LinearGradOut::check_buffers`]) and its upstream
+/// gradient against the loss of `reduction` over `N` rows, then split into its parts
+/// (no upstream gradient, overwrite and no buffers without one).
+pub(crate) fn checked_grad_parts<T>(
+    grad: Option<LinearGradOut<'_, T>>,
+    (n, d, v): (usize, usize, usize),
+    reduction: Reduction,
+) -> Result<GradParts<'_, T>> {
+    let Some(g) = grad else {
+        return Ok((None, false, None, None, None));
+    };
+    g.check_buffers((n, d, v))?;
+    if let Some(go) = g.grad_output {
+        if go.len() != loss_len(n, reduction) {
+            return Err(Error::GradOutputShape {
+                expected: loss_shape(n, reduction),
+                len: go.len(),
+            });
+        }
+    }
+    Ok((
+        g.grad_output,
+        g.mode == GradMode::Accumulate,
+        g.hidden,
+        g.linear_weight,
+        g.linear_bias,
+    ))
 }
 
 fn loss_len(n: usize, reduction: Reduction) -> usize {

@@ -18,10 +18,10 @@ use crate::error::{Error, Result};
 use crate::indices::ClassIndices;
 use crate::kernels::ptr::{ConstPtr, GradPtr, Ptr};
 use crate::layout::Layout;
+use crate::ops::check_indices;
 use crate::ops::linear::{
     check_inputs, check_target_rows, LinearCrossEntropyOptions, LinearGradOut, LinearInputs,
 };
-use crate::ops::{check_indices, check_len};
 use crate::options::{CrossEntropyOptions, GradMode};
 use crate::sizes::{block_rows, MAX_BLOCK_ROWS, WIDEN_CLASSES, X_CLASS_CHUNK};
 use crate::targets::Targets;
@@ -132,15 +132,7 @@ pub fn linear_cross_entropy_shard_grad_into<'t, E: Element>(
     let (n, d, v) = check_linear(&inputs, &target, opts, shard)?;
     let ce = &opts.cross_entropy;
     stats.check_call(n, v, shard, ce)?;
-    if let Some(dh) = &grad.hidden {
-        check_len("grad hidden", dh.len(), n * d)?;
-    }
-    if let Some(dw) = &grad.linear_weight {
-        check_len("grad linear_weight", dw.len(), v * d)?;
-    }
-    if let Some(db) = &grad.linear_bias {
-        check_len("grad linear_bias", db.len(), v)?;
-    }
+    grad.check_buffers((n, d, v))?;
     let consts = stats.row_grads(grad.grad_output)?;
     let accumulate = grad.mode == GradMode::Accumulate;
     let (mut dh, mut dw, mut db) = (grad.hidden, grad.linear_weight, grad.linear_bias);

@@ -5,12 +5,14 @@
 use super::linear::{check_linear, LinearWalk};
 use super::{new_stats, ClassShard, ShardStats, Stage, Want};
 use crate::dtype::{Element, Float};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::indices::ClassIndices;
 use crate::ops::check_len;
-use crate::ops::linear::{LinearCrossEntropyOptions, LinearGradOut, LinearInputs};
+use crate::ops::linear::{
+    checked_grad_parts, LinearCrossEntropyOptions, LinearGradOut, LinearInputs,
+};
 use crate::ops::stats::RowOutputs;
-use crate::options::{GradMode, Reduction};
+use crate::options::Reduction;
 use crate::targets::Targets;
 
 /// The collectives of [`linear_cross_entropy_shard_into`], which the caller performs
@@ -131,33 +133,8 @@ pub fn linear_cross_entropy_shard_into<'t, E: Element, A: Float>(
     let loss_len = if per_row { n } else { 1 };
     check_len("loss_out", loss_out.len(), loss_len)?;
     rows_out.check(n)?;
-    let (grad_output, accumulate, mut dh, mut dw, mut db) = match grad {
-        Some(g) => (
-            g.grad_output,
-            g.mode == GradMode::Accumulate,
-            g.hidden,
-            g.linear_weight,
-            g.linear_bias,
-        ),
-        None => (None, false, None, None, None),
-    };
-    for (name, buf, len) in [
-        ("grad hidden", dh.as_deref(), n * d),
-        ("grad linear_weight", dw.as_deref(), v * d),
-        ("grad linear_bias", db.as_deref(), v),
-    ] {
-        if let Some(buf) = buf {
-            check_len(name, buf.len(), len)?;
-        }
-    }
-    if let Some(go) = grad_output {
-        if go.len() != loss_len {
-            return Err(Error::GradOutputShape {
-                expected: if per_row { vec![n] } else { Vec::new() },
-                len: go.len(),
-            });
-        }
-    }
+    let (grad_output, accumulate, mut dh, mut dw, mut db) =
+        checked_grad_parts(grad, (n, d, v), ce.reduction)?;
     let want_grad = dh.is_some() || dw.is_some() || db.is_some();
     let want = if rows_out.lse.is_some()
         || rows_out.entropy.is_some()
