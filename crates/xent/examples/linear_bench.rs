@@ -24,6 +24,9 @@ use xent::{
     LinearInputs, DEFAULT_SCRATCH_BYTES,
 };
 
+mod common;
+use common::fill;
+
 fn status_kib(key: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
@@ -38,18 +41,6 @@ fn cpu_stall_s() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/pressure/cpu").ok()?;
     let total = s.lines().next()?.rsplit("total=").next()?;
     total.trim().parse::<f64>().ok().map(|us| us * 1e-6)
-}
-
-/// xorshift64*: uniform in [-scale, scale), fast enough for 10⁸ values.
-fn fill<E: Element>(buf: &mut [E], seed: u64, scale: f64) {
-    let mut s = seed | 1;
-    for x in buf {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        let u = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
-        *x = E::from_acc(E::Acc::from_f64((2.0 * u - 1.0) * scale));
-    }
 }
 
 fn run<E: Element>(n: usize, d: usize, v: usize, reps: usize, scratch: usize) {

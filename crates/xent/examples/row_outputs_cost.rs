@@ -17,21 +17,12 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use xent::{
-    bf16, cross_entropy_stats_into, ClassIndices, CrossEntropyOptions, Element, Float, GradOut,
+    bf16, cross_entropy_stats_into, ClassIndices, CrossEntropyOptions, Element, GradOut,
     RowOutputs, Targets,
 };
 
-/// xorshift64*: uniform in [-scale, scale).
-fn fill<E: Element>(buf: &mut [E], seed: u64, scale: f64) {
-    let mut s = seed | 1;
-    for x in buf {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        let u = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
-        *x = E::from_acc(E::Acc::from_f64((2.0 * u - 1.0) * scale));
-    }
-}
+mod common;
+use common::fill;
 
 fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
     v.sort_by(f64::total_cmp);
