@@ -93,31 +93,92 @@ impl ClassIndices<'_> {
     }
 
     /// The first position whose target is neither `ignore_index` nor in
-    /// `0..classes`.
+    /// `0..classes`. Inlined into its kernel ([`crate::kernels::scan`]), where the
+    /// compares vectorize.
+    #[inline(always)]
     pub(crate) fn first_invalid(&self, classes: usize, ignore_index: i64) -> Option<usize> {
-        let (classes, ignore) = (classes as i128, ignore_index as i128);
-        with_slice!(self, s => s.iter().position(|&t| {
-            let t = t as i128;
-            t != ignore && !(0..classes).contains(&t)
-        }))
+        with_slice!(self, s => first_invalid_in(s, classes, ignore_index))
     }
 
     /// The classes of targets `start..start + out.len()` into `out`, `usize::MAX`
     /// for `ignore_index` (the targets are validated: every other one is a class).
     #[inline]
     pub(crate) fn classes_into(&self, start: usize, ignore_index: i64, out: &mut [usize]) {
-        let (ignore, n) = (ignore_index as i128, out.len());
-        with_slice!(self, s => {
-            for (o, &t) in out.iter_mut().zip(&s[start..start + n]) {
-                let t = t as i128;
-                *o = if t == ignore { usize::MAX } else { t as usize };
-            }
-        })
+        with_slice!(self, s => classes_in(&s[start..], ignore_index, out))
     }
 
-    /// How many targets are not `ignore_index`.
+    /// How many targets are not `ignore_index` (inlined into its kernel, as
+    /// [`ClassIndices::first_invalid`]).
+    #[inline(always)]
     pub(crate) fn count_kept(&self, ignore_index: i64) -> usize {
-        let ignore = ignore_index as i128;
-        with_slice!(self, s => s.iter().filter(|&&t| t as i128 != ignore).count())
+        with_slice!(self, s => match ignore_in(ignore_index) {
+            Some(ig) => s.iter().map(|&t| usize::from(t != ig)).sum(),
+            None => s.len(),
+        })
     }
+}
+
+/// An integer type of [`ClassIndices`]: the checks compare in it, without widening
+/// each element (to `i128`, which no vector unit has), so that they vectorize.
+trait Index: Copy + PartialOrd + Default + TryFrom<i64> + TryFrom<usize> {
+    /// The largest value of the type.
+    const MAX: Self;
+    /// The value as a `usize`, for a valid class (`0 ≤ self < C`, so lossless).
+    fn class(self) -> usize;
+}
+
+macro_rules! index_types {
+    ($($t:ty),*) => {$(
+        impl Index for $t {
+            const MAX: Self = <$t>::MAX;
+            #[inline(always)]
+            fn class(self) -> usize {
+                self as usize
+            }
+        }
+    )*};
+}
+index_types!(i8, i16, i32, i64, u8, u16, u32, u64, usize);
+
+/// `ignore_index` as a `T`, or `None` when no `T` equals it (then no target of
+/// type `T` is ignored).
+#[inline(always)]
+fn ignore_in<T: TryFrom<i64>>(ignore_index: i64) -> Option<T> {
+    T::try_from(ignore_index).ok()
+}
+
+/// [`ClassIndices::classes_into`] on a typed slice.
+#[inline(always)]
+fn classes_in<T: Index>(s: &[T], ignore_index: i64, out: &mut [usize]) {
+    let ignore = ignore_in::<T>(ignore_index);
+    for (o, &t) in out.iter_mut().zip(s) {
+        *o = if Some(t) == ignore { usize::MAX } else { t.class() };
+    }
+}
+
+/// [`ClassIndices::first_invalid`] on a typed slice: a branch-free count of the
+/// invalid targets of each block (vectorized), and the position searched for only
+/// in a block that has one.
+#[inline(always)]
+fn first_invalid_in<T: Index>(s: &[T], classes: usize, ignore_index: i64) -> Option<usize> {
+    let zero = T::default();
+    let Some(last) = classes.checked_sub(1) else {
+        // No classes: every target that is not ignore_index is invalid.
+        let ignore = ignore_in(ignore_index);
+        return s.iter().position(|&t| Some(t) != ignore);
+    };
+    // Valid: 0 ≤ t ≤ last; where T cannot hold C − 1, every t ≥ 0.
+    let last = T::try_from(last).unwrap_or(T::MAX);
+    // Where no T equals ignore_index, 0 takes its place: with at least one class,
+    // 0 is valid anyway.
+    let ignore = ignore_in(ignore_index).unwrap_or(zero);
+    let bad = |t: T| (t != ignore) & ((t < zero) | (t > last));
+    let mut at = 0;
+    for block in s.chunks(1024) {
+        if block.iter().filter(|&&t| bad(t)).count() > 0 {
+            return block.iter().position(|&t| bad(t)).map(|j| at + j);
+        }
+        at += block.len();
+    }
+    None
 }

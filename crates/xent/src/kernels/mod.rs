@@ -17,6 +17,8 @@
 //!   they share;
 //! - [`transpose`]: converting copies, streaming write-backs, and the K-dim gathers
 //!   and scatters between a caller's rows and the f32 scratch;
+//! - [`scan`]: the vectorized scans of class-index targets behind the ops layer's
+//!   bounds check and a mean's count;
 //! - [`pointwise`]: the elementwise losses (binary cross-entropy, KL divergence);
 //! - [`num`]: the number traits the kernels and the driver know (a compute scalar
 //!   and a storage scalar), which the public dtype traits imply;
@@ -38,6 +40,7 @@ pub(crate) mod ptr;
 pub(crate) mod row;
 pub(crate) mod row_grad;
 pub(crate) mod row_softmax;
+pub(crate) mod scan;
 pub(crate) mod shard;
 pub(crate) mod simd;
 #[cfg(test)]

@@ -321,7 +321,7 @@ impl Denominators {
     ) -> Self {
         let Some(weight) = weight else {
             // Unweighted, D = |M|: a count (the sum of ones is exact anyway).
-            let m = idx.count_kept(ignore_index) as f64;
+            let m = crate::kernels::scan::count_kept(idx, ignore_index) as f64;
             return Denominators { loss: m, z: m };
         };
         let mut d = CompensatedSum::default();

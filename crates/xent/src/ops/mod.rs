@@ -227,7 +227,7 @@ pub(crate) fn check_indices(
             }
         });
     }
-    match target.first_invalid(layout.classes(), ignore_index) {
+    match crate::kernels::scan::first_invalid(target, layout.classes(), ignore_index) {
         None => Ok(()),
         Some(r) => Err(Error::TargetOutOfBounds {
             target: target.get(r),
