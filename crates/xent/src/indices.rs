@@ -152,7 +152,11 @@ fn ignore_in<T: TryFrom<i64>>(ignore_index: i64) -> Option<T> {
 fn classes_in<T: Index>(s: &[T], ignore_index: i64, out: &mut [usize]) {
     let ignore = ignore_in::<T>(ignore_index);
     for (o, &t) in out.iter_mut().zip(s) {
-        *o = if Some(t) == ignore { usize::MAX } else { t.class() };
+        *o = if Some(t) == ignore {
+            usize::MAX
+        } else {
+            t.class()
+        };
     }
 }
 

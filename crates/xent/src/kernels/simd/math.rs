@@ -118,10 +118,10 @@ const EXP_SMALL_LO: f32 = -88.0;
 // e^r ≈ 1 + r·Q(r) on [−ln2/2, ln2/2], Q of degree 4: a minimax fit of the relative
 // error (9.2e-8; 9.5e-8 with the coefficients rounded to f32).
 const EXP_Q: [f32; 5] = [
-    8.290_297_4e-3,
-    4.189_791_2e-2,
+    8.290_297e-3,
+    4.189_791e-2,
     1.666_763_6e-1,
-    4.999_915_1e-1,
+    4.999_915e-1,
     9.999_997e-1,
 ];
 // Cephes logf: x = m·2^e with m in [√½, √2), ln x = e·ln 2 + ln m, ln(1 + f) for
