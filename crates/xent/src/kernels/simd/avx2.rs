@@ -676,6 +676,17 @@ impl Simd for Avx2 {
         // SAFETY: AVX2 is available: an `Avx2` is only made by `Avx2::detect`.
         unsafe { _mm256_srli_epi32::<23>(a) }
     }
+    #[inline(always)]
+    fn shl_20(self, a: __m256i) -> __m256i {
+        // SAFETY: AVX2 is available: an `Avx2` is only made by `Avx2::detect`.
+        unsafe { _mm256_slli_epi32::<20>(a) }
+    }
+    #[inline(always)]
+    fn lut8(self, table: &[i32; 8], a: __m256i) -> __m256i {
+        // SAFETY: AVX2 is available (an `Avx2` is only made by `Avx2::detect`); the
+        // load reads the table's 8 i32; `vpermd` takes each lane's low 3 bits.
+        unsafe { _mm256_permutevar8x32_epi32(_mm256_loadu_si256(table.as_ptr().cast()), a) }
+    }
     type D = (__m256d, __m256d);
     #[inline(always)]
     fn d_zero(self) -> Self::D {

@@ -379,6 +379,22 @@ impl Simd for Avx512 {
         // SAFETY: AVX-512F is available: an `Avx512` is only made by `Avx512::detect`.
         unsafe { _mm512_srli_epi32::<23>(a) }
     }
+    #[inline(always)]
+    fn shl_20(self, a: __m512i) -> __m512i {
+        // SAFETY: AVX-512F is available: an `Avx512` is only made by `Avx512::detect`.
+        unsafe { _mm512_slli_epi32::<20>(a) }
+    }
+    #[inline(always)]
+    fn lut8(self, table: &[i32; 8], a: __m512i) -> __m512i {
+        // SAFETY: AVX-512F is available (an `Avx512` is only made by
+        // `Avx512::detect`); the load reads the table's 8 i32, placed in both halves
+        // so that `vpermd`'s 4-bit index finds entry `a & 7`.
+        unsafe {
+            let t = _mm256_loadu_si256(table.as_ptr().cast());
+            let t = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(t), t);
+            _mm512_permutexvar_epi32(a, t)
+        }
+    }
     type D = (__m512d, __m512d);
     #[inline(always)]
     fn d_zero(self) -> Self::D {

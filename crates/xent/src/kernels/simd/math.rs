@@ -14,17 +14,19 @@
 //!
 //! ## Vector `exp_small`
 //! The kernels only take `exp` of `x − max ≤ 0`, through `exp_small`: 12 operations
-//! a vector, 9 of them multiplies or multiply-adds (the units that bound the
-//! kernels' compute), against 10 in `exp`'s polynomial and scaling alone. `n` is
-//! rounded by adding 1.5·2²³ (whose sum's bits give `2^n` directly), the polynomial
-//! is one degree lower, `e^r ≈ 1 + r·Q(r)` with a degree-4 minimax `Q`
-//! (relative error 9.5e-8 with its f32 coefficients), and `2^n` is folded into its
-//! last multiply-add as `2^n + (r·2^n)·Q(r)`. The input is clamped below at −88,
-//! where `n = −127` makes `2^n`'s bits 0: every `x < −87.683` (−inf included) gives 0
-//! exactly, with no mask. Max error 2 ulp for results ≥ 2⁻¹²⁶ (1.94 measured),
-//! absolute error < 1.2e-38 below, NaN propagates; asserted by
-//! `kernels::tests::vector_exp_small_error_bound`. Tested against `f64` over
-//! `[−104, 88.7]` in `kernels::tests`.
+//! a vector, 7 of them multiplies or multiply-adds (the units that bound the
+//! kernels' compute), against 10 in `exp`'s polynomial and scaling alone. It
+//! reduces by eighths of ln 2: `k = round(8x·log2 e) = 8n + j`, rounded by adding
+//! 1.5·2²³ (whose sum's bits give `j` and `n` directly), `r = x − k·ln2/8` (ln 2
+//! split in two) in `[−ln2/16, ln2/16]`, `2^(j/8)·2^n` from an 8-entry table (one
+//! permute, [`Simd::lut8`]) and the exponent bits, and `e^r ≈ 1 + r·Q(r)` with a
+//! degree-2 minimax `Q` (relative error 2.7e-8 with its f32 coefficients), the
+//! scale folded into the last multiply-add as `s + (r·s)·Q(r)`. The input is
+//! clamped below at −88, where `k = −1016` makes the scale's bits 0: every
+//! `x < −87.987` (−inf included) gives 0 exactly, with no mask. Max error 2 ulp for
+//! results ≥ 2⁻¹²⁶ (1.54 measured), absolute error < 1.2e-38 below, NaN propagates;
+//! asserted by `kernels::tests::vector_exp_small_error_bound`. Tested against `f64`
+//! over `[−104, 88.7]` in `kernels::tests`.
 //!
 //! ## Vector `tanh`
 //! Cephes' `tanhf`: an odd polynomial below |x| = 0.625, `1 − 2/(e^{2|x|} + 1)`
@@ -95,10 +97,6 @@ const EXP_INF_ABOVE: f32 = 88.722_84;
 const LOG2E: f32 = core::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
-// `exp_small` rounds x·log2 e by adding 1.5·2²³ + 127: the sum's bits are then
-// 0x4B40_0000 + 127 + n (|n| < 2²²), whose low 9 bits shifted to the exponent
-// field are 2^n (0x4B40_0000 has none), with neither a conversion nor a bias add.
-const EXP_MAGIC: f32 = 12_583_039.0;
 // e^r ≈ 1 + r + r²·P(r) on [−ln2/2, ln2/2], P of degree 4: a minimax fit of the
 // relative error (3.1e-9 in exact arithmetic, far below f32 rounding); Cephes'
 // degree-5 P (1.9875691e-4, …) is one multiply-add longer for no gain in f32.
@@ -109,18 +107,29 @@ const EXP_P: [f32; 5] = [
     1.666_652_1e-1,
     4.999_999_4e-1,
 ];
-// `exp_small` clamps its input below here: n = round(−88·log2 e) = −127, whose
-// `2^n` from the exponent bits is 0.
+// `exp_small` clamps its input below here: k = round(8·(−88)·log2 e) = −1016, so
+// j = 0 and n = −127, whose `2^n` from the exponent bits is 0.
 const EXP_SMALL_LO: f32 = -88.0;
-// e^r ≈ 1 + r·Q(r) on [−ln2/2, ln2/2], Q of degree 4: a minimax fit of the relative
-// error (9.2e-8; 9.5e-8 with the coefficients rounded to f32).
-const EXP_Q: [f32; 5] = [
-    8.290_297e-3,
-    4.189_791e-2,
-    1.666_763_6e-1,
-    4.999_915e-1,
-    9.999_997e-1,
+// `exp_small` rounds 8·x·log2 e to k by adding 1.5·2²³: the sum's bits are then
+// 0x4B40_0000 + k (|k| < 2²²), whose low 3 bits are j = k mod 8 and which, shifted
+// left by 20, are (n << 23) + (j << 20) for k = 8n + j (0x4B40_0000's low 12 bits
+// are 0), with neither a conversion nor a bias add.
+const EXP_MAGIC8: f32 = 12_582_912.0;
+// The bits of 2^(j/8) rounded to f32, less j << 20: added to the shifted sum above,
+// they give the bits of 2^(j/8)·2^n.
+const EXP_TABLE8: [i32; 8] = [
+    0x3f80_0000,
+    0x3f7b_95c2,
+    0x3f78_37f0,
+    0x3f75_fed7,
+    0x3f75_04f3,
+    0x3f75_672a,
+    0x3f77_44fd,
+    0x3f7a_c0c7,
 ];
+// e^r ≈ 1 + r·Q(r) on [−ln2/16, ln2/16], Q of degree 2: a minimax fit of the
+// relative error (2.5e-8; 2.7e-8 with the coefficients rounded to f32).
+const EXP_Q8: [f32; 3] = [0.166_642_98, 0.500_064_8, 1.0];
 // Cephes logf: x = m·2^e with m in [√½, √2), ln x = e·ln 2 + ln m, ln(1 + f) for
 // f = m − 1 as f − f²/2 + f³·P(f) with a degree-8 P.
 const SQRT_HALF: f32 = core::f32::consts::FRAC_1_SQRT_2;
@@ -220,18 +229,20 @@ pub(super) fn exp<S: Simd>(s: S, x: S::V) -> S::V {
     s.andnot(tiny, y)
 }
 
-/// `e^x` for `x ≤ 88.37` or NaN (see the module's notes): `0` for `x < −87.683`.
+/// `e^x` for `x ≤ 88.37` or NaN (see the module's notes): `0` for `x < −87.987`.
 #[inline(always)]
 pub(super) fn exp_small<S: Simd>(s: S, x: S::V) -> S::V {
     // max returns its second operand for NaN: x stays NaN.
     let xc = s.max(s.splat(EXP_SMALL_LO), x);
-    let magic = s.splat(EXP_MAGIC);
-    let t = s.fma(xc, s.splat(LOG2E), magic);
-    let scale = s.bits_to_f32(s.shl_23(s.to_bits(t)));
-    let n = s.sub(t, magic);
-    let r = reduce(s, xc, n);
-    let p = horner(s, &EXP_Q, r);
-    s.fma(s.mul(r, scale), p, scale)
+    let magic = s.splat(EXP_MAGIC8);
+    let t = s.fma(xc, s.splat(8.0 * LOG2E), magic);
+    let bits = s.to_bits(t);
+    let scale = s.bits_to_f32(s.add_i32(s.lut8(&EXP_TABLE8, bits), s.shl_20(bits)));
+    let k = s.sub(t, magic);
+    let r = s.fma(k, s.splat(-LN2_HI / 8.0), xc);
+    let r = s.fma(k, s.splat(-LN2_LO / 8.0), r);
+    let q = horner(s, &EXP_Q8, r);
+    s.fma(s.mul(r, scale), q, scale)
 }
 
 /// `tanh x`.

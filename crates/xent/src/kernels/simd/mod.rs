@@ -301,6 +301,10 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// Each lane shifted right by 23 bits, zeros shifted in (an f32's exponent
     /// field, and sign, down to the low bits).
     fn shr_23(self, a: Self::I) -> Self::I;
+    /// Each lane shifted left by 20 bits.
+    fn shl_20(self, a: Self::I) -> Self::I;
+    /// `table[a & 7]` in each lane (a permute of one register).
+    fn lut8(self, table: &[i32; 8], a: Self::I) -> Self::I;
 
     /// `f64` lane sums of f32 vectors: a fixed lane order, so sums do not depend on
     /// where a thread's work starts.

@@ -228,6 +228,14 @@ impl Simd for Scalar {
     fn shr_23(self, a: i32) -> i32 {
         ((a as u32) >> 23) as i32
     }
+    #[inline(always)]
+    fn shl_20(self, a: i32) -> i32 {
+        ((a as u32) << 20) as i32
+    }
+    #[inline(always)]
+    fn lut8(self, table: &[i32; 8], a: i32) -> i32 {
+        table[(a & 7) as usize]
+    }
     type D = f64;
     #[inline(always)]
     fn d_zero(self) -> f64 {

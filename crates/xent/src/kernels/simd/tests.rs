@@ -108,6 +108,12 @@ impl Kernel for Primitives {
             put(s.abs(a), 14);
             put(s.outside(a, 0.0, f32::INFINITY), 15);
             put(s.outside(a, -1.0, 1.0), 16);
+            put(bits(s.shl_20(ia)), 17);
+            // Every index of the table, from the low 3 bits of arbitrary integers.
+            put(
+                bits(s.lut8(&[-1, 2, i32::MIN, 7, 0x3f80_0000, -8, 5, i32::MAX], ia)),
+                18,
+            );
         }
         out
     }
