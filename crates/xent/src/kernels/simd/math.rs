@@ -39,7 +39,8 @@
 //! f³·P(f)` for `f = m − 1` (degree-8 `P` by Estrin's scheme, ln 2 split in two).
 //! Subnormals are scaled by 2^23 first; `ln 0 = −inf`, `ln inf = inf`, `ln` of a
 //! negative number or NaN is NaN. A vector with no such lane skips those fix-ups. Max
-//! error 2 ulp over every positive float (0.79 measured), asserted by `kernels::tests::vector_ln_error_bound`.
+//! error 2 ulp over every positive float (0.79 measured), asserted by
+//! `kernels::tests::vector_ln_error_bound`.
 //! `ln_1p(a)` is `a·ln(u)/(u − 1)` for `u = 1 + a` rounded (Goldberg's correction of
 //! `u`'s rounding), `a` where `u` rounds to 1, `inf` at `inf`: max error 3 ulp on
 //! `[−1, f32::MAX]` (2.2 measured), asserted by `vector_ln_1p_error_bound`.
